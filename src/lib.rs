@@ -1,0 +1,30 @@
+//! petrel: a small, auditable peer-to-peer node.
+//!
+//! A Kademlia DHT and a GossipSub-style publish/subscribe overlay over mutually authenticated
+//! TLS 1.3, driven by one `mio` event loop and a fixed worker pool, with no async runtime.
+//! The architecture is in DESIGN.md; the wire protocol is specified normatively in
+//! `proto-spec/`, and this crate follows it.
+//!
+//! ```text
+//!   bytes ──► wire::FrameDecoder ──► frame payload ──► wire::decode ──► wire::Message
+//!   wire::Message ──► wire::encode_frame ──► bytes        (bounds checked both ways)
+//! ```
+//!
+//! Modules:
+//! - [`identity`]: Ed25519 key pair, `NodeId = SHA-256(public key)`, XOR metric, id
+//!   proof-of-work, key file.
+//! - [`wire`]: framing, the bincode options, every protocol message, signature inputs.
+//!
+//! Status: the foundation (identity, wire format, spec, vectors, fuzzing). The transport,
+//! runtime, DHT and gossip layers are not built yet; see README.md.
+//!
+//! What petrel does not do: NAT traversal, relays, QUIC, or anything that needs an async
+//! runtime.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![warn(missing_docs)]
+
+pub mod errors;
+pub mod identity;
+pub mod wire;

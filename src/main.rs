@@ -1,0 +1,71 @@
+//! The `petrel` command line: a thin layer over the library.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use petrel::identity::Keypair;
+
+const USAGE: &str = "\
+usage: petrel <command> [options]
+
+commands:
+  init --data-dir DIR [--id-pow-bits N]   create DIR/node.key (mode 0600)
+  id --data-dir DIR                       print this node's id (64 hex digits)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("petrel: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let (command, rest) = args.split_first().ok_or_else(|| USAGE.to_string())?;
+    match command.as_str() {
+        "init" => {
+            let dir = data_dir(rest)?;
+            let bits = flag(rest, "--id-pow-bits")?.map(|s| s.parse::<u8>()).transpose();
+            let bits = bits.map_err(|e| format!("--id-pow-bits: {e}"))?.unwrap_or(0);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let path = dir.join("node.key");
+            if path.exists() {
+                return Err(format!("{} already exists; refusing to overwrite", path.display()));
+            }
+            let kp = Keypair::generate_with_pow(bits).map_err(|e| e.to_string())?;
+            kp.save(&path).map_err(|e| e.to_string())?;
+            println!("{:#}", kp.node_id());
+            Ok(())
+        }
+        "id" => {
+            let path = data_dir(rest)?.join("node.key");
+            let kp = Keypair::load(&path).map_err(|e| e.to_string())?;
+            println!("{:#}", kp.node_id());
+            Ok(())
+        }
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    }
+}
+
+fn data_dir(args: &[String]) -> Result<PathBuf, String> {
+    flag(args, "--data-dir")?.map(PathBuf::from).ok_or_else(|| "--data-dir DIR is required".into())
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => {
+            args.get(i + 1).map(|v| Some(v.as_str())).ok_or_else(|| format!("{name} needs a value"))
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Byte-string field types with a fixed wire layout and a readable text form.
+//!
+//! On the wire (bincode, not human-readable) a [`Bytes32`] is 32 raw bytes, a [`Bytes64`] 64 raw
+//! bytes, and a [`ByteBuf`] a `u64` little-endian length followed by the bytes
+//! (proto-spec/messages.md §1). In human-readable formats (the JSON test vectors) all three
+//! are lower-case hex strings, so vectors can be read and written by hand.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::ser::{SerializeTuple, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{hex_decode, hex_encode};
+
+/// Exactly 32 bytes: ids, keys, public keys, message ids.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Bytes32(pub [u8; 32]);
+
+/// Exactly 64 bytes: Ed25519 signatures.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Bytes64(pub [u8; 64]);
+
+/// A length-prefixed byte string (values, payloads, salts). Its bound is enforced by the
+/// message that contains it, not here.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct ByteBuf(pub Vec<u8>);
+
+macro_rules! fixed_bytes {
+    ($name:ident, $len:expr) => {
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                if s.is_human_readable() {
+                    return s.serialize_str(&hex_encode(&self.0));
+                }
+                let mut t = s.serialize_tuple($len)?;
+                for b in &self.0 {
+                    t.serialize_element(b)?;
+                }
+                t.end()
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "{} bytes", $len)
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$name, E> {
+                        let bytes = hex_decode(v).ok_or_else(|| E::custom("invalid hex"))?;
+                        let arr =
+                            bytes.try_into().map_err(|_| E::invalid_length(v.len() / 2, &self))?;
+                        Ok($name(arr))
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<$name, A::Error> {
+                        let mut out = [0u8; $len];
+                        for (i, slot) in out.iter_mut().enumerate() {
+                            *slot = seq
+                                .next_element()?
+                                .ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                        }
+                        Ok($name(out))
+                    }
+                }
+                if d.is_human_readable() {
+                    d.deserialize_str(V)
+                } else {
+                    d.deserialize_tuple($len, V)
+                }
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&hex_encode(&self.0))
+            }
+        }
+    };
+}
+
+fixed_bytes!(Bytes32, 32);
+fixed_bytes!(Bytes64, 64);
+
+impl Serialize for ByteBuf {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&hex_encode(&self.0))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteBuf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ByteBuf;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteBuf, E> {
+                hex_decode(v).map(ByteBuf).ok_or_else(|| E::custom("invalid hex"))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                Ok(ByteBuf(v.to_vec()))
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
+                Ok(ByteBuf(v))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(V)
+        } else {
+            d.deserialize_byte_buf(V)
+        }
+    }
+}
+
+impl fmt::Debug for ByteBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 32;
+        if self.0.len() <= SHOWN {
+            f.write_str(&hex_encode(&self.0))
+        } else {
+            write!(f, "{}..({} bytes)", hex_encode(&self.0[..SHOWN]), self.0.len())
+        }
+    }
+}
+
+impl From<Vec<u8>> for ByteBuf {
+    fn from(v: Vec<u8>) -> ByteBuf {
+        ByteBuf(v)
+    }
+}
