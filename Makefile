@@ -1,0 +1,53 @@
+# petrel: every developer and CI entry point. `make help` lists the targets.
+
+CARGO         ?= cargo
+DEPS_BUDGET   ?= 65
+FUZZ_SECONDS  ?= 60
+
+.PHONY: help build test lint fmt deps fuzz bench run clean
+
+help:
+	@echo "build  compile the library and the petrel binary (release)"
+	@echo "test   run the whole test suite (unit, integration, vectors, doc tests)"
+	@echo "lint   rustfmt check + clippy -D warnings on every target"
+	@echo "deps   count runtime crates (cargo tree -e normal); fail above $(DEPS_BUDGET)"
+	@echo "fuzz   run every fuzz target for FUZZ_SECONDS each (default $(FUZZ_SECONDS))"
+	@echo "bench  run the criterion benchmarks"
+	@echo "run    demonstrate what petrel does today"
+
+build:
+	$(CARGO) build --release --locked
+
+test:
+	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --doc
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+deps:
+	@n=$$($(CARGO) tree --locked -e normal --prefix none | awk '{print $$1}' | sort -u | wc -l); \
+	echo "runtime dependency crates (unique names, including petrel): $$n (budget $(DEPS_BUDGET))"; \
+	test $$n -le $(DEPS_BUDGET) || { echo "over the dependency budget"; exit 1; }
+
+fuzz:
+	bash fuzz/run-all.sh $(FUZZ_SECONDS)
+
+bench:
+	$(CARGO) bench --locked
+
+# Until the node runtime lands (issue: runtime and transport), `run` shows the identity layer:
+# a fresh data directory, its key file and node id.
+run: build
+	@dir=$$(mktemp -d); \
+	./target/release/petrel init --data-dir $$dir/node; \
+	echo "node id (read back from $$dir/node/node.key):"; \
+	./target/release/petrel id --data-dir $$dir/node; \
+	ls -l $$dir/node; rm -rf $$dir
+
+clean:
+	$(CARGO) clean
