@@ -27,4 +27,5 @@
 
 pub mod errors;
 pub mod identity;
+pub mod transport;
 pub mod wire;
