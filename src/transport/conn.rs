@@ -389,7 +389,7 @@ impl ConnError {
         match self {
             Self::Tls(_) => "tls",
             Self::NoProtocol => "no_protocol",
-            Self::Frame(_) => "frame_too_large",
+            Self::Frame(e) => e.name(),
             Self::Decode(e) => e.name(),
             Self::UnexpectedMessage => "unexpected_message",
             Self::HelloMismatch(_) => "hello_mismatch",

@@ -6,8 +6,10 @@
 //! ([`Message::check_bounds`]), so this module is the only way messages enter or leave a
 //! connection.
 //!
-//! Decoding never panics and never allocates more than the frame limit: every length prefix
-//! is charged against the limit before its bytes are read.
+//! Decoding never panics and never allocates more than the frame limit: a string or byte
+//! length is charged against the limit before its bytes are read (`LengthOverLimit`), and a
+//! list preallocates at most what serde's cautious size hint allows, then reads element by
+//! element, so a list length beyond the payload ends as `Truncated`.
 
 use std::fmt;
 
@@ -23,7 +25,7 @@ pub fn decode(payload: &[u8], max_frame_bytes: usize) -> Result<Message, DecodeE
     }
     let mut rest = payload;
     let msg: Message =
-        decode_options(max_frame_bytes).deserialize_from(&mut rest).map_err(classify)?;
+        decode_options(max_frame_bytes).deserialize_from(&mut rest).map_err(|e| classify(&e))?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes { count: rest.len() });
     }
@@ -92,11 +94,12 @@ fn decode_options(max_frame_bytes: usize) -> impl Options {
 }
 
 /// Maps bincode's error to ours. serde reports an out-of-range enum variant as a custom
-/// message ("... expected variant index 0 <= i < N"); that wording comes from serde_derive and
-/// is pinned by the invalid test vectors, which fail if it ever changes.
-fn classify(e: bincode::Error) -> DecodeError {
-    match *e {
-        bincode::ErrorKind::Io(ref io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+/// error, "invalid value: integer `N`, expected ..." (serde_derive says "variant index
+/// 0 <= i < N", serde's `SocketAddr` says "`V4` or `V6`"); that wording is pinned by the
+/// invalid test vectors, which fail if it ever changes.
+fn classify(e: &bincode::ErrorKind) -> DecodeError {
+    match e {
+        bincode::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             DecodeError::Truncated
         }
         bincode::ErrorKind::SizeLimit => DecodeError::LengthOverLimit,
@@ -104,7 +107,9 @@ fn classify(e: bincode::Error) -> DecodeError {
         bincode::ErrorKind::InvalidTagEncoding(_) | bincode::ErrorKind::InvalidBoolEncoding(_) => {
             DecodeError::UnknownTag
         }
-        bincode::ErrorKind::Custom(ref s) if s.contains("variant index") => DecodeError::UnknownTag,
+        bincode::ErrorKind::Custom(s) if s.starts_with("invalid value: integer") => {
+            DecodeError::UnknownTag
+        }
         _ => DecodeError::Malformed,
     }
 }

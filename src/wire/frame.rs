@@ -127,6 +127,15 @@ pub enum FrameError {
     },
 }
 
+impl FrameError {
+    /// Stable snake_case name: the metric label and the `error` of invalid test vectors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "frame_too_large",
+        }
+    }
+}
+
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -361,7 +361,7 @@ impl Message {
         match self {
             Message::Hello(_) => "hello",
             Message::Request { body, .. } => body.kind(),
-            Message::Response { .. } => "response",
+            Message::Response { body, .. } => body.kind(),
             Message::Gossip(g) => g.kind(),
             Message::Goodbye(_) => "goodbye",
         }
@@ -417,6 +417,19 @@ impl Request {
 }
 
 impl Response {
+    /// Short name for logs and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::Pong { .. } => "pong",
+            Response::Nodes { .. } => "nodes",
+            Response::Value { .. } => "value",
+            Response::Stored => "stored",
+            Response::ProviderAdded => "provider_added",
+            Response::Providers { .. } => "providers",
+            Response::Error { .. } => "error",
+        }
+    }
+
     fn check_bounds(&self) -> Result<(), BoundError> {
         match self {
             Response::Nodes { closer } => peers("nodes.closer", closer, MAX_PEERS_PER_RESPONSE),

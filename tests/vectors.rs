@@ -1,0 +1,1703 @@
+//! The protocol test vectors in proto-spec/vectors/, and the generator that writes them.
+//!
+//! Every `valid/*.json` vector must:
+//! - arrive through a `FrameDecoder` fed one byte at a time as exactly one frame, with every
+//!   byte consumed;
+//! - decode with `wire::decode` under the default 1 MiB limit;
+//! - render through serde_json as exactly its `"message"` (so every field is checked);
+//! - parse back from that `"message"` to the same `Message`;
+//! - re-encode with `wire::encode_frame` to its `"frame"`, byte for byte;
+//! - carry a `"record_key"` equal to the derived key of any record it holds, and a
+//!   `"message_id"` equal to the id of any gossip message it publishes, and every signature in
+//!   it must verify.
+//!
+//! Every `invalid/*.json` vector must fail with exactly its `"error"`: `frame_too_large` from
+//! the frame layer, any other name from `DecodeError::name()` of its (complete) payload.
+//!
+//! Coverage: the valid set must hold exactly the kinds in `REQUIRED_KINDS`, derived from the
+//! decoded messages by an exhaustive match (a new message variant does not compile until it has
+//! a kind); the invalid set must hold every error in `REQUIRED_ERRORS` and every bounded field
+//! in `REQUIRED_BOUNDS`.
+//!
+//! The files are written by the `regenerate_vectors` test at the end of this file (ignored; it
+//! writes only with `PETREL_REGENERATE_VECTORS=1`), and `vectors_match_generator` fails when the
+//! files and the generator disagree.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use petrel::identity::{hex_decode, hex_encode, Keypair, NodeId};
+use petrel::wire::bytes::Bytes32;
+use petrel::wire::messages::{
+    ErrorCode, Goodbye, GoodbyeReason, Gossip, GossipMessage, Hello, MutableRecord, PeerInfo,
+    Record, Request, Response, FEATURE_GOSSIP, FEATURE_KAD, MAX_ADDRS_PER_PEER, MAX_AGENT_BYTES,
+    MAX_ERROR_TEXT_BYTES, MAX_IDS_PER_CONTROL, MAX_LISTEN_ADDRS, MAX_NETWORK_BYTES,
+    MAX_PEERS_PER_RESPONSE, MAX_PX_PEERS, MAX_SALT_BYTES, MAX_TOPIC_BYTES, MAX_VALUE_BYTES,
+    PROTOCOL_VERSION,
+};
+use petrel::wire::signing::immutable_key;
+use petrel::wire::{
+    decode, encode, encode_frame, DecodeError, FrameDecoder, FrameError, Message,
+    DEFAULT_MAX_FRAME_BYTES,
+};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The frame limit every vector uses unless it says otherwise.
+const MAX: usize = DEFAULT_MAX_FRAME_BYTES;
+/// The `error` of vectors the frame layer must refuse.
+const FRAME_TOO_LARGE: &str = "frame_too_large";
+/// The environment variable that lets `regenerate_vectors` write.
+const REGENERATE_ENV: &str = "PETREL_REGENERATE_VECTORS";
+/// The command that regenerates the vectors.
+const REGENERATE_CMD: &str =
+    "PETREL_REGENERATE_VECTORS=1 cargo test --test vectors -- --ignored regenerate_vectors";
+
+/// Fields a valid vector may have.
+const VALID_FIELDS: &[&str] =
+    &["name", "description", "frame", "message", "record_key", "message_id"];
+/// Fields an invalid vector may have.
+const INVALID_FIELDS: &[&str] = &["name", "description", "frame", "error", "max_frame_bytes"];
+
+/// Every kind (see [`coverage_kind`]) the valid set must hold, and no other.
+const REQUIRED_KINDS: &[&str] = &[
+    "Hello",
+    "Request/Ping",
+    "Request/FindNode",
+    "Request/FindValue",
+    "Request/Store/Immutable",
+    "Request/Store/Mutable",
+    "Request/Store/Mutable/ExpectedSeq",
+    "Request/AddProvider",
+    "Request/GetProviders",
+    "Response/Pong/Ipv4",
+    "Response/Pong/Ipv6",
+    "Response/Nodes",
+    "Response/Nodes/SeveralWithIpv6",
+    "Response/Value/Record",
+    "Response/Value/CloserOnly",
+    "Response/Stored",
+    "Response/ProviderAdded",
+    "Response/Providers",
+    "Response/Error/BadRequest",
+    "Response/Error/CasMismatch",
+    "Response/Error/Overloaded",
+    "Gossip/Subscribe",
+    "Gossip/Unsubscribe",
+    "Gossip/Publish",
+    "Gossip/IHave",
+    "Gossip/IWant",
+    "Gossip/Graft",
+    "Gossip/Prune",
+    "Gossip/Prune/PeerExchange",
+    "Gossip/IDontWant",
+    "Goodbye/Shutdown",
+    "Goodbye/LowScore",
+];
+
+/// Every error the invalid set must exercise.
+const REQUIRED_ERRORS: &[&str] = &[
+    "truncated",
+    FRAME_TOO_LARGE,
+    "trailing_bytes",
+    "unknown_tag",
+    "invalid_utf8",
+    "over_bound",
+    "length_over_limit",
+];
+
+/// Every bounded field (`BoundError::field`) the invalid set must exceed.
+const REQUIRED_BOUNDS: &[&str] = &[
+    "hello.network",
+    "hello.agent",
+    "hello.listen_addrs",
+    "peer.addrs",
+    "nodes.closer",
+    "providers.providers",
+    "record.value",
+    "record.salt",
+    "error.text",
+    "topic",
+    "iwant.ids",
+    "prune.peers",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn valid_vectors_decode_render_and_reencode_exactly() {
+    check_all(&load("valid"), check_valid);
+}
+
+#[test]
+fn invalid_vectors_fail_with_their_error() {
+    check_all(&load("invalid"), check_invalid);
+}
+
+#[test]
+fn valid_vectors_cover_every_message_kind() {
+    let decoded = check_all(&load("valid"), check_valid);
+    let present: BTreeSet<String> = decoded.iter().map(|(_, msg)| coverage_kind(msg)).collect();
+    let required: BTreeSet<String> = REQUIRED_KINDS.iter().map(|k| k.to_string()).collect();
+    let missing: Vec<_> = required.difference(&present).collect();
+    let unlisted: Vec<_> = present.difference(&required).collect();
+    assert!(missing.is_empty(), "no valid vector for these kinds: {missing:?}");
+    assert!(unlisted.is_empty(), "vectors of these kinds are not in REQUIRED_KINDS: {unlisted:?}");
+}
+
+#[test]
+fn invalid_vectors_cover_every_error_and_bound() {
+    let loaded = load("invalid");
+    let failures = check_all(&loaded, check_invalid);
+    let errors: BTreeSet<&str> = failures.iter().map(|(_, f)| f.name()).collect();
+    let missing: Vec<_> = REQUIRED_ERRORS.iter().filter(|e| !errors.contains(*e)).collect();
+    assert!(missing.is_empty(), "no invalid vector fails with: {missing:?}");
+
+    let bounds: BTreeSet<&str> = failures
+        .iter()
+        .filter_map(|(_, f)| match f {
+            Failure::Decode(DecodeError::OverBound(b)) => Some(b.field),
+            _ => None,
+        })
+        .collect();
+    let missing: Vec<_> = REQUIRED_BOUNDS.iter().filter(|b| !bounds.contains(*b)).collect();
+    assert!(missing.is_empty(), "no over_bound vector exceeds: {missing:?}");
+
+    let custom_limit = loaded.iter().any(|v| {
+        v.json.get("max_frame_bytes").is_some()
+            && v.json.get("error").and_then(Value::as_str) == Some(FRAME_TOO_LARGE)
+    });
+    assert!(custom_limit, "no frame_too_large vector with a custom max_frame_bytes");
+}
+
+#[test]
+fn signatures_record_keys_and_message_ids_verify() {
+    let loaded = load("valid");
+    let decoded = check_all(&loaded, check_valid);
+    let mut tally = Tally::default();
+    let mut failures = Vec::new();
+    for (v, (_, msg)) in loaded.iter().zip(&decoded) {
+        if let Err(e) = check_derived(v, msg, &mut tally) {
+            failures.push(format!("{}: {e}", v.name));
+        }
+    }
+    assert!(failures.is_empty(), "derived values do not check:\n{}", failures.join("\n"));
+    assert!(tally.mutable_records > 0, "no valid vector carries a mutable record");
+    assert!(tally.publishes > 0, "no valid vector carries a gossip Publish");
+    assert!(tally.store_keys > 0, "no Store vector had its record key checked");
+}
+
+#[test]
+fn payload_writer_agrees_with_the_codec() {
+    // The invalid vectors are written by `Payload`; this pins it to the codec's own layout, so
+    // each invalid vector differs from a valid message only where its description says.
+    let alice = keypair(1);
+    let record = MutableRecord::sign(&alice, b"salt".to_vec(), 3, b"value".to_vec());
+    let peers = [peer(2, &[ipv4(2, 4001)]), peer(3, &[ipv4(3, 4001), ipv6(3, 4001)])];
+    let cases = [
+        (
+            hello(b"petrel-test", b"agent", &[ipv4(1, 1), ipv6(1, 1)]),
+            hello_payload(b"petrel-test", b"agent", &[ipv4(1, 1), ipv6(1, 1)]),
+        ),
+        (
+            response(9, Response::Nodes { closer: peers.to_vec() }),
+            response_header(9, 1).peers(&peers),
+        ),
+        (
+            request(
+                3,
+                Request::Store {
+                    record: Record::Mutable(record.clone()),
+                    ttl_secs: 60,
+                    expected_seq: Some(2),
+                },
+            ),
+            request_header(3, 3).mutable_record(&record).u32(60).u8(1).u64(2),
+        ),
+        (
+            Message::Gossip(Gossip::IWant { ids: vec![Bytes32([7; 32])] }),
+            gossip_header(4).u64(1).raw(&[7; 32]),
+        ),
+    ];
+    for (msg, hand) in cases {
+        assert_eq!(encode(&msg, MAX), Ok(hand.0), "hand-written {} differs", msg.kind());
+    }
+}
+
+#[test]
+fn vectors_match_generator() {
+    let files = generate_files().unwrap_or_else(|e| panic!("the generator failed: {e}"));
+    let dir = vectors_dir();
+    let mut problems = Vec::new();
+    for (rel, text) in &files {
+        match fs::read_to_string(dir.join(rel)) {
+            Ok(disk) if disk == *text => {}
+            Ok(_) => problems.push(format!("{rel} differs from the generator's output")),
+            Err(e) => problems.push(format!("{rel}: {e}")),
+        }
+    }
+    for rel in json_files_on_disk() {
+        if !files.contains_key(&rel) {
+            problems.push(format!("{rel} is not produced by the generator"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "proto-spec/vectors/ is out of date with tests/vectors.rs; regenerate with \
+         `{REGENERATE_CMD}`:\n{}",
+        problems.join("\n")
+    );
+    let total: usize = files.values().map(String::len).sum();
+    assert!(total < 1 << 20, "the vectors total {total} bytes; keep them under 1 MiB");
+}
+
+/// Writes proto-spec/vectors/ from the generator below: every vector file, the README, and the
+/// removal of vector files the generator no longer produces.
+#[test]
+#[ignore = "writes proto-spec/vectors/; run with PETREL_REGENERATE_VECTORS=1"]
+fn regenerate_vectors() {
+    if std::env::var(REGENERATE_ENV).as_deref() != Ok("1") {
+        eprintln!("{REGENERATE_ENV} is not 1: nothing written");
+        return;
+    }
+    let files = generate_files().unwrap_or_else(|e| panic!("the generator failed: {e}"));
+    write_files(&files).unwrap_or_else(|e| panic!("writing the vectors failed: {e}"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading and checking vectors
+// ---------------------------------------------------------------------------------------------
+
+/// One vector file: its name (the file stem) and contents.
+struct Loaded {
+    name: String,
+    json: Value,
+}
+
+fn vectors_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("proto-spec/vectors")
+}
+
+/// The `*.json` files of `set` ("valid" or "invalid"), sorted by name.
+fn json_paths(set: &str) -> Vec<PathBuf> {
+    let dir = vectors_dir().join(set);
+    let entries =
+        fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    let mut paths: Vec<PathBuf> = entries
+        .map(|entry| entry.unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())).path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Vector files on disk, as paths relative to the vectors directory.
+fn json_files_on_disk() -> Vec<String> {
+    ["valid", "invalid"]
+        .iter()
+        .filter(|set| vectors_dir().join(set).is_dir())
+        .flat_map(|set| json_paths(set).into_iter().map(move |p| relative(set, &p)))
+        .collect()
+}
+
+fn relative(set: &str, path: &Path) -> String {
+    format!("{set}/{}", path.file_name().unwrap_or_default().to_string_lossy())
+}
+
+/// Reads every vector of `set`.
+fn load(set: &str) -> Vec<Loaded> {
+    let paths = json_paths(set);
+    assert!(!paths.is_empty(), "no vectors in proto-spec/vectors/{set}/");
+    paths
+        .iter()
+        .map(|path| {
+            let text = fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            let json = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+            let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            Loaded { name, json }
+        })
+        .collect()
+}
+
+/// Runs `check` on every vector and fails naming every vector that did not pass; returns the
+/// results of those that did (all of them, when it returns).
+fn check_all<T>(
+    vectors: &[Loaded],
+    check: impl Fn(&Loaded) -> Result<T, String>,
+) -> Vec<(String, T)> {
+    let mut passed = Vec::new();
+    let mut failures = Vec::new();
+    for v in vectors {
+        match check(v) {
+            Ok(t) => passed.push((v.name.clone(), t)),
+            Err(e) => failures.push(format!("{}: {e}", v.name)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} vectors failed:\n{}",
+        failures.len(),
+        vectors.len(),
+        failures.join("\n")
+    );
+    passed
+}
+
+/// The checks of a valid vector (see the top of the file); returns the decoded message.
+fn check_valid(v: &Loaded) -> Result<Message, String> {
+    check_common(v, VALID_FIELDS)?;
+    let frame = hex_field(&v.json, "frame")?;
+    let payload = one_frame(&frame, MAX)?;
+    let decoded = decode(&payload, MAX)
+        .map_err(|e| format!("the payload does not decode: {} ({e})", e.name()))?;
+
+    let expected = v.json.get("message").ok_or("no \"message\"")?;
+    let rendered = serde_json::to_value(&decoded)
+        .map_err(|e| format!("cannot render the decoded message as JSON: {e}"))?;
+    if rendered != *expected {
+        return Err(format!(
+            "the decoded message differs from \"message\"\n  decoded: {rendered}\n  vector:  \
+             {expected}"
+        ));
+    }
+    let parsed: Message = serde_json::from_value(expected.clone())
+        .map_err(|e| format!("\"message\" does not parse as a Message: {e}"))?;
+    if parsed != decoded {
+        return Err("\"message\" parses to another Message than the frame decodes to".into());
+    }
+
+    let mut reencoded = Vec::new();
+    encode_frame(&decoded, MAX, &mut reencoded).map_err(|e| format!("re-encoding failed: {e}"))?;
+    if reencoded != frame {
+        return Err(format!(
+            "the re-encoded frame differs {}",
+            first_difference(&reencoded, &frame)
+        ));
+    }
+    Ok(decoded)
+}
+
+/// How an invalid vector failed.
+#[derive(Debug)]
+enum Failure {
+    Frame(FrameError),
+    Decode(DecodeError),
+}
+
+impl Failure {
+    fn name(&self) -> &'static str {
+        match self {
+            Failure::Frame(FrameError::TooLarge { .. }) => FRAME_TOO_LARGE,
+            Failure::Decode(e) => e.name(),
+        }
+    }
+}
+
+/// The checks of an invalid vector (see the top of the file); returns how it failed.
+fn check_invalid(v: &Loaded) -> Result<Failure, String> {
+    check_common(v, INVALID_FIELDS)?;
+    let frame = hex_field(&v.json, "frame")?;
+    let expected = str_field(&v.json, "error")?;
+    let max = match v.json.get("max_frame_bytes") {
+        None => MAX,
+        Some(n) => n
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or("\"max_frame_bytes\" is not an unsigned integer")?,
+    };
+    let announced = announced_len(&frame)?;
+
+    if expected == FRAME_TOO_LARGE {
+        let fed = feed_bytewise(&frame, max)?;
+        return match fed.error {
+            Some(e @ FrameError::TooLarge { len, max: m }) if len == announced && m == max => {
+                Ok(Failure::Frame(e))
+            }
+            Some(e) => Err(format!("the frame layer failed otherwise than expected: {e}")),
+            None => Err(format!(
+                "the frame layer accepted a {announced}-byte frame under a {max}-byte limit"
+            )),
+        };
+    }
+
+    if announced != frame.len() - 4 {
+        return Err(format!(
+            "the header announces {announced} bytes but {} follow",
+            frame.len() - 4
+        ));
+    }
+    let payload = one_frame(&frame, max)?;
+    match decode(&payload, max) {
+        Ok(msg) => Err(format!("decoded as a valid {} message, expected {expected}", msg.kind())),
+        Err(e) if e.name() == expected => Ok(Failure::Decode(e)),
+        Err(e) => Err(format!("failed with {} ({e}), expected {expected}", e.name())),
+    }
+}
+
+/// Checks what every vector has: known fields only, a snake_case `name` equal to the file
+/// name, and a description.
+fn check_common(v: &Loaded, allowed: &[&str]) -> Result<(), String> {
+    let object = v.json.as_object().ok_or("not a JSON object")?;
+    if let Some(field) = object.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!("unknown field {field:?}"));
+    }
+    let name = str_field(&v.json, "name")?;
+    if name != v.name {
+        return Err(format!("\"name\" is {name:?}, not the file name"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err("\"name\" is not snake_case".into());
+    }
+    if str_field(&v.json, "description")?.is_empty() {
+        return Err("empty \"description\"".into());
+    }
+    Ok(())
+}
+
+fn str_field<'a>(json: &'a Value, field: &str) -> Result<&'a str, String> {
+    json.get(field).and_then(Value::as_str).ok_or_else(|| format!("no string \"{field}\""))
+}
+
+fn hex_field(json: &Value, field: &str) -> Result<Vec<u8>, String> {
+    hex_decode(str_field(json, field)?).ok_or_else(|| format!("\"{field}\" is not hex"))
+}
+
+/// The payload length a frame's header announces.
+fn announced_len(frame: &[u8]) -> Result<usize, String> {
+    let header: [u8; 4] = frame
+        .get(..4)
+        .and_then(|h| h.try_into().ok())
+        .ok_or("the frame is shorter than its 4-byte header")?;
+    Ok(u32::from_be_bytes(header) as usize)
+}
+
+/// What a `FrameDecoder` made of bytes fed to it one at a time.
+struct Fed {
+    frames: Vec<Vec<u8>>,
+    /// The error it stopped at, if any.
+    error: Option<FrameError>,
+    /// Bytes of an unfinished frame left in it.
+    buffered: usize,
+}
+
+fn feed_bytewise(bytes: &[u8], max: usize) -> Result<Fed, String> {
+    let mut decoder = FrameDecoder::new(max);
+    let mut frames = Vec::new();
+    for (offset, byte) in bytes.iter().enumerate() {
+        let mut input = std::slice::from_ref(byte);
+        loop {
+            match decoder.decode(&mut input) {
+                Ok(Some(frame)) => frames.push(frame),
+                Ok(None) => break,
+                Err(e) => return Ok(Fed { frames, error: Some(e), buffered: 0 }),
+            }
+        }
+        if !input.is_empty() {
+            return Err(format!("FrameDecoder returned without consuming byte {offset}"));
+        }
+    }
+    Ok(Fed { frames, error: None, buffered: decoder.buffered_bytes() })
+}
+
+/// The payload of `bytes`, which must be exactly one whole frame.
+fn one_frame(bytes: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    let fed = feed_bytewise(bytes, max)?;
+    if let Some(e) = fed.error {
+        return Err(format!("the frame layer refused the frame: {e}"));
+    }
+    if fed.buffered != 0 {
+        return Err(format!("{} bytes of an unfinished frame are left over", fed.buffered));
+    }
+    match <[Vec<u8>; 1]>::try_from(fed.frames) {
+        Ok([payload]) => Ok(payload),
+        Err(frames) => Err(format!("expected exactly one frame, got {}", frames.len())),
+    }
+}
+
+fn first_difference(actual: &[u8], expected: &[u8]) -> String {
+    match actual.iter().zip(expected).position(|(a, e)| a != e) {
+        Some(i) => format!("at byte {i}: {:#04x} instead of {:#04x}", actual[i], expected[i]),
+        None => format!("in length: {} bytes instead of {}", actual.len(), expected.len()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coverage kinds
+// ---------------------------------------------------------------------------------------------
+
+/// The coverage kind of a message, e.g. "Request/Store/Immutable" or "Response/Pong/Ipv6".
+///
+/// The matches are exhaustive on purpose: a new message variant is a compile error here. Give
+/// it a kind, add a vector for it to the generator, and add the kind to `REQUIRED_KINDS`.
+fn coverage_kind(msg: &Message) -> String {
+    match msg {
+        Message::Hello(_) => "Hello".to_owned(),
+        Message::Request { body, .. } => format!("Request/{}", request_kind(body)),
+        Message::Response { body, .. } => format!("Response/{}", response_kind(body)),
+        Message::Gossip(gossip) => format!("Gossip/{}", gossip_kind(gossip)),
+        Message::Goodbye(Goodbye { reason }) => format!("Goodbye/{reason:?}"),
+    }
+}
+
+fn request_kind(request: &Request) -> &'static str {
+    match request {
+        Request::Ping => "Ping",
+        Request::FindNode { .. } => "FindNode",
+        Request::FindValue { .. } => "FindValue",
+        Request::Store { record, expected_seq, .. } => match (record, expected_seq) {
+            (Record::Immutable { .. }, None) => "Store/Immutable",
+            (Record::Immutable { .. }, Some(_)) => "Store/Immutable/ExpectedSeq",
+            (Record::Mutable(_), None) => "Store/Mutable",
+            (Record::Mutable(_), Some(_)) => "Store/Mutable/ExpectedSeq",
+        },
+        Request::AddProvider { .. } => "AddProvider",
+        Request::GetProviders { .. } => "GetProviders",
+    }
+}
+
+fn response_kind(response: &Response) -> String {
+    let kind = match response {
+        Response::Pong { observed: SocketAddr::V4(_) } => "Pong/Ipv4",
+        Response::Pong { observed: SocketAddr::V6(_) } => "Pong/Ipv6",
+        Response::Nodes { closer } if closer.len() > 1 && has_ipv6(closer) => {
+            "Nodes/SeveralWithIpv6"
+        }
+        Response::Nodes { .. } => "Nodes",
+        Response::Value { record: Some(_), .. } => "Value/Record",
+        Response::Value { record: None, .. } => "Value/CloserOnly",
+        Response::Stored => "Stored",
+        Response::ProviderAdded => "ProviderAdded",
+        Response::Providers { .. } => "Providers",
+        Response::Error { code, .. } => return format!("Error/{code:?}"),
+    };
+    kind.to_owned()
+}
+
+fn gossip_kind(gossip: &Gossip) -> &'static str {
+    match gossip {
+        Gossip::Subscribe { .. } => "Subscribe",
+        Gossip::Unsubscribe { .. } => "Unsubscribe",
+        Gossip::Publish(_) => "Publish",
+        Gossip::IHave { .. } => "IHave",
+        Gossip::IWant { .. } => "IWant",
+        Gossip::Graft { .. } => "Graft",
+        Gossip::Prune { peers, .. } if peers.is_empty() => "Prune",
+        Gossip::Prune { .. } => "Prune/PeerExchange",
+        Gossip::IDontWant { .. } => "IDontWant",
+    }
+}
+
+fn has_ipv6(peers: &[PeerInfo]) -> bool {
+    peers.iter().flat_map(|p| &p.addrs).any(SocketAddr::is_ipv6)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signatures, record keys and message ids
+// ---------------------------------------------------------------------------------------------
+
+/// What `check_derived` verified, summed over the vectors.
+#[derive(Default)]
+struct Tally {
+    mutable_records: usize,
+    publishes: usize,
+    store_keys: usize,
+}
+
+/// The record a message carries: in a `Store` request or a `Value` response.
+fn carried_record(msg: &Message) -> Option<&Record> {
+    match msg {
+        Message::Request { body: Request::Store { record, .. }, .. } => Some(record),
+        Message::Response { body: Response::Value { record, .. }, .. } => record.as_ref(),
+        _ => None,
+    }
+}
+
+/// The gossip message a message publishes.
+fn published(msg: &Message) -> Option<&GossipMessage> {
+    match msg {
+        Message::Gossip(Gossip::Publish(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// Checks signatures, the `record_key` and the `message_id` of one valid vector against the
+/// library and against hashes computed here from the spec's definitions.
+fn check_derived(v: &Loaded, msg: &Message, tally: &mut Tally) -> Result<(), String> {
+    let record_key = v.json.get("record_key").and_then(Value::as_str);
+    match (carried_record(msg), record_key) {
+        (Some(record), Some(key)) => {
+            if record.key().to_hex() != key || spec_record_key(record) != key {
+                return Err(format!("\"record_key\" {key} is not the record's key"));
+            }
+            if let Record::Mutable(m) = record {
+                if !m.verify() {
+                    return Err("the mutable record's signature does not verify".into());
+                }
+                tally.mutable_records += 1;
+            }
+            if matches!(msg, Message::Request { body: Request::Store { .. }, .. }) {
+                tally.store_keys += 1;
+            }
+        }
+        (Some(_), None) => return Err("carries a record but has no \"record_key\"".into()),
+        (None, Some(_)) => return Err("has a \"record_key\" but carries no record".into()),
+        (None, None) => {}
+    }
+
+    let message_id = v.json.get("message_id").and_then(Value::as_str);
+    match (published(msg), message_id) {
+        (Some(m), Some(id)) => {
+            if hex_encode(&m.id().0) != id || spec_message_id(m) != id {
+                return Err(format!("\"message_id\" {id} is not the message's id"));
+            }
+            if !m.verify() {
+                return Err("the gossip message's signature does not verify".into());
+            }
+            tally.publishes += 1;
+        }
+        (Some(_), None) => return Err("publishes but has no \"message_id\"".into()),
+        (None, Some(_)) => return Err("has a \"message_id\" but publishes nothing".into()),
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+/// proto-spec/records.md: SHA-256(value), or SHA-256(public key ‖ salt).
+fn spec_record_key(record: &Record) -> String {
+    let digest = match record {
+        Record::Immutable { value } => Sha256::digest(&value.0),
+        Record::Mutable(m) => {
+            Sha256::new().chain_update(m.public_key.0).chain_update(&m.salt.0).finalize()
+        }
+    };
+    hex_encode(&digest)
+}
+
+/// proto-spec/messages.md §5.1: SHA-256("petrel/v1/message-id" ‖ author ‖ u64le(seqno)).
+fn spec_message_id(m: &GossipMessage) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"petrel/v1/message-id")
+        .chain_update(m.author.0)
+        .chain_update(m.seqno.to_le_bytes())
+        .finalize();
+    hex_encode(&digest)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generator: fixed data
+// ---------------------------------------------------------------------------------------------
+
+/// The topic most gossip vectors use.
+const TOPIC: &str = "petrel/announce";
+/// The immutable value stored, looked up and provided across the vectors.
+const IMMUTABLE_VALUE: &[u8] = b"hello petrel";
+
+/// Key pair `n`: secret seed `[n; 32]`.
+fn keypair(n: u8) -> Keypair {
+    Keypair::from_seed([n; 32])
+}
+
+/// 192.0.2.`host` (TEST-NET-1).
+fn ipv4(host: u8, port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(192, 0, 2, host), port))
+}
+
+/// 2001:db8::`host` (the IPv6 documentation prefix).
+fn ipv6(host: u8, port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(host)), port))
+}
+
+/// The node of key pair `n`, at `addrs`.
+fn peer(n: u8, addrs: &[SocketAddr]) -> PeerInfo {
+    PeerInfo { id: keypair(n).node_id(), addrs: addrs.to_vec() }
+}
+
+/// `count` peers (key pairs 100, 101, ...) with one IPv4 address each.
+fn peers(count: usize) -> Vec<PeerInfo> {
+    (0..count).map(|i| 100 + i as u8).map(|n| peer(n, &[ipv4(n, 4001)])).collect()
+}
+
+fn request(id: u64, body: Request) -> Message {
+    Message::Request { id, body }
+}
+
+fn response(id: u64, body: Response) -> Message {
+    Message::Response { id, body }
+}
+
+fn gossip(g: Gossip) -> Message {
+    Message::Gossip(g)
+}
+
+fn goodbye(reason: GoodbyeReason) -> Message {
+    Message::Goodbye(Goodbye { reason })
+}
+
+/// A hello of protocol version 1, id-PoW 0, features KAD and GOSSIP. Takes bytes so that it
+/// matches [`hello_payload`]; both strings must be UTF-8.
+fn hello(network: &[u8], agent: &[u8], listen_addrs: &[SocketAddr]) -> Message {
+    Message::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        network: String::from_utf8_lossy(network).into_owned(),
+        id_pow_bits: 0,
+        features: FEATURE_KAD | FEATURE_GOSSIP,
+        agent: String::from_utf8_lossy(agent).into_owned(),
+        listen_addrs: listen_addrs.to_vec(),
+    })
+}
+
+/// Alice's signed profile record: salt "profile", sequence 7.
+fn profile_record() -> MutableRecord {
+    MutableRecord::sign(&keypair(1), b"profile".to_vec(), 7, b"{\"nick\":\"alice\"}".to_vec())
+}
+
+/// Alice's message `seqno` on [`TOPIC`].
+fn announcement(seqno: u64) -> GossipMessage {
+    GossipMessage::sign(&keypair(1), seqno, TOPIC.into(), format!("hello, mesh #{seqno}").into())
+}
+
+fn announcement_ids(seqnos: &[u64]) -> Vec<Bytes32> {
+    seqnos.iter().map(|&s| announcement(s).id()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generator: valid vectors
+// ---------------------------------------------------------------------------------------------
+
+/// A valid vector before rendering.
+struct ValidSpec {
+    name: &'static str,
+    description: String,
+    message: Message,
+}
+
+fn valid(name: &'static str, description: &str, message: Message) -> ValidSpec {
+    ValidSpec { name, description: description.to_owned(), message }
+}
+
+fn valid_specs() -> Vec<ValidSpec> {
+    let mut specs = hello_specs();
+    specs.extend(request_specs());
+    specs.extend(response_specs());
+    specs.extend(gossip_specs());
+    specs.extend([
+        valid(
+            "goodbye_shutdown",
+            "Goodbye with reason Shutdown (code 0).",
+            goodbye(GoodbyeReason::Shutdown),
+        ),
+        valid(
+            "goodbye_low_score",
+            "Goodbye with reason LowScore (code 8, the highest defined).",
+            goodbye(GoodbyeReason::LowScore),
+        ),
+    ]);
+    specs
+}
+
+fn hello_specs() -> Vec<ValidSpec> {
+    vec![
+        valid(
+            "hello",
+            "Hello from a DHT server that speaks gossip: version 1, network \"petrel-test\", \
+             id-PoW 8 bits, features KAD and GOSSIP (3), agent \"petrel/0.1.0\", one IPv4 and \
+             one IPv6 listen address.",
+            Message::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                network: "petrel-test".into(),
+                id_pow_bits: 8,
+                features: FEATURE_KAD | FEATURE_GOSSIP,
+                agent: "petrel/0.1.0".into(),
+                listen_addrs: vec![ipv4(1, 4001), ipv6(1, 4001)],
+            }),
+        ),
+        valid(
+            "hello_minimal",
+            "Hello from a client-only node: network \"petrel\", no id-PoW, no feature bits, \
+             empty agent, no listen addresses.",
+            Message::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                network: "petrel".into(),
+                id_pow_bits: 0,
+                features: 0,
+                agent: String::new(),
+                listen_addrs: vec![],
+            }),
+        ),
+    ]
+}
+
+fn request_specs() -> Vec<ValidSpec> {
+    let target = NodeId::from_bytes(std::array::from_fn(|i| i as u8));
+    let alice = peer(1, &[ipv4(1, 4001), ipv6(1, 4001)]);
+    vec![
+        valid(
+            "request_ping",
+            "Ping with request id 0x0011223344556677, which pins the little-endian byte order \
+             of the u64 id.",
+            request(0x0011_2233_4455_6677, Request::Ping),
+        ),
+        valid(
+            "request_find_node",
+            "FindNode for the target 000102...1f.",
+            request(2, Request::FindNode { target }),
+        ),
+        valid(
+            "request_find_value",
+            "FindValue for the key of the mutable record in request_store_mutable_cas.",
+            request(3, Request::FindValue { key: profile_record().key() }),
+        ),
+        valid(
+            "request_store_immutable",
+            "Store of the immutable value \"hello petrel\" for one hour, unconditionally; its \
+             key is SHA-256 of the value (record_key).",
+            request(
+                4,
+                Request::Store {
+                    record: Record::Immutable { value: IMMUTABLE_VALUE.to_vec().into() },
+                    ttl_secs: 3600,
+                    expected_seq: None,
+                },
+            ),
+        ),
+        valid(
+            "request_store_mutable",
+            "Store of a mutable record with an empty salt and sequence 0, signed by key pair 2, \
+             unconditionally (expected_seq None).",
+            request(
+                5,
+                Request::Store {
+                    record: Record::Mutable(MutableRecord::sign(
+                        &keypair(2),
+                        vec![],
+                        0,
+                        b"first".to_vec(),
+                    )),
+                    ttl_secs: 3600,
+                    expected_seq: None,
+                },
+            ),
+        ),
+        valid(
+            "request_store_mutable_cas",
+            "Compare-and-swap Store of key pair 1's record (salt \"profile\", sequence 7) for a \
+             day, only if the held record has sequence 6.",
+            request(
+                6,
+                Request::Store {
+                    record: Record::Mutable(profile_record()),
+                    ttl_secs: 86_400,
+                    expected_seq: Some(6),
+                },
+            ),
+        ),
+        valid(
+            "request_add_provider",
+            "AddProvider: key pair 1, at one IPv4 and one IPv6 address, provides the key of \
+             \"hello petrel\" for two hours.",
+            request(
+                7,
+                Request::AddProvider {
+                    key: immutable_key(IMMUTABLE_VALUE),
+                    provider: alice,
+                    ttl_secs: 7200,
+                },
+            ),
+        ),
+        valid(
+            "request_get_providers",
+            "GetProviders for the key of \"hello petrel\".",
+            request(8, Request::GetProviders { key: immutable_key(IMMUTABLE_VALUE) }),
+        ),
+    ]
+}
+
+fn response_specs() -> Vec<ValidSpec> {
+    let bob = peer(2, &[ipv4(2, 4001)]);
+    let carol = peer(3, &[ipv4(3, 4001), ipv6(3, 4001)]);
+    let dave = peer(4, &[ipv6(4, 4002)]);
+    let full: Vec<PeerInfo> = (0..MAX_PEERS_PER_RESPONSE as u8)
+        .map(|i| 20 + i)
+        .map(|n| peer(n, &[ipv4(n, 4001), ipv4(n, 4002), ipv6(n, 4001), ipv6(n, 4002)]))
+        .collect();
+    let error = |id, code, text: &str| response(id, Response::Error { code, text: text.into() });
+    vec![
+        valid(
+            "response_pong_ipv4",
+            "Pong answering request_ping: the requester was seen at 198.51.100.7:50123.",
+            response(
+                0x0011_2233_4455_6677,
+                Response::Pong { observed: SocketAddr::from(([198, 51, 100, 7], 50123)) },
+            ),
+        ),
+        valid(
+            "response_pong_ipv6",
+            "Pong: the requester was seen at [2001:db8::7]:50123.",
+            response(9, Response::Pong { observed: ipv6(7, 50123) }),
+        ),
+        valid(
+            "response_nodes",
+            "Nodes answering request_find_node: three peers, IPv4 only, dual-stack and IPv6 only.",
+            response(2, Response::Nodes { closer: vec![bob.clone(), carol.clone(), dave.clone()] }),
+        ),
+        valid(
+            "response_nodes_max",
+            "Nodes at its bounds: 20 peers (k) with 4 addresses each, two IPv4 and two IPv6.",
+            response(10, Response::Nodes { closer: full }),
+        ),
+        valid(
+            "response_nodes_empty",
+            "Nodes with no peers: the responder knows none closer.",
+            response(11, Response::Nodes { closer: vec![] }),
+        ),
+        valid(
+            "response_value_record",
+            "Value answering request_find_value with the signed mutable record and no closer \
+             peers.",
+            response(
+                3,
+                Response::Value { record: Some(Record::Mutable(profile_record())), closer: vec![] },
+            ),
+        ),
+        valid(
+            "response_value_closer",
+            "Value without a record (None): closer peers only.",
+            response(12, Response::Value { record: None, closer: vec![bob.clone(), dave.clone()] }),
+        ),
+        valid(
+            "response_stored",
+            "Stored answering request_store_immutable.",
+            response(4, Response::Stored),
+        ),
+        valid(
+            "response_provider_added",
+            "ProviderAdded answering request_add_provider.",
+            response(7, Response::ProviderAdded),
+        ),
+        valid(
+            "response_providers",
+            "Providers answering request_get_providers: one provider and two closer peers.",
+            response(8, Response::Providers { providers: vec![bob], closer: vec![carol, dave] }),
+        ),
+        valid(
+            "response_error_bad_request",
+            "Error with code BadRequest (0) and a text.",
+            error(13, ErrorCode::BadRequest, "expected_seq is only for mutable records"),
+        ),
+        valid(
+            "response_error_cas_mismatch",
+            "Error answering request_store_mutable_cas with code CasMismatch (5).",
+            error(6, ErrorCode::CasMismatch, "held sequence is 8, not 6"),
+        ),
+        valid(
+            "response_error_overloaded",
+            "Error with code Overloaded (12, the highest defined) and an empty text.",
+            error(14, ErrorCode::Overloaded, ""),
+        ),
+    ]
+}
+
+fn gossip_specs() -> Vec<ValidSpec> {
+    let px = vec![peer(2, &[ipv4(2, 4001)]), peer(3, &[ipv6(3, 4001)])];
+    vec![
+        valid(
+            "gossip_subscribe",
+            "Subscribe to \"petrel/announce\".",
+            gossip(Gossip::Subscribe { topic: TOPIC.into() }),
+        ),
+        valid(
+            "gossip_subscribe_topic_at_bound",
+            "Subscribe to a topic of 128 'é' characters: 256 bytes, exactly the bound, which \
+             counts bytes, not characters.",
+            gossip(Gossip::Subscribe { topic: "é".repeat(MAX_TOPIC_BYTES / 2) }),
+        ),
+        valid(
+            "gossip_unsubscribe",
+            "Unsubscribe from \"news/météo\" (non-ASCII UTF-8; the length prefix counts bytes).",
+            gossip(Gossip::Unsubscribe { topic: "news/météo".into() }),
+        ),
+        valid(
+            "gossip_publish",
+            "Publish: message 1 of key pair 1 on \"petrel/announce\", signed; message_id is its \
+             id.",
+            gossip(Gossip::Publish(announcement(1))),
+        ),
+        valid(
+            "gossip_ihave",
+            "IHAVE for \"petrel/announce\" with the ids of key pair 1's messages 1, 2 and 3.",
+            gossip(Gossip::IHave { topic: TOPIC.into(), ids: announcement_ids(&[1, 2, 3]) }),
+        ),
+        valid(
+            "gossip_iwant",
+            "IWANT for key pair 1's messages 2 and 3.",
+            gossip(Gossip::IWant { ids: announcement_ids(&[2, 3]) }),
+        ),
+        valid(
+            "gossip_graft",
+            "GRAFT for \"petrel/announce\".",
+            gossip(Gossip::Graft { topic: TOPIC.into() }),
+        ),
+        valid(
+            "gossip_prune",
+            "PRUNE for \"petrel/announce\" with a 60 s backoff and two peers for peer exchange.",
+            gossip(Gossip::Prune { topic: TOPIC.into(), backoff_secs: 60, peers: px }),
+        ),
+        valid(
+            "gossip_prune_no_px",
+            "PRUNE for \"petrel/announce\" with no backoff and no peer exchange.",
+            gossip(Gossip::Prune { topic: TOPIC.into(), backoff_secs: 0, peers: vec![] }),
+        ),
+        valid(
+            "gossip_idontwant",
+            "IDONTWANT for the message in gossip_publish.",
+            gossip(Gossip::IDontWant { ids: announcement_ids(&[1]) }),
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generator: invalid vectors
+// ---------------------------------------------------------------------------------------------
+
+/// An invalid vector before rendering.
+struct InvalidSpec {
+    name: &'static str,
+    description: String,
+    frame: Vec<u8>,
+    error: &'static str,
+    max_frame_bytes: Option<usize>,
+}
+
+/// An invalid vector whose frame header matches its payload.
+fn invalid(
+    name: &'static str,
+    description: &str,
+    payload: Payload,
+    error: &'static str,
+) -> InvalidSpec {
+    let mut frame = (payload.0.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&payload.0);
+    InvalidSpec { name, description: description.to_owned(), frame, error, max_frame_bytes: None }
+}
+
+/// An over-bound vector: `build(bound + 1)`. The generator first checks that `build(bound)`
+/// decodes, so the vector fails for its bound and nothing else.
+fn over_bound(
+    name: &'static str,
+    description: &str,
+    bound: usize,
+    build: impl Fn(usize) -> Payload,
+) -> Result<InvalidSpec, String> {
+    decode(&build(bound).0, MAX)
+        .map_err(|e| format!("{name}: the same message at the bound does not decode: {e}"))?;
+    Ok(invalid(name, description, build(bound + 1), "over_bound"))
+}
+
+/// The payload of the valid vector `name`.
+fn valid_payload(name: &str) -> Result<Payload, String> {
+    let spec = valid_specs()
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| format!("no valid vector {name}"))?;
+    encode(&spec.message, MAX).map(Payload).map_err(|e| format!("{name}: {e}"))
+}
+
+fn invalid_specs() -> Result<Vec<InvalidSpec>, String> {
+    let mut specs = truncated_specs()?;
+    specs.extend(frame_too_large_specs());
+    specs.extend(trailing_specs()?);
+    specs.extend(unknown_tag_specs()?);
+    specs.extend(invalid_utf8_specs());
+    specs.extend(over_bound_specs()?);
+    specs.extend(length_over_limit_specs());
+    Ok(specs)
+}
+
+fn truncated_specs() -> Result<Vec<InvalidSpec>, String> {
+    let hello = valid_payload("hello")?.0;
+    // Tag, version, network, id_pow_bits, features, agent length, then 3 agent bytes.
+    let in_agent = 4 + 4 + (8 + "petrel-test".len()) + 1 + 8 + 8 + 3;
+    let find_node = valid_payload("request_find_node")?.0;
+    let publish = valid_payload("gossip_publish")?.0;
+    Ok(vec![
+        invalid(
+            "invalid_truncated_empty_payload",
+            "A zero-length frame: the payload ends before the Message tag.",
+            Payload::default(),
+            "truncated",
+        ),
+        invalid(
+            "invalid_truncated_message_tag",
+            "A 2-byte payload: half of the 4-byte Message tag.",
+            Payload::default().raw(&[1, 0]),
+            "truncated",
+        ),
+        invalid(
+            "invalid_truncated_hello",
+            "The payload of the hello vector cut 3 bytes into its agent string.",
+            Payload(hello[..in_agent].to_vec()),
+            "truncated",
+        ),
+        invalid(
+            "invalid_truncated_find_node",
+            "The payload of request_find_node cut after 20 of the 32 target bytes.",
+            Payload(find_node[..find_node.len() - 12].to_vec()),
+            "truncated",
+        ),
+        invalid(
+            "invalid_truncated_publish",
+            "The payload of gossip_publish without the last byte of its signature.",
+            Payload(publish[..publish.len() - 1].to_vec()),
+            "truncated",
+        ),
+        invalid(
+            "invalid_truncated_list",
+            "IWANT whose list length says 3 ids but only 2 follow.",
+            gossip_header(4).u64(3).raw(&[0x11; 32]).raw(&[0x22; 32]),
+            "truncated",
+        ),
+    ])
+}
+
+fn frame_too_large_specs() -> Vec<InvalidSpec> {
+    let header_only = |name, description: &str, len: u32| InvalidSpec {
+        name,
+        description: description.to_owned(),
+        frame: len.to_be_bytes().to_vec(),
+        error: FRAME_TOO_LARGE,
+        max_frame_bytes: None,
+    };
+    // A 65-byte Graft payload: 16 bytes of tags and topic length, then a 49-byte topic.
+    let mut custom = invalid(
+        "invalid_frame_too_large_custom_limit",
+        "A well-formed GRAFT with a 65-byte payload under a 64-byte limit: refused from its \
+         header. Under the default limit it is valid.",
+        gossip_header(5).bytes("t".repeat(49).as_bytes()),
+        FRAME_TOO_LARGE,
+    );
+    custom.max_frame_bytes = Some(64);
+    vec![
+        header_only(
+            "invalid_frame_too_large",
+            "A header announcing 1048577 bytes, one above the 1 MiB limit, and no payload: \
+             refused from the header alone.",
+            (MAX + 1) as u32,
+        ),
+        header_only(
+            "invalid_frame_too_large_u32_max",
+            "A header announcing 4294967295 bytes (ff ff ff ff) and no payload.",
+            u32::MAX,
+        ),
+        custom,
+    ]
+}
+
+fn trailing_specs() -> Result<Vec<InvalidSpec>, String> {
+    let ping = valid_payload("request_ping")?;
+    let goodbye = valid_payload("goodbye_shutdown")?;
+    Ok(vec![
+        invalid(
+            "invalid_trailing_bytes_ping",
+            "The payload of request_ping followed by two zero bytes.",
+            ping.clone().raw(&[0, 0]),
+            "trailing_bytes",
+        ),
+        invalid(
+            "invalid_trailing_bytes_two_messages",
+            "Two complete messages in one frame: goodbye_shutdown, then request_ping.",
+            goodbye.raw(&ping.0),
+            "trailing_bytes",
+        ),
+    ])
+}
+
+fn unknown_tag_specs() -> Result<Vec<InvalidSpec>, String> {
+    let hello = valid_payload("hello")?.0;
+    let store = |record_tag: u32, option_tag: u8| {
+        request_header(4, 3).u32(record_tag).bytes(IMMUTABLE_VALUE).u32(3600).u8(option_tag)
+    };
+    Ok(vec![
+        invalid(
+            "invalid_unknown_tag_message",
+            "Message tag 5 (tags 0 to 4 are defined).",
+            Payload::default().u32(5),
+            "unknown_tag",
+        ),
+        invalid(
+            "invalid_unknown_tag_message_wide",
+            "Message tag 256 (bytes 00 01 00 00) followed by the body of the hello vector: a \
+             decoder reading a 1-byte tag would see Hello.",
+            Payload::default().u32(256).raw(&hello[4..]),
+            "unknown_tag",
+        ),
+        invalid(
+            "invalid_unknown_tag_request",
+            "Request id 1 with Request tag 6 (tags 0 to 5 are defined).",
+            request_header(1, 6),
+            "unknown_tag",
+        ),
+        invalid(
+            "invalid_unknown_tag_response",
+            "Response id 1 with Response tag 7 (tags 0 to 6 are defined).",
+            response_header(1, 7),
+            "unknown_tag",
+        ),
+        invalid(
+            "invalid_unknown_tag_gossip",
+            "Gossip tag 8 (tags 0 to 7 are defined), followed by a topic.",
+            gossip_header(8).bytes(TOPIC.as_bytes()),
+            "unknown_tag",
+        ),
+        invalid(
+            "invalid_unknown_tag_record",
+            "Store whose Record tag is 2 (0 Immutable and 1 Mutable are defined).",
+            store(2, 0),
+            "unknown_tag",
+        ),
+        invalid(
+            "invalid_unknown_tag_option",
+            "Store of an immutable record whose expected_seq Option tag is 2 (0 None and 1 Some \
+             are defined), followed by 8 bytes as if it were Some.",
+            store(0, 2).u64(6),
+            "unknown_tag",
+        ),
+        invalid(
+            "invalid_unknown_tag_error_code",
+            "Error response with ErrorCode 13 (codes 0 to 12 are defined).",
+            response_header(14, 6).u32(13).bytes(b""),
+            "unknown_tag",
+        ),
+        invalid(
+            "invalid_unknown_tag_socket_addr",
+            "Pong whose observed address has tag 2 (0 IPv4 and 1 IPv6 are defined), followed \
+             by 4 address bytes and a port as if it were IPv4.",
+            response_header(15, 0).u32(2).raw(&[192, 0, 2, 1]).u16(4001),
+            "unknown_tag",
+        ),
+        invalid(
+            "invalid_unknown_tag_goodbye_reason",
+            "Goodbye with reason 9 (reasons 0 to 8 are defined).",
+            Payload::default().u32(4).u32(9),
+            "unknown_tag",
+        ),
+    ])
+}
+
+fn invalid_utf8_specs() -> Vec<InvalidSpec> {
+    vec![
+        invalid(
+            "invalid_utf8_topic",
+            "Subscribe to the topic \"news/\" followed by byte ff, which is never UTF-8.",
+            gossip_header(0).bytes(b"news/\xff"),
+            "invalid_utf8",
+        ),
+        invalid(
+            "invalid_utf8_surrogate_topic",
+            "GRAFT for a topic ending in ed a0 80, an encoded UTF-16 surrogate (not UTF-8).",
+            gossip_header(5).bytes(b"news/\xed\xa0\x80"),
+            "invalid_utf8",
+        ),
+        invalid(
+            "invalid_utf8_overlong_network",
+            "Hello whose network name is c0 ae, an overlong encoding of '.' (not UTF-8).",
+            hello_payload(b"\xc0\xae", b"petrel/0.1.0", &[]),
+            "invalid_utf8",
+        ),
+    ]
+}
+
+fn over_bound_specs() -> Result<Vec<InvalidSpec>, String> {
+    let alice = keypair(1);
+    let salted = |n: usize| MutableRecord::sign(&alice, vec![b's'; n], 1, b"v".to_vec());
+    let addrs = |n: usize| (0..n).map(|i| ipv4(1, 4001 + i as u16)).collect::<Vec<_>>();
+    let store_value = |n: usize| request_header(4, 3).u32(0).bytes(&vec![0; n]).u32(3600).u8(0);
+    Ok(vec![
+        over_bound(
+            "invalid_over_bound_hello_network",
+            "Hello with a 33-byte network name (bound 32).",
+            MAX_NETWORK_BYTES,
+            |n| hello_payload("n".repeat(n).as_bytes(), b"petrel/0.1.0", &[]),
+        )?,
+        over_bound(
+            "invalid_over_bound_hello_agent",
+            "Hello with a 65-byte agent (bound 64).",
+            MAX_AGENT_BYTES,
+            |n| hello_payload(b"petrel-test", "a".repeat(n).as_bytes(), &[]),
+        )?,
+        over_bound(
+            "invalid_over_bound_hello_listen_addrs",
+            "Hello with 9 listen addresses (bound 8).",
+            MAX_LISTEN_ADDRS,
+            |n| hello_payload(b"petrel-test", b"petrel/0.1.0", &addrs(n)),
+        )?,
+        over_bound(
+            "invalid_over_bound_peer_addrs",
+            "Nodes with one peer of 5 addresses (bound 4 per PeerInfo).",
+            MAX_ADDRS_PER_PEER,
+            |n| response_header(2, 1).peers(&[peer(2, &addrs(n))]),
+        )?,
+        over_bound(
+            "invalid_over_bound_add_provider_addrs",
+            "AddProvider whose provider has 5 addresses (bound 4 per PeerInfo).",
+            MAX_ADDRS_PER_PEER,
+            |n| {
+                let key = immutable_key(IMMUTABLE_VALUE);
+                request_header(7, 4).raw(key.as_bytes()).peer(&peer(1, &addrs(n))).u32(7200)
+            },
+        )?,
+        over_bound(
+            "invalid_over_bound_nodes_peers",
+            "Nodes with 21 peers (bound k = 20).",
+            MAX_PEERS_PER_RESPONSE,
+            |n| response_header(2, 1).peers(&peers(n)),
+        )?,
+        over_bound(
+            "invalid_over_bound_providers",
+            "Providers with 21 providers (bound 20) and no closer peers.",
+            MAX_PEERS_PER_RESPONSE,
+            |n| response_header(8, 5).peers(&peers(n)).peers(&[]),
+        )?,
+        over_bound(
+            "invalid_over_bound_record_value",
+            "Store of an immutable record of 65537 zero bytes (bound 65536).",
+            MAX_VALUE_BYTES,
+            store_value,
+        )?,
+        over_bound(
+            "invalid_over_bound_record_salt",
+            "Store of a correctly signed mutable record with a 65-byte salt (bound 64).",
+            MAX_SALT_BYTES,
+            |n| request_header(6, 3).mutable_record(&salted(n)).u32(3600).u8(0),
+        )?,
+        over_bound(
+            "invalid_over_bound_error_text",
+            "Error response with a 129-byte text (bound 128).",
+            MAX_ERROR_TEXT_BYTES,
+            |n| response_header(13, 6).u32(0).bytes("x".repeat(n).as_bytes()),
+        )?,
+        over_bound(
+            "invalid_over_bound_topic",
+            "Subscribe to a topic of 'a' and 128 'é': 257 bytes (bound 256) but only 129 \
+             characters.",
+            MAX_TOPIC_BYTES,
+            |n| {
+                let topic = "a".repeat(n % 2) + &"é".repeat(n / 2);
+                gossip_header(0).bytes(topic.as_bytes())
+            },
+        )?,
+        over_bound(
+            "invalid_over_bound_iwant_ids",
+            "IWANT with 5001 ids (bound 5000), all 11...11.",
+            MAX_IDS_PER_CONTROL,
+            |n| {
+                let ids: Vec<u8> = std::iter::repeat(0x11).take(32 * n).collect();
+                gossip_header(4).u64(n as u64).raw(&ids)
+            },
+        )?,
+        over_bound(
+            "invalid_over_bound_prune_peers",
+            "PRUNE offering 17 peers for exchange (bound 16).",
+            MAX_PX_PEERS,
+            |n| gossip_header(6).bytes(TOPIC.as_bytes()).u32(60).peers(&peers(n)),
+        )?,
+    ])
+}
+
+fn length_over_limit_specs() -> Vec<InvalidSpec> {
+    vec![
+        invalid(
+            "invalid_length_over_limit_topic",
+            "GRAFT whose topic length prefix is 2^63 in a 16-byte payload: refused from the \
+             prefix, before any allocation.",
+            gossip_header(5).u64(1 << 63),
+            "length_over_limit",
+        ),
+        invalid(
+            "invalid_length_over_limit_value",
+            "Store whose immutable value length prefix is 2^64-1, followed by 3 bytes.",
+            request_header(4, 3).u32(0).u64(u64::MAX).raw(b"abc"),
+            "length_over_limit",
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generator: a hand-written encoder for invalid payloads
+// ---------------------------------------------------------------------------------------------
+
+/// Writes the wire layout (proto-spec/messages.md §1) by hand, without serde: invalid vectors
+/// need bytes that petrel's encoder refuses to produce. Integers are little-endian; enum tags
+/// are u32; lengths are u64; an Option is a one-byte tag.
+#[derive(Clone, Default)]
+struct Payload(Vec<u8>);
+
+impl Payload {
+    fn raw(mut self, bytes: &[u8]) -> Payload {
+        self.0.extend_from_slice(bytes);
+        self
+    }
+
+    fn u8(self, v: u8) -> Payload {
+        self.raw(&[v])
+    }
+
+    fn u16(self, v: u16) -> Payload {
+        self.raw(&v.to_le_bytes())
+    }
+
+    fn u32(self, v: u32) -> Payload {
+        self.raw(&v.to_le_bytes())
+    }
+
+    fn u64(self, v: u64) -> Payload {
+        self.raw(&v.to_le_bytes())
+    }
+
+    /// A string or byte string: u64 length, then the bytes.
+    fn bytes(self, bytes: &[u8]) -> Payload {
+        self.u64(bytes.len() as u64).raw(bytes)
+    }
+
+    fn addr(self, addr: &SocketAddr) -> Payload {
+        match addr {
+            SocketAddr::V4(a) => self.u32(0).raw(&a.ip().octets()).u16(a.port()),
+            SocketAddr::V6(a) => self.u32(1).raw(&a.ip().octets()).u16(a.port()),
+        }
+    }
+
+    fn addrs(self, addrs: &[SocketAddr]) -> Payload {
+        addrs.iter().fold(self.u64(addrs.len() as u64), Payload::addr)
+    }
+
+    fn peer(self, peer: &PeerInfo) -> Payload {
+        self.raw(peer.id.as_bytes()).addrs(&peer.addrs)
+    }
+
+    fn peers(self, peers: &[PeerInfo]) -> Payload {
+        peers.iter().fold(self.u64(peers.len() as u64), Payload::peer)
+    }
+
+    /// `Record::Mutable`, tag included.
+    fn mutable_record(self, m: &MutableRecord) -> Payload {
+        self.u32(1)
+            .raw(&m.public_key.0)
+            .bytes(&m.salt.0)
+            .u64(m.seq)
+            .bytes(&m.value.0)
+            .raw(&m.signature.0)
+    }
+}
+
+/// Message tag 1 (Request), the request id, then the Request tag.
+fn request_header(id: u64, tag: u32) -> Payload {
+    Payload::default().u32(1).u64(id).u32(tag)
+}
+
+/// Message tag 2 (Response), the request id, then the Response tag.
+fn response_header(id: u64, tag: u32) -> Payload {
+    Payload::default().u32(2).u64(id).u32(tag)
+}
+
+/// Message tag 3 (Gossip), then the Gossip tag.
+fn gossip_header(tag: u32) -> Payload {
+    Payload::default().u32(3).u32(tag)
+}
+
+/// The layout of [`hello`].
+fn hello_payload(network: &[u8], agent: &[u8], listen_addrs: &[SocketAddr]) -> Payload {
+    Payload::default()
+        .u32(0)
+        .u32(PROTOCOL_VERSION)
+        .bytes(network)
+        .u8(0)
+        .u64(FEATURE_KAD | FEATURE_GOSSIP)
+        .bytes(agent)
+        .addrs(listen_addrs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generator: rendering and writing
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct ValidFile<'a> {
+    name: &'a str,
+    description: &'a str,
+    frame: String,
+    message: &'a Message,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    record_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct InvalidFile<'a> {
+    name: &'a str,
+    description: &'a str,
+    frame: String,
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_frame_bytes: Option<usize>,
+}
+
+/// Every file of proto-spec/vectors/, by path relative to it, with its contents.
+fn generate_files() -> Result<BTreeMap<String, String>, String> {
+    let valid = valid_specs();
+    let invalid = invalid_specs()?;
+    let mut files = BTreeMap::new();
+    for spec in &valid {
+        files.insert(format!("valid/{}.json", spec.name), render_valid(spec)?);
+    }
+    for spec in &invalid {
+        files.insert(format!("invalid/{}.json", spec.name), render_invalid(spec)?);
+    }
+    if files.len() != valid.len() + invalid.len() {
+        return Err("two vectors share a name".into());
+    }
+    files.insert("README.md".into(), readme(&valid, &invalid));
+    Ok(files)
+}
+
+fn render_valid(spec: &ValidSpec) -> Result<String, String> {
+    let mut frame = Vec::new();
+    encode_frame(&spec.message, MAX, &mut frame).map_err(|e| format!("{}: {e}", spec.name))?;
+    pretty_json(&ValidFile {
+        name: spec.name,
+        description: &spec.description,
+        frame: hex_encode(&frame),
+        message: &spec.message,
+        record_key: carried_record(&spec.message).map(|r| r.key().to_hex()),
+        message_id: published(&spec.message).map(|m| hex_encode(&m.id().0)),
+    })
+}
+
+fn render_invalid(spec: &InvalidSpec) -> Result<String, String> {
+    pretty_json(&InvalidFile {
+        name: spec.name,
+        description: &spec.description,
+        frame: hex_encode(&spec.frame),
+        error: spec.error,
+        max_frame_bytes: spec.max_frame_bytes,
+    })
+}
+
+/// JSON with 2-space indentation and a trailing newline.
+fn pretty_json(value: &impl Serialize) -> Result<String, String> {
+    serde_json::to_string_pretty(value).map(|s| s + "\n").map_err(|e| e.to_string())
+}
+
+/// Writes `files` and removes vector files not among them.
+fn write_files(files: &BTreeMap<String, String>) -> Result<(), String> {
+    let dir = vectors_dir();
+    for set in ["valid", "invalid"] {
+        let sub = dir.join(set);
+        fs::create_dir_all(&sub).map_err(|e| format!("{}: {e}", sub.display()))?;
+    }
+    for rel in json_files_on_disk() {
+        if !files.contains_key(&rel) {
+            fs::remove_file(dir.join(&rel)).map_err(|e| format!("{rel}: {e}"))?;
+        }
+    }
+    for (rel, text) in files {
+        fs::write(dir.join(rel), text).map_err(|e| format!("{rel}: {e}"))?;
+    }
+    Ok(())
+}
+
+const README_HEAD: &str = r#"# petrel protocol test vectors
+
+Byte-exact examples of the wire format of proto-spec/framing.md and proto-spec/messages.md,
+for petrel and for any other implementation. `tests/vectors.rs` checks them all on every
+`cargo test`.
+
+## Valid vectors: `valid/*.json`
+
+```json
+{
+  "name": "request_ping",
+  "description": "what the vector shows",
+  "frame": "hex of the whole frame: 4-byte big-endian payload length, then the payload",
+  "message": { "the message": "as serde_json renders petrel::wire::Message" },
+  "record_key": "optional: hex key of the record the message carries",
+  "message_id": "optional: hex id of the gossip message it publishes"
+}
+```
+
+`message` uses serde's externally tagged enums (`{"Request": {"id": 1, "body": "Ping"}}`),
+lower-case hex strings for byte fields, `null`/value for `Option`, and `"ip:port"` or
+`"[ipv6]:port"` for socket addresses. A conforming decoder must split `frame` into exactly one
+frame, decode its payload to `message`, and encode `message` back to `frame` byte for byte.
+`record_key` is present exactly when the message carries a record (Store, Value) and
+`message_id` exactly when it publishes a gossip message; every signature in a valid vector
+verifies.
+
+## Invalid vectors: `invalid/*.json`
+
+```json
+{
+  "name": "invalid_truncated_hello",
+  "description": "what is wrong, and where",
+  "frame": "hex of the whole frame",
+  "error": "truncated",
+  "max_frame_bytes": 64
+}
+```
+
+`max_frame_bytes` is optional (default 1048576). `error` is `frame_too_large` when the frame
+layer must refuse the header (the header may then announce more bytes than follow); otherwise
+the header matches the payload length and `error` names the decode error of that payload:
+`truncated`, `trailing_bytes`, `unknown_tag`, `invalid_utf8`, `length_over_limit` or
+`over_bound` (petrel's `DecodeError::name()`). Each invalid vector has exactly one defect.
+
+## Regenerating
+
+The files are written by the generator in `tests/vectors.rs`, not by hand:
+
+```sh
+PETREL_REGENERATE_VECTORS=1 cargo test --test vectors -- --ignored regenerate_vectors
+```
+
+It is deterministic (keys from fixed seeds, Ed25519 signatures are deterministic, addresses
+in 192.0.2.0/24, 198.51.100.0/24 and 2001:db8::/32), and the test `vectors_match_generator`
+fails when the files differ from its output.
+
+**Rule:** a change to the wire format updates the spec (proto-spec/*.md), the generator and
+these vectors in the same commit. A vector that changes without a spec change is a bug.
+
+"#;
+
+fn readme(valid: &[ValidSpec], invalid: &[InvalidSpec]) -> String {
+    let mut out = String::from(README_HEAD);
+    out.push_str(&format!(
+        "## Valid vectors ({})\n\n| Vector | Description |\n|---|---|\n",
+        valid.len()
+    ));
+    for spec in valid {
+        out.push_str(&format!("| `{}` | {} |\n", spec.name, table_cell(&spec.description)));
+    }
+    out.push_str(&format!(
+        "\n## Invalid vectors ({})\n\n| Vector | Error | Description |\n|---|---|---|\n",
+        invalid.len()
+    ));
+    for spec in invalid {
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} |\n",
+            spec.name,
+            spec.error,
+            table_cell(&spec.description)
+        ));
+    }
+    out
+}
+
+fn table_cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
