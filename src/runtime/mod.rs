@@ -1,0 +1,7 @@
+//! The thin runtime: everything that touches threads, sockets or clocks around the sans-IO
+//! core. It turns readiness into core inputs and core outputs into writes, and makes no protocol
+//! decisions (DESIGN.md, "The shape", items 2 and 3).
+
+pub mod buffers;
+pub mod limiter;
+pub mod workers;
