@@ -25,7 +25,16 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![warn(missing_docs)]
 
+pub mod addr;
+pub mod config;
+pub mod core;
 pub mod errors;
 pub mod identity;
+pub mod node;
+pub mod runtime;
 pub mod transport;
 pub mod wire;
+
+pub use addr::PeerAddr;
+pub use config::Config;
+pub use node::{CallError, Handle, Node, StartError};

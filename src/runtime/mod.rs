@@ -4,4 +4,5 @@
 
 pub mod buffers;
 pub mod limiter;
+pub mod reactor;
 pub mod workers;

@@ -57,7 +57,12 @@ pub enum ConnEvent {
         hello: Hello,
     },
     /// A message after the Hello.
-    Message(Message),
+    Message {
+        /// The message.
+        msg: Message,
+        /// Its frame payload length, for rate limiting.
+        frame_bytes: usize,
+    },
     /// The peer said goodbye; the connection is closed.
     Goodbye(GoodbyeReason),
 }
@@ -89,6 +94,8 @@ pub enum ConnError {
     Encode(EncodeError),
     /// The peer said goodbye, sent close_notify, or the stream ended.
     PeerClosed,
+    /// The TCP connection failed or broke (refused, reset, unreachable).
+    TcpFailed,
     /// We closed it (Goodbye sent).
     LocalClose(GoodbyeReason),
 }
@@ -303,7 +310,8 @@ impl Connection {
             }
             (State::Established, other) => {
                 self.deadline_at = now + self.config.idle_timeout;
-                self.events.push_back(ConnEvent::Message(other));
+                let frame_bytes = frame.len();
+                self.events.push_back(ConnEvent::Message { msg: other, frame_bytes });
             }
             // No frames can be decoded while handshaking or after close.
             (State::Handshaking | State::Closed, _) => {}
@@ -399,6 +407,7 @@ impl ConnError {
             Self::WriteQueueFull => "write_queue_full",
             Self::Encode(_) => "encode",
             Self::PeerClosed => "peer_closed",
+            Self::TcpFailed => "tcp_failed",
             Self::LocalClose(_) => "local_close",
         }
     }
@@ -431,6 +440,7 @@ impl fmt::Display for ConnError {
             Self::WriteQueueFull => f.write_str("write queue full: peer is not reading"),
             Self::Encode(e) => e.fmt(f),
             Self::PeerClosed => f.write_str("peer closed the connection"),
+            Self::TcpFailed => f.write_str("TCP connection failed"),
             Self::LocalClose(r) => write!(f, "closed locally ({r:?})"),
         }
     }
@@ -548,7 +558,10 @@ mod tests {
         let ping = Message::Request { id: 7, body: Request::Ping };
         p.client.send(&ping).unwrap();
         p.drive();
-        assert_eq!(p.server_events.last(), Some(&ConnEvent::Message(ping)));
+        assert_eq!(
+            p.server_events.last(),
+            Some(&ConnEvent::Message { msg: ping, frame_bytes: 16 })
+        );
     }
 
     #[test]

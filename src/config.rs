@@ -1,0 +1,126 @@
+//! Every setting of a node and its default, in one place (DESIGN.md, "Limits and resources").
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::addr::PeerAddr;
+use crate::core::node::CoreConfig;
+use crate::core::peers::PeerLimits;
+use crate::identity::Keypair;
+use crate::runtime::limiter::LimiterConfig;
+use crate::transport::conn::ConnConfig;
+use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
+
+/// Default network name.
+pub const DEFAULT_NETWORK: &str = "petrel";
+/// Default listen address: loopback, OS-assigned port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:0";
+/// Default bytes of TLS output queued per connection before the peer counts as not reading.
+pub const DEFAULT_MAX_WRITE_QUEUE_BYTES: usize = 4 << 20;
+/// Default TLS handshake timeout.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default wait for the peer's Hello after TLS.
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on requests in flight.
+pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 4096;
+/// Default bound on queued application commands.
+pub const DEFAULT_COMMAND_QUEUE: usize = 1024;
+/// Default timeout of a blocking `Handle` call.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on a graceful shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A node's configuration. `Config::default()` is a working loopback node with a fresh key.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The node's identity; `None` generates an ephemeral one at start.
+    pub keypair: Option<Keypair>,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Peers to connect to at start.
+    pub bootstrap: Vec<PeerAddr>,
+    /// Network name (Hello); peers of other networks are refused.
+    pub network: String,
+    /// Id proof-of-work difficulty required of every peer (and of us).
+    pub id_pow_bits: u8,
+    /// Agent string sent in Hello.
+    pub agent: String,
+    /// Maximum frame payload.
+    pub max_frame_bytes: usize,
+    /// Per-connection write queue bound.
+    pub max_write_queue_bytes: usize,
+    /// TLS handshake timeout.
+    pub handshake_timeout: Duration,
+    /// Wait for the peer's Hello.
+    pub hello_timeout: Duration,
+    /// Connection limits, connect and idle timeouts, dial backoff, circuit breaker.
+    pub limits: PeerLimits,
+    /// Token buckets.
+    pub limiter: LimiterConfig,
+    /// Request timeout.
+    pub request_timeout: Duration,
+    /// Requests in flight.
+    pub max_pending_requests: usize,
+    /// Application commands queued toward the reactor.
+    pub command_queue: usize,
+    /// Default timeout of blocking `Handle` calls.
+    pub call_timeout: Duration,
+    /// Bound on `Node::shutdown`.
+    pub shutdown_timeout: Duration,
+    /// Seed of the core's randomness; `None` draws one from the OS.
+    pub rng_seed: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            keypair: None,
+            // The constant is a valid socket address literal.
+            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| unreachable!()),
+            bootstrap: Vec::new(),
+            network: DEFAULT_NETWORK.into(),
+            id_pow_bits: 0,
+            agent: concat!("petrel/", env!("CARGO_PKG_VERSION")).into(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_write_queue_bytes: DEFAULT_MAX_WRITE_QUEUE_BYTES,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            hello_timeout: DEFAULT_HELLO_TIMEOUT,
+            limits: PeerLimits::DEFAULT,
+            limiter: LimiterConfig::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
+            command_queue: DEFAULT_COMMAND_QUEUE,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            rng_seed: None,
+        }
+    }
+}
+
+impl Config {
+    /// The per-connection settings derived from this configuration.
+    pub fn conn_config(&self) -> ConnConfig {
+        ConnConfig {
+            max_frame_bytes: self.max_frame_bytes,
+            max_write_queue_bytes: self.max_write_queue_bytes,
+            handshake_timeout: self.handshake_timeout,
+            hello_timeout: self.hello_timeout,
+            idle_timeout: self.limits.idle_timeout,
+            network: self.network.clone(),
+            id_pow_bits: self.id_pow_bits,
+        }
+    }
+
+    /// The core's settings derived from this configuration.
+    pub fn core_config(&self, rng_seed: u64) -> CoreConfig {
+        CoreConfig {
+            limits: self.limits,
+            request_timeout: self.request_timeout,
+            max_pending_requests: self.max_pending_requests,
+            max_waiting_commands: self.command_queue,
+            rng_seed,
+        }
+    }
+}

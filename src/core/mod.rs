@@ -1,0 +1,10 @@
+//! The sans-IO protocol core: plain state machines that never touch a socket, a clock, a thread
+//! or a global RNG. Time comes in as `now: Instant` and randomness from seeds in configuration,
+//! so tests and the simulator drive it deterministically (DESIGN.md, "The shape", item 1).
+//!
+//! - [`node`]: `NodeCore`, the Input/Output glue that kad and gossip plug into.
+//! - [`peers`]: connection limits, timeouts, duplicate-connection resolution, dial backoff and
+//!   the per-address circuit breaker.
+
+pub mod node;
+pub mod peers;

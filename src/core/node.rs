@@ -1,0 +1,540 @@
+//! `NodeCore`: the sans-IO heart of a node (DESIGN.md, "The shape").
+//!
+//! It owns the connection table (limits, timeouts, duplicates, dial backoff), the established
+//! peers, the requests in flight, and the application commands waiting for an answer. It
+//! answers PING with PONG, counts what it cannot handle yet, and is where Kademlia and gossip
+//! plug in: they receive `handle_message` for their messages and emit `Output::Send`.
+//!
+//! Driving contract: after every `handle_*` call, drain [`NodeCore::poll_output`] until `None`,
+//! then call [`NodeCore::handle_timeout`] no later than [`NodeCore::next_deadline`]. Time is
+//! always an argument; the core reads no clock, owns no socket and spawns no thread.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::peers::{
+    ConnId, ConnectionTable, DialError, Direction, Keep, LimitError, PeerLimits, PeerStats,
+    TimeoutKind,
+};
+use crate::identity::NodeId;
+use crate::transport::conn::ConnError;
+use crate::wire::messages::{ErrorCode, GoodbyeReason, Hello, Message, Request, Response};
+
+/// Settings of the core; defaults live in `config`.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Connection and dial limits.
+    pub limits: PeerLimits,
+    /// How long a request waits for its response.
+    pub request_timeout: Duration,
+    /// Requests in flight, all peers together.
+    pub max_pending_requests: usize,
+    /// Application commands waiting for a connection to complete.
+    pub max_waiting_commands: usize,
+    /// Seed of the core's randomness (dial jitter).
+    pub rng_seed: u64,
+}
+
+/// Identifies an application command so its reply can be routed back. Chosen by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommandId(pub u64);
+
+/// What the application asks of the node.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Connect to `peer` at `addr` (or confirm an existing connection).
+    Connect {
+        /// The peer we expect; TLS refuses any other key.
+        peer: NodeId,
+        /// Where to dial.
+        addr: SocketAddr,
+    },
+    /// Ping a connected peer.
+    Ping {
+        /// The peer.
+        peer: NodeId,
+    },
+    /// List the connected peers.
+    Peers,
+}
+
+/// The answer to a [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Answer to `Connect`.
+    Connected(Result<NodeId, ConnectError>),
+    /// Answer to `Ping`.
+    Pong(Result<PingInfo, RequestError>),
+    /// Answer to `Peers`.
+    Peers(Vec<PeerSummary>),
+}
+
+/// A successful ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingInfo {
+    /// Round-trip time, request sent to response handled.
+    pub rtt: Duration,
+    /// Our address as the peer saw it.
+    pub observed: SocketAddr,
+}
+
+/// A connected peer, as listed by `Peers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// Its id.
+    pub id: NodeId,
+    /// The connection's remote address.
+    pub addr: SocketAddr,
+    /// Who dialled.
+    pub direction: Direction,
+    /// Its agent string.
+    pub agent: String,
+    /// Where it listens, as it announced.
+    pub listen_addrs: Vec<SocketAddr>,
+}
+
+/// Why a `Connect` failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectError {
+    /// Refused before dialling: limit, backoff or open circuit.
+    Refused(DialError),
+    /// The peer is already at the per-peer connection limit.
+    Limit(LimitError),
+    /// The key presented is not the expected `NodeId`.
+    WrongKey,
+    /// TCP, TLS or the Hello exchange failed (the connection error's name).
+    Failed(&'static str),
+    /// Not authenticated within the connect timeout.
+    Timeout,
+    /// Too many commands wait already.
+    Busy,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// The peer is not connected.
+    NotConnected,
+    /// No response within the request timeout.
+    Timeout,
+    /// The connection closed before the response.
+    Disconnected,
+    /// Too many requests in flight.
+    Busy,
+    /// The peer answered with an error.
+    Remote(ErrorCode),
+    /// The peer answered with the wrong kind of response.
+    UnexpectedResponse,
+}
+
+/// Something the application may want to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A peer completed the Hello exchange.
+    PeerConnected {
+        /// Its id.
+        peer: NodeId,
+        /// Who dialled.
+        direction: Direction,
+    },
+    /// A peer's last connection closed.
+    PeerDisconnected {
+        /// Its id.
+        peer: NodeId,
+    },
+}
+
+/// What the core asks its driver to do.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Open a TCP connection to `addr` and run TLS expecting `peer`; report the outcome with
+    /// `handle_established` or `handle_closed` for `conn`.
+    Dial {
+        /// The table's id for the new connection.
+        conn: ConnId,
+        /// The expected peer.
+        peer: NodeId,
+        /// Where to dial.
+        addr: SocketAddr,
+    },
+    /// Send `msg` on `conn`.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The message.
+        msg: Message,
+    },
+    /// Say Goodbye with `reason` and close `conn`.
+    Disconnect {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: GoodbyeReason,
+    },
+    /// The answer to an application command.
+    Reply {
+        /// The command.
+        id: CommandId,
+        /// Its answer.
+        reply: Reply,
+    },
+    /// A notification.
+    Event(Event),
+}
+
+/// Counters for the metrics layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Requests answered.
+    pub requests_served: u64,
+    /// Requests answered with `Unsupported` (no service for them yet).
+    pub requests_unsupported: u64,
+    /// Responses with no matching request (late or unsolicited).
+    pub responses_unmatched: u64,
+    /// Requests that timed out.
+    pub requests_timed_out: u64,
+    /// Gossip frames dropped (no gossip service yet).
+    pub gossip_dropped: u64,
+    /// Commands refused because a queue was full.
+    pub commands_refused_busy: u64,
+}
+
+/// An established peer.
+#[derive(Debug, Clone)]
+struct Peer {
+    conn: ConnId,
+    addr: SocketAddr,
+    direction: Direction,
+    hello: Hello,
+}
+
+/// A request in flight.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    conn: ConnId,
+    command: CommandId,
+    sent_at: Instant,
+    deadline_at: Instant,
+}
+
+/// The sans-IO node core. See the module doc for the driving contract.
+#[derive(Debug)]
+pub struct NodeCore {
+    config: CoreConfig,
+    table: ConnectionTable,
+    peers: HashMap<NodeId, Peer>,
+    /// Which peer each established connection belongs to.
+    conn_peer: HashMap<ConnId, NodeId>,
+    /// Dials in progress: connection to expected peer.
+    dialing: HashMap<ConnId, NodeId>,
+    /// `Connect` commands waiting for their dial, by peer.
+    waiting: HashMap<NodeId, Vec<CommandId>>,
+    waiting_count: usize,
+    pending: HashMap<u64, Pending>,
+    next_request_id: u64,
+    outputs: VecDeque<Output>,
+    stats: CoreStats,
+}
+
+impl NodeCore {
+    /// A core for the node `local_id`.
+    pub fn new(local_id: NodeId, config: CoreConfig) -> NodeCore {
+        NodeCore {
+            table: ConnectionTable::new(local_id, config.limits, config.rng_seed),
+            config,
+            peers: HashMap::new(),
+            conn_peer: HashMap::new(),
+            dialing: HashMap::new(),
+            waiting: HashMap::new(),
+            waiting_count: 0,
+            pending: HashMap::new(),
+            next_request_id: 1,
+            outputs: VecDeque::new(),
+            stats: CoreStats::default(),
+        }
+    }
+
+    /// A TCP connection from `addr` was accepted: admit it (the driver then runs TLS) or
+    /// refuse it (the driver closes the socket at once).
+    pub fn handle_inbound(&mut self, now: Instant, addr: SocketAddr) -> Result<ConnId, LimitError> {
+        self.table.admit_inbound(now, addr)
+    }
+
+    /// `conn` completed TLS and the Hello exchange with `peer`.
+    pub fn handle_established(&mut self, now: Instant, conn: ConnId, peer: NodeId, hello: Hello) {
+        self.dialing.remove(&conn);
+        let Some(entry) = self.table.connection(conn).copied() else {
+            return; // timed out or closed meanwhile; the driver hears Disconnect
+        };
+        match self.table.on_authenticated(now, conn, peer) {
+            Ok(Keep::Both) => {}
+            Ok(Keep::CloseOther(other)) => {
+                self.forget_conn(other);
+                self.disconnect(other, GoodbyeReason::DuplicateConnection);
+            }
+            Ok(Keep::CloseThis) => {
+                self.disconnect(conn, GoodbyeReason::DuplicateConnection);
+                return self.answer_waiters(peer, Ok(peer));
+            }
+            Err(e) => {
+                self.disconnect(conn, GoodbyeReason::TooManyConnections);
+                return self.answer_waiters(peer, Err(ConnectError::Limit(e)));
+            }
+        }
+        let new_peer = !self.peers.contains_key(&peer);
+        self.conn_peer.insert(conn, peer);
+        let (addr, direction) = (entry.addr, entry.direction);
+        self.peers.insert(peer, Peer { conn, addr, direction, hello });
+        if new_peer {
+            self.outputs.push_back(Output::Event(Event::PeerConnected { peer, direction }));
+        }
+        self.answer_waiters(peer, Ok(peer));
+    }
+
+    /// `conn` ended, before or after establishment, for `why`.
+    pub fn handle_closed(&mut self, now: Instant, conn: ConnId, why: &ConnError) {
+        if let Some(peer) = self.dialing.remove(&conn) {
+            self.table.on_dial_failed(now, conn);
+            self.answer_waiters(peer, Err(connect_error(why)));
+        } else {
+            self.table.on_closed(conn);
+        }
+        self.forget_conn(conn);
+    }
+
+    /// A message arrived on an established connection.
+    pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: Message) {
+        self.table.on_activity(now, conn);
+        match msg {
+            Message::Request { id, body } => self.on_request(conn, id, body),
+            Message::Response { id, body } => self.on_response(now, conn, id, body),
+            Message::Gossip(_) => self.stats.gossip_dropped += 1,
+            // The connection layer consumes Hello and Goodbye.
+            Message::Hello(_) | Message::Goodbye(_) => {}
+        }
+    }
+
+    /// An application command.
+    pub fn handle_command(&mut self, now: Instant, id: CommandId, command: Command) {
+        match command {
+            Command::Connect { peer, addr } => self.on_connect(now, id, peer, addr),
+            Command::Ping { peer } => self.on_ping(now, id, peer),
+            Command::Peers => {
+                let reply = Reply::Peers(self.peer_summaries());
+                self.outputs.push_back(Output::Reply { id, reply });
+            }
+        }
+    }
+
+    /// Fires due timers: connect and idle timeouts, request deadlines.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (conn, kind) in self.table.poll_timeouts(now) {
+            self.on_table_timeout(conn, kind);
+        }
+        let expired: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| p.deadline_at <= now).map(|(&id, _)| id).collect();
+        for id in expired {
+            if let Some(p) = self.pending.remove(&id) {
+                self.stats.requests_timed_out += 1;
+                self.reply(p.command, Reply::Pong(Err(RequestError::Timeout)));
+            }
+        }
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let requests = self.pending.values().map(|p| p.deadline_at).min();
+        [requests, self.table.next_deadline()].into_iter().flatten().min()
+    }
+
+    /// Counters of the connection table.
+    pub fn peer_stats(&self) -> PeerStats {
+        self.table.stats()
+    }
+
+    /// Counters of the core.
+    pub fn stats(&self) -> CoreStats {
+        self.stats
+    }
+
+    /// Every connection the table knows (for a graceful shutdown).
+    pub fn connected_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.peers.keys().copied()
+    }
+
+    fn on_connect(&mut self, now: Instant, id: CommandId, peer: NodeId, addr: SocketAddr) {
+        if self.peers.contains_key(&peer) {
+            return self.reply(id, Reply::Connected(Ok(peer)));
+        }
+        if self.waiting_count >= self.config.max_waiting_commands {
+            self.stats.commands_refused_busy += 1;
+            return self.reply(id, Reply::Connected(Err(ConnectError::Busy)));
+        }
+        if !self.waiting.contains_key(&peer) {
+            match self.table.start_dial(now, addr, peer) {
+                Ok(conn) => {
+                    self.dialing.insert(conn, peer);
+                    self.outputs.push_back(Output::Dial { conn, peer, addr });
+                }
+                Err(e) => return self.reply(id, Reply::Connected(Err(ConnectError::Refused(e)))),
+            }
+        }
+        self.waiting.entry(peer).or_default().push(id);
+        self.waiting_count += 1;
+    }
+
+    fn on_ping(&mut self, now: Instant, id: CommandId, peer: NodeId) {
+        let Some(conn) = self.peers.get(&peer).map(|p| p.conn) else {
+            return self.reply(id, Reply::Pong(Err(RequestError::NotConnected)));
+        };
+        if self.pending.len() >= self.config.max_pending_requests {
+            self.stats.commands_refused_busy += 1;
+            return self.reply(id, Reply::Pong(Err(RequestError::Busy)));
+        }
+        let request_id = self.next_request_id;
+        self.next_request_id += 1;
+        let deadline_at = now + self.config.request_timeout;
+        self.pending.insert(request_id, Pending { conn, command: id, sent_at: now, deadline_at });
+        let msg = Message::Request { id: request_id, body: Request::Ping };
+        self.outputs.push_back(Output::Send { conn, msg });
+    }
+
+    fn on_request(&mut self, conn: ConnId, id: u64, body: Request) {
+        let response = match body {
+            Request::Ping => match self.table.connection(conn) {
+                Some(c) => Response::Pong { observed: c.addr },
+                None => return,
+            },
+            // Kademlia requests are answered once the DHT lands (proto-spec: Unsupported).
+            _ => {
+                self.stats.requests_unsupported += 1;
+                Response::Error { code: ErrorCode::Unsupported, text: String::new() }
+            }
+        };
+        self.stats.requests_served += 1;
+        self.outputs
+            .push_back(Output::Send { conn, msg: Message::Response { id, body: response } });
+    }
+
+    fn on_response(&mut self, now: Instant, conn: ConnId, id: u64, body: Response) {
+        // A response must come back on the connection its request went out on.
+        let Some(p) = self.pending.get(&id).filter(|p| p.conn == conn).copied() else {
+            self.stats.responses_unmatched += 1;
+            return;
+        };
+        self.pending.remove(&id);
+        let result = match body {
+            Response::Pong { observed } => Ok(PingInfo { rtt: now - p.sent_at, observed }),
+            Response::Error { code, .. } => Err(RequestError::Remote(code)),
+            _ => Err(RequestError::UnexpectedResponse),
+        };
+        self.reply(p.command, Reply::Pong(result));
+    }
+
+    fn on_table_timeout(&mut self, conn: ConnId, kind: TimeoutKind) {
+        self.forget_conn(conn);
+        let reason = match kind {
+            TimeoutKind::Idle => GoodbyeReason::IdleTimeout,
+            // Not established: no Goodbye will be sent, the reason is only for the driver.
+            TimeoutKind::Connect => GoodbyeReason::Shutdown,
+        };
+        self.disconnect(conn, reason);
+        if let Some(peer) = self.dialing.remove(&conn) {
+            self.answer_waiters(peer, Err(ConnectError::Timeout));
+        }
+    }
+
+    /// Drops everything tied to an established connection that is gone.
+    fn forget_conn(&mut self, conn: ConnId) {
+        let Some(peer) = self.conn_peer.remove(&conn) else { return };
+        if self.peers.get(&peer).is_some_and(|p| p.conn == conn) {
+            self.peers.remove(&peer);
+            self.outputs.push_back(Output::Event(Event::PeerDisconnected { peer }));
+        }
+        let failed: Vec<u64> =
+            self.pending.iter().filter(|(_, p)| p.conn == conn).map(|(&id, _)| id).collect();
+        for id in failed {
+            if let Some(p) = self.pending.remove(&id) {
+                self.reply(p.command, Reply::Pong(Err(RequestError::Disconnected)));
+            }
+        }
+    }
+
+    fn disconnect(&mut self, conn: ConnId, reason: GoodbyeReason) {
+        self.outputs.push_back(Output::Disconnect { conn, reason });
+    }
+
+    fn answer_waiters(&mut self, peer: NodeId, result: Result<NodeId, ConnectError>) {
+        for id in self.waiting.remove(&peer).unwrap_or_default() {
+            self.waiting_count -= 1;
+            self.reply(id, Reply::Connected(result.clone()));
+        }
+    }
+
+    fn reply(&mut self, id: CommandId, reply: Reply) {
+        self.outputs.push_back(Output::Reply { id, reply });
+    }
+
+    fn peer_summaries(&self) -> Vec<PeerSummary> {
+        let mut list: Vec<PeerSummary> = self
+            .peers
+            .iter()
+            .map(|(id, p)| PeerSummary {
+                id: *id,
+                addr: p.addr,
+                direction: p.direction,
+                agent: p.hello.agent.clone(),
+                listen_addrs: p.hello.listen_addrs.clone(),
+            })
+            .collect();
+        list.sort_by_key(|p| p.id);
+        list
+    }
+}
+
+fn connect_error(why: &ConnError) -> ConnectError {
+    match why {
+        ConnError::Tls(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName,
+        )) => ConnectError::WrongKey,
+        ConnError::HandshakeTimeout | ConnError::HelloTimeout => ConnectError::Timeout,
+        other => ConnectError::Failed(other.name()),
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Refused(e) => write!(f, "dial refused: {e}"),
+            Self::Limit(e) => e.fmt(f),
+            Self::WrongKey => f.write_str("the peer presented a key other than the expected id"),
+            Self::Failed(why) => write!(f, "connection failed: {why}"),
+            Self::Timeout => f.write_str("connection timed out"),
+            Self::Busy => f.write_str("too many commands waiting"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotConnected => f.write_str("peer not connected"),
+            Self::Timeout => f.write_str("request timed out"),
+            Self::Disconnected => f.write_str("connection closed before the response"),
+            Self::Busy => f.write_str("too many requests in flight"),
+            Self::Remote(code) => write!(f, "peer answered {code:?}"),
+            Self::UnexpectedResponse => f.write_str("peer answered with the wrong response"),
+        }
+    }
+}
+
+impl std::error::Error for RequestError {}

@@ -1,0 +1,262 @@
+//! The public API: [`Node::start`] runs a node on its own reactor thread; a [`Handle`] makes
+//! blocking calls into it from any thread.
+//!
+//! A `Handle` sends a command over a bounded channel, wakes the reactor, and waits for the
+//! reply with a timeout. A full channel is an immediate [`CallError::Busy`], never a block.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use mio::{Poll, Waker};
+
+use crate::addr::PeerAddr;
+use crate::config::Config;
+use crate::core::node::{
+    Command, ConnectError, NodeCore, PeerSummary, PingInfo, Reply, RequestError,
+};
+use crate::identity::{IdentityError, Keypair, NodeId};
+use crate::runtime::reactor::{self, Control, Reactor, ReactorParts};
+use crate::transport::tls::{TlsConfig, TlsSetupError};
+use crate::wire::messages::{Hello, FEATURE_KAD, PROTOCOL_VERSION};
+
+/// A running node. Dropping it shuts it down.
+#[derive(Debug)]
+pub struct Node {
+    handle: Handle,
+    thread: Option<JoinHandle<()>>,
+    id: NodeId,
+    local_addr: SocketAddr,
+}
+
+/// A cheap, cloneable way to call into a running node from any thread.
+#[derive(Clone)]
+pub struct Handle {
+    control: Sender<Control>,
+    waker: Arc<Waker>,
+    call_timeout: Duration,
+}
+
+impl Node {
+    /// Binds the listener, starts the reactor thread, and begins dialling the bootstrap peers.
+    pub fn start(config: Config) -> Result<Node, StartError> {
+        let keypair = match config.keypair.clone() {
+            Some(k) => k,
+            None => Keypair::generate_with_pow(config.id_pow_bits).map_err(StartError::Identity)?,
+        };
+        let id = keypair.node_id();
+        let tls = TlsConfig::new(&keypair, config.id_pow_bits).map_err(StartError::Tls)?;
+        let poll = Poll::new().map_err(StartError::Io)?;
+        let waker = reactor::waker(&poll).map_err(StartError::Io)?;
+        let listener = mio::net::TcpListener::bind(config.listen).map_err(StartError::Io)?;
+        let local_addr = listener.local_addr().map_err(StartError::Io)?;
+        let (control_tx, control_rx) = bounded(config.command_queue);
+        let seed = match config.rng_seed {
+            Some(s) => s,
+            None => os_seed().map_err(StartError::Identity)?,
+        };
+        let parts = ReactorParts {
+            poll,
+            listener,
+            core: NodeCore::new(id, config.core_config(seed)),
+            tls,
+            conn_config: config.conn_config(),
+            hello: hello(&config, local_addr),
+            limiter_config: config.limiter,
+            control: control_rx,
+            max_entries: config.limits.max_connections + config.limits.max_inbound,
+            shutdown_timeout: config.shutdown_timeout,
+        };
+        let reactor = Reactor::new(parts).map_err(StartError::Io)?;
+        let thread = std::thread::Builder::new()
+            .name(format!("petrel-reactor-{id}"))
+            .spawn(move || reactor.run())
+            .map_err(StartError::Io)?;
+        let handle = Handle { control: control_tx, waker, call_timeout: config.call_timeout };
+        for peer in &config.bootstrap {
+            handle.connect_async(*peer);
+        }
+        Ok(Node { handle, thread: Some(thread), id, local_addr })
+    }
+
+    /// A handle for calls into the node.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The address the node listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `NODEID@address`, for others to dial.
+    pub fn peer_addr(&self) -> PeerAddr {
+        PeerAddr { id: self.id, addr: self.local_addr }
+    }
+
+    /// Says Goodbye to every peer and stops; bounded by `Config::shutdown_timeout`.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(thread) = self.thread.take() else { return };
+        // A full control queue cannot refuse this: shutdown waits for room (bounded by the
+        // reactor draining it on every wake-up).
+        if self.handle.control.send(Control::Shutdown).is_ok() {
+            let _ = self.handle.waker.wake();
+        }
+        let _ = thread.join();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Handle {
+    /// Connects to `peer` (or confirms an existing connection), with the default timeout.
+    pub fn connect(&self, peer: PeerAddr) -> Result<NodeId, CallError> {
+        self.connect_timeout(peer, self.call_timeout)
+    }
+
+    /// Connects to `peer`, waiting at most `timeout`.
+    pub fn connect_timeout(&self, peer: PeerAddr, timeout: Duration) -> Result<NodeId, CallError> {
+        match self.call(Command::Connect { peer: peer.id, addr: peer.addr }, timeout)? {
+            Reply::Connected(r) => r.map_err(CallError::Connect),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
+    /// Pings a connected peer, with the default timeout.
+    pub fn ping(&self, peer: NodeId) -> Result<PingInfo, CallError> {
+        self.ping_timeout(peer, self.call_timeout)
+    }
+
+    /// Pings a connected peer, waiting at most `timeout`.
+    pub fn ping_timeout(&self, peer: NodeId, timeout: Duration) -> Result<PingInfo, CallError> {
+        match self.call(Command::Ping { peer }, timeout)? {
+            Reply::Pong(r) => r.map_err(CallError::Request),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
+    /// The connected peers.
+    pub fn peers(&self) -> Result<Vec<PeerSummary>, CallError> {
+        match self.call(Command::Peers, self.call_timeout)? {
+            Reply::Peers(list) => Ok(list),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
+    fn connect_async(&self, peer: PeerAddr) {
+        let (tx, _rx) = bounded(1);
+        let command = Command::Connect { peer: peer.id, addr: peer.addr };
+        if self.control.try_send(Control::Command(command, tx)).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
+        let (tx, rx) = bounded(1);
+        match self.control.try_send(Control::Command(command, tx)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(CallError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(CallError::Stopped),
+        }
+        self.waker.wake().map_err(|_| CallError::Stopped)?;
+        rx.recv_timeout(timeout).map_err(|e| {
+            if e.is_timeout() {
+                CallError::Timeout
+            } else {
+                CallError::Stopped
+            }
+        })
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("call_timeout", &self.call_timeout).finish()
+    }
+}
+
+fn hello(config: &Config, local_addr: SocketAddr) -> Hello {
+    Hello {
+        version: PROTOCOL_VERSION,
+        network: config.network.clone(),
+        id_pow_bits: config.id_pow_bits,
+        features: FEATURE_KAD,
+        agent: config.agent.clone(),
+        listen_addrs: if local_addr.ip().is_unspecified() { vec![] } else { vec![local_addr] },
+    }
+}
+
+fn os_seed() -> Result<u64, IdentityError> {
+    let mut b = [0u8; 8];
+    getrandom::getrandom(&mut b).map_err(|e| IdentityError::Entropy(e.to_string()))?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// Why a node could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// Generating or loading the identity failed.
+    Identity(IdentityError),
+    /// Building the TLS configuration failed.
+    Tls(TlsSetupError),
+    /// Binding, polling or spawning failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Identity(e) => e.fmt(f),
+            Self::Tls(e) => e.fmt(f),
+            Self::Io(e) => write!(f, "cannot start node: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Why a `Handle` call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The node's command queue is full; retry later.
+    Busy,
+    /// No reply within the timeout.
+    Timeout,
+    /// The node has stopped.
+    Stopped,
+    /// The connection failed.
+    Connect(ConnectError),
+    /// The request failed.
+    Request(RequestError),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Busy => f.write_str("node busy: command queue full"),
+            Self::Timeout => f.write_str("timed out waiting for the node"),
+            Self::Stopped => f.write_str("node stopped"),
+            Self::Connect(e) => e.fmt(f),
+            Self::Request(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
