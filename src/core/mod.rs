@@ -8,3 +8,6 @@
 
 pub mod node;
 pub mod peers;
+
+#[cfg(test)]
+mod node_tests;

@@ -9,7 +9,7 @@
 //! then call [`NodeCore::handle_timeout`] no later than [`NodeCore::next_deadline`]. Time is
 //! always an argument; the core reads no clock, owns no socket and spawns no thread.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -201,10 +201,10 @@ pub struct CoreStats {
     pub commands_refused_busy: u64,
 }
 
-/// An established peer.
+/// An established connection and the peer on it.
 #[derive(Debug, Clone)]
 struct Peer {
-    conn: ConnId,
+    id: NodeId,
     addr: SocketAddr,
     direction: Direction,
     hello: Hello,
@@ -224,15 +224,17 @@ struct Pending {
 pub struct NodeCore {
     config: CoreConfig,
     table: ConnectionTable,
-    peers: HashMap<NodeId, Peer>,
-    /// Which peer each established connection belongs to.
-    conn_peer: HashMap<ConnId, NodeId>,
+    /// Each established peer's primary connection (requests go there). Ordered maps keep
+    /// every output in a deterministic order.
+    peers: BTreeMap<NodeId, ConnId>,
+    /// Every established connection.
+    conns: BTreeMap<ConnId, Peer>,
     /// Dials in progress: connection to expected peer.
-    dialing: HashMap<ConnId, NodeId>,
+    dialing: BTreeMap<ConnId, NodeId>,
     /// `Connect` commands waiting for their dial, by peer.
-    waiting: HashMap<NodeId, Vec<CommandId>>,
+    waiting: BTreeMap<NodeId, Vec<CommandId>>,
     waiting_count: usize,
-    pending: HashMap<u64, Pending>,
+    pending: BTreeMap<u64, Pending>,
     next_request_id: u64,
     outputs: VecDeque<Output>,
     stats: CoreStats,
@@ -244,12 +246,12 @@ impl NodeCore {
         NodeCore {
             table: ConnectionTable::new(local_id, config.limits, config.rng_seed),
             config,
-            peers: HashMap::new(),
-            conn_peer: HashMap::new(),
-            dialing: HashMap::new(),
-            waiting: HashMap::new(),
+            peers: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            waiting: BTreeMap::new(),
             waiting_count: 0,
-            pending: HashMap::new(),
+            pending: BTreeMap::new(),
             next_request_id: 1,
             outputs: VecDeque::new(),
             stats: CoreStats::default(),
@@ -268,12 +270,10 @@ impl NodeCore {
         let Some(entry) = self.table.connection(conn).copied() else {
             return; // timed out or closed meanwhile; the driver hears Disconnect
         };
+        let mut loser = None;
         match self.table.on_authenticated(now, conn, peer) {
             Ok(Keep::Both) => {}
-            Ok(Keep::CloseOther(other)) => {
-                self.forget_conn(other);
-                self.disconnect(other, GoodbyeReason::DuplicateConnection);
-            }
+            Ok(Keep::CloseOther(other)) => loser = Some(other),
             Ok(Keep::CloseThis) => {
                 self.disconnect(conn, GoodbyeReason::DuplicateConnection);
                 return self.answer_waiters(peer, Ok(peer));
@@ -283,12 +283,15 @@ impl NodeCore {
                 return self.answer_waiters(peer, Err(ConnectError::Limit(e)));
             }
         }
-        let new_peer = !self.peers.contains_key(&peer);
-        self.conn_peer.insert(conn, peer);
         let (addr, direction) = (entry.addr, entry.direction);
-        self.peers.insert(peer, Peer { conn, addr, direction, hello });
-        if new_peer {
+        self.conns.insert(conn, Peer { id: peer, addr, direction, hello });
+        if self.peers.insert(peer, conn).is_none() {
             self.outputs.push_back(Output::Event(Event::PeerConnected { peer, direction }));
+        }
+        // The duplicate goes only after the winner is in place, so the peer never flaps.
+        if let Some(other) = loser {
+            self.forget_conn(other);
+            self.disconnect(other, GoodbyeReason::DuplicateConnection);
         }
         self.answer_waiters(peer, Ok(peer));
     }
@@ -364,7 +367,7 @@ impl NodeCore {
         self.stats
     }
 
-    /// Every connection the table knows (for a graceful shutdown).
+    /// The established peers, in id order.
     pub fn connected_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.peers.keys().copied()
     }
@@ -377,7 +380,8 @@ impl NodeCore {
             self.stats.commands_refused_busy += 1;
             return self.reply(id, Reply::Connected(Err(ConnectError::Busy)));
         }
-        if !self.waiting.contains_key(&peer) {
+        let dial_running = self.dialing.values().any(|p| *p == peer);
+        if !dial_running {
             match self.table.start_dial(now, addr, peer) {
                 Ok(conn) => {
                     self.dialing.insert(conn, peer);
@@ -391,7 +395,7 @@ impl NodeCore {
     }
 
     fn on_ping(&mut self, now: Instant, id: CommandId, peer: NodeId) {
-        let Some(conn) = self.peers.get(&peer).map(|p| p.conn) else {
+        let Some(conn) = self.peers.get(&peer).copied() else {
             return self.reply(id, Reply::Pong(Err(RequestError::NotConnected)));
         };
         if self.pending.len() >= self.config.max_pending_requests {
@@ -451,12 +455,22 @@ impl NodeCore {
         }
     }
 
-    /// Drops everything tied to an established connection that is gone.
+    /// Drops everything tied to an established connection that is gone. The peer stays
+    /// connected while another of its connections is up.
     fn forget_conn(&mut self, conn: ConnId) {
-        let Some(peer) = self.conn_peer.remove(&conn) else { return };
-        if self.peers.get(&peer).is_some_and(|p| p.conn == conn) {
-            self.peers.remove(&peer);
-            self.outputs.push_back(Output::Event(Event::PeerDisconnected { peer }));
+        let Some(gone) = self.conns.remove(&conn) else { return };
+        if self.peers.get(&gone.id) == Some(&conn) {
+            let next = self.conns.iter().find(|(_, p)| p.id == gone.id).map(|(&c, _)| c);
+            match next {
+                Some(other) => {
+                    self.peers.insert(gone.id, other);
+                }
+                None => {
+                    self.peers.remove(&gone.id);
+                    let event = Event::PeerDisconnected { peer: gone.id };
+                    self.outputs.push_back(Output::Event(event));
+                }
+            }
         }
         let failed: Vec<u64> =
             self.pending.iter().filter(|(_, p)| p.conn == conn).map(|(&id, _)| id).collect();
@@ -483,9 +497,9 @@ impl NodeCore {
     }
 
     fn peer_summaries(&self) -> Vec<PeerSummary> {
-        let mut list: Vec<PeerSummary> = self
-            .peers
+        self.peers
             .iter()
+            .filter_map(|(id, conn)| self.conns.get(conn).map(|p| (id, p)))
             .map(|(id, p)| PeerSummary {
                 id: *id,
                 addr: p.addr,
@@ -493,9 +507,7 @@ impl NodeCore {
                 agent: p.hello.agent.clone(),
                 listen_addrs: p.hello.listen_addrs.clone(),
             })
-            .collect();
-        list.sort_by_key(|p| p.id);
-        list
+            .collect()
     }
 }
 

@@ -1,0 +1,755 @@
+//! Unit tests of [`NodeCore`](super::node::NodeCore), driven by hand: every `handle_*` call is
+//! followed by draining `poll_output` until `None`, and time is `t0 + n s`, never a sleep.
+//!
+//! Connection ids come only from `Output::Dial` and `handle_inbound`, as they do for the
+//! runtime.
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::node::{
+    Command, CommandId, ConnectError, CoreConfig, CoreStats, Event, NodeCore, Output, PeerSummary,
+    PingInfo, Reply, RequestError,
+};
+use super::peers::{ConnId, DialError, Direction, LimitError, PeerLimits};
+use crate::identity::NodeId;
+use crate::transport::conn::ConnError;
+use crate::wire::messages::{
+    ErrorCode, GoodbyeReason, Gossip, Hello, Message, Request, Response, PROTOCOL_VERSION,
+};
+
+const LIMITS: PeerLimits = PeerLimits::DEFAULT;
+
+const CONFIG: CoreConfig = CoreConfig {
+    limits: LIMITS,
+    request_timeout: Duration::from_secs(10),
+    max_pending_requests: 16,
+    max_waiting_commands: 16,
+    rng_seed: 0x5eed,
+};
+
+/// A peer's Hello; tests override `agent` and `listen_addrs` where they matter.
+const HELLO: Hello = Hello {
+    version: PROTOCOL_VERSION,
+    network: String::new(),
+    id_pow_bits: 0,
+    features: 0,
+    agent: String::new(),
+    listen_addrs: Vec::new(),
+};
+
+/// Our id: lower than `PEER_A`, `PEER_B` and `PEER_C`, higher than `LOW_PEER`.
+const LOCAL: NodeId = NodeId::from_bytes([0x10; 32]);
+const PEER_A: NodeId = NodeId::from_bytes([0x20; 32]);
+const PEER_B: NodeId = NodeId::from_bytes([0x30; 32]);
+const PEER_C: NodeId = NodeId::from_bytes([0x40; 32]);
+const LOW_PEER: NodeId = NodeId::from_bytes([0x01; 32]);
+
+const NS: Duration = Duration::from_nanos(1);
+const MS: Duration = Duration::from_millis(1);
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, 1], port))
+}
+
+fn core(config: CoreConfig) -> NodeCore {
+    NodeCore::new(LOCAL, config)
+}
+
+// ---- Driving ----
+
+/// Every output queued so far, in order.
+fn drain(core: &mut NodeCore) -> Vec<Output> {
+    std::iter::from_fn(|| core.poll_output()).collect()
+}
+
+fn command(core: &mut NodeCore, now: Instant, id: u64, command: Command) -> Vec<Output> {
+    core.handle_command(now, CommandId(id), command);
+    drain(core)
+}
+
+fn established(
+    core: &mut NodeCore,
+    now: Instant,
+    conn: ConnId,
+    peer: NodeId,
+    hello: Hello,
+) -> Vec<Output> {
+    core.handle_established(now, conn, peer, hello);
+    drain(core)
+}
+
+fn message(core: &mut NodeCore, now: Instant, conn: ConnId, msg: Message) -> Vec<Output> {
+    core.handle_message(now, conn, msg);
+    drain(core)
+}
+
+fn closed(core: &mut NodeCore, now: Instant, conn: ConnId, why: ConnError) -> Vec<Output> {
+    core.handle_closed(now, conn, &why);
+    drain(core)
+}
+
+fn timeout(core: &mut NodeCore, now: Instant) -> Vec<Output> {
+    core.handle_timeout(now);
+    drain(core)
+}
+
+fn inbound(core: &mut NodeCore, now: Instant, from: SocketAddr) -> ConnId {
+    let conn = core.handle_inbound(now, from).expect("an inbound slot is free");
+    assert!(drain(core).is_empty(), "admission queues nothing");
+    conn
+}
+
+/// Sends `Connect` as command `id` and returns the one dial it starts.
+fn dial(core: &mut NodeCore, now: Instant, id: u64, peer: NodeId, to: SocketAddr) -> ConnId {
+    let out = command(core, now, id, Command::Connect { peer, addr: to });
+    match dials(&out)[..] {
+        [(conn, p, a)] if out.len() == 1 && (p, a) == (peer, to) => conn,
+        _ => panic!("expected one dial of {peer} at {to}, got {out:?}"),
+    }
+}
+
+/// Dials `peer` (command `id`) and completes the connection.
+fn connect_outbound(
+    core: &mut NodeCore,
+    now: Instant,
+    id: u64,
+    peer: NodeId,
+    to: SocketAddr,
+) -> ConnId {
+    let conn = dial(core, now, id, peer, to);
+    let out = established(core, now, conn, peer, HELLO);
+    assert_eq!(replies(&out), vec![(CommandId(id), Reply::Connected(Ok(peer)))]);
+    conn
+}
+
+/// Accepts a connection from `peer` at `from` and completes it.
+fn connect_inbound(core: &mut NodeCore, now: Instant, peer: NodeId, from: SocketAddr) -> ConnId {
+    let conn = inbound(core, now, from);
+    established(core, now, conn, peer, HELLO);
+    conn
+}
+
+/// Sends `Ping` as command `id` and returns the connection and request id it went out with.
+fn ping(core: &mut NodeCore, now: Instant, id: u64, peer: NodeId) -> (ConnId, u64) {
+    let out = command(core, now, id, Command::Ping { peer });
+    match sends(&out)[..] {
+        [(conn, Message::Request { id: request, body: Request::Ping })] if out.len() == 1 => {
+            (conn, request)
+        }
+        _ => panic!("expected one PING request, got {out:?}"),
+    }
+}
+
+fn pong(id: u64, observed: SocketAddr) -> Message {
+    Message::Response { id, body: Response::Pong { observed } }
+}
+
+// ---- Reading outputs ----
+
+fn dials(out: &[Output]) -> Vec<(ConnId, NodeId, SocketAddr)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Dial { conn, peer, addr } => Some((*conn, *peer, *addr)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sends(out: &[Output]) -> Vec<(ConnId, Message)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { conn, msg } => Some((*conn, msg.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn disconnects(out: &[Output]) -> Vec<(ConnId, GoodbyeReason)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Disconnect { conn, reason } => Some((*conn, *reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn replies(out: &[Output]) -> Vec<(CommandId, Reply)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Reply { id, reply } => Some((*id, reply.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn events(out: &[Output]) -> Vec<Event> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn peer_ids(core: &mut NodeCore, now: Instant) -> Vec<NodeId> {
+    let out = command(core, now, 999, Command::Peers);
+    match &replies(&out)[..] {
+        [(_, Reply::Peers(list))] => list.iter().map(|p| p.id).collect(),
+        _ => panic!("expected one Peers reply, got {out:?}"),
+    }
+}
+
+// ---- Connect ----
+
+#[test]
+fn connect_produces_exactly_one_dial() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let out = command(&mut core, t0, 1, Command::Connect { peer: PEER_A, addr: addr(1) });
+    assert_eq!(out.len(), 1, "{out:?}");
+    let [(_, peer, to)] = dials(&out)[..] else { panic!("expected one dial, got {out:?}") };
+    assert_eq!((peer, to), (PEER_A, addr(1)));
+    assert_eq!(core.peer_stats().dials_started, 1);
+}
+
+#[test]
+fn second_connect_while_dialling_shares_the_dial_and_both_get_ok() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
+    let out = command(&mut core, t0 + secs(1), 2, Command::Connect { peer: PEER_A, addr: addr(1) });
+    assert!(out.is_empty(), "no second dial and no reply yet: {out:?}");
+
+    let out = established(&mut core, t0 + secs(2), conn, PEER_A, HELLO);
+    assert_eq!(
+        replies(&out),
+        vec![
+            (CommandId(1), Reply::Connected(Ok(PEER_A))),
+            (CommandId(2), Reply::Connected(Ok(PEER_A))),
+        ]
+    );
+    let connected = Event::PeerConnected { peer: PEER_A, direction: Direction::Outbound };
+    assert_eq!(events(&out), vec![connected]);
+    assert_eq!(out.len(), 3, "{out:?}");
+}
+
+#[test]
+fn connect_to_a_connected_peer_replies_ok_at_once() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    let out = command(&mut core, t0 + secs(1), 2, Command::Connect { peer: PEER_A, addr: addr(9) });
+    assert_eq!(replies(&out), vec![(CommandId(2), Reply::Connected(Ok(PEER_A)))]);
+    assert_eq!(out.len(), 1, "no dial and no second PeerConnected: {out:?}");
+}
+
+#[test]
+fn inbound_peer_satisfies_a_waiting_connect() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    dial(&mut core, t0, 1, PEER_A, addr(1));
+    let conn = inbound(&mut core, t0, addr(2));
+    let out = established(&mut core, t0 + secs(1), conn, PEER_A, HELLO);
+    assert_eq!(replies(&out), vec![(CommandId(1), Reply::Connected(Ok(PEER_A)))]);
+    let connected = Event::PeerConnected { peer: PEER_A, direction: Direction::Inbound };
+    assert_eq!(events(&out), vec![connected]);
+}
+
+#[test]
+fn connect_beyond_the_waiting_queue_is_refused_busy() {
+    let t0 = Instant::now();
+    let mut core = core(CoreConfig { max_waiting_commands: 1, ..CONFIG });
+    dial(&mut core, t0, 1, PEER_A, addr(1));
+    let out = command(&mut core, t0, 2, Command::Connect { peer: PEER_B, addr: addr(2) });
+    assert_eq!(replies(&out), vec![(CommandId(2), Reply::Connected(Err(ConnectError::Busy)))]);
+    assert_eq!(out.len(), 1, "no dial: {out:?}");
+    assert_eq!(core.stats().commands_refused_busy, 1);
+}
+
+// ---- Connect failures ----
+
+#[test]
+fn wrong_key_fails_connect_with_wrong_key() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
+    let why = ConnError::Tls(rustls::Error::InvalidCertificate(
+        rustls::CertificateError::NotValidForName,
+    ));
+    let out = closed(&mut core, t0 + secs(1), conn, why);
+    assert_eq!(replies(&out), vec![(CommandId(1), Reply::Connected(Err(ConnectError::WrongKey)))]);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(core.peer_stats().dial_failures, 1);
+}
+
+#[test]
+fn handshake_timeout_fails_connect_with_timeout() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
+    let out = closed(&mut core, t0 + secs(1), conn, ConnError::HandshakeTimeout);
+    assert_eq!(replies(&out), vec![(CommandId(1), Reply::Connected(Err(ConnectError::Timeout)))]);
+}
+
+#[test]
+fn other_connection_errors_fail_connect_with_their_name() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
+    let out = closed(&mut core, t0 + secs(1), conn, ConnError::PeerClosed);
+    let failed = Reply::Connected(Err(ConnectError::Failed("peer_closed")));
+    assert_eq!(replies(&out), vec![(CommandId(1), failed)]);
+}
+
+#[test]
+fn connect_timeout_fires_exactly_at_the_deadline_and_disconnects_the_dial() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
+    let deadline = t0 + LIMITS.connect_timeout;
+    assert_eq!(core.next_deadline(), Some(deadline));
+    assert!(timeout(&mut core, deadline - NS).is_empty());
+
+    let out = timeout(&mut core, deadline);
+    assert_eq!(replies(&out), vec![(CommandId(1), Reply::Connected(Err(ConnectError::Timeout)))]);
+    assert_eq!(disconnects(&out).iter().map(|d| d.0).collect::<Vec<_>>(), vec![conn]);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(core.next_deadline(), None);
+    assert_eq!(core.peer_stats().connect_timeouts, 1);
+}
+
+#[test]
+fn failed_address_is_refused_while_it_backs_off() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    dial(&mut core, t0, 1, PEER_A, addr(1));
+    let timed_out_at = t0 + LIMITS.connect_timeout;
+    timeout(&mut core, timed_out_at);
+
+    let out = command(&mut core, timed_out_at, 2, Command::Connect { peer: PEER_A, addr: addr(1) });
+    let [(CommandId(2), Reply::Connected(Err(ConnectError::Refused(DialError::Backoff { until }))))] =
+        replies(&out)[..]
+    else {
+        panic!("expected a backoff refusal, got {out:?}");
+    };
+    assert!(until > timed_out_at);
+    assert!(dials(&out).is_empty());
+    assert_eq!(core.peer_stats().dial_refused_backoff, 1);
+}
+
+#[test]
+fn establishment_after_the_connect_timeout_is_ignored() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
+    let deadline = t0 + LIMITS.connect_timeout;
+    timeout(&mut core, deadline);
+    let out = established(&mut core, deadline + MS, conn, PEER_A, HELLO);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(peer_ids(&mut core, deadline + MS), vec![]);
+    assert!(closed(&mut core, deadline + MS, conn, ConnError::PeerClosed).is_empty());
+}
+
+// ---- Limits ----
+
+#[test]
+fn inbound_beyond_max_inbound_is_refused() {
+    let t0 = Instant::now();
+    let mut core = core(CoreConfig { limits: PeerLimits { max_inbound: 2, ..LIMITS }, ..CONFIG });
+    inbound(&mut core, t0, addr(1));
+    inbound(&mut core, t0, addr(2));
+    let refused = core.handle_inbound(t0, addr(3));
+    assert_eq!(refused, Err(LimitError::LimitReached { direction: Direction::Inbound }));
+    assert!(drain(&mut core).is_empty());
+    assert_eq!(core.peer_stats().refused_inbound_limit, 1);
+}
+
+#[test]
+fn third_connection_of_one_peer_is_disconnected_as_too_many() {
+    let t0 = Instant::now();
+    let mut core = core(CoreConfig { limits: PeerLimits { max_per_peer: 2, ..LIMITS }, ..CONFIG });
+    let first = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    let second = inbound(&mut core, t0, addr(2));
+    let out = established(&mut core, t0, second, PEER_A, HELLO);
+    assert!(out.is_empty(), "a second connection is no new peer: {out:?}");
+
+    let third = inbound(&mut core, t0, addr(3));
+    let out = established(&mut core, t0, third, PEER_A, HELLO);
+    assert_eq!(disconnects(&out), vec![(third, GoodbyeReason::TooManyConnections)]);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(core.peer_stats().refused_per_peer_limit, 1);
+    assert_eq!(peer_ids(&mut core, t0), vec![PEER_A]);
+    assert_ne!(first, third);
+}
+
+// ---- Ping ----
+
+#[test]
+fn ping_sends_a_ping_request_on_the_peers_connection() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    let b = connect_outbound(&mut core, t0, 2, PEER_B, addr(2));
+    let (conn, _) = ping(&mut core, t0, 3, PEER_B);
+    assert_eq!(conn, b);
+}
+
+#[test]
+fn pong_replies_with_the_driven_rtt_and_observed_address() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    let sent_at = t0 + secs(1);
+    let (_, request) = ping(&mut core, sent_at, 2, PEER_A);
+    let rtt = Duration::from_millis(1234);
+
+    let out = message(&mut core, sent_at + rtt, conn, pong(request, addr(7)));
+    let info = PingInfo { rtt, observed: addr(7) };
+    assert_eq!(replies(&out), vec![(CommandId(2), Reply::Pong(Ok(info)))]);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(core.next_deadline(), Some(sent_at + rtt + LIMITS.idle_timeout));
+}
+
+#[test]
+fn error_response_fails_the_ping_with_the_remote_code() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    let (_, request) = ping(&mut core, t0, 2, PEER_A);
+    let body = Response::Error { code: ErrorCode::RateLimited, text: String::new() };
+    let out = message(&mut core, t0, conn, Message::Response { id: request, body });
+    let failed = Reply::Pong(Err(RequestError::Remote(ErrorCode::RateLimited)));
+    assert_eq!(replies(&out), vec![(CommandId(2), failed)]);
+}
+
+#[test]
+fn wrong_kind_of_response_fails_the_ping_as_unexpected() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    let (_, request) = ping(&mut core, t0, 2, PEER_A);
+    let out =
+        message(&mut core, t0, conn, Message::Response { id: request, body: Response::Stored });
+    let failed = Reply::Pong(Err(RequestError::UnexpectedResponse));
+    assert_eq!(replies(&out), vec![(CommandId(2), failed)]);
+}
+
+#[test]
+fn response_with_an_unknown_id_is_counted_unmatched() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    let (_, request) = ping(&mut core, t0, 2, PEER_A);
+    let out = message(&mut core, t0, conn, pong(request + 100, addr(7)));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(core.stats().responses_unmatched, 1);
+    // The real request is still pending.
+    let out = message(&mut core, t0, conn, pong(request, addr(7)));
+    assert_eq!(replies(&out).len(), 1, "{out:?}");
+}
+
+#[test]
+fn response_on_another_connection_is_unmatched() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let a = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    let b = connect_outbound(&mut core, t0, 2, PEER_B, addr(2));
+    let (_, request) = ping(&mut core, t0, 3, PEER_A);
+
+    let out = message(&mut core, t0 + secs(1), b, pong(request, addr(7)));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(core.stats().responses_unmatched, 1);
+
+    let out = message(&mut core, t0 + secs(2), a, pong(request, addr(7)));
+    let info = PingInfo { rtt: secs(2), observed: addr(7) };
+    assert_eq!(replies(&out), vec![(CommandId(3), Reply::Pong(Ok(info)))]);
+}
+
+#[test]
+fn ping_times_out_exactly_at_the_request_timeout() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    let sent_at = t0 + secs(1);
+    let (_, request) = ping(&mut core, sent_at, 2, PEER_A);
+    let deadline = sent_at + CONFIG.request_timeout;
+    assert_eq!(core.next_deadline(), Some(deadline));
+    for early in [MS, NS] {
+        assert!(timeout(&mut core, deadline - early).is_empty(), "fired {early:?} early");
+    }
+
+    let out = timeout(&mut core, deadline);
+    assert_eq!(replies(&out), vec![(CommandId(2), Reply::Pong(Err(RequestError::Timeout)))]);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(core.stats().requests_timed_out, 1);
+    // A late answer is unmatched and answers nothing.
+    assert!(message(&mut core, deadline + MS, conn, pong(request, addr(7))).is_empty());
+    assert_eq!(core.stats().responses_unmatched, 1);
+}
+
+#[test]
+fn ping_fails_disconnected_when_the_peer_closes() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    ping(&mut core, t0, 2, PEER_A);
+    let out = closed(&mut core, t0 + secs(1), conn, ConnError::PeerClosed);
+    assert_eq!(replies(&out), vec![(CommandId(2), Reply::Pong(Err(RequestError::Disconnected)))]);
+    assert!(timeout(&mut core, t0 + secs(60)).is_empty(), "no second answer at the deadline");
+}
+
+#[test]
+fn ping_to_an_unknown_peer_is_not_connected() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let out = command(&mut core, t0, 1, Command::Ping { peer: PEER_A });
+    assert_eq!(replies(&out), vec![(CommandId(1), Reply::Pong(Err(RequestError::NotConnected)))]);
+    assert_eq!(out.len(), 1, "{out:?}");
+}
+
+#[test]
+fn ping_beyond_max_pending_requests_is_busy() {
+    let t0 = Instant::now();
+    let mut core = core(CoreConfig { max_pending_requests: 2, ..CONFIG });
+    connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    ping(&mut core, t0, 2, PEER_A);
+    ping(&mut core, t0, 3, PEER_A);
+    let out = command(&mut core, t0, 4, Command::Ping { peer: PEER_A });
+    assert_eq!(replies(&out), vec![(CommandId(4), Reply::Pong(Err(RequestError::Busy)))]);
+    assert_eq!(out.len(), 1, "nothing sent: {out:?}");
+    assert_eq!(core.stats().commands_refused_busy, 1);
+}
+
+// ---- Serving ----
+
+#[test]
+fn inbound_ping_is_answered_with_the_connections_remote_address() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = connect_inbound(&mut core, t0, PEER_A, addr(4321));
+    let out = message(&mut core, t0, conn, Message::Request { id: 77, body: Request::Ping });
+    assert_eq!(sends(&out), vec![(conn, pong(77, addr(4321)))]);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(core.stats(), CoreStats { requests_served: 1, ..CoreStats::default() });
+}
+
+#[test]
+fn find_node_is_answered_unsupported_and_counted() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    let body = Request::FindNode { target: PEER_C };
+    let out = message(&mut core, t0, conn, Message::Request { id: 5, body });
+    let [(to, Message::Response { id: 5, body: Response::Error { code, .. } })] = &sends(&out)[..]
+    else {
+        panic!("expected one error response, got {out:?}");
+    };
+    assert_eq!((*to, *code), (conn, ErrorCode::Unsupported));
+    assert_eq!(core.stats().requests_unsupported, 1);
+}
+
+#[test]
+fn gossip_frame_is_dropped_and_counted() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    let frame = Message::Gossip(Gossip::Subscribe { topic: "news".into() });
+    assert!(message(&mut core, t0, conn, frame).is_empty());
+    assert_eq!(core.stats(), CoreStats { gossip_dropped: 1, ..CoreStats::default() });
+}
+
+// ---- Peers ----
+
+#[test]
+fn peers_lists_connected_peers_sorted_by_id_with_their_hello() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let hello_b = Hello { agent: "petrel/b".into(), listen_addrs: vec![addr(3001)], ..HELLO };
+    let hello_a =
+        Hello { agent: "petrel/a".into(), listen_addrs: vec![addr(2001), addr(2002)], ..HELLO };
+    let conn_b = inbound(&mut core, t0, addr(50000));
+    established(&mut core, t0, conn_b, PEER_B, hello_b);
+    let conn_a = dial(&mut core, t0, 1, PEER_A, addr(2001));
+    established(&mut core, t0, conn_a, PEER_A, hello_a);
+
+    let out = command(&mut core, t0, 2, Command::Peers);
+    let expected = vec![
+        PeerSummary {
+            id: PEER_A,
+            addr: addr(2001),
+            direction: Direction::Outbound,
+            agent: "petrel/a".into(),
+            listen_addrs: vec![addr(2001), addr(2002)],
+        },
+        PeerSummary {
+            id: PEER_B,
+            addr: addr(50000),
+            direction: Direction::Inbound,
+            agent: "petrel/b".into(),
+            listen_addrs: vec![addr(3001)],
+        },
+    ];
+    assert_eq!(replies(&out), vec![(CommandId(2), Reply::Peers(expected))]);
+}
+
+#[test]
+fn closed_peer_leaves_the_list_with_a_disconnected_event() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let a = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    connect_outbound(&mut core, t0, 2, PEER_B, addr(2));
+    let out = closed(&mut core, t0 + secs(1), a, ConnError::PeerClosed);
+    assert_eq!(events(&out), vec![Event::PeerDisconnected { peer: PEER_A }]);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(peer_ids(&mut core, t0 + secs(1)), vec![PEER_B]);
+    assert_eq!(core.connected_peers().collect::<Vec<_>>(), vec![PEER_B]);
+}
+
+#[test]
+fn idle_connection_is_disconnected_and_activity_postpones_it() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    let active_at = t0 + secs(30);
+    message(&mut core, active_at, conn, Message::Gossip(Gossip::Subscribe { topic: "t".into() }));
+    let deadline = active_at + LIMITS.idle_timeout;
+    assert_eq!(core.next_deadline(), Some(deadline));
+    assert!(timeout(&mut core, deadline - NS).is_empty());
+
+    let out = timeout(&mut core, deadline);
+    assert_eq!(disconnects(&out), vec![(conn, GoodbyeReason::IdleTimeout)]);
+    assert_eq!(events(&out), vec![Event::PeerDisconnected { peer: PEER_A }]);
+    assert_eq!(peer_ids(&mut core, deadline), vec![]);
+}
+
+// ---- Duplicate connections ----
+
+#[test]
+fn lower_local_id_keeps_the_outbound_and_closes_the_inbound_duplicate() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let outbound = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    let dup = inbound(&mut core, t0, addr(2));
+    let out = established(&mut core, t0 + secs(1), dup, PEER_A, HELLO);
+    assert_eq!(disconnects(&out), vec![(dup, GoodbyeReason::DuplicateConnection)]);
+    assert_eq!(out.len(), 1, "no event: {out:?}");
+    assert_eq!(peer_ids(&mut core, t0 + secs(1)), vec![PEER_A]);
+    let (conn, _) = ping(&mut core, t0 + secs(1), 2, PEER_A);
+    assert_eq!(conn, outbound);
+}
+
+#[test]
+fn lower_local_id_closes_the_inbound_even_when_it_was_established_first() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let outbound = dial(&mut core, t0, 1, PEER_A, addr(1));
+    let dup = connect_inbound(&mut core, t0, PEER_A, addr(2));
+    let out = established(&mut core, t0 + secs(1), outbound, PEER_A, HELLO);
+    assert_eq!(disconnects(&out), vec![(dup, GoodbyeReason::DuplicateConnection)]);
+    assert_eq!(peer_ids(&mut core, t0 + secs(1)), vec![PEER_A]);
+    let (conn, _) = ping(&mut core, t0 + secs(1), 2, PEER_A);
+    assert_eq!(conn, outbound);
+}
+
+#[test]
+fn higher_local_id_keeps_the_inbound_and_closes_its_own_dial() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let outbound = dial(&mut core, t0, 1, LOW_PEER, addr(1));
+    let kept = connect_inbound(&mut core, t0, LOW_PEER, addr(2));
+    let out = established(&mut core, t0 + secs(1), outbound, LOW_PEER, HELLO);
+    assert_eq!(disconnects(&out), vec![(outbound, GoodbyeReason::DuplicateConnection)]);
+    assert!(events(&out).is_empty(), "{out:?}");
+    let (conn, _) = ping(&mut core, t0 + secs(1), 2, LOW_PEER);
+    assert_eq!(conn, kept);
+}
+
+#[test]
+fn replacing_a_duplicate_does_not_flap_the_peer() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let outbound = dial(&mut core, t0, 1, PEER_A, addr(1));
+    connect_inbound(&mut core, t0, PEER_A, addr(2));
+    let out = established(&mut core, t0 + secs(1), outbound, PEER_A, HELLO);
+    assert_eq!(events(&out), vec![], "the peer never stopped being connected");
+}
+
+// ---- Deadlines ----
+
+#[test]
+fn next_deadline_is_none_when_idle_with_no_connections() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    assert_eq!(core.next_deadline(), None);
+    let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    closed(&mut core, t0 + secs(1), conn, ConnError::PeerClosed);
+    assert_eq!(core.next_deadline(), None);
+    assert!(timeout(&mut core, t0 + secs(1000)).is_empty());
+}
+
+#[test]
+fn next_deadline_is_the_earliest_of_requests_and_connections() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    assert_eq!(core.next_deadline(), Some(t0 + LIMITS.idle_timeout));
+
+    let (_, request) = ping(&mut core, t0 + secs(1), 2, PEER_A);
+    assert_eq!(core.next_deadline(), Some(t0 + secs(1) + CONFIG.request_timeout));
+
+    inbound(&mut core, t0 + secs(2), addr(2));
+    assert_eq!(core.next_deadline(), Some(t0 + secs(2) + LIMITS.connect_timeout));
+
+    timeout(&mut core, t0 + secs(2) + LIMITS.connect_timeout);
+    assert_eq!(core.next_deadline(), Some(t0 + secs(1) + CONFIG.request_timeout));
+
+    message(&mut core, t0 + secs(8), conn, pong(request, addr(7)));
+    assert_eq!(core.next_deadline(), Some(t0 + secs(8) + LIMITS.idle_timeout));
+}
+
+// ---- Known bugs ----
+
+#[test]
+fn peer_with_two_connections_stays_connected_when_one_closes() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let first = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    let second = connect_inbound(&mut core, t0, PEER_A, addr(2));
+    let out = closed(&mut core, t0 + secs(1), second, ConnError::PeerClosed);
+    assert_eq!(events(&out), vec![], "the first connection is still up");
+    assert_eq!(peer_ids(&mut core, t0 + secs(1)), vec![PEER_A]);
+    let (conn, _) = ping(&mut core, t0 + secs(1), 1, PEER_A);
+    assert_eq!(conn, first);
+}
+
+#[test]
+fn connect_while_an_earlier_dial_is_in_flight_joins_it() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    let outbound = dial(&mut core, t0, 1, PEER_A, addr(1));
+    // An inbound connection answers the first Connect, then closes; the dial still runs.
+    let other = connect_inbound(&mut core, t0, PEER_A, addr(2));
+    closed(&mut core, t0 + secs(1), other, ConnError::PeerClosed);
+
+    let out = command(&mut core, t0 + secs(1), 2, Command::Connect { peer: PEER_A, addr: addr(1) });
+    assert!(out.is_empty(), "waits for the running dial: {out:?}");
+    let out = established(&mut core, t0 + secs(2), outbound, PEER_A, HELLO);
+    assert_eq!(replies(&out), vec![(CommandId(2), Reply::Connected(Ok(PEER_A)))]);
+}
+
+#[test]
+fn simultaneous_request_timeouts_are_answered_in_request_order() {
+    let t0 = Instant::now();
+    let mut core = core(CONFIG);
+    connect_outbound(&mut core, t0, 100, PEER_A, addr(1));
+    for id in 1..=8 {
+        ping(&mut core, t0, id, PEER_A);
+    }
+    let out = timeout(&mut core, t0 + CONFIG.request_timeout);
+    let order: Vec<CommandId> = replies(&out).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(order, (1..=8).map(CommandId).collect::<Vec<_>>());
+}
