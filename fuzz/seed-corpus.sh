@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Recreates fuzz/corpus/ from the protocol test vectors plus a few hand-made seeds.
+#
+#   fuzz/seed-corpus.sh [VECTORS_DIR]     (default: proto-spec/vectors)
+#
+# Each vector JSON's "frame" field (hex of a whole frame: 4-byte big-endian length, then the
+# payload) becomes corpus/frame_decoder/<name>, prefixed with the two control bytes that target
+# reads first (chunk seed 0x03, default maximum 0x80), and its payload becomes
+# corpus/message_roundtrip/<name>. A missing or empty vectors directory seeds only the
+# hand-made inputs. Existing corpus files (including those libFuzzer added) are kept.
+# Needs bash and python3 only.
+set -euo pipefail
+
+fuzz_dir="$(cd "$(dirname "$0")" && pwd)"
+vectors="${1:-$fuzz_dir/../proto-spec/vectors}"
+
+python3 - "$vectors" "$fuzz_dir/corpus" <<'PY'
+import json
+import pathlib
+import sys
+
+vectors, corpus = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+frames_dir = corpus / "frame_decoder"
+payloads_dir = corpus / "message_roundtrip"
+frames_dir.mkdir(parents=True, exist_ok=True)
+payloads_dir.mkdir(parents=True, exist_ok=True)
+
+# frame_decoder reads byte 0 as the chunk-size seed and byte 1 as the maximum selector
+# (bit 7 set: the default 1 MiB; otherwise the byte itself, 0..=127).
+DEFAULT_MAX = 0x80
+
+
+def frame(payload: bytes) -> bytes:
+    return len(payload).to_bytes(4, "big") + payload
+
+
+def put(name: str, whole_frame: bytes, chunk_seed: int = 3, max_sel: int = DEFAULT_MAX) -> None:
+    (frames_dir / name).write_bytes(bytes([chunk_seed, max_sel]) + whole_frame)
+    (payloads_dir / name).write_bytes(whole_frame[4:])
+
+
+# Hand-made seeds, so the corpus is never empty. Ping request id 1: Message tag 1 (u32 LE),
+# id (u64 LE), Request tag 0.
+ping = (1).to_bytes(4, "little") + (1).to_bytes(8, "little") + (0).to_bytes(4, "little")
+put("hand-ping", frame(ping))
+# Goodbye(Shutdown): Message tag 4, reason tag 0.
+goodbye = (4).to_bytes(4, "little") + (0).to_bytes(4, "little")
+put("hand-goodbye", frame(goodbye))
+# Several frames in one stream, one of them empty, fed in single bytes (seed 0: chunks of 1).
+(frames_dir / "hand-three-frames").write_bytes(
+    bytes([0, DEFAULT_MAX]) + frame(ping) + frame(b"") + frame(goodbye)
+)
+# A length over a small maximum (16): the decoder must refuse it.
+(frames_dir / "hand-too-large").write_bytes(bytes([5, 16]) + frame(bytes(17)))
+
+seeded = 0
+for kind in ("valid", "invalid"):
+    directory = vectors / kind
+    if not directory.is_dir():
+        continue
+    for path in sorted(directory.glob("*.json")):
+        try:
+            hex_frame = json.loads(path.read_text())["frame"]
+            whole = bytes.fromhex(hex_frame)
+        except (ValueError, KeyError, TypeError) as e:
+            print(f"seed-corpus: skipping {path}: {e}", file=sys.stderr)
+            continue
+        # A vector may hold a deliberately broken header; the payload is then whatever
+        # follows the first four bytes, which is still a useful seed.
+        put(f"{kind}-{path.stem}", whole)
+        seeded += 1
+
+print(f"seed-corpus: {seeded} vectors from {vectors}, plus hand-made seeds, in {corpus}")
+PY
