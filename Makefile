@@ -13,7 +13,7 @@ help:
 	@echo "deps   count runtime crates (cargo tree -e normal); fail above $(DEPS_BUDGET)"
 	@echo "fuzz   run every fuzz target for FUZZ_SECONDS each (default $(FUZZ_SECONDS))"
 	@echo "bench  run the criterion benchmarks"
-	@echo "run    demonstrate what petrel does today"
+	@echo "run    a 20-node devnet for 5 s (petrel devnet --nodes 20 --seconds 5)"
 
 build:
 	$(CARGO) build --release --locked
@@ -40,14 +40,10 @@ fuzz:
 bench:
 	$(CARGO) bench --locked
 
-# Until the node runtime lands (issue: runtime and transport), `run` shows the identity layer:
-# a fresh data directory, its key file and node id.
+# A 20-node devnet in one process: every node dials 3 random earlier ones, then each pings
+# its peers once a second for 5 s; prints connections, ping RTT percentiles, CPU and memory.
 run: build
-	@dir=$$(mktemp -d); \
-	./target/release/petrel init --data-dir $$dir/node; \
-	echo "node id (read back from $$dir/node/node.key):"; \
-	./target/release/petrel id --data-dir $$dir/node; \
-	ls -l $$dir/node; rm -rf $$dir
+	./target/release/petrel devnet --nodes 20 --seconds 5
 
 clean:
 	$(CARGO) clean

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod errors;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use petrel::cli::{self, flag};
 use petrel::identity::Keypair;
 
 const USAGE: &str = "\
@@ -13,6 +14,10 @@ usage: petrel <command> [options]
 commands:
   init --data-dir DIR [--id-pow-bits N]   create DIR/node.key (mode 0600)
   id --data-dir DIR                       print this node's id (64 hex digits)
+  run --data-dir DIR [--listen ADDR] [--bootstrap NODEID@HOST:PORT]... [--log LEVEL]
+                                          run the node until SIGINT or SIGTERM
+  devnet --nodes N [--seconds T] [--seed S] [--json]
+                                          N nodes in one process, pinging each other
 ";
 
 fn main() -> ExitCode {
@@ -49,6 +54,8 @@ fn run(args: &[String]) -> Result<(), String> {
             println!("{:#}", kp.node_id());
             Ok(())
         }
+        "run" => cli::run::main(rest),
+        "devnet" => cli::devnet::main(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
@@ -59,13 +66,4 @@ fn run(args: &[String]) -> Result<(), String> {
 
 fn data_dir(args: &[String]) -> Result<PathBuf, String> {
     flag(args, "--data-dir")?.map(PathBuf::from).ok_or_else(|| "--data-dir DIR is required".into())
-}
-
-fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {
-    match args.iter().position(|a| a == name) {
-        None => Ok(None),
-        Some(i) => {
-            args.get(i + 1).map(|v| Some(v.as_str())).ok_or_else(|| format!("{name} needs a value"))
-        }
-    }
 }

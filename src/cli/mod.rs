@@ -1,0 +1,43 @@
+//! The `petrel` subcommands that run nodes: [`run`] (one node until a signal) and [`devnet`]
+//! (many nodes in one process, with a ping workload and a resource summary).
+//!
+//! Argument parsing is hand-written: `--flag value` pairs, looked up by name.
+
+pub mod devnet;
+pub mod run;
+
+/// The value after `name`, if `name` is present; an error if it has no value.
+pub fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {
+    match args.iter().position(|a| a == name) {
+        None => Ok(None),
+        Some(i) => {
+            args.get(i + 1).map(|v| Some(v.as_str())).ok_or_else(|| format!("{name} needs a value"))
+        }
+    }
+}
+
+/// Every value given for a repeatable flag, in order.
+pub fn flag_all<'a>(args: &'a [String], name: &str) -> Result<Vec<&'a str>, String> {
+    let mut values = Vec::new();
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        if a == name {
+            values.push(rest.next().ok_or_else(|| format!("{name} needs a value"))?.as_str());
+        }
+    }
+    Ok(values)
+}
+
+/// Parses the value of `name` with `FromStr`, if present.
+pub fn parse_flag<T>(args: &[String], name: &str) -> Result<Option<T>, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    flag(args, name)?.map(|s| s.parse::<T>().map_err(|e| format!("{name} {s:?}: {e}"))).transpose()
+}
+
+/// Whether the switch `name` (no value) is present.
+pub fn switch(args: &[String], name: &str) -> bool {
+    args.iter().any(|a| a == name)
+}

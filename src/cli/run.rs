@@ -1,0 +1,149 @@
+//! `petrel run`: one node from a data directory, until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::addr::PeerAddr;
+use crate::cli::{flag, flag_all, parse_flag};
+use crate::config::Config;
+use crate::identity::Keypair;
+use crate::node::Node;
+
+/// How often the main thread checks for a signal.
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
+/// How often a status line is printed (at level `info` and above).
+const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How much `petrel run` prints on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Also the periodic status line (the default).
+    Info,
+    /// Also the peer list with every status line.
+    Debug,
+}
+
+impl FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogLevel, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => Ok(Self::Error),
+            "warn" => Ok(Self::Warn),
+            "info" => Ok(Self::Info),
+            "debug" => Ok(Self::Debug),
+            _ => Err("expected error, warn, info or debug".into()),
+        }
+    }
+}
+
+/// The options of `petrel run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Directory holding `node.key`.
+    pub data_dir: PathBuf,
+    /// Listen address; `None` keeps the configuration default.
+    pub listen: Option<SocketAddr>,
+    /// Peers to dial at start.
+    pub bootstrap: Vec<PeerAddr>,
+    /// Verbosity: `--log`, else `PETREL_LOG`, else `info`.
+    pub log: LogLevel,
+}
+
+impl RunOptions {
+    /// Parses `--data-dir DIR [--listen ADDR] [--bootstrap NODEID@HOST:PORT]... [--log LEVEL]`.
+    pub fn parse(args: &[String]) -> Result<RunOptions, String> {
+        let data_dir = flag(args, "--data-dir")?.ok_or("--data-dir DIR is required")?.into();
+        let listen = parse_flag(args, "--listen")?;
+        let bootstrap = flag_all(args, "--bootstrap")?
+            .into_iter()
+            .map(|s| s.parse().map_err(|e| format!("--bootstrap {s:?}: {e}")))
+            .collect::<Result<_, String>>()?;
+        let log = match parse_flag(args, "--log")? {
+            Some(level) => level,
+            None => match std::env::var("PETREL_LOG") {
+                Ok(s) => s.parse().map_err(|e| format!("PETREL_LOG {s:?}: {e}"))?,
+                Err(_) => LogLevel::Info,
+            },
+        };
+        Ok(RunOptions { data_dir, listen, bootstrap, log })
+    }
+}
+
+/// Runs `petrel run` with its command-line arguments.
+pub fn main(args: &[String]) -> Result<(), String> {
+    run(&RunOptions::parse(args)?)
+}
+
+/// Starts the node, prints its address, reports status until SIGINT or SIGTERM, shuts down.
+pub fn run(opts: &RunOptions) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("cannot install signal handler: {e}"))?;
+    }
+    let node = start(opts)?;
+    eprintln!(
+        "petrel: node {:#} listening on {} (dial it as {})",
+        node.id(),
+        node.local_addr(),
+        node.peer_addr()
+    );
+    wait_for_signal(&node, opts.log, &stop);
+    if opts.log >= LogLevel::Info {
+        eprintln!("petrel: shutting down");
+    }
+    node.shutdown();
+    Ok(())
+}
+
+fn start(opts: &RunOptions) -> Result<Node, String> {
+    let path = opts.data_dir.join("node.key");
+    if !path.exists() {
+        return Err(format!(
+            "{}: no key file; create one with `petrel init --data-dir {}`",
+            path.display(),
+            opts.data_dir.display()
+        ));
+    }
+    let keypair = Keypair::load(&path).map_err(|e| e.to_string())?;
+    let mut config = Config { keypair: Some(keypair), ..Config::default() };
+    if let Some(listen) = opts.listen {
+        config.listen = listen;
+    }
+    config.bootstrap = opts.bootstrap.clone();
+    Node::start(config).map_err(|e| e.to_string())
+}
+
+fn wait_for_signal(node: &Node, log: LogLevel, stop: &AtomicBool) {
+    let mut next_status = Instant::now() + STATUS_INTERVAL;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(SIGNAL_POLL);
+        if log >= LogLevel::Info && Instant::now() >= next_status {
+            next_status += STATUS_INTERVAL;
+            status(node, log);
+        }
+    }
+}
+
+fn status(node: &Node, log: LogLevel) {
+    match node.handle().peers() {
+        Ok(peers) => {
+            eprintln!("petrel: status: {} peers", peers.len());
+            if log >= LogLevel::Debug {
+                for p in &peers {
+                    eprintln!("petrel:   {:#}@{} {:?} {}", p.id, p.addr, p.direction, p.agent);
+                }
+            }
+        }
+        Err(e) => eprintln!("petrel: status: {e}"),
+    }
+}
