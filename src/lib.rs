@@ -14,9 +14,15 @@
 //! - [`identity`]: Ed25519 key pair, `NodeId = SHA-256(public key)`, XOR metric, id
 //!   proof-of-work, key file.
 //! - [`wire`]: framing, the bincode options, every protocol message, signature inputs.
+//! - [`transport`]: TLS 1.3 with raw Ed25519 keys, and the sans-IO connection (framing and
+//!   the Hello exchange over a rustls session).
+//! - [`core`]: the sans-IO node core (`NodeCore`) and the connection table.
+//! - [`runtime`]: the mio reactor, token buckets, buffer pool, worker pool.
+//! - [`node`]: the public API, [`Node`] and [`Handle`]; [`config`] holds every default.
+//! - [`cli`]: the `petrel` subcommands.
 //!
-//! Status: the foundation (identity, wire format, spec, vectors, fuzzing). The transport,
-//! runtime, DHT and gossip layers are not built yet; see README.md.
+//! Driving contract of every sans-IO type: after each `handle_*` call, drain `poll_*` until
+//! `None`, then call `handle_timeout` no later than `next_deadline()`.
 //!
 //! What petrel does not do: NAT traversal, relays, QUIC, or anything that needs an async
 //! runtime.

@@ -1,0 +1,468 @@
+//! Limits and deadlines on real loopback sockets: connection caps, idle and handshake
+//! deadlines, malformed frames after the handshake, a burst of junk connections, and TLS
+//! interoperability with GnuTLS. Every wait is a blocking call with a bounded timeout or a poll
+//! on a condition with a deadline.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use petrel::core::node::ConnectError;
+use petrel::core::peers::PeerLimits;
+use petrel::identity::{Keypair, NodeId};
+use petrel::runtime::limiter::LimiterConfig;
+use petrel::transport::tls::TlsConfig;
+use petrel::wire::codec;
+use petrel::wire::frame::DEFAULT_MAX_FRAME_BYTES;
+use petrel::wire::messages::{Goodbye, GoodbyeReason, Hello, Message, PROTOCOL_VERSION};
+use petrel::{CallError, Config, Node};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn config(seed: u8) -> Config {
+    Config { keypair: Some(Keypair::from_seed([seed; 32])), ..Config::default() }
+}
+
+fn start(config: Config) -> Node {
+    Node::start(config).expect("node starts")
+}
+
+fn node(seed: u8) -> Node {
+    start(config(seed))
+}
+
+/// Polls `cond` until it holds or `WAIT` passes.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn peer_count(n: &Node) -> usize {
+    n.handle().peers().expect("peers").len()
+}
+
+#[test]
+fn global_inbound_limit_refuses_the_third_peer() {
+    let mut cfg = config(10);
+    cfg.limits = PeerLimits { max_inbound: 2, ..PeerLimits::DEFAULT };
+    let listener = start(cfg);
+    let a = node(11);
+    let b = node(12);
+    let c = node(13);
+
+    assert_eq!(a.handle().connect(listener.peer_addr()), Ok(listener.id()));
+    assert_eq!(b.handle().connect(listener.peer_addr()), Ok(listener.id()));
+    wait_for("listener to list a and b", || peer_count(&listener) == 2);
+
+    // The listener drops the third TCP connection right after accept, unread. The dialer
+    // sees a reset (`tcp_failed`) when its ClientHello reached the listener's socket before
+    // the close, and a plain EOF (`peer_closed`) otherwise; both are a `Failed` connect.
+    let err = c.handle().connect(listener.peer_addr()).unwrap_err();
+    assert!(
+        matches!(err, CallError::Connect(ConnectError::Failed("tcp_failed" | "peer_closed"))),
+        "{err:?}"
+    );
+    assert!(c.handle().peers().unwrap().is_empty());
+
+    let ids: Vec<NodeId> = listener.handle().peers().unwrap().iter().map(|p| p.id).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&a.id()) && ids.contains(&b.id()), "{ids:?}");
+    // The two admitted peers are unaffected.
+    a.handle().ping(listener.id()).unwrap();
+    b.handle().ping(listener.id()).unwrap();
+    listener.handle().ping(a.id()).unwrap();
+}
+
+#[test]
+fn a_second_connect_to_a_connected_peer_reuses_the_connection() {
+    let a = node(20);
+    let b = node(21);
+    assert_eq!(a.handle().connect(b.peer_addr()), Ok(b.id()));
+    wait_for("b to list a", || peer_count(&b) == 1);
+
+    // Connecting again is answered from the existing connection: same id, no new peer entry.
+    assert_eq!(a.handle().connect(b.peer_addr()), Ok(b.id()));
+    assert_eq!(peer_count(&a), 1);
+    assert_eq!(peer_count(&b), 1);
+    // The other direction too: b already has a as a peer.
+    assert_eq!(b.handle().connect(a.peer_addr()), Ok(a.id()));
+    assert_eq!(peer_count(&a), 1);
+    assert_eq!(peer_count(&b), 1);
+    a.handle().ping(b.id()).unwrap();
+    b.handle().ping(a.id()).unwrap();
+}
+
+#[test]
+fn an_idle_connection_closes_at_its_deadline_on_both_sides() {
+    let idle = Duration::from_millis(300);
+    let with_idle = |seed| {
+        let mut cfg = config(seed);
+        cfg.limits = PeerLimits { idle_timeout: idle, ..PeerLimits::DEFAULT };
+        start(cfg)
+    };
+    let a = with_idle(30);
+    let b = with_idle(31);
+    let started = Instant::now();
+    assert_eq!(a.handle().connect(b.peer_addr()), Ok(b.id()));
+    wait_for("both sides idle-closed", || peer_count(&a) == 0 && peer_count(&b) == 0);
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(250), "closed after only {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "closed late, after {elapsed:?}");
+}
+
+// ---- A test-side client speaking TLS and frames directly ----
+
+/// A petrel connection driven by hand: rustls over a blocking `TcpStream`.
+struct RawPeer {
+    tls: rustls::ClientConnection,
+    sock: TcpStream,
+}
+
+/// What a read of one frame found.
+#[derive(Debug, PartialEq)]
+enum Read1 {
+    Frame(Message),
+    /// The node closed: close_notify, EOF or reset.
+    Closed,
+}
+
+impl RawPeer {
+    /// Connects, completes TLS as `seed`'s key expecting `target`, and exchanges Hellos.
+    fn connect(seed: u8, target: &Node) -> RawPeer {
+        let tls_config = TlsConfig::new(&Keypair::from_seed([seed; 32]), 0).unwrap();
+        let tls = tls_config.dial(target.id()).unwrap();
+        let sock = TcpStream::connect(target.local_addr()).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        sock.set_write_timeout(Some(WAIT)).unwrap();
+        let mut peer = RawPeer { tls, sock };
+        while peer.tls.is_handshaking() {
+            peer.tls.complete_io(&mut peer.sock).expect("TLS handshake");
+        }
+        assert_eq!(peer.tls.alpn_protocol(), Some(&b"petrel/1"[..]));
+        let hello = Message::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            network: "petrel".into(),
+            id_pow_bits: 0,
+            features: 0,
+            agent: "limits-test".into(),
+            listen_addrs: vec![],
+        });
+        let mut frame = Vec::new();
+        codec::encode_frame(&hello, DEFAULT_MAX_FRAME_BYTES, &mut frame).unwrap();
+        peer.send_raw(&frame);
+        match peer.read_frame() {
+            Read1::Frame(Message::Hello(h)) => {
+                assert_eq!(h.network, "petrel");
+                assert_eq!(h.version, PROTOCOL_VERSION);
+            }
+            other => panic!("expected the node's Hello, got {other:?}"),
+        }
+        peer
+    }
+
+    /// Sends `bytes` as application data, flushed to the socket.
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.tls.writer().write_all(bytes).unwrap();
+        while self.tls.wants_write() {
+            self.tls.write_tls(&mut self.sock).unwrap();
+        }
+    }
+
+    /// Reads exactly `buf.len()` plaintext bytes; false if the node closed first.
+    fn read_exact(&mut self, buf: &mut [u8]) -> bool {
+        let mut stream = rustls::Stream::new(&mut self.tls, &mut self.sock);
+        match stream.read_exact(buf) {
+            Ok(()) => true,
+            Err(e) => {
+                // A blocking read timing out is a failed bound, not a close.
+                assert!(
+                    !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut),
+                    "node neither answered nor closed within {WAIT:?}"
+                );
+                false
+            }
+        }
+    }
+
+    fn read_frame(&mut self) -> Read1 {
+        let mut header = [0u8; 4];
+        if !self.read_exact(&mut header) {
+            return Read1::Closed;
+        }
+        let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+        if !self.read_exact(&mut payload) {
+            return Read1::Closed;
+        }
+        Read1::Frame(
+            codec::decode(&payload, DEFAULT_MAX_FRAME_BYTES).expect("node sends valid frames"),
+        )
+    }
+
+    /// Everything the node sends until it closes, bounded by the read timeout.
+    fn read_until_closed(&mut self) -> Vec<Message> {
+        let mut got = Vec::new();
+        loop {
+            match self.read_frame() {
+                Read1::Frame(m) => got.push(m),
+                Read1::Closed => return got,
+            }
+            assert!(got.len() < 16, "node keeps talking instead of closing: {got:?}");
+        }
+    }
+}
+
+/// Sends `bad` after a valid Hello and checks the node says Goodbye(ProtocolViolation) and
+/// closes that connection, while `witness` stays connected and served.
+fn malformed_closes_only_that_connection(node: &Node, witness: &Node, seed: u8, bad: &[u8]) {
+    let mut raw = RawPeer::connect(seed, node);
+    let raw_id = Keypair::from_seed([seed; 32]).node_id();
+    wait_for("node to list the raw peer", || {
+        node.handle().peers().unwrap().iter().any(|p| p.id == raw_id)
+    });
+    raw.send_raw(bad);
+    let got = raw.read_until_closed();
+    assert_eq!(
+        got,
+        vec![Message::Goodbye(Goodbye { reason: GoodbyeReason::ProtocolViolation })],
+        "after {bad:02x?}"
+    );
+    wait_for("node to drop the raw peer", || {
+        !node.handle().peers().unwrap().iter().any(|p| p.id == raw_id)
+    });
+    // The legitimate peer was not touched.
+    witness.handle().ping(node.id()).unwrap();
+    node.handle().ping(witness.id()).unwrap();
+    assert_eq!(node.handle().peers().unwrap().len(), 1);
+}
+
+#[test]
+fn a_malformed_frame_after_hello_closes_only_that_connection() {
+    let n = node(40);
+    let witness = node(41);
+    witness.handle().connect(n.peer_addr()).unwrap();
+    wait_for("node to list the witness", || peer_count(&n) == 1);
+
+    // (a) A Message tag that does not exist (5 tags: 0..=4).
+    malformed_closes_only_that_connection(&n, &witness, 42, &[0, 0, 0, 4, 9, 0, 0, 0]);
+    // (b) A length header far over the frame limit.
+    malformed_closes_only_that_connection(&n, &witness, 43, &[0x7f, 0xff, 0xff, 0xff]);
+    // (c) A valid outer tag (Request, id 7) with an unknown Request tag (99).
+    let mut nested = vec![1, 0, 0, 0];
+    nested.extend_from_slice(&7u64.to_le_bytes());
+    nested.extend_from_slice(&99u32.to_le_bytes());
+    let mut frame = (nested.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&nested);
+    malformed_closes_only_that_connection(&n, &witness, 44, &frame);
+}
+
+#[test]
+fn a_silent_tcp_client_is_dropped_at_the_handshake_deadline() {
+    let mut cfg = config(50);
+    cfg.handshake_timeout = Duration::from_millis(300);
+    cfg.limits = PeerLimits { connect_timeout: Duration::from_secs(5), ..PeerLimits::DEFAULT };
+    let n = start(cfg);
+
+    let mut raw = TcpStream::connect(n.local_addr()).unwrap();
+    let started = Instant::now();
+    raw.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 256];
+    let read = raw.read(&mut buf);
+    let elapsed = started.elapsed();
+    // The node closes without a word: EOF (a reset would also end the read, but is not what
+    // the node does on a deadline).
+    assert_eq!(read.map_err(|e| e.kind()), Ok(0), "expected EOF");
+    assert!(elapsed >= Duration::from_millis(250), "dropped after only {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "dropped late, after {elapsed:?}");
+}
+
+fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_burst_of_junk_connections_leaves_limits_memory_and_service_intact() {
+    const MAX_INBOUND: usize = 3;
+    const ATTEMPTS: usize = 1000;
+    const THREADS: usize = 4;
+    let mut cfg = config(60);
+    cfg.limits = PeerLimits { max_inbound: MAX_INBOUND, ..PeerLimits::DEFAULT };
+    // Let the burst through the admission rate limits, so it reaches the connection table.
+    cfg.limiter = LimiterConfig {
+        new_conns_per_sec: 1_000_000,
+        new_conns_burst: 1_000_000,
+        per_ip_conns_per_sec: 1_000_000,
+        per_ip_conns_burst: 1_000_000,
+        ..LimiterConfig::DEFAULT
+    };
+    let n = start(cfg);
+    let a = node(61);
+    let b = node(62);
+    a.handle().connect(n.peer_addr()).unwrap();
+    b.handle().connect(n.peer_addr()).unwrap();
+    wait_for("node to list a and b", || peer_count(&n) == 2);
+
+    let rss_before = vm_rss_kib();
+    let started = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
+    let max_seen = Arc::new(AtomicUsize::new(0));
+    let monitor = {
+        let (handle, done, max_seen) = (n.handle(), done.clone(), max_seen.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let count = handle.peers().unwrap().len();
+                max_seen.fetch_max(count, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let addr: SocketAddr = n.local_addr();
+    let connected = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let connected = connected.clone();
+            std::thread::spawn(move || {
+                for i in 0..ATTEMPTS / THREADS {
+                    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                    else {
+                        continue;
+                    };
+                    connected.fetch_add(1, Ordering::Relaxed);
+                    // Half the threads write junk (a TLS-looking record, then garbage), the
+                    // others just hang up.
+                    if t % 2 == 0 {
+                        let _ = s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]);
+                        let _ = s.write_all(&(i as u64).to_le_bytes());
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let burst = started.elapsed();
+    done.store(true, Ordering::Relaxed);
+    monitor.join().unwrap();
+
+    assert!(burst < Duration::from_secs(10), "burst took {burst:?}");
+    assert!(
+        connected.load(Ordering::Relaxed) >= ATTEMPTS / 2,
+        "only {} of {ATTEMPTS} TCP connects succeeded",
+        connected.load(Ordering::Relaxed)
+    );
+    let max_seen = max_seen.load(Ordering::Relaxed);
+    assert!(max_seen <= MAX_INBOUND, "listener listed {max_seen} peers, limit {MAX_INBOUND}");
+    assert_eq!(max_seen, 2, "the two legitimate peers stay listed");
+    let growth_kib = vm_rss_kib().saturating_sub(rss_before);
+    eprintln!(
+        "burst: {burst:?}, connected {}, RSS growth {growth_kib} KiB",
+        connected.load(Ordering::Relaxed)
+    );
+    assert!(growth_kib < 64 * 1024, "RSS grew by {growth_kib} KiB");
+
+    // The earlier peers are still served, and a new one gets the third inbound slot once the
+    // junk has been cleared out. Its dials are retried without backoff, bounded by `wait_for`.
+    a.handle().ping(n.id()).unwrap();
+    b.handle().ping(n.id()).unwrap();
+    let mut late_cfg = config(63);
+    late_cfg.limits = PeerLimits {
+        backoff_base_interval: Duration::from_millis(1),
+        backoff_max_interval: Duration::from_millis(1),
+        breaker_failure_threshold: u32::MAX,
+        ..PeerLimits::DEFAULT
+    };
+    let late = start(late_cfg);
+    wait_for("the late peer to connect", || late.handle().connect(n.peer_addr()).is_ok());
+    late.handle().ping(n.id()).unwrap();
+    wait_for("node to list three peers", || peer_count(&n) == 3);
+    assert_eq!(peer_count(&n), MAX_INBOUND);
+}
+
+/// Runs `cmd` with stdin closed, killing it after `WAIT`; returns stdout and stderr together.
+fn run_bounded(cmd: &mut Command) -> String {
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn on_path(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn gnutls_cli_completes_a_raw_public_key_handshake_with_petrel_1() {
+    if !on_path("gnutls-cli") || !on_path("certtool") {
+        assert!(std::env::var_os("CI").is_none(), "CI must install gnutls-bin (gnutls-cli)");
+        eprintln!("notice: gnutls-cli/certtool not on PATH; interoperability test skipped");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("petrel-gnutls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("key.pem");
+    let public = dir.join("pub.pem");
+    let out = run_bounded(
+        Command::new("certtool")
+            .args(["--generate-privkey", "--key-type", "ed25519", "--outfile"])
+            .arg(&key),
+    );
+    assert!(key.exists(), "certtool made no key: {out}");
+    let out = run_bounded(
+        Command::new("certtool")
+            .arg("--load-privkey")
+            .arg(&key)
+            .arg("--pubkey-info")
+            .arg("--outfile")
+            .arg(&public),
+    );
+    assert!(public.exists(), "certtool made no public key: {out}");
+
+    let n = node(70);
+    let out = run_bounded(
+        Command::new("gnutls-cli")
+            .args([
+                "--priority",
+                "NORMAL:-VERS-ALL:+VERS-TLS1.3:+CTYPE-CLI-RAWPK:+CTYPE-SRV-RAWPK",
+                "--rawpkkeyfile",
+            ])
+            .arg(&key)
+            .arg("--rawpkfile")
+            .arg(&public)
+            .args(["--alpn", "petrel/1", "--no-ca-verification", "-p"])
+            .arg(n.local_addr().port().to_string())
+            .arg("127.0.0.1"),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.contains("Handshake was completed"), "gnutls-cli output:\n{out}");
+    assert!(out.contains("Application protocol: petrel/1"), "gnutls-cli output:\n{out}");
+    assert!(out.contains("Raw Public Key"), "gnutls-cli output:\n{out}");
+    assert!(out.contains("TLS1.3"), "gnutls-cli output:\n{out}");
+    // The node is unharmed by a peer that completed TLS and left without a Hello.
+    let other = node(71);
+    other.handle().connect(n.peer_addr()).unwrap();
+    other.handle().ping(n.id()).unwrap();
+}
