@@ -20,7 +20,6 @@ build:
 
 test:
 	$(CARGO) test --locked --all-targets
-	$(CARGO) test --locked --doc
 
 lint:
 	$(CARGO) fmt --all -- --check
