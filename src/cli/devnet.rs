@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{parse_flag, switch};
 use crate::config::Config;
+use crate::core::rng::Rng;
 use crate::identity::Keypair;
 use crate::node::{Handle, Node};
 
@@ -111,7 +112,7 @@ fn start_nodes(opts: &DevnetOptions) -> Result<Vec<Node>, String> {
     (0..opts.nodes)
         .map(|i| {
             let mut rng =
-                SplitMix64::new(opts.seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+                Rng::new(opts.seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407));
             let mut key = [0u8; 32];
             for chunk in key.chunks_mut(8) {
                 chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
@@ -129,7 +130,7 @@ fn start_nodes(opts: &DevnetOptions) -> Result<Vec<Node>, String> {
 /// Node `i` dials up to [`DIALS_PER_NODE`] distinct random earlier nodes; one thread per node,
 /// so every dial is in flight at once. Returns the number of failed dials.
 fn connect_mesh(nodes: &[Node], seed: u64) -> usize {
-    let mut rng = SplitMix64::new(seed);
+    let mut rng = Rng::new(seed);
     let plans: Vec<Vec<usize>> =
         (0..nodes.len()).map(|i| rng.distinct_below(i, DIALS_PER_NODE)).collect();
     thread::scope(|s| {
@@ -310,35 +311,6 @@ fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) as f64 / CLOCK_TICKS_PER_SECOND)
 }
 
-/// splitmix64: a tiny, seedable generator, good enough to pick a mesh.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Up to `k` distinct values below `n` (all of them when `n <= k`).
-    fn distinct_below(&mut self, n: usize, k: usize) -> Vec<usize> {
-        let mut pool: Vec<usize> = (0..n).collect();
-        let take = k.min(n);
-        for j in 0..take {
-            let pick = j + (self.next_u64() % (n - j) as u64) as usize;
-            pool.swap(j, pick);
-        }
-        pool.truncate(take);
-        pool
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -356,7 +328,7 @@ mod tests {
 
     #[test]
     fn distinct_picks_are_distinct_and_in_range() {
-        let mut rng = SplitMix64::new(7);
+        let mut rng = Rng::new(7);
         for n in 0..20 {
             let mut picks = rng.distinct_below(n, 3);
             assert_eq!(picks.len(), n.min(3));

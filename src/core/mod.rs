@@ -5,9 +5,11 @@
 //! - [`node`]: `NodeCore`, the Input/Output glue that kad and gossip plug into.
 //! - [`peers`]: connection limits, timeouts, duplicate-connection resolution, dial backoff and
 //!   the per-address circuit breaker.
+//! - [`rng`]: the seeded generator every source of randomness in the core uses.
 
 pub mod node;
 pub mod peers;
+pub mod rng;
 
 #[cfg(test)]
 mod node_tests;

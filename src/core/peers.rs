@@ -19,6 +19,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::rng::Rng;
 use crate::identity::NodeId;
 
 /// Connection and dial limits. Every default is in [`PeerLimits::DEFAULT`].
@@ -653,7 +654,7 @@ pub struct DialStats {
 pub struct DialBook {
     limits: PeerLimits,
     entries: BTreeMap<SocketAddr, AddrEntry>,
-    rng: SplitMix64,
+    rng: Rng,
     stats: DialStats,
 }
 
@@ -663,7 +664,7 @@ impl DialBook {
         DialBook {
             limits: limits.sanitized(),
             entries: BTreeMap::new(),
-            rng: SplitMix64(rng_seed),
+            rng: Rng::new(rng_seed),
             stats: DialStats::default(),
         }
     }
@@ -858,20 +859,6 @@ struct AddrEntry {
 impl AddrEntry {
     fn new(now: Instant) -> AddrEntry {
         AddrEntry { failures: 0, breaker: Breaker::Closed { retry_at: None }, updated_at: now }
-    }
-}
-
-/// SplitMix64 (Steele, Lea and Flood, 2014): a tiny seeded generator, plenty for jitter.
-#[derive(Clone, Debug)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }
 
