@@ -29,6 +29,9 @@ pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 4096;
 pub const DEFAULT_COMMAND_QUEUE: usize = 1024;
 /// Default timeout of a blocking `Handle` call.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default cap on the reactor's buffer pool: the read buffer plus encode buffers up to the
+/// largest (1 MiB) class, with room to spare.
+pub const DEFAULT_BUFFER_POOL_BYTES: usize = 4 << 20;
 /// Bound on a graceful shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -51,6 +54,9 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Per-connection write queue bound.
     pub max_write_queue_bytes: usize,
+    /// Cap on the reactor's buffer pool (read and encode buffers); at least the largest frame
+    /// plus 64 KiB.
+    pub buffer_pool_bytes: usize,
     /// TLS handshake timeout.
     pub handshake_timeout: Duration,
     /// Wait for the peer's Hello.
@@ -85,6 +91,7 @@ impl Default for Config {
             agent: concat!("petrel/", env!("CARGO_PKG_VERSION")).into(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_write_queue_bytes: DEFAULT_MAX_WRITE_QUEUE_BYTES,
+            buffer_pool_bytes: DEFAULT_BUFFER_POOL_BYTES,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             hello_timeout: DEFAULT_HELLO_TIMEOUT,
             limits: PeerLimits::DEFAULT,

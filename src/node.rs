@@ -70,6 +70,7 @@ impl Node {
             control: control_rx,
             max_entries: config.limits.max_connections + config.limits.max_inbound,
             shutdown_timeout: config.shutdown_timeout,
+            buffer_pool_bytes: config.buffer_pool_bytes,
         };
         let reactor = Reactor::new(parts).map_err(StartError::Io)?;
         let thread = std::thread::Builder::new()

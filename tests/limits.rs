@@ -17,7 +17,9 @@ use petrel::runtime::limiter::LimiterConfig;
 use petrel::transport::tls::TlsConfig;
 use petrel::wire::codec;
 use petrel::wire::frame::DEFAULT_MAX_FRAME_BYTES;
-use petrel::wire::messages::{Goodbye, GoodbyeReason, Hello, Message, PROTOCOL_VERSION};
+use petrel::wire::messages::{
+    Goodbye, GoodbyeReason, Hello, Message, Request, Response, PROTOCOL_VERSION,
+};
 use petrel::{CallError, Config, Node};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -168,9 +170,12 @@ impl RawPeer {
 
     /// Sends `bytes` as application data, flushed to the socket.
     fn send_raw(&mut self, bytes: &[u8]) {
-        self.tls.writer().write_all(bytes).unwrap();
-        while self.tls.wants_write() {
-            self.tls.write_tls(&mut self.sock).unwrap();
+        // rustls buffers at most 64 KiB of plaintext: write in pieces, flushing each.
+        for piece in bytes.chunks(16 << 10) {
+            self.tls.writer().write_all(piece).unwrap();
+            while self.tls.wants_write() {
+                self.tls.write_tls(&mut self.sock).unwrap();
+            }
         }
     }
 
@@ -215,6 +220,68 @@ impl RawPeer {
             assert!(got.len() < 16, "node keeps talking instead of closing: {got:?}");
         }
     }
+}
+
+/// A node whose per-peer buckets never bind, with the given global byte budgets.
+fn budget_node(seed: u8, inbound: (u64, u64), outbound: (u64, u64)) -> Node {
+    let limiter = LimiterConfig {
+        peer_frames_per_sec: 1 << 30,
+        peer_frames_burst: 1 << 30,
+        peer_bytes_per_sec: 1 << 30,
+        peer_bytes_burst: 1 << 30,
+        global_inbound_bytes_per_sec: inbound.0,
+        global_inbound_bytes_burst: inbound.1,
+        global_outbound_bytes_per_sec: outbound.0,
+        global_outbound_bytes_burst: outbound.1,
+        ..LimiterConfig::DEFAULT
+    };
+    start(Config { limiter, ..config(seed) })
+}
+
+/// Sends `count` pings in one burst and reads every pong; returns the time it took.
+fn ping_burst(peer: &mut RawPeer, count: u64) -> Duration {
+    let started = Instant::now();
+    let mut frames = Vec::new();
+    for id in 0..count {
+        let ping = Message::Request { id, body: Request::Ping };
+        codec::encode_frame(&ping, DEFAULT_MAX_FRAME_BYTES, &mut frames).unwrap();
+    }
+    peer.send_raw(&frames);
+    for id in 0..count {
+        match peer.read_frame() {
+            Read1::Frame(Message::Response { id: got, body: Response::Pong { .. } }) => {
+                assert_eq!(got, id, "pongs come back in order, none lost");
+            }
+            other => panic!("pong {id} of {count}: got {other:?}"),
+        }
+    }
+    started.elapsed()
+}
+
+#[test]
+fn the_global_inbound_budget_slows_reading_without_losing_frames() {
+    // 64 KiB/s with a 16 KiB burst, charged after each read of at most the burst: the bytes
+    // handled by time t stay below 16,384 + 65,536 t + 16,384. 6,000 pings are 120,000 bytes
+    // of frames (TLS adds more), so they need at least (120,000 - 32,768) / 65,536 = 1.33 s.
+    let node = budget_node(30, (64 << 10, 16 << 10), (1 << 30, 1 << 30));
+    let mut peer = RawPeer::connect(31, &node);
+    let took = ping_burst(&mut peer, 6_000);
+    assert!(took >= Duration::from_millis(1_300), "inbound budget not enforced: {took:?}");
+    // The connection is still up and served at full speed for a small exchange.
+    assert_eq!(peer_count(&node), 1);
+    let quick = ping_burst(&mut peer, 10);
+    assert!(quick < Duration::from_secs(2), "{quick:?}");
+}
+
+#[test]
+fn the_global_outbound_budget_slows_writing_without_losing_frames() {
+    // A pong frame is 30 bytes: 4,000 of them need at least (120,000 - 32,768) / 65,536 =
+    // 1.33 s at 64 KiB/s with a 16 KiB burst (same reasoning as for inbound).
+    let node = budget_node(32, (1 << 30, 1 << 30), (64 << 10, 16 << 10));
+    let mut peer = RawPeer::connect(33, &node);
+    let took = ping_burst(&mut peer, 4_000);
+    assert!(took >= Duration::from_millis(1_300), "outbound budget not enforced: {took:?}");
+    assert_eq!(peer_count(&node), 1);
 }
 
 /// Sends `bad` after a valid Hello and checks the node says Goodbye(ProtocolViolation) and

@@ -111,8 +111,7 @@ pub fn run(opts: &DevnetOptions) -> Result<Report, String> {
 fn start_nodes(opts: &DevnetOptions) -> Result<Vec<Node>, String> {
     (0..opts.nodes)
         .map(|i| {
-            let mut rng =
-                Rng::new(opts.seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407));
+            let mut rng = Rng::new(opts.seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407));
             let mut key = [0u8; 32];
             for chunk in key.chunks_mut(8) {
                 chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
@@ -310,7 +309,6 @@ fn cpu_seconds() -> Option<f64> {
     let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
     Some((utime + stime) as f64 / CLOCK_TICKS_PER_SECOND)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -372,6 +372,26 @@ impl GlobalLimiter {
         result
     }
 
+    /// Charges `n` bytes already read to the global inbound budget. `Some(at)`: the budget is
+    /// in debt and no socket may be read before `at` (see [`TokenBucket::charge`]).
+    pub fn charge_inbound(&mut self, now: Instant, n: u64) -> Option<Instant> {
+        let paused = self.inbound_bytes.charge(now, n).unwrap_or(None);
+        if paused.is_some() {
+            self.stats.inbound_refusals += 1;
+        }
+        paused
+    }
+
+    /// Charges `n` bytes already written to the global outbound budget. `Some(at)`: no socket
+    /// may be written before `at`.
+    pub fn charge_outbound(&mut self, now: Instant, n: u64) -> Option<Instant> {
+        let paused = self.outbound_bytes.charge(now, n).unwrap_or(None);
+        if paused.is_some() {
+            self.stats.outbound_refusals += 1;
+        }
+        paused
+    }
+
     /// Admits a new inbound connection from `ip`, or says which budget refused it. Call once
     /// per accepted socket, before the TLS handshake; close the socket on `Err`.
     pub fn admit_connection(&mut self, now: Instant, ip: IpAddr) -> Result<(), AdmitError> {

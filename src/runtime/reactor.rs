@@ -6,6 +6,16 @@
 //! out the core's outputs, flushes writes, closes finished connections and recomputes each
 //! connection's interest. The poll timeout is the earliest deadline of the core, the
 //! connections and the rate limiter.
+//!
+//! Memory: socket reads go into one pooled read buffer, and every outgoing frame is encoded
+//! into a pooled buffer of its size class that returns to the pool (zeroed) as soon as rustls
+//! has taken the bytes, so no connection keeps a frame-sized buffer of its own. The pool's cap
+//! bounds these buffers together; a frame that cannot get a buffer is not sent and is counted
+//! (the core's request timeout then answers for it).
+//!
+//! Global byte budgets: bytes read and written are charged to the node-wide inbound and
+//! outbound token buckets. When one is in debt, no socket is read (or written) until it is
+//! repaid; the kernel's socket buffers and TCP flow control then slow the peers down.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -21,10 +31,12 @@ use slab::Slab;
 use crate::core::node::{Command, CommandId, NodeCore, Output, Reply};
 use crate::core::peers::ConnId;
 use crate::identity::NodeId;
+use crate::runtime::buffers::{BufferPool, PooledBuf};
 use crate::runtime::limiter::{GlobalLimiter, LimiterConfig, PeerLimiter, Verdict};
 use crate::transport::conn::{ConnConfig, ConnError, ConnEvent, Connection};
 use crate::transport::tls::TlsConfig;
-use crate::wire::messages::{GoodbyeReason, Hello};
+use crate::wire::codec;
+use crate::wire::messages::{GoodbyeReason, Hello, Message};
 
 /// The listener's token.
 const LISTENER: Token = Token(0);
@@ -54,6 +66,10 @@ pub struct ReactorStats {
     pub closed_misbehaving: u64,
     /// Connections closed for exceeding their rate limit persistently.
     pub closed_rate_limited: u64,
+    /// Frames not sent because the buffer pool refused a buffer.
+    pub frames_refused_pool: u64,
+    /// Frames not sent because they failed to encode (a local bug or oversized value).
+    pub frames_unencodable: u64,
 }
 
 struct Entry {
@@ -85,7 +101,18 @@ pub(crate) struct Reactor {
     control: Receiver<Control>,
     replies: HashMap<u64, Sender<Reply>>,
     next_command: u64,
-    read_buf: Vec<u8>,
+    pool: BufferPool,
+    /// Lent by `pool` for the reactor's lifetime.
+    read_buf: PooledBuf,
+    max_frame_bytes: usize,
+    /// Bytes per socket read: the read buffer, or the inbound budget's burst if smaller.
+    max_read_bytes: usize,
+    /// Bytes per socket write: the outbound budget's burst.
+    max_write_bytes: usize,
+    /// The global inbound budget is in debt: no reads before then.
+    reads_paused_until: Option<Instant>,
+    /// The global outbound budget is in debt: no writes before then.
+    writes_paused_until: Option<Instant>,
     stats: ReactorStats,
     max_entries: usize,
     shutdown_at: Option<Instant>,
@@ -104,6 +131,7 @@ pub(crate) struct ReactorParts {
     pub control: Receiver<Control>,
     pub max_entries: usize,
     pub shutdown_timeout: Duration,
+    pub buffer_pool_bytes: usize,
 }
 
 impl Reactor {
@@ -111,6 +139,13 @@ impl Reactor {
     pub(crate) fn new(mut p: ReactorParts) -> io::Result<Reactor> {
         p.poll.registry().register(&mut p.listener, LISTENER, Interest::READABLE)?;
         let now = Instant::now();
+        let mut pool = BufferPool::new(p.buffer_pool_bytes);
+        let read_buf = pool.acquire(READ_CHUNK_BYTES).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("buffer pool: {e}"))
+        })?;
+        let max_frame_bytes = p.conn_config.max_frame_bytes;
+        let max_read_bytes = clamp_usize(p.limiter_config.global_inbound_bytes_burst);
+        let max_write_bytes = clamp_usize(p.limiter_config.global_outbound_bytes_burst);
         Ok(Reactor {
             poll: p.poll,
             listener: p.listener,
@@ -125,7 +160,13 @@ impl Reactor {
             control: p.control,
             replies: HashMap::new(),
             next_command: 0,
-            read_buf: vec![0; READ_CHUNK_BYTES],
+            pool,
+            read_buf,
+            max_frame_bytes,
+            max_read_bytes,
+            max_write_bytes,
+            reads_paused_until: None,
+            writes_paused_until: None,
             stats: ReactorStats::default(),
             max_entries: p.max_entries,
             shutdown_at: None,
@@ -166,7 +207,12 @@ impl Reactor {
             let paused = e.paused_until;
             [e.conn.next_deadline(), paused].into_iter().flatten().min()
         });
-        conns.chain(self.core.next_deadline()).chain(self.shutdown_at).min()
+        let budgets = [self.reads_paused_until, self.writes_paused_until];
+        conns
+            .chain(self.core.next_deadline())
+            .chain(self.shutdown_at)
+            .chain(budgets.into_iter().flatten())
+            .min()
     }
 
     fn accept(&mut self, now: Instant) {
@@ -274,14 +320,22 @@ impl Reactor {
     /// event to the core.
     fn read(&mut self, now: Instant, key: usize) {
         loop {
+            if self.reads_paused_until.is_some() {
+                return;
+            }
             let Some(e) = self.entries.get_mut(key) else { return };
             if e.paused_until.is_some() || e.dead || e.conn.error().is_some() {
                 return;
             }
-            match e.stream.read(&mut self.read_buf) {
+            // One read never takes more than the budget's burst, so the bytes handled by time
+            // t stay below burst + rate * t + one read.
+            let buf = self.read_buf.as_mut_vec();
+            let cap = buf.capacity();
+            buf.resize(cap.min(self.max_read_bytes).max(1), 0);
+            match e.stream.read(buf) {
                 Ok(n) => {
-                    let _ = self.global.try_inbound(now, n as u64);
-                    e.conn.handle_input(now, &self.read_buf[..n]);
+                    self.reads_paused_until = self.global.charge_inbound(now, n as u64);
+                    e.conn.handle_input(now, &self.read_buf.as_slice()[..n]);
                     self.deliver_events(now, key);
                     if n == 0 {
                         return;
@@ -324,13 +378,23 @@ impl Reactor {
     }
 
     fn on_timers(&mut self, now: Instant) {
+        let reads_resume = self.reads_paused_until.is_some_and(|at| at <= now);
+        if reads_resume {
+            self.reads_paused_until = None;
+        }
+        if self.writes_paused_until.is_some_and(|at| at <= now) {
+            self.writes_paused_until = None; // `sweep` flushes every connection
+        }
         let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
         for key in keys {
             let Some(e) = self.entries.get_mut(key) else { continue };
             e.conn.handle_timeout(now);
-            if e.paused_until.is_some_and(|at| at <= now) {
+            let peer_resumes = e.paused_until.is_some_and(|at| at <= now);
+            if peer_resumes {
                 e.paused_until = None;
-                // Edge-triggered: bytes that arrived while paused raise no new event.
+            }
+            // Edge-triggered: bytes that arrived while paused raise no new event.
+            if (peer_resumes || reads_resume) && !e.connecting {
                 self.read(now, key);
             }
         }
@@ -341,11 +405,7 @@ impl Reactor {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Dial { conn, peer, addr } => self.dial(now, conn, peer, addr),
-                Output::Send { conn, msg } => {
-                    if let Some(e) = self.entry_mut(conn) {
-                        let _ = e.conn.send(&msg); // a failure is sticky and ends the connection
-                    }
-                }
+                Output::Send { conn, msg } => self.send(conn, &msg),
                 Output::Disconnect { conn, reason } => {
                     if let Some(e) = self.entry_mut(conn) {
                         e.conn.close(reason);
@@ -359,6 +419,26 @@ impl Reactor {
                 Output::Event(_) => {}
             }
         }
+    }
+
+    /// Encodes `msg` into a pooled buffer and queues it on `conn`.
+    fn send(&mut self, conn: ConnId, msg: &Message) {
+        let Some(&key) = self.keys.get(&conn) else { return };
+        let Ok(len) = codec::payload_len(msg) else {
+            self.stats.frames_unencodable += 1;
+            return;
+        };
+        let Ok(mut buf) = self.pool.acquire(len) else {
+            self.stats.frames_refused_pool += 1;
+            return;
+        };
+        if codec::encode_payload(msg, self.max_frame_bytes, buf.as_mut_vec()).is_err() {
+            self.stats.frames_unencodable += 1;
+        } else if let Some(e) = self.entries.get_mut(key) {
+            // A failure is sticky in the connection and ends it.
+            let _ = e.conn.send_payload(buf.as_slice());
+        }
+        self.pool.release(buf);
     }
 
     fn dial(&mut self, now: Instant, conn: ConnId, peer: NodeId, addr: SocketAddr) {
@@ -376,7 +456,7 @@ impl Reactor {
     fn sweep(&mut self, now: Instant) {
         let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
         for key in keys {
-            self.flush(key);
+            self.flush(now, key);
             let Some(e) = self.entries.get(key) else { continue };
             let finished = e.dead || (e.conn.error().is_some() && !e.conn.wants_write());
             if finished {
@@ -389,11 +469,15 @@ impl Reactor {
         self.drain_core(now);
     }
 
-    fn flush(&mut self, key: usize) {
+    fn flush(&mut self, now: Instant, key: usize) {
         let Some(e) = self.entries.get_mut(key) else { return };
         while !e.connecting && !e.dead && e.conn.wants_write() {
-            match e.conn.write_tls(&mut e.stream) {
-                Ok(_) => {}
+            if self.writes_paused_until.is_some() {
+                return;
+            }
+            let mut capped = CappedWriter { inner: &mut e.stream, max: self.max_write_bytes };
+            match e.conn.write_tls(&mut capped) {
+                Ok(n) => self.writes_paused_until = self.global.charge_outbound(now, n as u64),
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => e.dead = true,
@@ -435,6 +519,27 @@ impl Reactor {
         let key = *self.keys.get(&conn)?;
         self.entries.get_mut(key)
     }
+}
+
+/// Limits each `write` to `max` bytes, so one write never exceeds the outbound burst.
+struct CappedWriter<'a> {
+    inner: &'a mut TcpStream,
+    max: usize,
+}
+
+impl io::Write for CappedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.max.max(1));
+        self.inner.write(&buf[..n])
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn clamp_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// Creates the waker for `poll`, shared with the `Handle`.

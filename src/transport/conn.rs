@@ -120,8 +120,6 @@ pub struct Connection {
     deadline_at: Instant,
     events: VecDeque<ConnEvent>,
     error: Option<ConnError>,
-    /// Scratch buffer for encoding frames; reused.
-    scratch: Vec<u8>,
 }
 
 impl Connection {
@@ -144,7 +142,6 @@ impl Connection {
             peer: None,
             events: VecDeque::new(),
             error: None,
-            scratch: Vec::new(),
         }
     }
 
@@ -180,6 +177,18 @@ impl Connection {
             return Err(ConnError::UnexpectedMessage);
         }
         self.write_frame(msg)
+    }
+
+    /// Queues an already encoded frame payload (see `codec::encode_payload`); the header is
+    /// added here. Same rules as [`Connection::send`].
+    pub fn send_payload(&mut self, payload: &[u8]) -> Result<(), ConnError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        if self.state != State::Established {
+            return Err(ConnError::UnexpectedMessage);
+        }
+        self.write_payload(payload)
     }
 
     /// Sends Goodbye and close_notify, then the connection is closed once flushed.
@@ -343,18 +352,31 @@ impl Connection {
     }
 
     fn write_frame(&mut self, msg: &Message) -> Result<(), ConnError> {
-        self.scratch.clear();
-        codec::encode_frame(msg, self.config.max_frame_bytes, &mut self.scratch)
+        // Only Goodbye and callers of `send` come here; the reactor encodes into pooled
+        // buffers and calls `send_payload`, so no connection keeps a frame-sized buffer.
+        let mut payload = Vec::new();
+        codec::encode_payload(msg, self.config.max_frame_bytes, &mut payload)
             .map_err(ConnError::Encode)?;
+        self.write_payload(&payload)
+    }
+
+    fn write_payload(&mut self, payload: &[u8]) -> Result<(), ConnError> {
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&n| n as usize <= self.config.max_frame_bytes)
+            .ok_or(ConnError::Encode(EncodeError::Frame(FrameError::TooLarge {
+                len: payload.len(),
+                max: self.config.max_frame_bytes,
+            })))?;
         // rustls accepts all or part of it up to the buffer limit; a partial write means the
         // queue is full and the stream is no longer usable, so the connection ends.
-        match self.tls.writer().write(&self.scratch) {
-            Ok(n) if n == self.scratch.len() => Ok(()),
-            _ => {
-                self.fail(ConnError::WriteQueueFull);
-                Err(ConnError::WriteQueueFull)
-            }
+        let mut writer = self.tls.writer();
+        let header_ok = matches!(writer.write(&len.to_be_bytes()), Ok(4));
+        if header_ok && matches!(writer.write(payload), Ok(n) if n == payload.len()) {
+            return Ok(());
         }
+        self.fail(ConnError::WriteQueueFull);
+        Err(ConnError::WriteQueueFull)
     }
 
     /// Records a fatal error. Protocol violations get a Goodbye so the peer learns why;

@@ -59,6 +59,23 @@ pub fn encode_frame(
     Ok(())
 }
 
+/// The payload size of `msg` in bytes (no header), without encoding it; lets a caller take a
+/// buffer of the right size first.
+pub fn payload_len(msg: &Message) -> Result<usize, EncodeError> {
+    let len = base_options().serialized_size(msg).map_err(|_| EncodeError::Serialize)?;
+    usize::try_from(len).map_err(|_| EncodeError::Serialize)
+}
+
+/// Appends the payload for `msg` (no header) to `out`, checking bounds and the frame limit.
+/// On error `out` is left as it was.
+pub fn encode_payload(
+    msg: &Message,
+    max_frame_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    encode_into(msg, max_frame_bytes, out)
+}
+
 /// Appends the payload for `msg` to `out`.
 fn encode_into(
     msg: &Message,
