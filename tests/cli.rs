@@ -58,3 +58,83 @@ fn run_without_a_key_file_names_the_path() {
     assert!(err.contains(path.to_str().unwrap()), "{err}");
     assert!(err.contains("petrel init"), "{err}");
 }
+
+/// A `petrel run` child whose stderr lines arrive on a channel.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(data: &str, extra: &[&str]) -> Running {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
+            .args(["run", "--data-dir", data, "--listen", "127.0.0.1:0", "--status-secs", "1"])
+            .args(extra)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("petrel run starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// The first stderr line containing `needle`, within 15 s.
+    fn wait_line(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no line with {needle:?} within 15 s: {e}"),
+            }
+        }
+    }
+
+    /// SIGTERM, then the exit status within 5 s.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "petrel run ignored SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn two_run_processes_connect_and_ping_each_other() {
+    let (dir_a, dir_b) = (temp_dir("run-a"), temp_dir("run-b"));
+    let (a_data, b_data) = (dir_a.to_str().unwrap(), dir_b.to_str().unwrap());
+    let id_a = stdout(&petrel(&["init", "--data-dir", a_data]));
+    let id_b = stdout(&petrel(&["init", "--data-dir", b_data]));
+
+    let a = Running::start(a_data, &[]);
+    let line = a.wait_line("dial it as ");
+    let addr_a = line.rsplit("dial it as ").next().unwrap().trim_end_matches(')').to_string();
+    assert!(addr_a.starts_with(&id_a), "{line}");
+
+    let b = Running::start(b_data, &["--bootstrap", &addr_a]);
+    // Each side pings the other over the one authenticated connection.
+    let b_ping = b.wait_line(&format!("ping {id_a} rtt"));
+    let a_ping = a.wait_line(&format!("ping {id_b} rtt"));
+    assert!(b_ping.contains("rtt"), "{b_ping}");
+    assert!(a_ping.contains("rtt"), "{a_ping}");
+
+    assert!(b.stop().success());
+    assert!(a.stop().success());
+    std::fs::remove_dir_all(&dir_a).unwrap();
+    std::fs::remove_dir_all(&dir_b).unwrap();
+}

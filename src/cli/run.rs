@@ -15,8 +15,8 @@ use crate::node::Node;
 
 /// How often the main thread checks for a signal.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
-/// How often a status line is printed (at level `info` and above).
-const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a status line is printed and every peer pinged (at level `info` and above).
+const DEFAULT_STATUS_SECS: u64 = 10;
 
 /// How much `petrel run` prints on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,10 +56,14 @@ pub struct RunOptions {
     pub bootstrap: Vec<PeerAddr>,
     /// Verbosity: `--log`, else `PETREL_LOG`, else `info`.
     pub log: LogLevel,
+    /// Seconds between status lines; each one also pings every connected peer and logs the
+    /// round-trip time (`--status-secs`, default 10).
+    pub status_every: Duration,
 }
 
 impl RunOptions {
-    /// Parses `--data-dir DIR [--listen ADDR] [--bootstrap NODEID@HOST:PORT]... [--log LEVEL]`.
+    /// Parses `--data-dir DIR [--listen ADDR] [--bootstrap NODEID@HOST:PORT]... [--log LEVEL]
+    /// [--status-secs N]`.
     pub fn parse(args: &[String]) -> Result<RunOptions, String> {
         let data_dir = flag(args, "--data-dir")?.ok_or("--data-dir DIR is required")?.into();
         let listen = parse_flag(args, "--listen")?;
@@ -74,7 +78,12 @@ impl RunOptions {
                 Err(_) => LogLevel::Info,
             },
         };
-        Ok(RunOptions { data_dir, listen, bootstrap, log })
+        let status_secs = parse_flag(args, "--status-secs")?.unwrap_or(DEFAULT_STATUS_SECS);
+        if status_secs == 0 {
+            return Err("--status-secs must be at least 1".into());
+        }
+        let status_every = Duration::from_secs(status_secs);
+        Ok(RunOptions { data_dir, listen, bootstrap, log, status_every })
     }
 }
 
@@ -97,7 +106,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         node.local_addr(),
         node.peer_addr()
     );
-    wait_for_signal(&node, opts.log, &stop);
+    wait_for_signal(&node, opts, &stop);
     if opts.log >= LogLevel::Info {
         eprintln!("petrel: shutting down");
     }
@@ -123,27 +132,32 @@ fn start(opts: &RunOptions) -> Result<Node, String> {
     Node::start(config).map_err(|e| e.to_string())
 }
 
-fn wait_for_signal(node: &Node, log: LogLevel, stop: &AtomicBool) {
-    let mut next_status = Instant::now() + STATUS_INTERVAL;
+fn wait_for_signal(node: &Node, opts: &RunOptions, stop: &AtomicBool) {
+    let mut next_status = Instant::now() + opts.status_every;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(SIGNAL_POLL);
-        if log >= LogLevel::Info && Instant::now() >= next_status {
-            next_status += STATUS_INTERVAL;
-            status(node, log);
+        if opts.log >= LogLevel::Info && Instant::now() >= next_status {
+            next_status += opts.status_every;
+            status(node, opts.log);
         }
     }
 }
 
+/// Prints the peer count and pings every peer, so a log shows the node is alive and served.
 fn status(node: &Node, log: LogLevel) {
-    match node.handle().peers() {
-        Ok(peers) => {
-            eprintln!("petrel: status: {} peers", peers.len());
-            if log >= LogLevel::Debug {
-                for p in &peers {
-                    eprintln!("petrel:   {:#}@{} {:?} {}", p.id, p.addr, p.direction, p.agent);
-                }
-            }
+    let handle = node.handle();
+    let peers = match handle.peers() {
+        Ok(peers) => peers,
+        Err(e) => return eprintln!("petrel: status: {e}"),
+    };
+    eprintln!("petrel: status: {} peers", peers.len());
+    for p in &peers {
+        if log >= LogLevel::Debug {
+            eprintln!("petrel:   {:#}@{} {:?} {}", p.id, p.addr, p.direction, p.agent);
         }
-        Err(e) => eprintln!("petrel: status: {e}"),
+        match handle.ping(p.id) {
+            Ok(info) => eprintln!("petrel: ping {:#} rtt {:?}", p.id, info.rtt),
+            Err(e) => eprintln!("petrel: ping {:#} failed: {e}", p.id),
+        }
     }
 }
