@@ -7,6 +7,7 @@ use crate::addr::PeerAddr;
 use crate::core::node::CoreConfig;
 use crate::core::peers::PeerLimits;
 use crate::identity::Keypair;
+use crate::kad::dht::DhtConfig;
 use crate::runtime::limiter::LimiterConfig;
 use crate::transport::conn::ConnConfig;
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
@@ -77,6 +78,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Seed of the core's randomness; `None` draws one from the OS.
     pub rng_seed: Option<u64>,
+    /// The Kademlia DHT: routing table, lookups, record store, TTLs, maintenance.
+    pub dht: DhtConfig,
 }
 
 impl Default for Config {
@@ -102,6 +105,7 @@ impl Default for Config {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             rng_seed: None,
+            dht: DhtConfig::default(),
         }
     }
 }
@@ -120,9 +124,16 @@ impl Config {
         }
     }
 
-    /// The core's settings derived from this configuration.
-    pub fn core_config(&self, rng_seed: u64) -> CoreConfig {
+    /// The core's settings derived from this configuration; `listen_addrs` are announced to
+    /// the DHT as ours.
+    pub fn core_config(&self, rng_seed: u64, listen_addrs: Vec<SocketAddr>) -> CoreConfig {
+        let dht = DhtConfig {
+            local_addrs: listen_addrs,
+            rng_seed: rng_seed.rotate_left(17) ^ 0x6b61_645f_7365_6564,
+            ..self.dht.clone()
+        };
         CoreConfig {
+            dht,
             limits: self.limits,
             request_timeout: self.request_timeout,
             max_pending_requests: self.max_pending_requests,

@@ -16,6 +16,7 @@
 //! - [`wire`]: framing, the bincode options, every protocol message, signature inputs.
 //! - [`transport`]: TLS 1.3 with raw Ed25519 keys, and the sans-IO connection (framing and
 //!   the Hello exchange over a rustls session).
+//! - [`kad`]: the Kademlia DHT: routing table, lookups, records, the `Dht` state machine.
 //! - [`core`]: the sans-IO node core (`NodeCore`) and the connection table.
 //! - [`runtime`]: the mio reactor, token buckets, buffer pool, worker pool.
 //! - [`node`]: the public API, [`Node`] and [`Handle`]; [`config`] holds every default.
@@ -37,6 +38,7 @@ pub mod config;
 pub mod core;
 pub mod errors;
 pub mod identity;
+pub mod kad;
 pub mod node;
 pub mod runtime;
 pub mod transport;

@@ -59,13 +59,15 @@ impl Node {
             Some(s) => s,
             None => os_seed().map_err(StartError::Identity)?,
         };
+        let hello = hello(&config, local_addr);
+        let core_config = config.core_config(seed, hello.listen_addrs.clone());
         let parts = ReactorParts {
             poll,
             listener,
-            core: NodeCore::new(id, config.core_config(seed)),
+            core: NodeCore::new(id, core_config),
             tls,
             conn_config: config.conn_config(),
-            hello: hello(&config, local_addr),
+            hello,
             limiter_config: config.limiter,
             control: control_rx,
             max_entries: config.limits.max_connections + config.limits.max_inbound,

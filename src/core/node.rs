@@ -1,9 +1,11 @@
 //! `NodeCore`: the sans-IO heart of a node (DESIGN.md, "The shape").
 //!
 //! It owns the connection table (limits, timeouts, duplicates, dial backoff), the established
-//! peers, the requests in flight, and the application commands waiting for an answer. It
-//! answers PING with PONG, counts what it cannot handle yet, and is where Kademlia and gossip
-//! plug in: they receive `handle_message` for their messages and emit `Output::Send`.
+//! peers, the requests in flight, the application commands waiting for an answer, and the
+//! Kademlia [`Dht`]. It answers PING with PONG and hands every other request to the DHT. The
+//! DHT asks for requests to peers by id and address; the core sends them on an established
+//! connection, or dials first and queues them (bounded) until the connection is up, and
+//! reports every outcome back: response, timeout, disconnect, or unreachable.
 //!
 //! Driving contract: after every `handle_*` call, drain [`NodeCore::poll_output`] until `None`,
 //! then call [`NodeCore::handle_timeout`] no later than [`NodeCore::next_deadline`]. Time is
@@ -19,8 +21,11 @@ use super::peers::{
     TimeoutKind,
 };
 use crate::identity::NodeId;
+use crate::kad::dht::{Dht, DhtCommand, DhtConfig, DhtOutput, DhtReply, RequestFailure};
 use crate::transport::conn::ConnError;
-use crate::wire::messages::{ErrorCode, GoodbyeReason, Hello, Message, Request, Response};
+use crate::wire::messages::{
+    ErrorCode, GoodbyeReason, Hello, Message, PeerInfo, Request, Response, MAX_ADDRS_PER_PEER,
+};
 
 /// Settings of the core; defaults live in `config`.
 #[derive(Debug, Clone)]
@@ -35,6 +40,8 @@ pub struct CoreConfig {
     pub max_waiting_commands: usize,
     /// Seed of the core's randomness (dial jitter).
     pub rng_seed: u64,
+    /// The Kademlia DHT.
+    pub dht: DhtConfig,
 }
 
 /// Identifies an application command so its reply can be routed back. Chosen by the caller.
@@ -58,6 +65,8 @@ pub enum Command {
     },
     /// List the connected peers.
     Peers,
+    /// A Kademlia DHT command.
+    Dht(DhtCommand),
 }
 
 /// The answer to a [`Command`].
@@ -69,6 +78,8 @@ pub enum Reply {
     Pong(Result<PingInfo, RequestError>),
     /// Answer to `Peers`.
     Peers(Vec<PeerSummary>),
+    /// Answer to a DHT command.
+    Dht(DhtReply),
 }
 
 /// A successful ping.
@@ -189,8 +200,6 @@ pub enum Output {
 pub struct CoreStats {
     /// Requests answered.
     pub requests_served: u64,
-    /// Requests answered with `Unsupported` (no service for them yet).
-    pub requests_unsupported: u64,
     /// Responses with no matching request (late or unsolicited).
     pub responses_unmatched: u64,
     /// Requests that timed out.
@@ -199,6 +208,9 @@ pub struct CoreStats {
     pub gossip_dropped: u64,
     /// Commands refused because a queue was full.
     pub commands_refused_busy: u64,
+    /// DHT requests failed before sending: the queue for a dial in progress was full, or the
+    /// peer could not be dialled.
+    pub dht_requests_unsent: u64,
 }
 
 /// An established connection and the peer on it.
@@ -210,11 +222,20 @@ struct Peer {
     hello: Hello,
 }
 
+/// Who waits for a request's response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// An application `Ping`.
+    Ping(CommandId),
+    /// The DHT, with its token.
+    Dht(u64),
+}
+
 /// A request in flight.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
     conn: ConnId,
-    command: CommandId,
+    owner: Owner,
     sent_at: Instant,
     deadline_at: Instant,
 }
@@ -236,6 +257,10 @@ pub struct NodeCore {
     waiting_count: usize,
     pending: BTreeMap<u64, Pending>,
     next_request_id: u64,
+    /// DHT requests waiting for a dial to the peer, with their tokens.
+    queued: BTreeMap<NodeId, Vec<(u64, Request)>>,
+    queued_count: usize,
+    dht: Dht,
     outputs: VecDeque<Output>,
     stats: CoreStats,
 }
@@ -245,6 +270,9 @@ impl NodeCore {
     pub fn new(local_id: NodeId, config: CoreConfig) -> NodeCore {
         NodeCore {
             table: ConnectionTable::new(local_id, config.limits, config.rng_seed),
+            dht: Dht::new(local_id, config.dht.clone()),
+            queued: BTreeMap::new(),
+            queued_count: 0,
             config,
             peers: BTreeMap::new(),
             conns: BTreeMap::new(),
@@ -284,16 +312,20 @@ impl NodeCore {
             }
         }
         let (addr, direction) = (entry.addr, entry.direction);
+        let info = peer_info(peer, &hello, direction, addr);
         self.conns.insert(conn, Peer { id: peer, addr, direction, hello });
         if self.peers.insert(peer, conn).is_none() {
             self.outputs.push_back(Output::Event(Event::PeerConnected { peer, direction }));
+            self.dht.on_connected(now, info, direction == Direction::Outbound);
         }
         // The duplicate goes only after the winner is in place, so the peer never flaps.
         if let Some(other) = loser {
-            self.forget_conn(other);
+            self.forget_conn(now, other);
             self.disconnect(other, GoodbyeReason::DuplicateConnection);
         }
         self.answer_waiters(peer, Ok(peer));
+        self.flush_queued(now, peer);
+        self.pump_dht(now);
     }
 
     /// `conn` ended, before or after establishment, for `why`.
@@ -301,22 +333,25 @@ impl NodeCore {
         if let Some(peer) = self.dialing.remove(&conn) {
             self.table.on_dial_failed(now, conn);
             self.answer_waiters(peer, Err(connect_error(why)));
+            self.fail_queued(now, peer);
         } else {
             self.table.on_closed(conn);
         }
-        self.forget_conn(conn);
+        self.forget_conn(now, conn);
+        self.pump_dht(now);
     }
 
     /// A message arrived on an established connection.
     pub fn handle_message(&mut self, now: Instant, conn: ConnId, msg: Message) {
         self.table.on_activity(now, conn);
         match msg {
-            Message::Request { id, body } => self.on_request(conn, id, body),
+            Message::Request { id, body } => self.on_request(now, conn, id, body),
             Message::Response { id, body } => self.on_response(now, conn, id, body),
             Message::Gossip(_) => self.stats.gossip_dropped += 1,
             // The connection layer consumes Hello and Goodbye.
             Message::Hello(_) | Message::Goodbye(_) => {}
         }
+        self.pump_dht(now);
     }
 
     /// An application command.
@@ -328,22 +363,26 @@ impl NodeCore {
                 let reply = Reply::Peers(self.peer_summaries());
                 self.outputs.push_back(Output::Reply { id, reply });
             }
+            Command::Dht(cmd) => self.dht.handle_command(now, id, cmd),
         }
+        self.pump_dht(now);
     }
 
     /// Fires due timers: connect and idle timeouts, request deadlines.
     pub fn handle_timeout(&mut self, now: Instant) {
         for (conn, kind) in self.table.poll_timeouts(now) {
-            self.on_table_timeout(conn, kind);
+            self.on_table_timeout(now, conn, kind);
         }
         let expired: Vec<u64> =
             self.pending.iter().filter(|(_, p)| p.deadline_at <= now).map(|(&id, _)| id).collect();
         for id in expired {
             if let Some(p) = self.pending.remove(&id) {
                 self.stats.requests_timed_out += 1;
-                self.reply(p.command, Reply::Pong(Err(RequestError::Timeout)));
+                self.fail_request(now, p.owner, RequestError::Timeout);
             }
         }
+        self.dht.handle_timeout(now);
+        self.pump_dht(now);
     }
 
     /// The next output, if any.
@@ -354,7 +393,7 @@ impl NodeCore {
     /// When `handle_timeout` must next be called.
     pub fn next_deadline(&self) -> Option<Instant> {
         let requests = self.pending.values().map(|p| p.deadline_at).min();
-        [requests, self.table.next_deadline()].into_iter().flatten().min()
+        [requests, self.table.next_deadline(), self.dht.next_deadline()].into_iter().flatten().min()
     }
 
     /// Counters of the connection table.
@@ -365,6 +404,11 @@ impl NodeCore {
     /// Counters of the core.
     pub fn stats(&self) -> CoreStats {
         self.stats
+    }
+
+    /// The DHT (routing table, store, counters), read-only.
+    pub fn dht(&self) -> &Dht {
+        &self.dht
     }
 
     /// The established peers, in id order.
@@ -402,24 +446,109 @@ impl NodeCore {
             self.stats.commands_refused_busy += 1;
             return self.reply(id, Reply::Pong(Err(RequestError::Busy)));
         }
+        self.send_request(now, conn, Owner::Ping(id), Request::Ping);
+    }
+
+    fn send_request(&mut self, now: Instant, conn: ConnId, owner: Owner, body: Request) {
         let request_id = self.next_request_id;
         self.next_request_id += 1;
         let deadline_at = now + self.config.request_timeout;
-        self.pending.insert(request_id, Pending { conn, command: id, sent_at: now, deadline_at });
-        let msg = Message::Request { id: request_id, body: Request::Ping };
+        self.pending.insert(request_id, Pending { conn, owner, sent_at: now, deadline_at });
+        let msg = Message::Request { id: request_id, body };
         self.outputs.push_back(Output::Send { conn, msg });
     }
 
-    fn on_request(&mut self, conn: ConnId, id: u64, body: Request) {
+    /// Carries out what the DHT asked for.
+    fn pump_dht(&mut self, now: Instant) {
+        while let Some(out) = self.dht.poll_output() {
+            match out {
+                DhtOutput::Reply { command, reply } => self.reply(command, Reply::Dht(reply)),
+                DhtOutput::Request { token, peer, request } => {
+                    self.dht_request(now, token, peer, request);
+                }
+            }
+        }
+    }
+
+    /// Sends a DHT request to `peer`: at once if connected, else after a dial.
+    fn dht_request(&mut self, now: Instant, token: u64, peer: PeerInfo, request: Request) {
+        if let Some(&conn) = self.peers.get(&peer.id) {
+            if self.pending.len() < self.config.max_pending_requests {
+                return self.send_request(now, conn, Owner::Dht(token), request);
+            }
+            return self.unsent(now, token);
+        }
+        if self.queued_count >= self.config.max_pending_requests {
+            return self.unsent(now, token);
+        }
+        let dial_running = self.dialing.values().any(|p| *p == peer.id);
+        if !dial_running {
+            let Some(addr) = peer.addrs.first().copied() else { return self.unsent(now, token) };
+            match self.table.start_dial(now, addr, peer.id) {
+                Ok(conn) => {
+                    self.dialing.insert(conn, peer.id);
+                    self.outputs.push_back(Output::Dial { conn, peer: peer.id, addr });
+                }
+                Err(_) => return self.unsent(now, token),
+            }
+        }
+        self.queued.entry(peer.id).or_default().push((token, request));
+        self.queued_count += 1;
+    }
+
+    fn unsent(&mut self, now: Instant, token: u64) {
+        self.stats.dht_requests_unsent += 1;
+        self.dht.on_response(now, token, Err(RequestFailure::Unreachable));
+    }
+
+    /// `peer` is connected: send what waited for it.
+    fn flush_queued(&mut self, now: Instant, peer: NodeId) {
+        let Some(waiting) = self.queued.remove(&peer) else { return };
+        self.queued_count -= waiting.len();
+        let Some(&conn) = self.peers.get(&peer) else {
+            for (token, _) in waiting {
+                self.unsent(now, token);
+            }
+            return;
+        };
+        for (token, request) in waiting {
+            self.send_request(now, conn, Owner::Dht(token), request);
+        }
+    }
+
+    /// The dial to `peer` failed: so do the requests that waited for it.
+    fn fail_queued(&mut self, now: Instant, peer: NodeId) {
+        let Some(waiting) = self.queued.remove(&peer) else { return };
+        self.queued_count -= waiting.len();
+        for (token, _) in waiting {
+            self.unsent(now, token);
+        }
+    }
+
+    fn fail_request(&mut self, now: Instant, owner: Owner, e: RequestError) {
+        match owner {
+            Owner::Ping(command) => self.reply(command, Reply::Pong(Err(e))),
+            Owner::Dht(token) => {
+                let why = match e {
+                    RequestError::Timeout => RequestFailure::Timeout,
+                    RequestError::Disconnected => RequestFailure::Disconnected,
+                    _ => RequestFailure::Unreachable,
+                };
+                self.dht.on_response(now, token, Err(why));
+            }
+        }
+    }
+
+    fn on_request(&mut self, now: Instant, conn: ConnId, id: u64, body: Request) {
         let response = match body {
             Request::Ping => match self.table.connection(conn) {
                 Some(c) => Response::Pong { observed: c.addr },
                 None => return,
             },
-            // Kademlia requests are answered once the DHT lands (proto-spec: Unsupported).
-            _ => {
-                self.stats.requests_unsupported += 1;
-                Response::Error { code: ErrorCode::Unsupported, text: String::new() }
+            other => {
+                let Some(p) = self.conns.get(&conn) else { return };
+                let from = peer_info(p.id, &p.hello, p.direction, p.addr);
+                self.dht.handle_request(now, &from, other)
             }
         };
         self.stats.requests_served += 1;
@@ -434,16 +563,20 @@ impl NodeCore {
             return;
         };
         self.pending.remove(&id);
+        let command = match p.owner {
+            Owner::Ping(command) => command,
+            Owner::Dht(token) => return self.dht.on_response(now, token, Ok(body)),
+        };
         let result = match body {
             Response::Pong { observed } => Ok(PingInfo { rtt: now - p.sent_at, observed }),
             Response::Error { code, .. } => Err(RequestError::Remote(code)),
             _ => Err(RequestError::UnexpectedResponse),
         };
-        self.reply(p.command, Reply::Pong(result));
+        self.reply(command, Reply::Pong(result));
     }
 
-    fn on_table_timeout(&mut self, conn: ConnId, kind: TimeoutKind) {
-        self.forget_conn(conn);
+    fn on_table_timeout(&mut self, now: Instant, conn: ConnId, kind: TimeoutKind) {
+        self.forget_conn(now, conn);
         let reason = match kind {
             TimeoutKind::Idle => GoodbyeReason::IdleTimeout,
             // Not established: no Goodbye will be sent, the reason is only for the driver.
@@ -452,12 +585,13 @@ impl NodeCore {
         self.disconnect(conn, reason);
         if let Some(peer) = self.dialing.remove(&conn) {
             self.answer_waiters(peer, Err(ConnectError::Timeout));
+            self.fail_queued(now, peer);
         }
     }
 
     /// Drops everything tied to an established connection that is gone. The peer stays
     /// connected while another of its connections is up.
-    fn forget_conn(&mut self, conn: ConnId) {
+    fn forget_conn(&mut self, now: Instant, conn: ConnId) {
         let Some(gone) = self.conns.remove(&conn) else { return };
         if self.peers.get(&gone.id) == Some(&conn) {
             let next = self.conns.iter().find(|(_, p)| p.id == gone.id).map(|(&c, _)| c);
@@ -476,7 +610,7 @@ impl NodeCore {
             self.pending.iter().filter(|(_, p)| p.conn == conn).map(|(&id, _)| id).collect();
         for id in failed {
             if let Some(p) = self.pending.remove(&id) {
-                self.reply(p.command, Reply::Pong(Err(RequestError::Disconnected)));
+                self.fail_request(now, p.owner, RequestError::Disconnected);
             }
         }
     }
@@ -509,6 +643,18 @@ impl NodeCore {
             })
             .collect()
     }
+}
+
+/// The peer as the DHT knows it: its announced listen addresses; for a peer we dialled with
+/// none announced, the address we reached it at.
+fn peer_info(id: NodeId, hello: &Hello, direction: Direction, addr: SocketAddr) -> PeerInfo {
+    let mut addrs: Vec<SocketAddr> =
+        hello.listen_addrs.iter().copied().filter(|a| !a.ip().is_unspecified()).collect();
+    if addrs.is_empty() && direction == Direction::Outbound {
+        addrs.push(addr);
+    }
+    addrs.truncate(MAX_ADDRS_PER_PEER);
+    PeerInfo { id, addrs }
 }
 
 fn connect_error(why: &ConnError) -> ConnectError {

@@ -12,20 +12,29 @@ use super::node::{
 };
 use super::peers::{ConnId, DialError, Direction, LimitError, PeerLimits};
 use crate::identity::NodeId;
+use crate::kad::dht::DhtConfig;
 use crate::transport::conn::ConnError;
 use crate::wire::messages::{
-    ErrorCode, GoodbyeReason, Gossip, Hello, Message, Request, Response, PROTOCOL_VERSION,
+    ErrorCode, GoodbyeReason, Gossip, Hello, Message, PeerInfo, Request, Response, PROTOCOL_VERSION,
 };
 
 const LIMITS: PeerLimits = PeerLimits::DEFAULT;
 
-const CONFIG: CoreConfig = CoreConfig {
-    limits: LIMITS,
-    request_timeout: Duration::from_secs(10),
-    max_pending_requests: 16,
-    max_waiting_commands: 16,
-    rng_seed: 0x5eed,
-};
+fn config() -> CoreConfig {
+    CoreConfig {
+        limits: LIMITS,
+        request_timeout: Duration::from_secs(10),
+        max_pending_requests: 16,
+        max_waiting_commands: 16,
+        rng_seed: 0x5eed,
+        // The connection-layer tests see no DHT traffic: no join, no maintenance tick.
+        dht: DhtConfig {
+            join_on_first_contact: false,
+            maintenance_interval: Duration::ZERO,
+            ..DhtConfig::default()
+        },
+    }
+}
 
 /// A peer's Hello; tests override `agent` and `listen_addrs` where they matter.
 const HELLO: Hello = Hello {
@@ -208,7 +217,7 @@ fn peer_ids(core: &mut NodeCore, now: Instant) -> Vec<NodeId> {
 #[test]
 fn connect_produces_exactly_one_dial() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let out = command(&mut core, t0, 1, Command::Connect { peer: PEER_A, addr: addr(1) });
     assert_eq!(out.len(), 1, "{out:?}");
     let [(_, peer, to)] = dials(&out)[..] else { panic!("expected one dial, got {out:?}") };
@@ -219,7 +228,7 @@ fn connect_produces_exactly_one_dial() {
 #[test]
 fn second_connect_while_dialling_shares_the_dial_and_both_get_ok() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
     let out = command(&mut core, t0 + secs(1), 2, Command::Connect { peer: PEER_A, addr: addr(1) });
     assert!(out.is_empty(), "no second dial and no reply yet: {out:?}");
@@ -240,7 +249,7 @@ fn second_connect_while_dialling_shares_the_dial_and_both_get_ok() {
 #[test]
 fn connect_to_a_connected_peer_replies_ok_at_once() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     let out = command(&mut core, t0 + secs(1), 2, Command::Connect { peer: PEER_A, addr: addr(9) });
     assert_eq!(replies(&out), vec![(CommandId(2), Reply::Connected(Ok(PEER_A)))]);
@@ -250,7 +259,7 @@ fn connect_to_a_connected_peer_replies_ok_at_once() {
 #[test]
 fn inbound_peer_satisfies_a_waiting_connect() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     dial(&mut core, t0, 1, PEER_A, addr(1));
     let conn = inbound(&mut core, t0, addr(2));
     let out = established(&mut core, t0 + secs(1), conn, PEER_A, HELLO);
@@ -262,7 +271,7 @@ fn inbound_peer_satisfies_a_waiting_connect() {
 #[test]
 fn connect_beyond_the_waiting_queue_is_refused_busy() {
     let t0 = Instant::now();
-    let mut core = core(CoreConfig { max_waiting_commands: 1, ..CONFIG });
+    let mut core = core(CoreConfig { max_waiting_commands: 1, ..config() });
     dial(&mut core, t0, 1, PEER_A, addr(1));
     let out = command(&mut core, t0, 2, Command::Connect { peer: PEER_B, addr: addr(2) });
     assert_eq!(replies(&out), vec![(CommandId(2), Reply::Connected(Err(ConnectError::Busy)))]);
@@ -275,7 +284,7 @@ fn connect_beyond_the_waiting_queue_is_refused_busy() {
 #[test]
 fn wrong_key_fails_connect_with_wrong_key() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
     let why = ConnError::Tls(rustls::Error::InvalidCertificate(
         rustls::CertificateError::NotValidForName,
@@ -289,7 +298,7 @@ fn wrong_key_fails_connect_with_wrong_key() {
 #[test]
 fn handshake_timeout_fails_connect_with_timeout() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
     let out = closed(&mut core, t0 + secs(1), conn, ConnError::HandshakeTimeout);
     assert_eq!(replies(&out), vec![(CommandId(1), Reply::Connected(Err(ConnectError::Timeout)))]);
@@ -298,7 +307,7 @@ fn handshake_timeout_fails_connect_with_timeout() {
 #[test]
 fn other_connection_errors_fail_connect_with_their_name() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
     let out = closed(&mut core, t0 + secs(1), conn, ConnError::PeerClosed);
     let failed = Reply::Connected(Err(ConnectError::Failed("peer_closed")));
@@ -308,7 +317,7 @@ fn other_connection_errors_fail_connect_with_their_name() {
 #[test]
 fn connect_timeout_fires_exactly_at_the_deadline_and_disconnects_the_dial() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
     let deadline = t0 + LIMITS.connect_timeout;
     assert_eq!(core.next_deadline(), Some(deadline));
@@ -325,7 +334,7 @@ fn connect_timeout_fires_exactly_at_the_deadline_and_disconnects_the_dial() {
 #[test]
 fn failed_address_is_refused_while_it_backs_off() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     dial(&mut core, t0, 1, PEER_A, addr(1));
     let timed_out_at = t0 + LIMITS.connect_timeout;
     timeout(&mut core, timed_out_at);
@@ -344,7 +353,7 @@ fn failed_address_is_refused_while_it_backs_off() {
 #[test]
 fn establishment_after_the_connect_timeout_is_ignored() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
     let deadline = t0 + LIMITS.connect_timeout;
     timeout(&mut core, deadline);
@@ -359,7 +368,7 @@ fn establishment_after_the_connect_timeout_is_ignored() {
 #[test]
 fn inbound_beyond_max_inbound_is_refused() {
     let t0 = Instant::now();
-    let mut core = core(CoreConfig { limits: PeerLimits { max_inbound: 2, ..LIMITS }, ..CONFIG });
+    let mut core = core(CoreConfig { limits: PeerLimits { max_inbound: 2, ..LIMITS }, ..config() });
     inbound(&mut core, t0, addr(1));
     inbound(&mut core, t0, addr(2));
     let refused = core.handle_inbound(t0, addr(3));
@@ -371,7 +380,8 @@ fn inbound_beyond_max_inbound_is_refused() {
 #[test]
 fn third_connection_of_one_peer_is_disconnected_as_too_many() {
     let t0 = Instant::now();
-    let mut core = core(CoreConfig { limits: PeerLimits { max_per_peer: 2, ..LIMITS }, ..CONFIG });
+    let mut core =
+        core(CoreConfig { limits: PeerLimits { max_per_peer: 2, ..LIMITS }, ..config() });
     let first = connect_inbound(&mut core, t0, PEER_A, addr(1));
     let second = inbound(&mut core, t0, addr(2));
     let out = established(&mut core, t0, second, PEER_A, HELLO);
@@ -391,7 +401,7 @@ fn third_connection_of_one_peer_is_disconnected_as_too_many() {
 #[test]
 fn ping_sends_a_ping_request_on_the_peers_connection() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     let b = connect_outbound(&mut core, t0, 2, PEER_B, addr(2));
     let (conn, _) = ping(&mut core, t0, 3, PEER_B);
@@ -401,7 +411,7 @@ fn ping_sends_a_ping_request_on_the_peers_connection() {
 #[test]
 fn pong_replies_with_the_driven_rtt_and_observed_address() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     let sent_at = t0 + secs(1);
     let (_, request) = ping(&mut core, sent_at, 2, PEER_A);
@@ -417,7 +427,7 @@ fn pong_replies_with_the_driven_rtt_and_observed_address() {
 #[test]
 fn error_response_fails_the_ping_with_the_remote_code() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     let (_, request) = ping(&mut core, t0, 2, PEER_A);
     let body = Response::Error { code: ErrorCode::RateLimited, text: String::new() };
@@ -429,7 +439,7 @@ fn error_response_fails_the_ping_with_the_remote_code() {
 #[test]
 fn wrong_kind_of_response_fails_the_ping_as_unexpected() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     let (_, request) = ping(&mut core, t0, 2, PEER_A);
     let out =
@@ -441,7 +451,7 @@ fn wrong_kind_of_response_fails_the_ping_as_unexpected() {
 #[test]
 fn response_with_an_unknown_id_is_counted_unmatched() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     let (_, request) = ping(&mut core, t0, 2, PEER_A);
     let out = message(&mut core, t0, conn, pong(request + 100, addr(7)));
@@ -455,7 +465,7 @@ fn response_with_an_unknown_id_is_counted_unmatched() {
 #[test]
 fn response_on_another_connection_is_unmatched() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let a = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     let b = connect_outbound(&mut core, t0, 2, PEER_B, addr(2));
     let (_, request) = ping(&mut core, t0, 3, PEER_A);
@@ -472,11 +482,11 @@ fn response_on_another_connection_is_unmatched() {
 #[test]
 fn ping_times_out_exactly_at_the_request_timeout() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     let sent_at = t0 + secs(1);
     let (_, request) = ping(&mut core, sent_at, 2, PEER_A);
-    let deadline = sent_at + CONFIG.request_timeout;
+    let deadline = sent_at + config().request_timeout;
     assert_eq!(core.next_deadline(), Some(deadline));
     for early in [MS, NS] {
         assert!(timeout(&mut core, deadline - early).is_empty(), "fired {early:?} early");
@@ -494,7 +504,7 @@ fn ping_times_out_exactly_at_the_request_timeout() {
 #[test]
 fn ping_fails_disconnected_when_the_peer_closes() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     ping(&mut core, t0, 2, PEER_A);
     let out = closed(&mut core, t0 + secs(1), conn, ConnError::PeerClosed);
@@ -505,7 +515,7 @@ fn ping_fails_disconnected_when_the_peer_closes() {
 #[test]
 fn ping_to_an_unknown_peer_is_not_connected() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let out = command(&mut core, t0, 1, Command::Ping { peer: PEER_A });
     assert_eq!(replies(&out), vec![(CommandId(1), Reply::Pong(Err(RequestError::NotConnected)))]);
     assert_eq!(out.len(), 1, "{out:?}");
@@ -514,7 +524,7 @@ fn ping_to_an_unknown_peer_is_not_connected() {
 #[test]
 fn ping_beyond_max_pending_requests_is_busy() {
     let t0 = Instant::now();
-    let mut core = core(CoreConfig { max_pending_requests: 2, ..CONFIG });
+    let mut core = core(CoreConfig { max_pending_requests: 2, ..config() });
     connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     ping(&mut core, t0, 2, PEER_A);
     ping(&mut core, t0, 3, PEER_A);
@@ -529,7 +539,7 @@ fn ping_beyond_max_pending_requests_is_busy() {
 #[test]
 fn inbound_ping_is_answered_with_the_connections_remote_address() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = connect_inbound(&mut core, t0, PEER_A, addr(4321));
     let out = message(&mut core, t0, conn, Message::Request { id: 77, body: Request::Ping });
     assert_eq!(sends(&out), vec![(conn, pong(77, addr(4321)))]);
@@ -538,24 +548,79 @@ fn inbound_ping_is_answered_with_the_connections_remote_address() {
 }
 
 #[test]
-fn find_node_is_answered_unsupported_and_counted() {
+fn find_node_is_answered_from_the_routing_table() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
+    // A peer we dialled enters the table at the address we reached it at; a peer that dialled
+    // us and announced no listen address does not.
+    connect_outbound(&mut core, t0, 1, PEER_B, addr(2));
     let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
     let body = Request::FindNode { target: PEER_C };
     let out = message(&mut core, t0, conn, Message::Request { id: 5, body });
-    let [(to, Message::Response { id: 5, body: Response::Error { code, .. } })] = &sends(&out)[..]
+    let [(to, Message::Response { id: 5, body: Response::Nodes { closer } })] = &sends(&out)[..]
     else {
-        panic!("expected one error response, got {out:?}");
+        panic!("expected one Nodes response, got {out:?}");
     };
-    assert_eq!((*to, *code), (conn, ErrorCode::Unsupported));
-    assert_eq!(core.stats().requests_unsupported, 1);
+    assert_eq!(*to, conn);
+    assert_eq!(closer, &vec![PeerInfo { id: PEER_B, addrs: vec![addr(2)] }]);
+    assert_eq!(core.dht().stats().requests_served, 1);
+}
+
+#[test]
+fn a_dht_request_to_an_unconnected_peer_dials_queues_and_sends_on_connect() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.dht.join_on_first_contact = true;
+    let mut core = core(cfg);
+    // The first contact starts the join: a FIND_NODE for our own id goes to PEER_B.
+    let conn_b = dial(&mut core, t0, 1, PEER_B, addr(2));
+    let out = established(&mut core, t0, conn_b, PEER_B, HELLO);
+    let [(to, Message::Request { id, body: Request::FindNode { target } })] = &sends(&out)[..]
+    else {
+        panic!("expected the join's FIND_NODE, got {out:?}");
+    };
+    assert_eq!((*to, *target), (conn_b, LOCAL));
+    // PEER_B names PEER_C, whom we are not connected to: the core dials it and holds the
+    // request until the connection is up.
+    let closer = vec![PeerInfo { id: PEER_C, addrs: vec![addr(3)] }];
+    let reply = Message::Response { id: *id, body: Response::Nodes { closer } };
+    let out = message(&mut core, t0 + MS, conn_b, reply);
+    let [(conn_c, PEER_C, a)] = dials(&out)[..] else { panic!("expected a dial: {out:?}") };
+    assert_eq!(a, addr(3));
+    assert!(sends(&out).is_empty(), "nothing is sent before the connection: {out:?}");
+    let out = established(&mut core, t0 + 2 * MS, conn_c, PEER_C, HELLO);
+    let sent = sends(&out);
+    assert!(
+        matches!(&sent[..], [(c, Message::Request { body: Request::FindNode { target }, .. })]
+            if *c == conn_c && *target == LOCAL),
+        "the queued FIND_NODE goes out on the new connection: {out:?}"
+    );
+}
+
+#[test]
+fn a_failed_dial_fails_the_queued_dht_requests() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.dht.join_on_first_contact = true;
+    let mut core = core(cfg);
+    let conn_b = dial(&mut core, t0, 1, PEER_B, addr(2));
+    let out = established(&mut core, t0, conn_b, PEER_B, HELLO);
+    let [(_, Message::Request { id, .. })] = &sends(&out)[..] else { panic!("{out:?}") };
+    let closer = vec![PeerInfo { id: PEER_C, addrs: vec![addr(3)] }];
+    let reply = Message::Response { id: *id, body: Response::Nodes { closer } };
+    let out = message(&mut core, t0 + MS, conn_b, reply);
+    let [(conn_c, PEER_C, _)] = dials(&out)[..] else { panic!("expected a dial: {out:?}") };
+    closed(&mut core, t0 + 2 * MS, conn_c, ConnError::TcpFailed);
+    // The join lookup heard the failure and finished: nothing waits, nothing is in flight.
+    assert_eq!(core.stats().dht_requests_unsent, 1);
+    assert_eq!(core.dht().queries_running(), 0);
+    assert_eq!(core.dht().stats().queries[2].succeeded, 1, "the join (a refresh) ended");
 }
 
 #[test]
 fn gossip_frame_is_dropped_and_counted() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
     let frame = Message::Gossip(Gossip::Subscribe { topic: "news".into() });
     assert!(message(&mut core, t0, conn, frame).is_empty());
@@ -567,7 +632,7 @@ fn gossip_frame_is_dropped_and_counted() {
 #[test]
 fn peers_lists_connected_peers_sorted_by_id_with_their_hello() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let hello_b = Hello { agent: "petrel/b".into(), listen_addrs: vec![addr(3001)], ..HELLO };
     let hello_a =
         Hello { agent: "petrel/a".into(), listen_addrs: vec![addr(2001), addr(2002)], ..HELLO };
@@ -599,7 +664,7 @@ fn peers_lists_connected_peers_sorted_by_id_with_their_hello() {
 #[test]
 fn closed_peer_leaves_the_list_with_a_disconnected_event() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let a = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     connect_outbound(&mut core, t0, 2, PEER_B, addr(2));
     let out = closed(&mut core, t0 + secs(1), a, ConnError::PeerClosed);
@@ -612,7 +677,7 @@ fn closed_peer_leaves_the_list_with_a_disconnected_event() {
 #[test]
 fn idle_connection_is_disconnected_and_activity_postpones_it() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
     let active_at = t0 + secs(30);
     message(&mut core, active_at, conn, Message::Gossip(Gossip::Subscribe { topic: "t".into() }));
@@ -631,7 +696,7 @@ fn idle_connection_is_disconnected_and_activity_postpones_it() {
 #[test]
 fn lower_local_id_keeps_the_outbound_and_closes_the_inbound_duplicate() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let outbound = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     let dup = inbound(&mut core, t0, addr(2));
     let out = established(&mut core, t0 + secs(1), dup, PEER_A, HELLO);
@@ -645,7 +710,7 @@ fn lower_local_id_keeps_the_outbound_and_closes_the_inbound_duplicate() {
 #[test]
 fn lower_local_id_closes_the_inbound_even_when_it_was_established_first() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let outbound = dial(&mut core, t0, 1, PEER_A, addr(1));
     let dup = connect_inbound(&mut core, t0, PEER_A, addr(2));
     let out = established(&mut core, t0 + secs(1), outbound, PEER_A, HELLO);
@@ -658,7 +723,7 @@ fn lower_local_id_closes_the_inbound_even_when_it_was_established_first() {
 #[test]
 fn higher_local_id_keeps_the_inbound_and_closes_its_own_dial() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let outbound = dial(&mut core, t0, 1, LOW_PEER, addr(1));
     let kept = connect_inbound(&mut core, t0, LOW_PEER, addr(2));
     let out = established(&mut core, t0 + secs(1), outbound, LOW_PEER, HELLO);
@@ -671,7 +736,7 @@ fn higher_local_id_keeps_the_inbound_and_closes_its_own_dial() {
 #[test]
 fn replacing_a_duplicate_does_not_flap_the_peer() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let outbound = dial(&mut core, t0, 1, PEER_A, addr(1));
     connect_inbound(&mut core, t0, PEER_A, addr(2));
     let out = established(&mut core, t0 + secs(1), outbound, PEER_A, HELLO);
@@ -683,7 +748,7 @@ fn replacing_a_duplicate_does_not_flap_the_peer() {
 #[test]
 fn next_deadline_is_none_when_idle_with_no_connections() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     assert_eq!(core.next_deadline(), None);
     let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     closed(&mut core, t0 + secs(1), conn, ConnError::PeerClosed);
@@ -694,18 +759,18 @@ fn next_deadline_is_none_when_idle_with_no_connections() {
 #[test]
 fn next_deadline_is_the_earliest_of_requests_and_connections() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     assert_eq!(core.next_deadline(), Some(t0 + LIMITS.idle_timeout));
 
     let (_, request) = ping(&mut core, t0 + secs(1), 2, PEER_A);
-    assert_eq!(core.next_deadline(), Some(t0 + secs(1) + CONFIG.request_timeout));
+    assert_eq!(core.next_deadline(), Some(t0 + secs(1) + config().request_timeout));
 
     inbound(&mut core, t0 + secs(2), addr(2));
     assert_eq!(core.next_deadline(), Some(t0 + secs(2) + LIMITS.connect_timeout));
 
     timeout(&mut core, t0 + secs(2) + LIMITS.connect_timeout);
-    assert_eq!(core.next_deadline(), Some(t0 + secs(1) + CONFIG.request_timeout));
+    assert_eq!(core.next_deadline(), Some(t0 + secs(1) + config().request_timeout));
 
     message(&mut core, t0 + secs(8), conn, pong(request, addr(7)));
     assert_eq!(core.next_deadline(), Some(t0 + secs(8) + LIMITS.idle_timeout));
@@ -716,7 +781,7 @@ fn next_deadline_is_the_earliest_of_requests_and_connections() {
 #[test]
 fn peer_with_two_connections_stays_connected_when_one_closes() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let first = connect_inbound(&mut core, t0, PEER_A, addr(1));
     let second = connect_inbound(&mut core, t0, PEER_A, addr(2));
     let out = closed(&mut core, t0 + secs(1), second, ConnError::PeerClosed);
@@ -729,7 +794,7 @@ fn peer_with_two_connections_stays_connected_when_one_closes() {
 #[test]
 fn connect_while_an_earlier_dial_is_in_flight_joins_it() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     let outbound = dial(&mut core, t0, 1, PEER_A, addr(1));
     // An inbound connection answers the first Connect, then closes; the dial still runs.
     let other = connect_inbound(&mut core, t0, PEER_A, addr(2));
@@ -744,12 +809,12 @@ fn connect_while_an_earlier_dial_is_in_flight_joins_it() {
 #[test]
 fn simultaneous_request_timeouts_are_answered_in_request_order() {
     let t0 = Instant::now();
-    let mut core = core(CONFIG);
+    let mut core = core(config());
     connect_outbound(&mut core, t0, 100, PEER_A, addr(1));
     for id in 1..=8 {
         ping(&mut core, t0, id, PEER_A);
     }
-    let out = timeout(&mut core, t0 + CONFIG.request_timeout);
+    let out = timeout(&mut core, t0 + config().request_timeout);
     let order: Vec<CommandId> = replies(&out).into_iter().map(|(id, _)| id).collect();
     assert_eq!(order, (1..=8).map(CommandId).collect::<Vec<_>>());
 }

@@ -1,0 +1,986 @@
+//! The iterative Kademlia lookup (DESIGN.md, "Kademlia"): which peer to ask next, when a peer
+//! has taken too long, and when the lookup is done. Sans-IO: it sends nothing and reads no
+//! clock; the caller sends FIND_NODE / FIND_VALUE / GET_PROVIDERS to the peers that
+//! [`Lookup::next_request`] returns and reports each outcome back.
+//!
+//! Candidate states, per peer and per lookup (a peer is asked at most once):
+//! - `NotContacted`: learned from a seed or a response, not asked yet.
+//! - `InFlight { slow_at, deadline_at }`: asked; holds one of the path's α slots.
+//! - `Slow { deadline_at }`: asked and past `slow_timeout`. It no longer holds an α slot, so a
+//!   straggler cannot stall the lookup (as in discv5 and libp2p), but its answer is still used
+//!   until the hard deadline.
+//! - `Answered`: it replied; the peers it returned joined its path.
+//! - `Failed`: error response, disconnect, refused dial, or past `request_timeout`. A response
+//!   arriving afterwards is ignored and counted as `unexpected`, like one from a peer never asked.
+//!
+//! Rules:
+//! - α budget: at most `alpha` candidates `InFlight` (not `Slow`) per path.
+//! - Whom to ask: the nearest `NotContacted` candidate among the `k` nearest non-failed,
+//!   non-slow candidates of the path. Slow peers do not count towards those `k`, which is what
+//!   lets the lookup look beyond them.
+//! - Termination, per path: the `k` nearest non-failed candidates (slow ones included) have all
+//!   answered. This also covers "nothing left to ask and nothing in flight". The lookup is
+//!   finished when every path is, or after [`Lookup::finish`]; later answers are ignored.
+//! - Rounds: seeds have depth 1, a peer first learned from the answer of a peer at depth `d` has
+//!   depth `d + 1`; `rounds` is the largest depth of a peer that was asked, that is the number of
+//!   sequential round trips the lookup needed.
+//! - Disjoint paths (S/Kademlia, `disjoint_paths = d >= 1`; 0 behaves like 1): the seeds, sorted
+//!   by distance, are dealt round-robin over the paths. Each path has its own candidates and α
+//!   budget; peers learned from an answer on path `p` join only `p`, and a peer already tracked
+//!   by another path is ignored (first claim wins), so the paths never share a peer.
+//! - Bounds: each path tracks at most `max_candidates` candidates that have not failed; past it
+//!   the farthest not-yet-contacted one is dropped and counted. Failed peers stay tracked, so no
+//!   one is asked twice, and do not count: otherwise peers answering with fabricated ids that
+//!   then fail would fill the path and starve it of honest candidates. Failed entries are still
+//!   bounded: only an answer adds candidates, at most `k` each, and at most `max_candidates`
+//!   peers of a path can have answered, so a path holds at most `max_candidates * (k + 2)`
+//!   entries and sends at most that many requests. Only the first `k` entries of an answer are
+//!   read. Every input first applies the deadlines due at its `now`.
+//!
+//! Driving contract: after [`Lookup::new`] and after every `on_*` / `handle_timeout` call, call
+//! [`Lookup::next_request`] until `None` and send those requests; call
+//! [`Lookup::handle_timeout`] no later than [`Lookup::next_deadline`]. Calling it late only
+//! delays the slow and hard timeouts; calling it early is harmless.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::identity::{Distance, NodeId};
+use crate::wire::messages::{Key, PeerInfo};
+
+/// Parameters of one lookup. Every default is in [`LookupConfig::DEFAULT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupConfig {
+    /// Requests in flight per path, slow ones excluded (α, default 3).
+    pub alpha: usize,
+    /// Peers the lookup must hear from to finish, and the size of its result (default 20).
+    pub k: usize,
+    /// Hard deadline of one request: past it the peer has failed (default 5 s).
+    pub request_timeout: Duration,
+    /// Past this a request no longer holds its α slot, but its answer is still used until
+    /// `request_timeout` (default 1 s).
+    pub slow_timeout: Duration,
+    /// Number of disjoint paths (S/Kademlia); 0 = off, which is one path (default 0).
+    pub disjoint_paths: usize,
+    /// Candidates that have not failed tracked per path; past it the farthest not contacted is
+    /// dropped (default 4k).
+    pub max_candidates: usize,
+}
+
+impl LookupConfig {
+    /// The defaults (DESIGN.md, "Kademlia": k = 20, α = 3).
+    pub const DEFAULT: LookupConfig = LookupConfig {
+        alpha: ALPHA,
+        k: K,
+        request_timeout: Duration::from_secs(5),
+        slow_timeout: Duration::from_secs(1),
+        disjoint_paths: 0,
+        max_candidates: 4 * K,
+    };
+
+    /// Checks the configuration. [`Lookup::new`] never fails: it clamps what this refuses.
+    pub fn validate(&self) -> Result<(), LookupConfigError> {
+        if self.alpha == 0 {
+            return Err(LookupConfigError::ZeroAlpha);
+        }
+        if self.k == 0 {
+            return Err(LookupConfigError::ZeroK);
+        }
+        if self.max_candidates < self.k {
+            return Err(LookupConfigError::MaxCandidatesBelowK);
+        }
+        if self.disjoint_paths > MAX_DISJOINT_PATHS {
+            return Err(LookupConfigError::TooManyPaths(self.disjoint_paths));
+        }
+        if self.request_timeout > MAX_TIMEOUT || self.slow_timeout > MAX_TIMEOUT {
+            return Err(LookupConfigError::TimeoutTooLong);
+        }
+        Ok(())
+    }
+
+    /// The configuration [`Lookup::new`] runs with: every value [`validate`](Self::validate)
+    /// refuses is clamped into range, so no input can stall the lookup or overflow a deadline.
+    fn sanitized(self) -> LookupConfig {
+        let k = self.k.max(1);
+        LookupConfig {
+            alpha: self.alpha.max(1),
+            k,
+            request_timeout: self.request_timeout.min(MAX_TIMEOUT),
+            slow_timeout: self.slow_timeout.min(MAX_TIMEOUT),
+            disjoint_paths: self.disjoint_paths.clamp(1, MAX_DISJOINT_PATHS),
+            max_candidates: self.max_candidates.max(k),
+        }
+    }
+}
+
+impl Default for LookupConfig {
+    fn default() -> LookupConfig {
+        LookupConfig::DEFAULT
+    }
+}
+
+/// A [`LookupConfig`] value out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupConfigError {
+    /// `alpha` is 0: the lookup could never send a request.
+    ZeroAlpha,
+    /// `k` is 0: the lookup would have nothing to find.
+    ZeroK,
+    /// `max_candidates` is below `k`: a path could not hold its own result.
+    MaxCandidatesBelowK,
+    /// `disjoint_paths` is above [`MAX_DISJOINT_PATHS`].
+    TooManyPaths(usize),
+    /// A timeout is above one year, where deadline arithmetic could overflow.
+    TimeoutTooLong,
+}
+
+impl fmt::Display for LookupConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ZeroAlpha => f.write_str("lookup alpha must be at least 1"),
+            Self::ZeroK => f.write_str("lookup k must be at least 1"),
+            Self::MaxCandidatesBelowK => f.write_str("lookup max_candidates must be at least k"),
+            Self::TooManyPaths(d) => {
+                write!(f, "{d} disjoint paths is above the maximum {MAX_DISJOINT_PATHS}")
+            }
+            Self::TimeoutTooLong => f.write_str("lookup timeouts must be at most one year"),
+        }
+    }
+}
+
+impl std::error::Error for LookupConfigError {}
+
+/// What a lookup did so far, from [`Lookup::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LookupStats {
+    /// Sequential round trips: the largest depth of a peer that was asked (module doc).
+    pub rounds: u32,
+    /// Requests handed out by [`Lookup::next_request`].
+    pub rpcs: u32,
+    /// Peers whose request failed or passed its hard deadline.
+    pub failed: u32,
+    /// Peers that answered in time.
+    pub answered: u32,
+    /// Peers that passed the slow timeout (some of them answered later).
+    pub slow: u32,
+    /// Answers and failures from peers not in flight: never asked, failed, answered already, or
+    /// arriving after their path or the lookup finished.
+    pub unexpected: u32,
+    /// Candidates dropped at the `max_candidates` bound.
+    pub dropped: u32,
+    /// Seeds and entries of answers ignored: the local id, duplicates, peers already tracked
+    /// (on any path), and entries past the first `k` of an answer.
+    pub ignored: u32,
+    /// From [`Lookup::new`] to the end of the lookup, or to `now` while it runs.
+    pub duration: Duration,
+}
+
+/// One iterative lookup towards `target`. See the module doc for the rules and the driving
+/// contract.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    target: Key,
+    local: NodeId,
+    config: LookupConfig,
+    paths: Vec<Path>,
+    started_at: Instant,
+    /// The latest `now` an input carried; [`Lookup::finish`] has no `now` of its own.
+    last_now: Instant,
+    finished_at: Option<Instant>,
+    stats: LookupStats,
+}
+
+impl Lookup {
+    /// Starts a lookup. `seeds`: the closest peers from our routing table (local id excluded by
+    /// the caller, but ignored anyway if present). Nothing is sent until
+    /// [`next_request`](Self::next_request) is called.
+    pub fn new(
+        now: Instant,
+        local: NodeId,
+        target: Key,
+        mut seeds: Vec<PeerInfo>,
+        config: LookupConfig,
+    ) -> Lookup {
+        let config = config.sanitized();
+        let mut lookup = Lookup {
+            target,
+            local,
+            config,
+            paths: vec![Path::default(); config.disjoint_paths],
+            started_at: now,
+            last_now: now,
+            finished_at: None,
+            stats: LookupStats::default(),
+        };
+        seeds.sort_by_key(|p| target.distance(&p.id));
+        let mut next_path = 0;
+        for seed in seeds {
+            if lookup.insert(next_path, seed, 1) {
+                next_path = (next_path + 1) % lookup.paths.len();
+            }
+        }
+        lookup.update_finished(now);
+        lookup
+    }
+
+    /// The key this lookup searches.
+    pub fn target(&self) -> Key {
+        self.target
+    }
+
+    /// The next peer to query now, if the α budget and the candidates allow; `None` otherwise.
+    /// Call repeatedly until `None` after every input. The peer is marked in flight with its
+    /// slow and hard deadlines counted from `now`.
+    pub fn next_request(&mut self, now: Instant) -> Option<PeerInfo> {
+        self.apply_deadlines(now);
+        if self.is_finished() {
+            return None;
+        }
+        let k = self.config.k;
+        let alpha = self.config.alpha;
+        let slow_at = deadline_after(now, self.config.slow_timeout);
+        let deadline_at = deadline_after(now, self.config.request_timeout);
+        for path in self.paths.iter_mut().filter(|p| !p.finished) {
+            if path.in_flight() >= alpha {
+                continue;
+            }
+            let Some(candidate) = path.next_to_ask(k) else { continue };
+            set_state(&mut self.stats, candidate, State::InFlight { slow_at, deadline_at });
+            return Some(candidate.peer.clone());
+        }
+        None
+    }
+
+    /// `peer` answered with `closer`, the peers it knows nearest to the target. `closer` is
+    /// unvalidated network input: the local id, duplicates and peers already tracked are ignored,
+    /// and only the first `k` entries are read. An answer from a peer not in flight (never
+    /// asked, failed, past its deadline, or after the lookup finished) changes nothing but the
+    /// `unexpected` counter.
+    pub fn on_response(&mut self, now: Instant, peer: &NodeId, closer: Vec<PeerInfo>) {
+        self.apply_deadlines(now);
+        let Some((index, depth)) = self.take_in_flight(peer, State::Answered) else { return };
+        let read = closer.len().min(self.config.k);
+        self.count_ignored(closer.len() - read);
+        for info in closer.into_iter().take(read) {
+            self.insert(index, info, depth.saturating_add(1));
+        }
+        self.update_finished(now);
+    }
+
+    /// The request to `peer` failed (error response, disconnect, refused dial). The next
+    /// candidate may take its slot.
+    pub fn on_failure(&mut self, now: Instant, peer: &NodeId) {
+        self.apply_deadlines(now);
+        self.take_in_flight(peer, State::Failed);
+        self.update_finished(now);
+    }
+
+    /// Applies the slow and hard deadlines due at `now`. Cheap and harmless when nothing is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.apply_deadlines(now);
+    }
+
+    /// The earliest slow or hard deadline of a request in flight; `None` when nothing waits or
+    /// the lookup is finished.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.is_finished() {
+            return None;
+        }
+        let states = self.paths.iter().filter(|p| !p.finished).flat_map(|p| p.candidates.values());
+        states
+            .filter_map(|c| match c.state {
+                State::InFlight { slow_at, deadline_at } => Some(slow_at.min(deadline_at)),
+                State::Slow { deadline_at } => Some(deadline_at),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Stops early (e.g. a FIND_VALUE found an immutable value). Answers still in flight are
+    /// then ignored; the duration ends at the last input's `now`.
+    pub fn finish(&mut self) {
+        for path in &mut self.paths {
+            path.finished = true;
+        }
+        self.finished_at.get_or_insert(self.last_now);
+    }
+
+    /// Whether the lookup is over: every path has terminated, or [`finish`](Self::finish) was
+    /// called.
+    pub fn is_finished(&self) -> bool {
+        self.finished_at.is_some()
+    }
+
+    /// Up to `k` peers that answered, nearest to the target first, over all paths.
+    pub fn closest_answered(&self) -> Vec<PeerInfo> {
+        let mut answered: Vec<(&Distance, &PeerInfo)> = self
+            .paths
+            .iter()
+            .flat_map(|p| p.candidates.iter())
+            .filter(|(_, c)| c.state == State::Answered)
+            .map(|(d, c)| (d, &c.peer))
+            .collect();
+        answered.sort_by_key(|(d, _)| **d);
+        answered.into_iter().take(self.config.k).map(|(_, p)| p.clone()).collect()
+    }
+
+    /// Counters so far; `duration` runs to `now` until the lookup finishes.
+    pub fn stats(&self, now: Instant) -> LookupStats {
+        let end = self.finished_at.unwrap_or(now);
+        LookupStats { duration: end.saturating_duration_since(self.started_at), ..self.stats }
+    }
+
+    /// Moves `peer` from in flight (or slow) to `to` if a running path holds it that way, and
+    /// returns the path and the peer's depth; otherwise counts an unexpected input.
+    fn take_in_flight(&mut self, peer: &NodeId, to: State) -> Option<(usize, u32)> {
+        let distance = self.target.distance(peer);
+        let found = self.paths.iter_mut().enumerate().find_map(|(index, path)| {
+            let running = !path.finished;
+            path.candidates.get_mut(&distance).map(|c| (index, c, running))
+        });
+        match found {
+            Some((index, candidate, true)) if candidate.is_waiting() => {
+                set_state(&mut self.stats, candidate, to);
+                Some((index, candidate.depth))
+            }
+            _ => {
+                self.stats.unexpected = self.stats.unexpected.saturating_add(1);
+                None
+            }
+        }
+    }
+
+    /// Adds `info` to path `index` at `depth` unless it is the local id or tracked by any path,
+    /// then enforces `max_candidates`. Returns whether the peer is tracked afterwards.
+    fn insert(&mut self, index: usize, info: PeerInfo, depth: u32) -> bool {
+        let distance = self.target.distance(&info.id);
+        let known = self.paths.iter().any(|p| p.candidates.contains_key(&distance));
+        if info.id == self.local || known {
+            self.count_ignored(1);
+            return false;
+        }
+        let Some(path) = self.paths.get_mut(index) else { return false };
+        path.candidates
+            .insert(distance, Candidate { peer: info, depth, state: State::NotContacted });
+        let mut kept = true;
+        while path.live() > self.config.max_candidates {
+            let Some(farthest) = path.farthest_not_contacted() else { break };
+            kept &= farthest != distance;
+            path.candidates.remove(&farthest);
+            self.stats.dropped = self.stats.dropped.saturating_add(1);
+        }
+        kept
+    }
+
+    /// Turns in-flight requests past `slow_at` into `Slow`, and any request past its hard
+    /// deadline into `Failed`; then re-evaluates termination.
+    fn apply_deadlines(&mut self, now: Instant) {
+        self.last_now = self.last_now.max(now);
+        if self.is_finished() {
+            return;
+        }
+        for path in self.paths.iter_mut().filter(|p| !p.finished) {
+            for candidate in path.candidates.values_mut() {
+                match candidate.state {
+                    // The hard deadline wins when both are due: the peer has failed.
+                    State::InFlight { deadline_at, .. } | State::Slow { deadline_at }
+                        if deadline_at <= now =>
+                    {
+                        set_state(&mut self.stats, candidate, State::Failed);
+                    }
+                    // The straggler gives its α slot back but may still answer.
+                    State::InFlight { slow_at, deadline_at } if slow_at <= now => {
+                        set_state(&mut self.stats, candidate, State::Slow { deadline_at });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.update_finished(now);
+    }
+
+    /// Marks each path whose `k` nearest non-failed candidates have answered, and the lookup
+    /// when every path is done.
+    fn update_finished(&mut self, now: Instant) {
+        if self.is_finished() {
+            return;
+        }
+        let k = self.config.k;
+        for path in self.paths.iter_mut().filter(|p| !p.finished) {
+            path.finished = path
+                .candidates
+                .values()
+                .filter(|c| c.state != State::Failed)
+                .take(k)
+                .all(|c| c.state == State::Answered);
+        }
+        if self.paths.iter().all(|p| p.finished) {
+            self.finished_at = Some(now);
+        }
+    }
+
+    fn count_ignored(&mut self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.stats.ignored = self.stats.ignored.saturating_add(n);
+    }
+}
+
+/// One (possibly the only) path of a lookup: its candidates by distance to the target.
+#[derive(Debug, Clone, Default)]
+struct Path {
+    /// Keyed by XOR distance to the target, so iteration is nearest first; distinct ids have
+    /// distinct distances, so there are no ties.
+    candidates: BTreeMap<Distance, Candidate>,
+    /// Terminated: its answers are no longer used and it asks no one.
+    finished: bool,
+}
+
+impl Path {
+    /// Requests holding an α slot.
+    fn in_flight(&self) -> usize {
+        self.candidates.values().filter(|c| matches!(c.state, State::InFlight { .. })).count()
+    }
+
+    /// The nearest not-contacted candidate among the `k` nearest that are neither failed nor
+    /// slow.
+    fn next_to_ask(&mut self, k: usize) -> Option<&mut Candidate> {
+        self.candidates
+            .values_mut()
+            .filter(|c| !matches!(c.state, State::Failed | State::Slow { .. }))
+            .take(k)
+            .find(|c| c.state == State::NotContacted)
+    }
+
+    /// Candidates that count towards `max_candidates`: all but the failed ones.
+    fn live(&self) -> usize {
+        self.candidates.values().filter(|c| c.state != State::Failed).count()
+    }
+
+    fn farthest_not_contacted(&self) -> Option<Distance> {
+        self.candidates.iter().rev().find(|(_, c)| c.state == State::NotContacted).map(|(d, _)| *d)
+    }
+}
+
+/// A peer tracked by one path.
+#[derive(Debug, Clone)]
+struct Candidate {
+    peer: PeerInfo,
+    /// Round trips needed to learn of it: 1 for a seed (module doc, "Rounds").
+    depth: u32,
+    state: State,
+}
+
+impl Candidate {
+    /// Asked and still waited for: its answer counts.
+    fn is_waiting(&self) -> bool {
+        matches!(self.state, State::InFlight { .. } | State::Slow { .. })
+    }
+}
+
+/// The state of one candidate; the module doc describes each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    NotContacted,
+    InFlight { slow_at: Instant, deadline_at: Instant },
+    Slow { deadline_at: Instant },
+    Answered,
+    Failed,
+}
+
+/// The one place a candidate changes state, so every transition is counted in `stats`.
+fn set_state(stats: &mut LookupStats, candidate: &mut Candidate, to: State) {
+    let counter = match to {
+        State::NotContacted => None,
+        State::InFlight { .. } => {
+            stats.rounds = stats.rounds.max(candidate.depth);
+            Some(&mut stats.rpcs)
+        }
+        State::Slow { .. } => Some(&mut stats.slow),
+        State::Answered => Some(&mut stats.answered),
+        State::Failed => Some(&mut stats.failed),
+    };
+    if let Some(counter) = counter {
+        *counter = counter.saturating_add(1);
+    }
+    candidate.state = to;
+}
+
+/// `now + timeout`, or `now` in the impossible case of overflow (timeouts are capped at a year).
+fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    now.checked_add(timeout).unwrap_or(now)
+}
+
+/// Requests in flight per path (DESIGN.md, "Kademlia").
+pub const ALPHA: usize = 3;
+/// Result size and bucket size (DESIGN.md, "Kademlia").
+pub const K: usize = 20;
+/// Most disjoint paths a lookup accepts; S/Kademlia uses a handful.
+pub const MAX_DISJOINT_PATHS: usize = 16;
+/// Longest timeout accepted, so `now + timeout` cannot overflow.
+const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::core::rng::Rng;
+
+    /// The target of the hand-built scenarios: the zero id, so `id(n)` is at distance `n`.
+    const TARGET: Key = NodeId::from_bytes([0; 32]);
+    const LOCAL: NodeId = NodeId::from_bytes([0xff; 32]);
+    const SMALL: LookupConfig = LookupConfig { k: 3, ..LookupConfig::DEFAULT };
+    const MS: Duration = Duration::from_millis(1);
+
+    fn id(n: u16) -> NodeId {
+        let mut b = [0u8; 32];
+        b[30..].copy_from_slice(&n.to_be_bytes());
+        NodeId::from_bytes(b)
+    }
+
+    fn num(id: &NodeId) -> u16 {
+        u16::from_be_bytes([id.as_bytes()[30], id.as_bytes()[31]])
+    }
+
+    fn peer(id: NodeId) -> PeerInfo {
+        PeerInfo { id, addrs: Vec::new() }
+    }
+
+    fn peers(ns: &[u16]) -> Vec<PeerInfo> {
+        ns.iter().map(|&n| peer(id(n))).collect()
+    }
+
+    fn start(seeds: &[u16], config: LookupConfig) -> (Instant, Lookup) {
+        let t0 = Instant::now();
+        (t0, Lookup::new(t0, LOCAL, TARGET, peers(seeds), config))
+    }
+
+    /// Every request `next_request` hands out at `now`, as numbers.
+    fn drain(lookup: &mut Lookup, now: Instant) -> Vec<u16> {
+        std::iter::from_fn(|| lookup.next_request(now)).map(|p| num(&p.id)).collect()
+    }
+
+    fn nums(peers: &[PeerInfo]) -> Vec<u16> {
+        peers.iter().map(|p| num(&p.id)).collect()
+    }
+
+    // ---- The α budget and the slow timeout ----
+
+    #[test]
+    fn asks_exactly_alpha_peers_at_first_nearest_first() {
+        let (t0, mut l) = start(&[7, 3, 9, 1, 5], LookupConfig::DEFAULT);
+        assert_eq!(drain(&mut l, t0), [1, 3, 5]);
+        assert_eq!(l.next_request(t0 + 100 * MS), None);
+        assert_eq!(l.stats(t0).rpcs, 3);
+        assert_eq!(l.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(l.target(), TARGET);
+    }
+
+    #[test]
+    fn slow_peer_frees_its_slot_and_its_late_answer_is_used() {
+        let (t0, mut l) = start(&[10, 11, 12, 13, 14], LookupConfig::DEFAULT);
+        assert_eq!(drain(&mut l, t0), [10, 11, 12]);
+        l.on_response(t0 + 500 * MS, &id(11), Vec::new());
+        l.on_response(t0 + 500 * MS, &id(12), Vec::new());
+        assert_eq!(drain(&mut l, t0 + 500 * MS), [13, 14]);
+        l.handle_timeout(t0 + 999 * MS);
+        assert_eq!(l.stats(t0).slow, 0);
+        // Peer 10 turns slow at 1 s; nobody is left to take its slot.
+        assert_eq!(l.next_deadline(), Some(t0 + 1000 * MS));
+        l.handle_timeout(t0 + 1000 * MS);
+        assert_eq!(l.stats(t0).slow, 1);
+        assert!(!l.is_finished());
+        // Its late answer still counts, and the peer it names is asked.
+        l.on_response(t0 + 3000 * MS, &id(10), peers(&[2]));
+        assert_eq!(l.stats(t0).answered, 3);
+        assert_eq!(drain(&mut l, t0 + 3000 * MS), [2]);
+    }
+
+    #[test]
+    fn slow_peer_lets_the_lookup_ask_beyond_it() {
+        let config = LookupConfig { alpha: 1, k: 2, ..LookupConfig::DEFAULT };
+        let (t0, mut l) = start(&[1, 2, 3], config);
+        assert_eq!(drain(&mut l, t0), [1]);
+        // Slow after 1 s: the window of k = 2 moves past it, to peers 2 and then 3.
+        assert_eq!(drain(&mut l, t0 + 1000 * MS), [2]);
+        l.on_response(t0 + 1100 * MS, &id(2), Vec::new());
+        assert_eq!(drain(&mut l, t0 + 1100 * MS), [3]);
+        l.on_response(t0 + 1200 * MS, &id(3), Vec::new());
+        // Peer 1 is among the k closest and may still answer: not finished.
+        assert!(!l.is_finished());
+        assert_eq!(l.next_deadline(), Some(t0 + 5000 * MS));
+        l.on_response(t0 + 4000 * MS, &id(1), Vec::new());
+        assert!(l.is_finished());
+        assert_eq!(nums(&l.closest_answered()), [1, 2]);
+    }
+
+    #[test]
+    fn hard_deadline_fails_the_peer_and_ignores_its_later_answer() {
+        let config = LookupConfig { alpha: 2, ..SMALL };
+        let (t0, mut l) = start(&[10, 11, 12], config);
+        assert_eq!(drain(&mut l, t0), [10, 11]);
+        l.handle_timeout(t0 + 4999 * MS);
+        assert_eq!(l.stats(t0).failed, 0);
+        assert_eq!(l.stats(t0).slow, 2);
+        // An answer exactly at the deadline is already too late.
+        l.on_response(t0 + 5000 * MS, &id(11), peers(&[1]));
+        let stats = l.stats(t0);
+        assert_eq!((stats.failed, stats.unexpected, stats.answered), (2, 1, 0));
+        assert_eq!(drain(&mut l, t0 + 5000 * MS), [12]);
+        l.on_response(t0 + 6000 * MS, &id(10), peers(&[2]));
+        assert_eq!(l.stats(t0).unexpected, 2);
+        assert_eq!(l.next_request(t0 + 6000 * MS), None);
+        l.on_response(t0 + 6000 * MS, &id(12), Vec::new());
+        assert!(l.is_finished());
+        assert_eq!(nums(&l.closest_answered()), [12]);
+    }
+
+    #[test]
+    fn failure_lets_the_next_candidate_in() {
+        let (t0, mut l) = start(&[1, 2, 3, 4, 5], SMALL);
+        assert_eq!(drain(&mut l, t0), [1, 2, 3]);
+        l.on_failure(t0 + MS, &id(2));
+        assert_eq!(drain(&mut l, t0 + MS), [4]);
+        assert_eq!(l.stats(t0).failed, 1);
+        // A failure of a peer that is not in flight changes nothing but a counter.
+        l.on_failure(t0 + MS, &id(2));
+        l.on_failure(t0 + MS, &id(99));
+        assert_eq!(l.stats(t0).failed, 1);
+        assert_eq!(l.stats(t0).unexpected, 2);
+        assert_eq!(l.next_request(t0 + MS), None);
+    }
+
+    // ---- Termination ----
+
+    #[test]
+    fn finishes_only_when_the_k_closest_have_answered() {
+        let (t0, mut l) = start(&[10, 20, 30, 40], SMALL);
+        assert_eq!(drain(&mut l, t0), [10, 20, 30]);
+        l.on_response(t0 + MS, &id(20), Vec::new());
+        l.on_response(t0 + MS, &id(30), Vec::new());
+        assert!(!l.is_finished());
+        // Peer 40 is outside the k = 3 closest while 10 is merely in flight.
+        assert_eq!(l.next_request(t0 + MS), None);
+        l.on_response(t0 + 2 * MS, &id(10), peers(&[5]));
+        assert!(!l.is_finished());
+        assert_eq!(drain(&mut l, t0 + 2 * MS), [5]);
+        l.on_response(t0 + 3 * MS, &id(5), Vec::new());
+        assert!(l.is_finished());
+        assert_eq!(nums(&l.closest_answered()), [5, 10, 20]);
+        assert_eq!(l.next_request(t0 + 3 * MS), None);
+        assert_eq!(l.next_deadline(), None);
+    }
+
+    #[test]
+    fn finishes_when_nothing_is_left_to_ask() {
+        let (t0, mut l) = start(&[], SMALL);
+        assert!(l.is_finished());
+        assert_eq!(l.next_request(t0), None);
+        let (t0, mut l) = start(&[1, 2], SMALL);
+        assert_eq!(drain(&mut l, t0), [1, 2]);
+        l.on_failure(t0 + MS, &id(1));
+        assert!(!l.is_finished());
+        l.on_response(t0 + MS, &id(2), Vec::new());
+        assert!(l.is_finished());
+        assert_eq!(nums(&l.closest_answered()), [2]);
+    }
+
+    #[test]
+    fn finish_stops_the_lookup_and_ignores_answers_in_flight() {
+        let (t0, mut l) = start(&[1, 2, 3, 4], SMALL);
+        assert_eq!(drain(&mut l, t0), [1, 2, 3]);
+        l.on_response(t0 + 10 * MS, &id(1), peers(&[0]));
+        l.finish();
+        assert!(l.is_finished());
+        assert_eq!(l.next_request(t0 + 20 * MS), None);
+        assert_eq!(l.next_deadline(), None);
+        l.on_response(t0 + 20 * MS, &id(2), Vec::new());
+        assert_eq!(nums(&l.closest_answered()), [1]);
+        let stats = l.stats(t0 + Duration::from_secs(9));
+        assert_eq!((stats.answered, stats.unexpected), (1, 1));
+        assert_eq!(stats.duration, 10 * MS);
+    }
+
+    // ---- Untrusted answers and bounds ----
+
+    #[test]
+    fn ignores_local_duplicate_known_and_excess_entries() {
+        let config = LookupConfig { k: 4, ..LookupConfig::DEFAULT };
+        let t0 = Instant::now();
+        let seeds = vec![peer(id(10)), peer(id(11)), peer(LOCAL), peer(id(10))];
+        let mut l = Lookup::new(t0, LOCAL, TARGET, seeds, config);
+        assert_eq!(l.stats(t0).ignored, 2);
+        assert_eq!(drain(&mut l, t0), [10, 11]);
+        // Only the first k = 4 entries are read; 13 is past them.
+        let answer = vec![peer(LOCAL), peer(id(11)), peer(id(12)), peer(id(12)), peer(id(13))];
+        l.on_response(t0 + MS, &id(10), answer);
+        assert_eq!(l.stats(t0).ignored, 2 + 4);
+        assert_eq!(drain(&mut l, t0 + MS), [12]);
+        // A second answer from 10 and one from a stranger are unexpected and change nothing.
+        l.on_response(t0 + MS, &id(10), peers(&[1]));
+        l.on_response(t0 + MS, &id(99), peers(&[2]));
+        assert_eq!(l.stats(t0).unexpected, 2);
+        assert_eq!(l.next_request(t0 + MS), None);
+    }
+
+    #[test]
+    fn max_candidates_drops_the_farthest_not_contacted_and_counts() {
+        let config = LookupConfig { alpha: 1, k: 2, max_candidates: 3, ..LookupConfig::DEFAULT };
+        let (t0, mut l) = start(&[5, 1, 2, 3, 4], config);
+        assert_eq!(l.stats(t0).dropped, 2);
+        assert_eq!(drain(&mut l, t0), [1]);
+        // 0 pushes out 3; 6 is the farthest itself.
+        l.on_response(t0 + MS, &id(1), peers(&[6, 0]));
+        assert_eq!(l.stats(t0).dropped, 4);
+        assert_eq!(drain(&mut l, t0 + MS), [0]);
+        // A failed peer no longer counts against the bound.
+        l.on_failure(t0 + 2 * MS, &id(0));
+        assert_eq!(drain(&mut l, t0 + 2 * MS), [2]);
+        l.on_response(t0 + 3 * MS, &id(2), peers(&[3, 4]));
+        assert_eq!(l.stats(t0).dropped, 5);
+        assert_eq!(l.paths[0].live(), 3);
+        assert!(l.is_finished());
+        assert_eq!(nums(&l.closest_answered()), [1, 2]);
+    }
+
+    #[test]
+    fn stats_count_rounds_rpcs_failures_and_duration_exactly() {
+        let config = LookupConfig { alpha: 2, k: 2, ..LookupConfig::DEFAULT };
+        let (t0, mut l) = start(&[10, 20, 30], config);
+        assert_eq!(drain(&mut l, t0), [10, 20]);
+        l.on_response(t0 + 100 * MS, &id(10), peers(&[5]));
+        assert_eq!(drain(&mut l, t0 + 100 * MS), [5]);
+        l.on_failure(t0 + 200 * MS, &id(20));
+        // 30 is outside the two closest non-failed (5 and 10).
+        assert_eq!(l.next_request(t0 + 200 * MS), None);
+        l.on_response(t0 + 300 * MS, &id(5), peers(&[1]));
+        assert_eq!(drain(&mut l, t0 + 300 * MS), [1]);
+        assert_eq!(l.stats(t0 + 350 * MS).duration, 350 * MS);
+        l.on_response(t0 + 400 * MS, &id(1), Vec::new());
+        assert!(l.is_finished());
+        let expected = LookupStats {
+            rounds: 3,
+            rpcs: 4,
+            failed: 1,
+            answered: 3,
+            slow: 0,
+            unexpected: 0,
+            dropped: 0,
+            ignored: 0,
+            duration: 400 * MS,
+        };
+        assert_eq!(l.stats(t0 + Duration::from_secs(60)), expected);
+        assert_eq!(nums(&l.closest_answered()), [1, 5]);
+    }
+
+    #[test]
+    fn config_validation_and_clamping() {
+        assert_eq!(LookupConfig::DEFAULT.validate(), Ok(()));
+        assert_eq!(LookupConfig::default(), LookupConfig::DEFAULT);
+        let bad = LookupConfig { alpha: 0, ..LookupConfig::DEFAULT };
+        assert_eq!(bad.validate(), Err(LookupConfigError::ZeroAlpha));
+        let bad = LookupConfig { k: 0, ..LookupConfig::DEFAULT };
+        assert_eq!(bad.validate(), Err(LookupConfigError::ZeroK));
+        let bad = LookupConfig { max_candidates: 19, ..LookupConfig::DEFAULT };
+        assert_eq!(bad.validate(), Err(LookupConfigError::MaxCandidatesBelowK));
+        let bad = LookupConfig { disjoint_paths: 17, ..LookupConfig::DEFAULT };
+        assert_eq!(bad.validate(), Err(LookupConfigError::TooManyPaths(17)));
+        assert!(bad.validate().unwrap_err().to_string().contains("17"));
+        let absurd = LookupConfig {
+            alpha: 0,
+            k: 0,
+            max_candidates: 0,
+            request_timeout: Duration::MAX,
+            slow_timeout: Duration::MAX,
+            disjoint_paths: usize::MAX,
+        };
+        assert_eq!(absurd.validate(), Err(LookupConfigError::ZeroAlpha));
+        // Clamped instead of stalling or overflowing: one request at a time, still finishing.
+        let (t0, mut l) = start(&[1, 2], absurd);
+        assert_eq!(l.paths.len(), MAX_DISJOINT_PATHS);
+        assert_eq!(drain(&mut l, t0), [1, 2]);
+        assert_eq!(l.next_deadline(), Some(t0 + MAX_TIMEOUT));
+        l.on_response(t0 + MS, &id(1), Vec::new());
+        l.on_response(t0 + MS, &id(2), Vec::new());
+        assert!(l.is_finished());
+    }
+
+    // ---- Disjoint paths ----
+
+    #[test]
+    fn disjoint_paths_deal_seeds_round_robin_with_alpha_each() {
+        let config = LookupConfig { disjoint_paths: 2, alpha: 2, ..SMALL };
+        let (t0, mut l) = start(&[1, 2, 3, 4, 5, 6, 7, 8], config);
+        let path_of = |l: &Lookup, n: u16| {
+            l.paths.iter().position(|p| p.candidates.contains_key(&TARGET.distance(&id(n))))
+        };
+        assert_eq!(path_of(&l, 1), Some(0));
+        assert_eq!(path_of(&l, 2), Some(1));
+        assert_eq!(path_of(&l, 7), Some(0));
+        assert_eq!(drain(&mut l, t0), [1, 3, 2, 4]);
+        // Path 0 learns 9 and 2; 2 is path 1's, so only 9 joins path 0.
+        l.on_response(t0 + MS, &id(1), peers(&[2, 9]));
+        assert_eq!(l.stats(t0).ignored, 1);
+        assert_eq!(path_of(&l, 9), Some(0));
+        assert_eq!(drain(&mut l, t0 + MS), [5]);
+    }
+
+    /// A synthetic network: node ids, and for each a Kademlia view of up to `BUCKET` peers
+    /// per bucket.
+    struct Net {
+        ids: Vec<NodeId>,
+        views: BTreeMap<NodeId, Vec<NodeId>>,
+        adversaries: BTreeSet<NodeId>,
+    }
+
+    const BUCKET: usize = 5;
+
+    impl Net {
+        fn new(rng: &mut Rng, n: usize, adversary_share: f64) -> Net {
+            let ids: Vec<NodeId> = (0..n).map(|_| NodeId::from_bytes(rng.bytes32())).collect();
+            let mut views = BTreeMap::new();
+            for me in &ids {
+                let mut others: Vec<NodeId> = ids.iter().filter(|o| *o != me).copied().collect();
+                rng.shuffle(&mut others);
+                let mut per_bucket = BTreeMap::<usize, usize>::new();
+                let view = others
+                    .into_iter()
+                    .filter(|o| {
+                        let count = per_bucket.entry(me.bucket_index(o).unwrap_or(0)).or_default();
+                        *count += 1;
+                        *count <= BUCKET
+                    })
+                    .collect();
+                views.insert(*me, view);
+            }
+            // Node 0 is the local node: always honest.
+            let adversaries =
+                ids.iter().skip(1).filter(|_| rng.chance(adversary_share)).copied().collect();
+            Net { ids, views, adversaries }
+        }
+
+        fn local(&self) -> NodeId {
+            self.ids[0]
+        }
+
+        /// The `k` ids of `view` nearest to `target`.
+        fn nearest(view: &[NodeId], target: &Key, k: usize) -> Vec<PeerInfo> {
+            let mut view = view.to_vec();
+            view.sort_by_key(|id| target.distance(id));
+            view.into_iter().take(k).map(peer).collect()
+        }
+
+        /// The true `k` closest to `target`, the local node excluded.
+        fn truth(&self, target: &Key, k: usize) -> Vec<NodeId> {
+            let others: Vec<NodeId> = self.ids[1..].to_vec();
+            Net::nearest(&others, target, k).into_iter().map(|p| p.id).collect()
+        }
+
+        /// Runs a lookup from node 0 to completion, answering in random order. Adversaries
+        /// answer with ids next to the target that exist nowhere (asking them fails). Checks
+        /// on every step that paths never share a peer and that each respects α.
+        fn run(&self, rng: &mut Rng, target: Key, config: LookupConfig) -> Lookup {
+            let t0 = Instant::now();
+            let view = &self.views[&self.local()];
+            let seeds = Net::nearest(view, &target, config.k);
+            let mut lookup = Lookup::new(t0, self.local(), target, seeds, config);
+            let mut in_flight: Vec<NodeId> = Vec::new();
+            let mut now = t0;
+            for _ in 0..10_000 {
+                while let Some(p) = lookup.next_request(now) {
+                    assert!(!in_flight.contains(&p.id), "asked twice: {}", p.id);
+                    in_flight.push(p.id);
+                }
+                check_paths(&lookup, config.alpha);
+                if in_flight.is_empty() {
+                    break;
+                }
+                let asked = in_flight.swap_remove(rng.below(in_flight.len() as u64) as usize);
+                now += 10 * MS;
+                match self.views.get(&asked) {
+                    None => lookup.on_failure(now, &asked),
+                    Some(_) if self.adversaries.contains(&asked) => {
+                        lookup.on_response(now, &asked, fabricated(rng, &target, config.k))
+                    }
+                    Some(view) => {
+                        lookup.on_response(now, &asked, Net::nearest(view, &target, config.k))
+                    }
+                }
+            }
+            assert!(lookup.is_finished());
+            lookup
+        }
+    }
+
+    /// `k` ids sharing their first 8 bytes with `target`: nearer than any real node.
+    fn fabricated(rng: &mut Rng, target: &Key, k: usize) -> Vec<PeerInfo> {
+        (0..k)
+            .map(|_| {
+                let mut b = rng.bytes32();
+                b[..8].copy_from_slice(&target.as_bytes()[..8]);
+                peer(NodeId::from_bytes(b))
+            })
+            .collect()
+    }
+
+    fn check_paths(lookup: &Lookup, alpha: usize) {
+        let mut seen = BTreeSet::new();
+        for path in &lookup.paths {
+            assert!(path.in_flight() <= alpha);
+            for d in path.candidates.keys() {
+                assert!(seen.insert(*d), "a peer is on two paths");
+            }
+        }
+    }
+
+    fn answered_ids(lookup: &Lookup) -> Vec<NodeId> {
+        lookup.closest_answered().into_iter().map(|p| p.id).collect()
+    }
+
+    #[test]
+    fn finds_the_true_k_closest_in_a_synthetic_network() {
+        let mut rng = Rng::new(1);
+        let net = Net::new(&mut rng, 200, 0.0);
+        for _ in 0..5 {
+            let target = NodeId::from_bytes(rng.bytes32());
+            let lookup = net.run(&mut rng, target, LookupConfig::DEFAULT);
+            assert_eq!(answered_ids(&lookup), net.truth(&target, K));
+            let stats = lookup.stats(Instant::now());
+            assert!((2..=6).contains(&stats.rounds), "rounds {}", stats.rounds);
+            assert!((K as u32..=80).contains(&stats.rpcs), "rpcs {}", stats.rpcs);
+            assert_eq!(stats.rpcs, stats.answered);
+            assert_eq!((stats.failed, stats.unexpected), (0, 0));
+        }
+    }
+
+    #[test]
+    fn disjoint_paths_stay_disjoint_and_find_the_true_k_closest() {
+        let mut rng = Rng::new(2);
+        let net = Net::new(&mut rng, 200, 0.0);
+        let config = LookupConfig { disjoint_paths: 3, ..LookupConfig::DEFAULT };
+        for _ in 0..5 {
+            let target = NodeId::from_bytes(rng.bytes32());
+            let lookup = net.run(&mut rng, target, config);
+            assert_eq!(answered_ids(&lookup), net.truth(&target, K));
+        }
+    }
+
+    #[test]
+    fn disjoint_paths_survive_peers_answering_with_fabricated_ids() {
+        let mut rng = Rng::new(3);
+        let net = Net::new(&mut rng, 200, 0.2);
+        assert!((25..=55).contains(&net.adversaries.len()));
+        let config = LookupConfig { disjoint_paths: 3, ..LookupConfig::DEFAULT };
+        for _ in 0..5 {
+            let target = NodeId::from_bytes(rng.bytes32());
+            let lookup = net.run(&mut rng, target, config);
+            // Adversaries are real nodes and may be among the true closest; only the ids they
+            // make up must not survive, and they fail when asked.
+            assert_eq!(answered_ids(&lookup), net.truth(&target, K));
+            let stats = lookup.stats(Instant::now());
+            assert!(stats.failed >= K as u32, "failed {}", stats.failed);
+            assert_eq!(stats.rpcs, stats.answered + stats.failed);
+        }
+    }
+}
