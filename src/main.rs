@@ -18,6 +18,8 @@ commands:
                                           run the node until SIGINT or SIGTERM
   devnet --nodes N [--seconds T] [--seed S] [--json]
                                           N nodes in one process, pinging each other
+  bench transport [--handshakes N] [--frames-mib M] [--json]
+                                          TLS handshake rate and framed throughput on loopback
 ";
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn run(args: &[String]) -> Result<(), String> {
         }
         "run" => cli::run::main(rest),
         "devnet" => cli::devnet::main(rest),
+        "bench" => cli::bench::main(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

@@ -1,4 +1,5 @@
-//! The `petrel` binary end to end: init/id, devnet --json, run without a key file.
+//! The `petrel` binary end to end: init/id, devnet --json, bench transport --json, run without a
+//! key file.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -46,6 +47,29 @@ fn devnet_prints_one_json_object() {
     for key in ["wall_s", "cpu_s", "peak_rss_mib", "rss_per_node_kib"] {
         assert!(v[key].is_number(), "{key} in {text}");
     }
+}
+
+#[test]
+fn bench_transport_prints_one_json_object() {
+    let out = petrel(&["bench", "transport", "--handshakes", "20", "--frames-mib", "2", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["bench"], "transport", "{text}");
+    assert_eq!(v["handshakes"], 20, "{text}");
+    assert!(v["handshakes_per_sec"].as_f64().unwrap() > 0.0, "{text}");
+    assert!(v["handshake_ms"]["p50"].as_f64().unwrap() > 0.0, "{text}");
+    let runs = v["throughput"].as_array().unwrap();
+    let sizes: Vec<u64> = runs.iter().map(|t| t["frame_bytes"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [1024, 65536], "{text}");
+    for t in runs {
+        assert!(t["mib_per_sec"].as_f64().unwrap() > 0.0, "{text}");
+        assert!(t["frames"].as_u64().unwrap() * t["frame_bytes"].as_u64().unwrap() == 2 << 20);
+    }
+    let err = petrel(&["bench", "nosuch"]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("kinds: transport"), "{err:?}");
 }
 
 #[test]

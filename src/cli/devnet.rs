@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::cli::report::{cpu_seconds, percentile, proc_status_kib};
 use crate::cli::{parse_flag, switch};
 use crate::config::Config;
 use crate::core::rng::Rng;
@@ -13,9 +14,6 @@ use crate::node::{Handle, Node};
 
 /// Earlier nodes each new node dials.
 const DIALS_PER_NODE: usize = 3;
-/// Clock ticks per second of `/proc/self/stat`. `sysconf(_SC_CLK_TCK)` needs libc (and
-/// unsafe); it is 100 on every mainstream Linux configuration, so it is assumed.
-const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
 /// Bound on one ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -283,46 +281,9 @@ impl Report {
     }
 }
 
-/// Nearest-rank percentile of sorted values: the smallest value with at least `p` % of the
-/// values at or below it.
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-/// A `kB` line of `/proc/self/status`, such as `VmRSS:` or `VmHWM:`.
-fn proc_status_kib(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..].split_whitespace().next()?.parse().ok()
-}
-
-/// utime + stime (fields 14 and 15 of `/proc/self/stat`), in seconds.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name (field 2) may contain spaces; fields after it start at field 3.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
-    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
-    Some((utime + stime) as f64 / CLOCK_TICKS_PER_SECOND)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<u64> = (1..=10).collect();
-        assert_eq!(percentile(&v, 50.0), 5);
-        assert_eq!(percentile(&v, 90.0), 9);
-        assert_eq!(percentile(&v, 99.0), 10);
-        assert_eq!(percentile(&v, 0.0), 1);
-        assert_eq!(percentile(&[], 50.0), 0);
-    }
 
     #[test]
     fn distinct_picks_are_distinct_and_in_range() {
@@ -335,11 +296,5 @@ mod tests {
             picks.dedup();
             assert_eq!(picks.len(), n.min(3));
         }
-    }
-
-    #[test]
-    fn proc_readings_are_available_on_linux() {
-        assert!(proc_status_kib("VmRSS:").unwrap() > 0);
-        assert!(cpu_seconds().is_some());
     }
 }

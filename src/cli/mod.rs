@@ -1,9 +1,14 @@
-//! The `petrel` subcommands that run nodes: [`run`] (one node until a signal) and [`devnet`]
-//! (many nodes in one process, with a ping workload and a resource summary).
+//! The `petrel` subcommands that run nodes: [`run`] (one node until a signal), [`devnet`]
+//! (many nodes in one process, with a ping workload and a resource summary) and
+//! [`bench`](mod@bench) (system benchmarks on loopback sockets: `petrel bench transport`).
+//!
+//! [`report`] holds what the measuring subcommands share: percentiles, CPU time and memory.
 //!
 //! Argument parsing is hand-written: `--flag value` pairs, looked up by name.
 
+pub mod bench;
 pub mod devnet;
+pub mod report;
 pub mod run;
 
 /// The value after `name`, if `name` is present; an error if it has no value.
