@@ -20,9 +20,12 @@ use crate::core::node::{
     Command, ConnectError, NodeCore, PeerSummary, PingInfo, Reply, RequestError,
 };
 use crate::identity::{IdentityError, Keypair, NodeId};
+use crate::kad::dht::{DhtCommand, DhtError, DhtReply, FoundPeers, FoundRecord, Published};
+use crate::kad::lookup::LookupStats;
 use crate::runtime::reactor::{self, Control, Reactor, ReactorParts};
 use crate::transport::tls::{TlsConfig, TlsSetupError};
-use crate::wire::messages::{Hello, FEATURE_KAD, PROTOCOL_VERSION};
+use crate::wire::bytes::ByteBuf;
+use crate::wire::messages::{Hello, Key, PeerInfo, Record, FEATURE_KAD, PROTOCOL_VERSION};
 
 /// A running node. Dropping it shuts it down.
 #[derive(Debug)]
@@ -163,6 +166,78 @@ impl Handle {
         }
     }
 
+    /// The k closest peers to `target` that answered an iterative lookup.
+    pub fn find_node(&self, target: NodeId) -> Result<FoundPeers, CallError> {
+        match self.dht(DhtCommand::FindNode { target })? {
+            DhtReply::FindNode(r) => r.map_err(CallError::Dht),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
+    /// Joins the network: a lookup of our own id. The node also does this by itself when its
+    /// first peer connects; calling it waits for a complete one.
+    pub fn bootstrap(&self) -> Result<LookupStats, CallError> {
+        match self.dht(DhtCommand::Bootstrap)? {
+            DhtReply::Bootstrap(r) => r.map_err(CallError::Dht),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
+    /// Stores `value` as an immutable record under `SHA-256(value)` on the k closest peers
+    /// and locally; the key is in the answer.
+    pub fn put(&self, value: Vec<u8>) -> Result<Published, CallError> {
+        self.put_record(Record::Immutable { value: ByteBuf(value) }, None)
+    }
+
+    /// Stores a record (a mutable one signed with `MutableRecord::sign`). `expected_seq`:
+    /// holders store a mutable record only over exactly this sequence number.
+    pub fn put_record(
+        &self,
+        record: Record,
+        expected_seq: Option<u64>,
+    ) -> Result<Published, CallError> {
+        match self.dht(DhtCommand::Put { record, expected_seq })? {
+            DhtReply::Put(r) => r.map_err(CallError::Dht),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
+    /// The record under `key`: the first valid immutable copy, or the highest valid mutable
+    /// sequence number among the answers. `None` when no peer had a valid one.
+    pub fn get(&self, key: Key) -> Result<Option<FoundRecord>, CallError> {
+        match self.dht(DhtCommand::Get { key })? {
+            DhtReply::Get(Ok(found)) => Ok(Some(found)),
+            DhtReply::Get(Err(DhtError::NotFound(_))) => Ok(None),
+            DhtReply::Get(Err(e)) => Err(CallError::Dht(e)),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
+    /// Announces this node as a provider of `key` to the k closest peers.
+    pub fn provide(&self, key: Key) -> Result<Published, CallError> {
+        match self.dht(DhtCommand::Provide { key })? {
+            DhtReply::Provide(r) => r.map_err(CallError::Dht),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
+    /// Providers of `key` (at most k); empty when none was found.
+    pub fn providers(&self, key: Key) -> Result<Vec<PeerInfo>, CallError> {
+        match self.dht(DhtCommand::Providers { key })? {
+            DhtReply::Providers(Ok(found)) => Ok(found.providers),
+            DhtReply::Providers(Err(DhtError::NotFound(_))) => Ok(Vec::new()),
+            DhtReply::Providers(Err(e)) => Err(CallError::Dht(e)),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
+    fn dht(&self, command: DhtCommand) -> Result<DhtReply, CallError> {
+        match self.call(Command::Dht(command), self.call_timeout)? {
+            Reply::Dht(reply) => Ok(reply),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
     fn connect_async(&self, peer: PeerAddr) {
         let (tx, _rx) = bounded(1);
         let command = Command::Connect { peer: peer.id, addr: peer.addr };
@@ -248,6 +323,8 @@ pub enum CallError {
     Connect(ConnectError),
     /// The request failed.
     Request(RequestError),
+    /// The DHT command failed.
+    Dht(DhtError),
 }
 
 impl fmt::Display for CallError {
@@ -258,6 +335,7 @@ impl fmt::Display for CallError {
             Self::Stopped => f.write_str("node stopped"),
             Self::Connect(e) => e.fmt(f),
             Self::Request(e) => e.fmt(f),
+            Self::Dht(e) => e.fmt(f),
         }
     }
 }
