@@ -231,6 +231,14 @@ impl Handle {
         }
     }
 
+    /// Whether this node's own store holds an unexpired record under `key`.
+    pub fn holds(&self, key: Key) -> Result<bool, CallError> {
+        match self.dht(DhtCommand::Holds { key })? {
+            DhtReply::Holds(held) => Ok(held),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
     fn dht(&self, command: DhtCommand) -> Result<DhtReply, CallError> {
         match self.call(Command::Dht(command), self.call_timeout)? {
             Reply::Dht(reply) => Ok(reply),

@@ -4,6 +4,7 @@
 //! Kinds (the first argument picks one; [`KINDS`] lists them):
 //! - `transport`: TLS 1.3 handshake rate against one [`Node`], then framed throughput over one
 //!   TLS connection to it. See [`run_transport`] for the method.
+//! - `dht`: N nodes bootstrap, PUT and GET records; see [`super::bench_dht`].
 //!
 //! A kind is a `*Options` type parsed from the remaining arguments, a `run_*` function
 //! returning a report, and the report's `human()` and `json()`. The client side of every bench
@@ -29,7 +30,7 @@ use crate::wire::messages::{
 };
 
 /// The benchmark kinds `petrel bench` knows, in the order of its usage text.
-pub const KINDS: &[&str] = &["transport"];
+pub const KINDS: &[&str] = &["transport", "dht"];
 
 /// Runs `petrel bench KIND [options]` with its command-line arguments.
 pub fn main(args: &[String]) -> Result<(), String> {
@@ -39,6 +40,15 @@ pub fn main(args: &[String]) -> Result<(), String> {
         "transport" => {
             let opts = TransportOptions::parse(rest)?;
             let report = run_transport(&opts)?;
+            eprintln!("{}", report.human());
+            if opts.json {
+                println!("{}", report.json());
+            }
+            Ok(())
+        }
+        "dht" => {
+            let opts = super::bench_dht::DhtOptions::parse(rest)?;
+            let report = super::bench_dht::run(&opts)?;
             eprintln!("{}", report.human());
             if opts.json {
                 println!("{}", report.json());

@@ -1,12 +1,14 @@
 //! The `petrel` subcommands that run nodes: [`run`] (one node until a signal), [`devnet`]
 //! (many nodes in one process, with a ping workload and a resource summary) and
-//! [`bench`](mod@bench) (system benchmarks on loopback sockets: `petrel bench transport`).
+//! [`bench`](mod@bench) (system benchmarks on loopback sockets: `petrel bench transport`, and
+//! `petrel bench dht` in [`bench_dht`]).
 //!
 //! [`report`] holds what the measuring subcommands share: percentiles, CPU time and memory.
 //!
 //! Argument parsing is hand-written: `--flag value` pairs, looked up by name.
 
 pub mod bench;
+pub mod bench_dht;
 pub mod devnet;
 pub mod report;
 pub mod run;

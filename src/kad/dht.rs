@@ -145,6 +145,11 @@ pub enum DhtCommand {
         /// The provided key.
         key: Key,
     },
+    /// Whether our own store holds an unexpired record under `key` (no network traffic).
+    Holds {
+        /// The record key.
+        key: Key,
+    },
 }
 
 /// The answer to a [`DhtCommand`].
@@ -162,6 +167,8 @@ pub enum DhtReply {
     Provide(Result<Published, DhtError>),
     /// Answer to `Providers`.
     Providers(Result<FoundProviders, DhtError>),
+    /// Answer to `Holds`.
+    Holds(bool),
 }
 
 /// Peers found by a lookup.
@@ -498,6 +505,10 @@ impl Dht {
             }
             DhtCommand::Providers { key } => {
                 self.start(now, Some(command), key, Goal::Providers { key });
+            }
+            DhtCommand::Holds { key } => {
+                let held = self.store.get(now, &key).is_some();
+                self.reply(command, DhtReply::Holds(held));
             }
         }
     }
