@@ -174,9 +174,9 @@ pub fn run(opts: &DhtOptions) -> Result<DhtReport, String> {
     let handles: Vec<Handle> = nodes.iter().map(Node::handle).collect();
 
     let boot_started = Instant::now();
-    for i in 1..nodes.len() {
+    for (i, handle) in handles.iter().enumerate().skip(1) {
         for j in rng.distinct_below(i, opts.degree) {
-            handles[i].connect(nodes[j].peer_addr()).map_err(|e| format!("node {i} dial: {e}"))?;
+            handle.connect(nodes[j].peer_addr()).map_err(|e| format!("node {i} dial: {e}"))?;
         }
     }
     let bootstrap_failures = parallel(&handles, handles.len(), |h, _| h.bootstrap().is_err())
