@@ -27,7 +27,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound on requests in flight.
 pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 4096;
 /// Default bound on queued application commands.
-pub const DEFAULT_COMMAND_QUEUE: usize = 1024;
+pub const DEFAULT_COMMAND_QUEUE: usize = 256;
 /// Default timeout of a blocking `Handle` call.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default cap on the reactor's buffer pool: the read buffer plus encode buffers up to the

@@ -249,14 +249,14 @@ impl Handle {
     fn connect_async(&self, peer: PeerAddr) {
         let (tx, _rx) = bounded(1);
         let command = Command::Connect { peer: peer.id, addr: peer.addr };
-        if self.control.try_send(Control::Command(command, tx)).is_ok() {
+        if self.control.try_send(Control::Command(Box::new(command), tx)).is_ok() {
             let _ = self.waker.wake();
         }
     }
 
     fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
         let (tx, rx) = bounded(1);
-        match self.control.try_send(Control::Command(command, tx)) {
+        match self.control.try_send(Control::Command(Box::new(command), tx)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(CallError::Busy),
             Err(TrySendError::Disconnected(_)) => return Err(CallError::Stopped),

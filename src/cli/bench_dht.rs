@@ -37,7 +37,7 @@ use crate::runtime::limiter::LimiterConfig;
 use crate::wire::messages::Key;
 
 /// Stack of the short-lived bootstrap and worker threads: they only wait on a channel.
-const THREAD_STACK_BYTES: usize = 256 * 1024;
+const THREAD_STACK_BYTES: usize = 64 * 1024;
 /// Random nodes tried when looking for a reader that does not hold a record.
 const READER_TRIES: usize = 64;
 
@@ -62,7 +62,8 @@ pub struct DhtOptions {
 
 impl DhtOptions {
     /// Parses `--nodes N --records R --value-size B --seed S [--degree D] [--concurrency C]
-    /// [--json]`; defaults 100, 200, 256, 1, 3, 8.
+    /// [--json]`; defaults 100, 200, 256, 1, 3, 1 (one call at a time: latencies without
+    /// queueing; raise `--concurrency` to load the nodes).
     pub fn parse(args: &[String]) -> Result<DhtOptions, String> {
         let opts = DhtOptions {
             nodes: parse_flag(args, "--nodes")?.unwrap_or(100),
@@ -70,7 +71,7 @@ impl DhtOptions {
             value_size: parse_flag(args, "--value-size")?.unwrap_or(256),
             seed: parse_flag(args, "--seed")?.unwrap_or(1),
             degree: parse_flag(args, "--degree")?.unwrap_or(3),
-            concurrency: parse_flag(args, "--concurrency")?.unwrap_or(8),
+            concurrency: parse_flag(args, "--concurrency")?.unwrap_or(1),
             json: switch(args, "--json"),
         };
         if !(2..=2000).contains(&opts.nodes) {

@@ -267,7 +267,9 @@ impl RoutingStats {
 pub struct RoutingTable {
     local: NodeId,
     config: RoutingConfig,
-    /// Exactly `ID_BITS` buckets, so every `bucket_index` result is a valid index.
+    /// Buckets 0 ..= the highest index ever used; higher ones are empty and not stored. With
+    /// N nodes only about log2(N) + a few buckets are ever used, so a node keeps ~10 buckets
+    /// rather than 256 (33 KiB less per node).
     buckets: Vec<Bucket>,
     /// Entries per subnet over the whole table (loopback excluded).
     subnets: BTreeMap<Subnet, usize>,
@@ -285,7 +287,7 @@ impl RoutingTable {
         RoutingTable {
             local,
             config,
-            buckets: (0..ID_BITS).map(|_| Bucket::default()).collect(),
+            buckets: Vec::new(),
             subnets: BTreeMap::new(),
             stats: RoutingStats::default(),
         }
@@ -324,6 +326,9 @@ impl RoutingTable {
             peer.addrs.truncate(MAX_ADDRS_PER_PEER);
             self.stats.addrs_truncated += 1;
         }
+        if self.buckets.len() <= b {
+            self.buckets.resize_with(b + 1, Bucket::default);
+        }
         if let Some(pos) = self.buckets[b].position(&peer.id) {
             self.update(now, b, pos, peer, source);
             return InsertOutcome::Updated;
@@ -361,7 +366,7 @@ impl RoutingTable {
     /// Dead: the entry is evicted and the best replacement promoted. For a peer that is not
     /// the one being pinged, alive refreshes it and dead counts as a failed request.
     pub fn ping_result(&mut self, now: Instant, peer: &NodeId, alive: bool) {
-        let Some(b) = self.local.bucket_index(peer) else { return };
+        let Some(b) = self.stored_bucket(peer) else { return };
         let bucket = &mut self.buckets[b];
         let was_pending = bucket.pending_ping == Some(*peer);
         if was_pending {
@@ -385,7 +390,7 @@ impl RoutingTable {
     /// observation resets the count) the entry is evicted and a replacement promoted. A
     /// replacement candidate that fails is dropped from the cache.
     pub fn record_failure(&mut self, peer: &NodeId) {
-        let Some(b) = self.local.bucket_index(peer) else { return };
+        let Some(b) = self.stored_bucket(peer) else { return };
         let max_failures = self.config.max_failures;
         let bucket = &mut self.buckets[b];
         if let Some(pos) = bucket.position(peer) {
@@ -402,7 +407,7 @@ impl RoutingTable {
     /// Removes `peer` (an entry, promoting a replacement into its slot, or a replacement
     /// candidate). Returns whether it was there.
     pub fn remove(&mut self, peer: &NodeId) -> bool {
-        let Some(b) = self.local.bucket_index(peer) else { return false };
+        let Some(b) = self.stored_bucket(peer) else { return false };
         if let Some(pos) = self.buckets[b].position(peer) {
             self.take_entry(b, pos);
             self.stats.removed += 1;
@@ -410,6 +415,11 @@ impl RoutingTable {
             return true;
         }
         self.buckets[b].remove_replacement(peer).is_some()
+    }
+
+    /// `peer`'s bucket index, if that bucket is stored (else the peer is surely absent).
+    fn stored_bucket(&self, peer: &NodeId) -> Option<usize> {
+        self.local.bucket_index(peer).filter(|&b| b < self.buckets.len())
     }
 
     /// Whether `peer` is an entry (replacement candidates are not).
@@ -776,6 +786,24 @@ mod tests {
     }
 
     // ---- Insertion order and updates ----
+
+    #[test]
+    fn only_buckets_up_to_the_highest_used_are_stored() {
+        let t0 = Instant::now();
+        let mut t = RoutingTable::new(zero(), RoutingConfig::DEFAULT);
+        assert_eq!(t.buckets.len(), 0);
+        // Failures, pings and removals of peers in unstored buckets change nothing.
+        t.record_failure(&id_in(9, 1));
+        t.ping_result(t0, &id_in(9, 1), false);
+        assert!(!t.remove(&id_in(9, 1)));
+        assert_eq!(t.buckets.len(), 0);
+        t.observe(t0, p(3, 1), Source::Verified);
+        assert_eq!(t.buckets.len(), 4);
+        t.observe(t0, p(1, 1), Source::Verified);
+        assert_eq!(t.buckets.len(), 4);
+        assert_eq!(t.closest(&id_in(200, 0), 5).len(), 2);
+        check_invariants(&t);
+    }
 
     #[test]
     fn adds_and_updates_in_least_recently_seen_order() {

@@ -44,13 +44,17 @@ const LISTENER: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
 /// First connection token; connection tokens are slab keys plus this offset.
 const FIRST_CONN: usize = 2;
-/// Bytes read from a socket per `read` call.
-const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes read from a socket per `read` call: exactly the pool's 16 KiB class, small on a host
+/// running many nodes; a full TLS record (16 KiB plus overhead) then takes two reads.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Readiness events taken per `poll` call; more wait for the next call.
+const EVENTS_PER_POLL: usize = 256;
 
 /// What the `Handle` sends to the reactor.
 pub(crate) enum Control {
-    /// An application command and where to send its reply.
-    Command(Command, Sender<Reply>),
+    /// An application command and where to send its reply. Boxed, so the bounded channel's
+    /// slots stay a few words each whatever the largest command.
+    Command(Box<Command>, Sender<Reply>),
     /// Close every connection with Goodbye and stop, within the deadline.
     Shutdown,
 }
@@ -90,7 +94,9 @@ struct Entry {
 pub(crate) struct Reactor {
     poll: Poll,
     listener: TcpListener,
-    entries: Slab<Entry>,
+    /// Boxed: an entry holds a rustls session of a few KiB, and a slab of inline entries
+    /// would double its whole allocation as connections come and go.
+    entries: Slab<Box<Entry>>,
     keys: HashMap<ConnId, usize>,
     core: NodeCore,
     tls: TlsConfig,
@@ -176,7 +182,7 @@ impl Reactor {
 
     /// Runs until shutdown completes (all connections closed, or the shutdown deadline).
     pub(crate) fn run(mut self) {
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
             let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -268,7 +274,7 @@ impl Reactor {
         }
         let limiter = PeerLimiter::new(&self.limiter_config, now);
         let key = slot.key();
-        slot.insert(Entry {
+        slot.insert(Box::new(Entry {
             id,
             stream,
             conn,
@@ -277,7 +283,7 @@ impl Reactor {
             paused_until: None,
             dead: false,
             interest,
-        });
+        }));
         self.keys.insert(id, key);
     }
 
@@ -288,7 +294,7 @@ impl Reactor {
                     let id = self.next_command;
                     self.next_command += 1;
                     self.replies.insert(id, reply_to);
-                    self.core.handle_command(now, CommandId(id), command);
+                    self.core.handle_command(now, CommandId(id), *command);
                 }
                 Control::Shutdown => self.begin_shutdown(now),
             }
@@ -517,7 +523,7 @@ impl Reactor {
 
     fn entry_mut(&mut self, conn: ConnId) -> Option<&mut Entry> {
         let key = *self.keys.get(&conn)?;
-        self.entries.get_mut(key)
+        self.entries.get_mut(key).map(|e| &mut **e)
     }
 }
 
