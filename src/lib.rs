@@ -18,6 +18,7 @@
 //!   the Hello exchange over a rustls session).
 //! - [`kad`]: the Kademlia DHT: routing table, lookups, records, the `Dht` state machine.
 //! - [`core`]: the sans-IO node core (`NodeCore`) and the connection table.
+//! - [`sim`]: the deterministic network simulator that drives many cores on a virtual clock.
 //! - [`runtime`]: the mio reactor, token buckets, buffer pool, worker pool.
 //! - [`node`]: the public API, [`Node`] and [`Handle`]; [`config`] holds every default.
 //! - [`cli`]: the `petrel` subcommands.
@@ -41,6 +42,7 @@ pub mod identity;
 pub mod kad;
 pub mod node;
 pub mod runtime;
+pub mod sim;
 pub mod transport;
 pub mod wire;
 

@@ -1,0 +1,245 @@
+//! Connections between simulated nodes: the link table, dials, in-order delivery and closes
+//! (the model is in the parent module's doc).
+//!
+//! A link joins a dialer end and an acceptor end. Each end is open while its node holds the
+//! connection; the link is dropped when both ends are closed. Latency is fixed per link and
+//! direction when the dial starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::net::unresolved_endpoint;
+use super::{NodeIdx, Role, Sim, SimEvent, ZERO};
+use crate::core::peers::ConnId;
+use crate::identity::NodeId;
+use crate::transport::conn::ConnError;
+use crate::wire::messages::Message;
+
+/// Index of a link, issued in order and never reused.
+pub(super) type LinkId = u64;
+
+impl Sim {
+    /// Starts a dial from `idx` (`conn` is `None` for an adversary) to `addr`, expecting
+    /// `peer` there.
+    pub(super) fn dial(
+        &mut self,
+        idx: NodeIdx,
+        conn: Option<ConnId>,
+        peer: NodeId,
+        addr: SocketAddr,
+    ) {
+        self.stats.dials += 1;
+        let target = self.node_at(addr);
+        let far = target.map_or_else(|| unresolved_endpoint(&addr), |t| t.0 as u64);
+        let (seed, near) = (self.config.seed, idx.0 as u64);
+        let latency = [
+            self.config.latency.one_way(seed, near, far),
+            self.config.latency.one_way(seed, far, near),
+        ];
+        let link = self.next_link;
+        self.next_link += 1;
+        let closed = End { node: target, conn: None, open: false };
+        let ends = [End { node: Some(idx), conn: None, open: false }, closed];
+        let state = LinkState::Dialing;
+        self.links.insert(link, Link { ends, expected: peer, state, latency, last_at: [ZERO; 2] });
+        self.open_end(link, Side::Dialer, conn);
+        match target {
+            Some(t) if self.is_alive(t) && self.is_partitioned(idx, t) => {
+                self.stats.dials_stalled += 1;
+            }
+            Some(t) if self.is_alive(t) => {
+                let at = self.time.saturating_add(latency[0]);
+                self.try_schedule(at, SimEvent::Arrive { link });
+            }
+            _ => {
+                self.stats.dials_failed += 1;
+                let rtt = latency[0].saturating_add(latency[1]);
+                self.schedule_closed(link, Side::Dialer, CloseWhy::TcpFailed, rtt);
+            }
+        }
+    }
+
+    pub(super) fn send(&mut self, link: LinkId, from: Side, msg: Message) {
+        self.stats.messages_sent += 1;
+        let Some(l) = self.links.get(&link) else {
+            self.stats.messages_undeliverable += 1;
+            return;
+        };
+        let (a, b) = (l.ends[from as usize].node, l.ends[from.other() as usize].node);
+        if let (Some(a), Some(b)) = (a, b) {
+            if self.is_partitioned(a, b) {
+                self.stats.messages_partitioned += 1;
+                return;
+            }
+        }
+        if self.config.loss > 0.0 && self.rng.chance(self.config.loss) {
+            self.stats.messages_lost += 1;
+            return;
+        }
+        let at = self.in_order(link, from);
+        self.try_schedule(at, SimEvent::Deliver { link, to: from.other(), msg });
+    }
+
+    /// When something sent now from `from` arrives: after the latency, and never before
+    /// anything sent earlier in the same direction.
+    pub(super) fn in_order(&mut self, link: LinkId, from: Side) -> Duration {
+        let now = self.time;
+        let Some(l) = self.links.get_mut(&link) else { return now };
+        let at = now.saturating_add(l.latency[from as usize]).max(l.last_at[from as usize]);
+        l.last_at[from as usize] = at;
+        at
+    }
+
+    pub(super) fn latency(&self, link: LinkId, from: Side) -> Duration {
+        self.links.get(&link).map_or(ZERO, |l| l.latency[from as usize])
+    }
+
+    pub(super) fn link_of(&self, idx: NodeIdx, conn: ConnId) -> Option<(LinkId, Side)> {
+        let node = self.nodes.get(idx.0)?;
+        let link = *node.conns.get(&conn)?;
+        Some((link, *node.links.get(&link)?))
+    }
+
+    pub(super) fn open_end(&mut self, link: LinkId, side: Side, conn: Option<ConnId>) {
+        let Some(l) = self.links.get_mut(&link) else { return };
+        let end = &mut l.ends[side as usize];
+        end.open = true;
+        end.conn = conn;
+        let Some(node) = end.node.and_then(|n| self.nodes.get_mut(n.0)) else { return };
+        node.links.insert(link, side);
+        if let Some(conn) = conn {
+            node.conns.insert(conn, link);
+        }
+    }
+
+    /// Closes one end; the link goes when both ends are closed. Returns the end's core
+    /// connection, if it was open and had one.
+    pub(super) fn close_end(&mut self, link: LinkId, side: Side) -> Option<ConnId> {
+        let l = self.links.get_mut(&link)?;
+        let end = &mut l.ends[side as usize];
+        if !end.open {
+            return None;
+        }
+        end.open = false;
+        let (node, conn) = (end.node, end.conn);
+        if !l.ends[0].open && !l.ends[1].open {
+            self.links.remove(&link);
+        }
+        self.stats.closes += 1;
+        if let Some(n) = node.and_then(|n| self.nodes.get_mut(n.0)) {
+            n.links.remove(&link);
+            if let Some(c) = conn {
+                n.conns.remove(&c);
+            }
+        }
+        conn
+    }
+
+    /// Tells the end opposite `closed` that the connection is gone: after the latency for a
+    /// core, at once for an adversary.
+    pub(super) fn notify_other(&mut self, link: LinkId, closed: Side, why: CloseWhy) {
+        let other = closed.other();
+        let Some(end) = self.links.get(&link).map(|l| l.ends[other as usize]) else { return };
+        let Some(node) = end.node.filter(|_| end.open) else { return };
+        if matches!(self.nodes.get(node.0).map(|n| &n.role), Some(Role::Adversary(_))) {
+            self.close_end(link, other);
+            return;
+        }
+        let at = self.in_order(link, closed);
+        self.schedule(at, SimEvent::Closed { link, to: other, why, remote: true });
+    }
+
+    /// A close decided at the dialer's end of the network (no route, refusal), after `delay`.
+    pub(super) fn schedule_closed(
+        &mut self,
+        link: LinkId,
+        to: Side,
+        why: CloseWhy,
+        delay: Duration,
+    ) {
+        let at = self.time.saturating_add(delay);
+        self.schedule(at, SimEvent::Closed { link, to, why, remote: false });
+    }
+
+    /// Closes every link of `idx`, telling the other ends `why`; returns the node's core
+    /// connections that were open.
+    pub(super) fn close_all(&mut self, idx: NodeIdx, why: CloseWhy) -> Vec<ConnId> {
+        let links: Vec<(LinkId, Side)> = match self.nodes.get(idx.0) {
+            Some(node) => node.links.iter().map(|(&l, &s)| (l, s)).collect(),
+            None => return Vec::new(),
+        };
+        let mut conns = Vec::new();
+        for (link, side) in links {
+            conns.extend(self.close_end(link, side));
+            self.notify_other(link, side, why);
+        }
+        conns
+    }
+}
+
+/// Which end of a link: index into `Link::ends`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Dialer = 0,
+    Acceptor = 1,
+}
+
+impl Side {
+    pub(super) fn other(self) -> Side {
+        match self {
+            Side::Dialer => Side::Acceptor,
+            Side::Acceptor => Side::Dialer,
+        }
+    }
+}
+
+/// Where a link is: a dial in flight moves to `Handshaking` when the target admits it, and to
+/// `Established` when both cores have been told. Closing is per end (`End::open`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LinkState {
+    Dialing,
+    Handshaking,
+    Established,
+}
+
+/// One connection between two nodes (or a dial to an address nobody has).
+#[derive(Debug)]
+pub(super) struct Link {
+    pub(super) ends: [End; 2],
+    /// The id the dialer expects at the other end.
+    pub(super) expected: NodeId,
+    pub(super) state: LinkState,
+    /// One-way latency from `ends[i]` to the other end.
+    pub(super) latency: [Duration; 2],
+    /// Latest arrival scheduled from `ends[i]`: later sends never arrive earlier.
+    pub(super) last_at: [Duration; 2],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct End {
+    /// `None`: the address resolved to no node.
+    pub(super) node: Option<NodeIdx>,
+    /// The core's id for it; `None` for an adversary.
+    pub(super) conn: Option<ConnId>,
+    pub(super) open: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum CloseWhy {
+    PeerClosed,
+    TcpFailed,
+}
+
+impl CloseWhy {
+    pub(super) fn error(self) -> ConnError {
+        match self {
+            Self::PeerClosed => ConnError::PeerClosed,
+            Self::TcpFailed => ConnError::TcpFailed,
+        }
+    }
+}
+
+/// The error the real transport reports when the peer's key is not the one dialled.
+pub(super) fn wrong_key() -> ConnError {
+    ConnError::Tls(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+}
