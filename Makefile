@@ -4,11 +4,12 @@ CARGO         ?= cargo
 DEPS_BUDGET   ?= 65
 FUZZ_SECONDS  ?= 60
 
-.PHONY: help build test lint fmt deps fuzz bench run clean
+.PHONY: help build test test-large lint fmt deps fuzz bench run clean
 
 help:
 	@echo "build  compile the library and the petrel binary (release)"
-	@echo "test   run the whole test suite (unit, integration, vectors, doc tests)"
+	@echo "test   run the whole test suite (unit, integration, vectors; simulator scenarios in release)"
+	@echo "test-large  the 10,000-node simulator run (release, about a minute)"
 	@echo "lint   rustfmt check + clippy -D warnings on every target"
 	@echo "deps   count runtime crates (cargo tree -e normal); fail above $(DEPS_BUDGET)"
 	@echo "fuzz   run every fuzz target for FUZZ_SECONDS each (default $(FUZZ_SECONDS))"
@@ -18,8 +19,14 @@ help:
 build:
 	$(CARGO) build --release --locked
 
+# The simulator scenarios (tests/sim_dht.rs) need an optimised build to run in seconds; in the
+# debug run they are ignored, and the second command runs them in release.
 test:
 	$(CARGO) test --locked --all-targets
+	$(CARGO) test --locked --release --test sim_dht
+
+test-large:
+	$(CARGO) test --locked --release --test sim_dht -- --ignored
 
 lint:
 	$(CARGO) fmt --all -- --check

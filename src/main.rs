@@ -15,11 +15,16 @@ commands:
   init --data-dir DIR [--id-pow-bits N]   create DIR/node.key (mode 0600)
   id --data-dir DIR                       print this node's id (64 hex digits)
   run --data-dir DIR [--listen ADDR] [--bootstrap NODEID@HOST:PORT]... [--log LEVEL]
-                                          run the node until SIGINT or SIGTERM
+      [--status-secs N]                   run the node until SIGINT or SIGTERM
   devnet --nodes N [--seconds T] [--seed S] [--json]
                                           N nodes in one process, pinging each other
   bench transport [--handshakes N] [--frames-mib M] [--json]
                                           TLS handshake rate and framed throughput on loopback
+  bench dht [--nodes N] [--records R] [--value-size B] [--seed S] [--degree D]
+      [--concurrency C] [--json]          N nodes on loopback: bootstrap, PUT and GET over TLS
+  sim dht [--nodes N] [--lookups L] [--seed S] [--latency-ms A..B] [--loss P] [--churn P]
+      [--adversarial F --attack silent|fabricate|bad-records|flood] [--disjoint D] [--get]
+                                          a DHT scenario on the simulator (one JSON object)
 ";
 
 fn main() -> ExitCode {
@@ -59,6 +64,7 @@ fn run(args: &[String]) -> Result<(), String> {
         "run" => cli::run::main(rest),
         "devnet" => cli::devnet::main(rest),
         "bench" => cli::bench::main(rest),
+        "sim" => cli::sim::main(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

@@ -3,6 +3,8 @@
 //! [`bench`](mod@bench) (system benchmarks on loopback sockets: `petrel bench transport`, and
 //! `petrel bench dht` in [`bench_dht`]).
 //!
+//! [`sim`] runs `petrel sim dht` on the simulator.
+//!
 //! [`report`] holds what the measuring subcommands share: percentiles, CPU time and memory.
 //!
 //! Argument parsing is hand-written: `--flag value` pairs, looked up by name.
@@ -12,6 +14,7 @@ pub mod bench_dht;
 pub mod devnet;
 pub mod report;
 pub mod run;
+pub mod sim;
 
 /// The value after `name`, if `name` is present; an error if it has no value.
 pub fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {

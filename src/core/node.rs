@@ -45,7 +45,7 @@ pub struct CoreConfig {
 }
 
 /// Identifies an application command so its reply can be routed back. Chosen by the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CommandId(pub u64);
 
 /// What the application asks of the node.
@@ -211,6 +211,8 @@ pub struct CoreStats {
     /// DHT requests failed before sending: the queue for a dial in progress was full, or the
     /// peer could not be dialled.
     pub dht_requests_unsent: u64,
+    /// Idle outbound connections closed to make room for a new dial.
+    pub connections_pruned: u64,
 }
 
 /// An established connection and the peer on it.
@@ -303,12 +305,18 @@ impl NodeCore {
             Ok(Keep::Both) => {}
             Ok(Keep::CloseOther(other)) => loser = Some(other),
             Ok(Keep::CloseThis) => {
+                // The peer stays connected on its other connection: what waited for this
+                // dial goes there.
                 self.disconnect(conn, GoodbyeReason::DuplicateConnection);
-                return self.answer_waiters(peer, Ok(peer));
+                self.answer_waiters(peer, Ok(peer));
+                self.flush_queued(now, peer);
+                return self.pump_dht(now);
             }
             Err(e) => {
                 self.disconnect(conn, GoodbyeReason::TooManyConnections);
-                return self.answer_waiters(peer, Err(ConnectError::Limit(e)));
+                self.answer_waiters(peer, Err(ConnectError::Limit(e)));
+                self.fail_queued(now, peer);
+                return self.pump_dht(now);
             }
         }
         let (addr, direction) = (entry.addr, entry.direction);
@@ -484,7 +492,13 @@ impl NodeCore {
         let dial_running = self.dialing.values().any(|p| *p == peer.id);
         if !dial_running {
             let Some(addr) = peer.addrs.first().copied() else { return self.unsent(now, token) };
-            match self.table.start_dial(now, addr, peer.id) {
+            let mut dial = self.table.start_dial(now, addr, peer.id);
+            // Every outbound slot is taken: make room by closing the outbound connection idle
+            // the longest, as a DHT node talks to many peers once and to few of them often.
+            if dial == Err(DialError::LimitReached) && self.prune_idle_outbound(now) {
+                dial = self.table.start_dial(now, addr, peer.id);
+            }
+            match dial {
                 Ok(conn) => {
                     self.dialing.insert(conn, peer.id);
                     self.outputs.push_back(Output::Dial { conn, peer: peer.id, addr });
@@ -494,6 +508,23 @@ impl NodeCore {
         }
         self.queued.entry(peer.id).or_default().push((token, request));
         self.queued_count += 1;
+    }
+
+    /// Closes the established outbound connection idle the longest that has no request in
+    /// flight; false if there is none. Its slot is free at once.
+    fn prune_idle_outbound(&mut self, now: Instant) -> bool {
+        let busy: std::collections::BTreeSet<ConnId> =
+            self.pending.values().map(|p| p.conn).collect();
+        let Some(conn) =
+            self.table.least_recently_active(Direction::Outbound, |c| busy.contains(&c))
+        else {
+            return false;
+        };
+        self.stats.connections_pruned += 1;
+        self.table.on_closed(conn);
+        self.forget_conn(now, conn);
+        self.disconnect(conn, GoodbyeReason::TooManyConnections);
+        true
     }
 
     fn unsent(&mut self, now: Instant, token: u64) {

@@ -12,7 +12,7 @@ use super::node::{
 };
 use super::peers::{ConnId, DialError, Direction, LimitError, PeerLimits};
 use crate::identity::NodeId;
-use crate::kad::dht::DhtConfig;
+use crate::kad::dht::{DhtCommand, DhtConfig};
 use crate::transport::conn::ConnError;
 use crate::wire::messages::{
     ErrorCode, GoodbyeReason, Gossip, Hello, Message, PeerInfo, Request, Response, PROTOCOL_VERSION,
@@ -595,6 +595,58 @@ fn a_dht_request_to_an_unconnected_peer_dials_queues_and_sends_on_connect() {
             if *c == conn_c && *target == LOCAL),
         "the queued FIND_NODE goes out on the new connection: {out:?}"
     );
+}
+
+#[test]
+fn a_full_outbound_share_closes_the_connection_idle_longest_to_dial() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.dht.join_on_first_contact = true;
+    cfg.limits = PeerLimits { max_outbound: 1, ..LIMITS };
+    let mut core = core(cfg);
+    let conn_b = dial(&mut core, t0, 1, PEER_B, addr(2));
+    let out = established(&mut core, t0, conn_b, PEER_B, HELLO);
+    let [(_, Message::Request { id, .. })] = &sends(&out)[..] else { panic!("{out:?}") };
+    let closer = vec![PeerInfo { id: PEER_C, addrs: vec![addr(3)] }];
+    let reply = Message::Response { id: *id, body: Response::Nodes { closer } };
+    // PEER_B has answered (nothing in flight on it): its slot goes to the dial of PEER_C.
+    let out = message(&mut core, t0 + MS, conn_b, reply);
+    assert_eq!(disconnects(&out), vec![(conn_b, GoodbyeReason::TooManyConnections)]);
+    assert!(matches!(dials(&out)[..], [(_, PEER_C, a)] if a == addr(3)), "{out:?}");
+    assert_eq!(core.stats().connections_pruned, 1);
+    assert_eq!(core.stats().dht_requests_unsent, 0);
+    assert_eq!(events(&out), vec![Event::PeerDisconnected { peer: PEER_B }]);
+    // The driver's close report for the pruned connection changes nothing more.
+    assert!(closed(
+        &mut core,
+        t0 + 2 * MS,
+        conn_b,
+        ConnError::LocalClose(GoodbyeReason::TooManyConnections)
+    )
+    .is_empty());
+}
+
+#[test]
+fn a_connection_with_a_request_in_flight_is_not_pruned() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.limits = PeerLimits { max_outbound: 1, ..LIMITS };
+    let mut core = core(cfg);
+    let conn_b = connect_outbound(&mut core, t0, 1, PEER_B, addr(2));
+    ping(&mut core, t0, 2, PEER_B);
+    // PEER_A dialled us and announced where it listens, so it enters the table; then it
+    // leaves, and reaching it again needs an outbound slot.
+    let conn_a = inbound(&mut core, t0, addr(1));
+    established(&mut core, t0, conn_a, PEER_A, Hello { listen_addrs: vec![addr(9)], ..HELLO });
+    closed(&mut core, t0, conn_a, ConnError::PeerClosed);
+    let out = command(&mut core, t0, 3, Command::Dht(DhtCommand::FindNode { target: PEER_C }));
+    // The only outbound connection has requests in flight: it stays, and the request to
+    // PEER_A fails at once instead of waiting.
+    assert!(disconnects(&out).is_empty(), "{out:?}");
+    assert!(dials(&out).is_empty(), "{out:?}");
+    assert!(sends(&out).iter().all(|(c, _)| *c == conn_b), "{out:?}");
+    assert_eq!(core.stats().connections_pruned, 0);
+    assert_eq!(core.stats().dht_requests_unsent, 1);
 }
 
 #[test]

@@ -408,6 +408,24 @@ impl ConnectionTable {
         Some(removed)
     }
 
+    /// The established connection in `direction` idle the longest, skipping those `busy`
+    /// says to keep; `None` if there is none. The caller closes it to make room.
+    pub fn least_recently_active(
+        &self,
+        direction: Direction,
+        busy: impl Fn(ConnId) -> bool,
+    ) -> Option<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(&id, c)| c.direction == direction && !busy(id))
+            .filter_map(|(&id, c)| match c.state {
+                ConnState::Established { last_activity } => Some((last_activity, id)),
+                ConnState::Connecting { .. } => None,
+            })
+            .min()
+            .map(|(_, id)| id)
+    }
+
     /// `conn` closed (by either side, for any reason that is not a dial failure). Returns what
     /// was removed, or `None` when the table had already removed it.
     pub fn on_closed(&mut self, conn: ConnId) -> Option<Connection> {

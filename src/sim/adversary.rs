@@ -19,6 +19,10 @@
 //!   serves an invented record, alternating mutable (random key, bad signature) and
 //!   immutable (wrong hash). It answers `FindNode` and `GetProviders` with empty lists: an
 //!   honest-looking node that knows nobody.
+//! - `Eclipse` nodes collude: a lookup that reaches one is told only of the `Eclipse` nodes
+//!   nearest its target, which answer alike, so a single-path lookup that learns of them is
+//!   captured: its k nearest candidates fill with adversaries that all answer. The simulator
+//!   answers for them, since only it knows every colluder.
 //! - `Flood` answers like a minimal honest node; its attack (dialling honest nodes and
 //!   sending `FindNode` at a fixed rate) is driven by the simulator's ticks.
 //! - `Honest` is a minimal well-behaved responder without a core: PONG, empty lists, and
@@ -54,6 +58,10 @@ pub enum NodeKind {
     FabricateCloser,
     /// Serves records with bad signatures or values that do not match their key.
     BadRecords,
+    /// Colludes with the other `Eclipse` nodes: answers lookups with the `Eclipse` nodes
+    /// nearest the target (real, reachable, answering the same way) and never names an honest
+    /// node; claims to store everything and keeps nothing. The attack disjoint paths are for.
+    Eclipse,
     /// Dials honest nodes and sends `FindNode` with random targets at this rate, ignoring the
     /// answers.
     Flood {
@@ -125,6 +133,8 @@ impl Adversary {
             NodeKind::FabricateCloser => Some(self.fabricate(observed, request)),
             NodeKind::BadRecords => Some(self.bad_records(observed, request)),
             NodeKind::Honest | NodeKind::Flood { .. } => Some(minimal(observed, request)),
+            // Answered by the simulator, which knows the colluders (`Sim::eclipse_answer`).
+            NodeKind::Eclipse => Some(minimal(observed, request)),
         };
         match response {
             Some(_) => self.stats.answered += 1,
@@ -245,12 +255,46 @@ impl Sim {
     ) {
         let Message::Request { id, body } = msg else { return }; // answers are ignored
         let observed = from.and_then(|f| self.addr(f)).unwrap_or(UNSPECIFIED);
-        let response = match self.nodes.get_mut(idx.0).map(|n| &mut n.role) {
-            Some(Role::Adversary(a)) => a.respond(observed, body),
-            _ => None,
+        let eclipse = matches!(
+            self.nodes.get(idx.0).map(|n| &n.role),
+            Some(Role::Adversary(a)) if a.kind() == NodeKind::Eclipse
+        );
+        let response = if eclipse {
+            Some(self.eclipse_answer(observed, body))
+        } else {
+            match self.nodes.get_mut(idx.0).map(|n| &mut n.role) {
+                Some(Role::Adversary(a)) => a.respond(observed, body),
+                _ => None,
+            }
         };
         if let Some(body) = response {
             self.send(link, side, Message::Response { id, body });
+        }
+    }
+
+    /// What an `Eclipse` node answers: the colluders nearest the target for lookups, success
+    /// for stores, PONG for PING.
+    fn eclipse_answer(&self, observed: SocketAddr, request: Request) -> Response {
+        let nearest = |target: &Key| -> Vec<PeerInfo> {
+            let mut colluders: Vec<PeerInfo> = self
+                .nodes
+                .iter()
+                .filter(|n| matches!(&n.role, Role::Adversary(a) if a.kind() == NodeKind::Eclipse))
+                .map(|n| PeerInfo { id: n.id, addrs: vec![n.addr] })
+                .collect();
+            colluders.sort_by_key(|p| p.id.distance(target));
+            colluders.truncate(MAX_PEERS_PER_RESPONSE);
+            colluders
+        };
+        match request {
+            Request::FindNode { target } => Response::Nodes { closer: nearest(&target) },
+            Request::FindValue { key } => Response::Value { record: None, closer: nearest(&key) },
+            Request::GetProviders { key } => {
+                Response::Providers { providers: Vec::new(), closer: nearest(&key) }
+            }
+            Request::Store { .. } => Response::Stored,
+            Request::AddProvider { .. } => Response::ProviderAdded,
+            Request::Ping => Response::Pong { observed },
         }
     }
 
@@ -338,6 +382,7 @@ impl fmt::Display for NodeKind {
             Self::Silent => f.write_str("silent"),
             Self::FabricateCloser => f.write_str("fabricate-closer"),
             Self::BadRecords => f.write_str("bad-records"),
+            Self::Eclipse => f.write_str("eclipse"),
             Self::Flood { requests_per_sec } => write!(f, "flood({requests_per_sec}/s)"),
         }
     }

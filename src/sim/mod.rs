@@ -55,6 +55,7 @@
 //! Driver tests are in `sim_tests.rs`, as the core's are in `core/node_tests.rs`.
 
 pub mod adversary;
+pub mod dht;
 mod links;
 pub mod net;
 pub mod queue;

@@ -1,0 +1,153 @@
+//! `petrel sim dht`: a DHT scenario on the deterministic simulator, one JSON object on stdout.
+//!
+//! `petrel sim dht --nodes N --lookups L --seed S [--latency-ms A..B] [--loss P] [--churn P]
+//! [--adversarial FRACTION --attack KIND] [--disjoint D] [--get]`. KIND is `silent`,
+//! `fabricate`, `bad-records`, `eclipse` or `flood`. `--get` measures GETs of records PUT first (implied by
+//! `--attack bad-records`) instead of FIND_NODE lookups. The method is in
+//! [`crate::sim::dht`].
+
+use std::time::{Duration, Instant};
+
+use crate::cli::{flag, parse_flag, switch};
+use crate::identity::hex_encode;
+use crate::sim::dht::{self, DhtReport, DhtScenario, LookupKind, Spread};
+use crate::sim::{LatencyModel, NodeKind};
+
+/// Runs `petrel sim KIND [options]`.
+pub fn main(args: &[String]) -> Result<(), String> {
+    match args.split_first() {
+        Some((kind, rest)) if kind == "dht" => {
+            let scenario = parse(rest)?;
+            let started = Instant::now();
+            let report = dht::run(&scenario);
+            println!("{}", json(&scenario, &report, started.elapsed()));
+            Ok(())
+        }
+        Some((other, _)) => Err(format!("unknown sim kind {other:?}; kinds: dht")),
+        None => Err("sim needs a kind: dht".into()),
+    }
+}
+
+/// Parses the options of `petrel sim dht` (module doc).
+pub fn parse(args: &[String]) -> Result<DhtScenario, String> {
+    let nodes = parse_flag(args, "--nodes")?.unwrap_or(1000);
+    let lookups = parse_flag(args, "--lookups")?.unwrap_or(100);
+    let seed = parse_flag(args, "--seed")?.unwrap_or(1);
+    if !(2..=100_000).contains(&nodes) {
+        return Err("--nodes must be 2..=100000".into());
+    }
+    let mut sc = DhtScenario::new(nodes, lookups, seed);
+    if let Some(range) = flag(args, "--latency-ms")? {
+        sc.latency = latency(range)?;
+    }
+    sc.loss = fraction(args, "--loss")?.unwrap_or(0.0);
+    sc.churn = fraction(args, "--churn")?.unwrap_or(0.0);
+    sc.adversarial = fraction(args, "--adversarial")?.unwrap_or(0.0);
+    sc.disjoint = parse_flag(args, "--disjoint")?.unwrap_or(0);
+    if sc.disjoint > 16 {
+        return Err("--disjoint must be 0..=16".into());
+    }
+    if let Some(kind) = flag(args, "--attack")? {
+        sc.attack = match kind {
+            "silent" => NodeKind::Silent,
+            "fabricate" => NodeKind::FabricateCloser,
+            "bad-records" => NodeKind::BadRecords,
+            "eclipse" => NodeKind::Eclipse,
+            "flood" => NodeKind::Flood { requests_per_sec: 100 },
+            other => {
+                return Err(format!(
+                    "--attack {other:?}: expected silent, fabricate, bad-records, eclipse or flood"
+                ))
+            }
+        };
+    }
+    if switch(args, "--get") || sc.attack == NodeKind::BadRecords {
+        sc.kind = LookupKind::Get;
+    }
+    Ok(sc)
+}
+
+fn fraction(args: &[String], name: &str) -> Result<Option<f64>, String> {
+    let v: Option<f64> = parse_flag(args, name)?;
+    match v {
+        Some(p) if !(0.0..=1.0).contains(&p) => Err(format!("{name} must be within 0..=1")),
+        _ => Ok(v),
+    }
+}
+
+/// `A..B` (milliseconds, uniform per link) or `A` (fixed).
+fn latency(range: &str) -> Result<LatencyModel, String> {
+    let ms = |s: &str| -> Result<Duration, String> {
+        let v: u64 = s.trim().parse().map_err(|_| format!("--latency-ms {range:?}: not A..B"))?;
+        Ok(Duration::from_millis(v))
+    };
+    match range.split_once("..") {
+        Some((a, b)) => {
+            let (min, max) = (ms(a)?, ms(b)?);
+            if min > max {
+                return Err(format!("--latency-ms {range:?}: A must not exceed B"));
+            }
+            Ok(LatencyModel::Uniform { min, max })
+        }
+        None => Ok(LatencyModel::Fixed(ms(range)?)),
+    }
+}
+
+fn spread(s: &Spread) -> String {
+    format!("{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}}", s.p50, s.p90, s.p99, s.max)
+}
+
+fn spread_ms(s: &Spread) -> String {
+    format!(
+        "{{\"p50\":{:.1},\"p90\":{:.1},\"p99\":{:.1},\"max\":{:.1}}}",
+        s.p50, s.p90, s.p99, s.max
+    )
+}
+
+/// The report as one JSON object.
+pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
+    let wall_s = wall.as_secs_f64();
+    let events_per_sec = if wall_s > 0.0 { r.sim.events as f64 / wall_s } else { 0.0 };
+    let attack = match sc.attack {
+        NodeKind::Silent => "silent",
+        NodeKind::FabricateCloser => "fabricate",
+        NodeKind::BadRecords => "bad-records",
+        NodeKind::Eclipse => "eclipse",
+        NodeKind::Flood { .. } => "flood",
+        NodeKind::Honest => "none",
+    };
+    format!(
+        "{{\"sim\":\"dht\",\"nodes\":{},\"honest\":{},\"adversaries\":{},\"attack\":\"{attack}\",\
+         \"seed\":{},\"lookup\":\"{}\",\"disjoint\":{},\"loss\":{},\"churn\":{},\
+         \"churned\":{{\"left\":{},\"returned\":{}}},\"puts\":{{\"attempted\":{},\"stored\":{}}},\
+         \"lookups\":{},\"abandoned\":{},\"succeeded\":{},\"success_fraction\":{:.4},\"rounds\":{},\"rpcs\":{},\
+         \"latency_ms\":{},\"virtual_s\":{:.1},\"wall_s\":{:.3},\"events\":{},\
+         \"events_per_sec\":{:.0},\"messages\":{},\"dials\":{},\"trace_digest\":\"{}\"}}",
+        sc.nodes,
+        r.honest,
+        r.adversaries,
+        sc.seed,
+        if sc.kind == LookupKind::Get { "get" } else { "find_node" },
+        sc.disjoint,
+        sc.loss,
+        sc.churn,
+        r.churned.0,
+        r.churned.1,
+        r.puts.0,
+        r.puts.1,
+        r.lookups,
+        r.abandoned,
+        r.succeeded,
+        r.success_fraction(),
+        spread(&r.rounds),
+        spread(&r.rpcs),
+        spread_ms(&r.latency_ms),
+        r.virtual_s,
+        wall_s,
+        r.sim.events,
+        events_per_sec,
+        r.sim.messages_delivered,
+        r.sim.dials,
+        hex_encode(&r.trace_digest[..8]),
+    )
+}
