@@ -9,6 +9,7 @@ use crate::core::peers::PeerLimits;
 use crate::identity::Keypair;
 use crate::kad::dht::DhtConfig;
 use crate::runtime::limiter::LimiterConfig;
+use crate::runtime::workers::WorkerConfig;
 use crate::transport::conn::ConnConfig;
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 
@@ -80,6 +81,8 @@ pub struct Config {
     pub rng_seed: Option<u64>,
     /// The Kademlia DHT: routing table, lookups, record store, TTLs, maintenance.
     pub dht: DhtConfig,
+    /// The worker pool: threads (default 2) and job queue bound (default 1024).
+    pub workers: WorkerConfig,
 }
 
 impl Default for Config {
@@ -106,6 +109,7 @@ impl Default for Config {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             rng_seed: None,
             dht: DhtConfig::default(),
+            workers: WorkerConfig::default(),
         }
     }
 }

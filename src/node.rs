@@ -16,6 +16,7 @@ use mio::{Poll, Waker};
 
 use crate::addr::PeerAddr;
 use crate::config::Config;
+use crate::core::jobs::{self, Job};
 use crate::core::node::{
     Command, ConnectError, NodeCore, PeerSummary, PingInfo, Reply, RequestError,
 };
@@ -23,6 +24,7 @@ use crate::identity::{IdentityError, Keypair, NodeId};
 use crate::kad::dht::{DhtCommand, DhtError, DhtReply, FoundPeers, FoundRecord, Published};
 use crate::kad::lookup::LookupStats;
 use crate::runtime::reactor::{self, Control, Reactor, ReactorParts};
+use crate::runtime::workers::WorkerPool;
 use crate::transport::tls::{TlsConfig, TlsSetupError};
 use crate::wire::bytes::ByteBuf;
 use crate::wire::messages::{Hello, Key, PeerInfo, Record, FEATURE_KAD, PROTOCOL_VERSION};
@@ -63,11 +65,21 @@ impl Node {
             None => os_seed().map_err(StartError::Identity)?,
         };
         let hello = hello(&config, local_addr);
+        let wake = Arc::clone(&waker);
+        let workers = WorkerPool::start(
+            config.workers,
+            Arc::new(|(id, job): (u64, Job)| (id, jobs::run(job))),
+            Arc::new(move || {
+                let _ = wake.wake();
+            }),
+        )
+        .map_err(|e| StartError::Io(io::Error::other(e.to_string())))?;
         let core_config = config.core_config(seed, hello.listen_addrs.clone());
         let parts = ReactorParts {
             poll,
             listener,
             core: NodeCore::new(id, core_config),
+            workers,
             tls,
             conn_config: config.conn_config(),
             hello,

@@ -16,6 +16,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::jobs::{Job, JobId, JobResult};
 use super::peers::{
     ConnId, ConnectionTable, DialError, Direction, Keep, LimitError, PeerLimits, PeerStats,
     TimeoutKind,
@@ -193,6 +194,13 @@ pub enum Output {
     },
     /// A notification.
     Event(Event),
+    /// Run `job` on a worker; report with `handle_job_done` (or `handle_job_refused`).
+    Job {
+        /// Identifies the job.
+        id: JobId,
+        /// The work ([`super::jobs::run`] does it).
+        job: Job,
+    },
 }
 
 /// Counters for the metrics layer.
@@ -259,6 +267,9 @@ pub struct NodeCore {
     waiting_count: usize,
     pending: BTreeMap<u64, Pending>,
     next_request_id: u64,
+    /// Inbound requests the DHT answers later, by handle: the connection and request id.
+    deferred: BTreeMap<u64, (ConnId, u64)>,
+    next_deferred: u64,
     /// DHT requests waiting for a dial to the peer, with their tokens.
     queued: BTreeMap<NodeId, Vec<(u64, Request)>>,
     queued_count: usize,
@@ -275,6 +286,8 @@ impl NodeCore {
             dht: Dht::new(local_id, config.dht.clone()),
             queued: BTreeMap::new(),
             queued_count: 0,
+            deferred: BTreeMap::new(),
+            next_deferred: 0,
             config,
             peers: BTreeMap::new(),
             conns: BTreeMap::new(),
@@ -376,6 +389,19 @@ impl NodeCore {
         self.pump_dht(now);
     }
 
+    /// A worker finished job `id`.
+    pub fn handle_job_done(&mut self, now: Instant, id: JobId, result: JobResult) {
+        self.dht.on_job_done(now, id.0, Some(result));
+        self.pump_dht(now);
+    }
+
+    /// The worker pool's queue was full: job `id` will not run. What waited for it is
+    /// answered `Overloaded`.
+    pub fn handle_job_refused(&mut self, now: Instant, id: JobId) {
+        self.dht.on_job_done(now, id.0, None);
+        self.pump_dht(now);
+    }
+
     /// Fires due timers: connect and idle timeouts, request deadlines.
     pub fn handle_timeout(&mut self, now: Instant) {
         for (conn, kind) in self.table.poll_timeouts(now) {
@@ -473,6 +499,17 @@ impl NodeCore {
                 DhtOutput::Reply { command, reply } => self.reply(command, Reply::Dht(reply)),
                 DhtOutput::Request { token, peer, request } => {
                     self.dht_request(now, token, peer, request);
+                }
+                DhtOutput::Job { token, job } => {
+                    self.outputs.push_back(Output::Job { id: JobId(token), job });
+                }
+                DhtOutput::Respond { respond_to, response } => {
+                    let Some((conn, id)) = self.deferred.remove(&respond_to) else { continue };
+                    // The connection may have closed meanwhile; then the answer is dropped.
+                    if self.conns.contains_key(&conn) {
+                        let msg = Message::Response { id, body: response };
+                        self.outputs.push_back(Output::Send { conn, msg });
+                    }
                 }
             }
         }
@@ -579,7 +616,16 @@ impl NodeCore {
             other => {
                 let Some(p) = self.conns.get(&conn) else { return };
                 let from = peer_info(p.id, &p.hello, p.direction, p.addr);
-                self.dht.handle_request(now, &from, other)
+                let handle = self.next_deferred;
+                match self.dht.handle_request(now, &from, other, handle) {
+                    Some(response) => response,
+                    None => {
+                        // Bounded by the DHT's `max_deferred`.
+                        self.next_deferred += 1;
+                        self.deferred.insert(handle, (conn, id));
+                        return;
+                    }
+                }
             }
         };
         self.stats.requests_served += 1;

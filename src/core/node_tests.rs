@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::jobs::{self, Job, JobId, JobResult};
 use super::node::{
     Command, CommandId, ConnectError, CoreConfig, CoreStats, Event, NodeCore, Output, PeerSummary,
     PingInfo, Reply, RequestError,
@@ -869,4 +870,103 @@ fn simultaneous_request_timeouts_are_answered_in_request_order() {
     let out = timeout(&mut core, t0 + config().request_timeout);
     let order: Vec<CommandId> = replies(&out).into_iter().map(|(id, _)| id).collect();
     assert_eq!(order, (1..=8).map(CommandId).collect::<Vec<_>>());
+}
+
+// ---- Worker jobs ----
+
+fn mutable_store(seq: u64) -> (Request, crate::wire::messages::MutableRecord) {
+    let author = crate::identity::Keypair::from_seed([7; 32]);
+    let record =
+        crate::wire::messages::MutableRecord::sign(&author, b"s".to_vec(), seq, b"v".to_vec());
+    let body = Request::Store {
+        record: crate::wire::messages::Record::Mutable(record.clone()),
+        ttl_secs: 60,
+        expected_seq: None,
+    };
+    (body, record)
+}
+
+fn jobs_of(out: &[Output]) -> Vec<(JobId, Job)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Job { id, job } => Some((*id, job.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_mutable_store_waits_for_its_signature_check_on_a_worker() {
+    let t0 = Instant::now();
+    let mut core = core(config());
+    let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    let (body, record) = mutable_store(1);
+    let out = message(&mut core, t0, conn, Message::Request { id: 9, body });
+    // Nothing is answered yet: the check goes to a worker.
+    assert!(sends(&out).is_empty(), "{out:?}");
+    let [(job_id, Job::VerifyRecord(job_record))] = &jobs_of(&out)[..] else { panic!("{out:?}") };
+    assert_eq!(**job_record, record);
+    core.handle_job_done(t0 + MS, *job_id, jobs::run(Job::VerifyRecord(job_record.clone())));
+    let out = drain(&mut core);
+    assert_eq!(sends(&out), vec![(conn, Message::Response { id: 9, body: Response::Stored })]);
+    assert_eq!(core.dht().store().len(), 1);
+}
+
+#[test]
+fn a_forged_or_refused_check_is_answered_with_its_error() {
+    let t0 = Instant::now();
+    let mut core = core(config());
+    let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    let (body, _) = mutable_store(1);
+    let out = message(&mut core, t0, conn, Message::Request { id: 1, body: body.clone() });
+    let [(first, _)] = jobs_of(&out)[..] else { panic!("{out:?}") };
+    core.handle_job_done(t0, first, JobResult::RecordVerified(false));
+    let out = drain(&mut core);
+    let [(_, Message::Response { id: 1, body: Response::Error { code, .. } })] = &sends(&out)[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*code, ErrorCode::BadSignature);
+    // The pool refused the next job: backpressure reaches the peer as Overloaded.
+    let out = message(&mut core, t0, conn, Message::Request { id: 2, body });
+    let [(second, _)] = jobs_of(&out)[..] else { panic!("{out:?}") };
+    core.handle_job_refused(t0, second);
+    let out = drain(&mut core);
+    let [(_, Message::Response { id: 2, body: Response::Error { code, .. } })] = &sends(&out)[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*code, ErrorCode::Overloaded);
+    assert_eq!(core.dht().store().len(), 0, "nothing stored");
+    assert_eq!(core.dht().stats().overloaded, 1);
+}
+
+#[test]
+fn stores_beyond_the_waiting_bound_are_overloaded_and_late_ones_expire() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.dht.max_deferred = 2;
+    let mut core = core(cfg);
+    let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    for id in 0..3 {
+        let (body, _) = mutable_store(id + 1);
+        let out = message(&mut core, t0, conn, Message::Request { id, body });
+        if id < 2 {
+            assert_eq!(jobs_of(&out).len(), 1);
+        } else {
+            // The third waits for no worker: it is refused at once.
+            let [(_, Message::Response { body: Response::Error { code, .. }, .. })] =
+                &sends(&out)[..]
+            else {
+                panic!("{out:?}")
+            };
+            assert_eq!(*code, ErrorCode::Overloaded);
+        }
+    }
+    // No worker result within the deadline: both waiting stores are released, answered.
+    let deadline = core.next_deadline().expect("the waiting stores have a deadline");
+    assert_eq!(deadline, t0 + Duration::from_secs(10));
+    let out = timeout(&mut core, deadline);
+    assert_eq!(sends(&out).len(), 2, "{out:?}");
+    assert_eq!(core.dht().stats().deferred_expired, 2);
 }

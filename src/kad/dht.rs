@@ -40,10 +40,11 @@ use super::records::{self, RecordError};
 use super::routing::{InsertOutcome, RoutingConfig, RoutingStats, RoutingTable, Source};
 use super::serve::{self, Served};
 use super::store::{MemoryStore, Origin, Store, StoreConfig, StoreStats};
+use crate::core::jobs::{Job, JobResult};
 use crate::core::node::CommandId;
 use crate::core::rng::Rng;
 use crate::identity::NodeId;
-use crate::wire::messages::{ErrorCode, Key, PeerInfo, Record, Request, Response};
+use crate::wire::messages::{ErrorCode, Key, MutableRecord, PeerInfo, Record, Request, Response};
 
 /// Settings of the DHT; defaults live in `config`.
 #[derive(Debug, Clone)]
@@ -77,6 +78,13 @@ pub struct DhtConfig {
     pub max_replications_per_tick: usize,
     /// Distinct valid records one GET collects before it stops listening for more.
     pub max_records_per_get: usize,
+    /// Verify the signature of a mutable record a peer asks us to store on the worker pool
+    /// (`DhtOutput::Job`) rather than inline; its answer waits for the result.
+    pub verify_in_workers: bool,
+    /// STORE requests waiting for a worker; beyond this one is answered `Overloaded`.
+    pub max_deferred: usize,
+    /// How long a STORE waits for its worker result before it is dropped unanswered.
+    pub deferred_timeout: Duration,
     /// Our own listen addresses, announced in ADD_PROVIDER.
     pub local_addrs: Vec<std::net::SocketAddr>,
     /// Seed of the DHT's randomness (refresh targets).
@@ -101,6 +109,9 @@ impl DhtConfig {
             max_replication_queue: 256,
             max_replications_per_tick: 256,
             max_records_per_get: 20,
+            verify_in_workers: true,
+            max_deferred: 1024,
+            deferred_timeout: Duration::from_secs(10),
             local_addrs: Vec::new(),
             rng_seed: 0,
         }
@@ -274,6 +285,11 @@ pub struct DhtStats {
     pub originated_drops: u64,
     /// Maintenance requests skipped because `max_requests_in_flight` was reached.
     pub maintenance_skipped: u64,
+    /// STOREs answered `Overloaded`: `max_deferred` waited already, or the worker pool
+    /// refused the job.
+    pub overloaded: u64,
+    /// STOREs dropped unanswered because their worker result never came in time.
+    pub deferred_expired: u64,
 }
 
 /// A request the owner must send.
@@ -294,6 +310,20 @@ pub enum DhtOutput {
         command: CommandId,
         /// Its answer.
         reply: DhtReply,
+    },
+    /// Run `job` on a worker and report with `on_job_done`.
+    Job {
+        /// Identifies the job in `on_job_done`.
+        token: u64,
+        /// The work.
+        job: Job,
+    },
+    /// The answer to an inbound request that `handle_request` deferred.
+    Respond {
+        /// The handle the owner passed to `handle_request`.
+        respond_to: u64,
+        /// The answer.
+        response: Response,
     },
 }
 
@@ -369,6 +399,17 @@ enum Purpose {
     Replicate,
 }
 
+/// An inbound STORE waiting for its signature check.
+#[derive(Debug, Clone)]
+struct Deferred {
+    from: NodeId,
+    record: Record,
+    ttl_secs: u32,
+    expected_seq: Option<u64>,
+    respond_to: u64,
+    expires_at: Instant,
+}
+
 #[derive(Debug, Clone)]
 struct InFlight {
     peer: PeerInfo,
@@ -390,6 +431,8 @@ pub struct Dht {
     /// Own records and when to publish them again.
     originated: BTreeMap<Key, (Record, Instant)>,
     replicate_to: VecDeque<PeerInfo>,
+    /// Inbound STOREs waiting for a worker, by job token.
+    deferred: BTreeMap<u64, Deferred>,
     /// Armed by the first input, since construction has no `now`.
     next_tick_at: Option<Instant>,
     joined: bool,
@@ -414,6 +457,7 @@ impl Dht {
             next_token: 0,
             originated: BTreeMap::new(),
             replicate_to: VecDeque::new(),
+            deferred: BTreeMap::new(),
             joined: false,
             outputs: VecDeque::new(),
             stats: DhtStats::default(),
@@ -428,7 +472,8 @@ impl Dht {
     /// When `handle_timeout` must next be called.
     pub fn next_deadline(&self) -> Option<Instant> {
         let lookups = self.queries.values().filter_map(|q| q.lookup.next_deadline());
-        lookups.chain(self.next_tick_at).min()
+        let deferred = self.deferred.values().map(|d| d.expires_at).min();
+        lookups.chain(self.next_tick_at).chain(deferred).min()
     }
 
     /// The routing table (read-only).
@@ -469,11 +514,27 @@ impl Dht {
         self.observe(now, peer, source);
     }
 
-    /// Answers an inbound Kademlia request from the authenticated peer `from`.
-    pub fn handle_request(&mut self, now: Instant, from: &PeerInfo, request: Request) -> Response {
+    /// Answers an inbound Kademlia request from the authenticated peer `from`. `None`: the
+    /// answer comes later as [`DhtOutput::Respond`] with `respond_to` (a STORE of a mutable
+    /// record whose signature a worker checks first).
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        from: &PeerInfo,
+        request: Request,
+        respond_to: u64,
+    ) -> Option<Response> {
         if !from.addrs.is_empty() {
             self.observe(now, from.clone(), Source::Inbound);
         }
+        let request = match request {
+            Request::Store { record: Record::Mutable(m), ttl_secs, expected_seq }
+                if self.config.verify_in_workers =>
+            {
+                return self.defer_store(now, from.id, m, ttl_secs, expected_seq, respond_to);
+            }
+            other => other,
+        };
         let k = self.config.lookup.k;
         let (response, served) =
             serve::answer(now, &from.id, request, &self.routing, &mut self.store, k);
@@ -481,7 +542,60 @@ impl Dht {
         if let Served::Rejected(e) = served {
             *self.stats.rejections.entry(e.name()).or_default() += 1;
         }
-        response
+        Some(response)
+    }
+
+    /// The worker result for job `token`; `None` when the pool refused the job.
+    pub fn on_job_done(&mut self, now: Instant, token: u64, result: Option<JobResult>) {
+        let Some(d) = self.deferred.remove(&token) else { return };
+        self.stats.requests_served += 1;
+        let response = match result {
+            Some(JobResult::RecordVerified(true)) => {
+                let ttl = Duration::from_secs(u64::from(d.ttl_secs));
+                let origin = Origin::Peer(d.from);
+                match self.store.put_verified(now, origin, d.record, ttl, d.expected_seq) {
+                    Ok(_) => Response::Stored,
+                    Err(e) => self.rejected(e),
+                }
+            }
+            Some(JobResult::RecordVerified(false)) => self.rejected(RecordError::BadSignature),
+            None => {
+                self.stats.overloaded += 1;
+                Response::Error { code: ErrorCode::Overloaded, text: "workers busy".into() }
+            }
+        };
+        self.outputs.push_back(DhtOutput::Respond { respond_to: d.respond_to, response });
+    }
+
+    fn defer_store(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        record: MutableRecord,
+        ttl_secs: u32,
+        expected_seq: Option<u64>,
+        respond_to: u64,
+    ) -> Option<Response> {
+        if self.deferred.len() >= self.config.max_deferred {
+            self.stats.overloaded += 1;
+            self.stats.requests_served += 1;
+            let text = "too many stores waiting".into();
+            return Some(Response::Error { code: ErrorCode::Overloaded, text });
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        let job = Job::VerifyRecord(Box::new(record.clone()));
+        let expires_at = now + self.config.deferred_timeout;
+        let record = Record::Mutable(record);
+        let deferred = Deferred { from, record, ttl_secs, expected_seq, respond_to, expires_at };
+        self.deferred.insert(token, deferred);
+        self.outputs.push_back(DhtOutput::Job { token, job });
+        None
+    }
+
+    fn rejected(&mut self, e: RecordError) -> Response {
+        *self.stats.rejections.entry(e.name()).or_default() += 1;
+        Response::Error { code: e.code(), text: e.name().into() }
     }
 
     /// An application command.
@@ -551,6 +665,16 @@ impl Dht {
                 q.lookup.handle_timeout(now);
             }
             self.advance(now, id);
+        }
+        let expired: Vec<u64> =
+            self.deferred.iter().filter(|(_, d)| d.expires_at <= now).map(|(&t, _)| t).collect();
+        for token in expired {
+            let Some(d) = self.deferred.remove(&token) else { continue };
+            self.stats.deferred_expired += 1;
+            // The requester has most likely given up; the answer still releases the owner's
+            // record of the request.
+            let response = Response::Error { code: ErrorCode::Overloaded, text: String::new() };
+            self.outputs.push_back(DhtOutput::Respond { respond_to: d.respond_to, response });
         }
         self.arm(now);
         if self.next_tick_at.is_some_and(|at| now >= at) {

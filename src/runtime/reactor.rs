@@ -28,11 +28,13 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::core::jobs::{Job, JobId, JobResult};
 use crate::core::node::{Command, CommandId, NodeCore, Output, Reply};
 use crate::core::peers::ConnId;
 use crate::identity::NodeId;
 use crate::runtime::buffers::{BufferPool, PooledBuf};
 use crate::runtime::limiter::{GlobalLimiter, LimiterConfig, PeerLimiter, Verdict};
+use crate::runtime::workers::{Outcome, WorkerPool};
 use crate::transport::conn::{ConnConfig, ConnError, ConnEvent, Connection};
 use crate::transport::tls::TlsConfig;
 use crate::wire::codec;
@@ -74,6 +76,8 @@ pub struct ReactorStats {
     pub frames_refused_pool: u64,
     /// Frames not sent because they failed to encode (a local bug or oversized value).
     pub frames_unencodable: u64,
+    /// Worker jobs that panicked (a bug; what waited for them times out).
+    pub jobs_panicked: u64,
 }
 
 struct Entry {
@@ -99,6 +103,7 @@ pub(crate) struct Reactor {
     entries: Slab<Box<Entry>>,
     keys: HashMap<ConnId, usize>,
     core: NodeCore,
+    workers: Workers,
     tls: TlsConfig,
     conn_config: ConnConfig,
     hello: Hello,
@@ -125,11 +130,15 @@ pub(crate) struct Reactor {
     shutdown_timeout: Duration,
 }
 
+/// The worker pool as the reactor uses it: jobs and results carry the core's job id.
+pub(crate) type Workers = WorkerPool<(u64, Job), (u64, JobResult)>;
+
 /// The pieces `Reactor::new` needs.
 pub(crate) struct ReactorParts {
     pub poll: Poll,
     pub listener: TcpListener,
     pub core: NodeCore,
+    pub workers: Workers,
     pub tls: TlsConfig,
     pub conn_config: ConnConfig,
     pub hello: Hello,
@@ -158,6 +167,7 @@ impl Reactor {
             entries: Slab::new(),
             keys: HashMap::new(),
             core: p.core,
+            workers: p.workers,
             tls: p.tls,
             conn_config: p.conn_config,
             hello: p.hello,
@@ -199,6 +209,7 @@ impl Reactor {
                     Token(t) => self.on_ready(now, t - FIRST_CONN, event.is_writable()),
                 }
             }
+            self.drain_jobs(now);
             self.on_timers(now);
             self.drain_core(now);
             self.sweep(now);
@@ -423,6 +434,22 @@ impl Reactor {
                     }
                 }
                 Output::Event(_) => {}
+                Output::Job { id, job } => {
+                    // A full queue is backpressure: the core answers what waited `Overloaded`.
+                    if self.workers.submit((id.0, job)).is_err() {
+                        self.core.handle_job_refused(now, id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands finished worker jobs to the core. Workers wake the poll after each result.
+    fn drain_jobs(&mut self, now: Instant) {
+        while let Some(outcome) = self.workers.try_recv() {
+            match outcome {
+                Outcome::Done((id, result)) => self.core.handle_job_done(now, JobId(id), result),
+                Outcome::Panicked { .. } => self.stats.jobs_panicked += 1,
             }
         }
     }

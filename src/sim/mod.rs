@@ -43,6 +43,8 @@
 //!   the earliest is kept live and stale timer events are skipped when popped. A deadline
 //!   still due right after `handle_timeout` is retried [`TIMER_RETRY`] later, so a core that
 //!   never clears one cannot stall virtual time.
+//! - **Workers.** `Output::Job` runs inline (`core::jobs::run` is pure) and its result goes
+//!   back to the core in the same drive.
 //! - **Adversaries** have no core; see [`adversary`]. A `Flood` node dials
 //!   `flood_fanout` random honest nodes, keeps that many links, and sends `FindNode` with
 //!   random targets round-robin over them at its rate. Adversaries learn of a close at once.
@@ -71,6 +73,7 @@ pub use adversary::{Adversary, AdversaryStats, NodeKind};
 pub use net::{LatencyModel, MATRIX_FALLBACK};
 pub use queue::{EventQueue, QueueFull};
 
+use crate::core::jobs;
 use crate::core::node::{Command, CommandId, Event, NodeCore, Output, Reply};
 use crate::core::peers::ConnId;
 use crate::core::rng::Rng;
@@ -132,6 +135,8 @@ impl Default for SimConfig {
 pub struct SimStats {
     /// Events popped from the queue.
     pub events: u64,
+    /// Worker jobs the cores asked for, run inline.
+    pub jobs_run: u64,
     /// Commands handed to cores.
     pub commands: u64,
     /// Node timers fired (`handle_timeout` calls, adversary ticks included).
@@ -627,6 +632,16 @@ impl Sim {
             },
             Output::Reply { id, reply } => self.collect(idx, Collected::Reply(id, reply)),
             Output::Event(event) => self.collect(idx, Collected::Event(event)),
+            // Workers run inline: a job is a pure function, so only the timing differs
+            // from the runtime, and the run stays deterministic.
+            Output::Job { id, job } => {
+                self.stats.jobs_run += 1;
+                let result = jobs::run(job);
+                let now = self.now();
+                if let Some(core) = self.live_core(idx) {
+                    core.handle_job_done(now, id, result);
+                }
+            }
         }
     }
 
