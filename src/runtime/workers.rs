@@ -38,7 +38,7 @@ pub type Notify = Arc<dyn Fn() + Send + Sync>;
 pub struct WorkerConfig {
     /// Number of worker threads (default 2).
     pub threads: usize,
-    /// Jobs that may wait for a worker (default 1024); results are bounded at
+    /// Jobs that may wait for a worker (default 128); results are bounded at
     /// `queue_capacity + threads`.
     pub queue_capacity: usize,
 }
@@ -344,7 +344,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// Default number of worker threads (DESIGN.md, "The shape").
 const DEFAULT_THREADS: usize = 2;
 /// Default job queue capacity.
-const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+const DEFAULT_QUEUE_CAPACITY: usize = 128;
 
 #[cfg(test)]
 mod tests {
@@ -545,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn default_config_is_two_threads_and_1024_jobs() {
-        assert_eq!(WorkerConfig::default(), config(2, 1024));
+    fn default_config_is_two_threads_and_128_jobs() {
+        assert_eq!(WorkerConfig::default(), config(2, 128));
     }
 }
