@@ -1,6 +1,6 @@
 //! Transport costs in memory (no sockets): a full TLS 1.3 raw-key handshake plus the Hello
 //! exchange, and framed throughput over one established connection for 1 KiB and 64 KiB
-//! frames. Loopback socket figures come from `petrel devnet`; see benches/README.md.
+//! frames. Loopback socket figures come from `petrel bench transport`; see benches/README.md.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
