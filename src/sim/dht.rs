@@ -78,6 +78,8 @@ pub struct DhtScenario {
     pub lookup_gap: Duration,
     /// How long a churned node that comes back stays away.
     pub churn_return: Duration,
+    /// The DHT settings of every honest node (its seed and `disjoint` are set per node).
+    pub dht: DhtConfig,
 }
 
 impl DhtScenario {
@@ -103,6 +105,7 @@ impl DhtScenario {
             settle: Duration::from_secs(30),
             lookup_gap: Duration::from_millis(10),
             churn_return: Duration::from_secs(2),
+            dht: DhtConfig::default(),
         }
     }
 }
@@ -188,10 +191,10 @@ pub struct DhtNet {
     rng: Rng,
 }
 
-/// The core settings of every honest node of a scenario.
-pub fn core_config(seed: u64, disjoint: usize) -> CoreConfig {
-    let mut dht = DhtConfig { rng_seed: seed, ..DhtConfig::default() };
-    dht.lookup.disjoint_paths = disjoint;
+/// The core settings of an honest node of `sc`, seeded with `seed`.
+pub fn core_config(sc: &DhtScenario, seed: u64) -> CoreConfig {
+    let mut dht = DhtConfig { rng_seed: seed, ..sc.dht.clone() };
+    dht.lookup.disjoint_paths = sc.disjoint;
     CoreConfig {
         limits: PeerLimits::DEFAULT,
         request_timeout: Duration::from_secs(10),
@@ -224,7 +227,7 @@ impl DhtNet {
                 net.adversaries.push(idx);
                 idx
             } else {
-                let core = NodeCore::new(id, core_config(net.rng.next_u64(), sc.disjoint));
+                let core = NodeCore::new(id, core_config(sc, net.rng.next_u64()));
                 let idx = net.sim.add_node(id, core);
                 net.honest.push(idx);
                 net.honest_ids.insert(id);
