@@ -21,13 +21,15 @@ use crate::core::node::{
     Command, ConnectError, NodeCore, PeerSummary, PingInfo, Reply, RequestError,
 };
 use crate::identity::{IdentityError, Keypair, NodeId};
-use crate::kad::dht::{DhtCommand, DhtError, DhtReply, FoundPeers, FoundRecord, Published};
+use crate::kad::dht::{
+    DhtCommand, DhtError, DhtReply, FoundPeers, FoundProviders, FoundRecord, Published,
+};
 use crate::kad::lookup::LookupStats;
 use crate::runtime::reactor::{self, Control, Reactor, ReactorParts};
 use crate::runtime::workers::WorkerPool;
 use crate::transport::tls::{TlsConfig, TlsSetupError};
 use crate::wire::bytes::ByteBuf;
-use crate::wire::messages::{Hello, Key, PeerInfo, Record, FEATURE_KAD, PROTOCOL_VERSION};
+use crate::wire::messages::{Hello, Key, Record, FEATURE_KAD, PROTOCOL_VERSION};
 
 /// A running node. Dropping it shuts it down.
 #[derive(Debug)]
@@ -233,11 +235,14 @@ impl Handle {
         }
     }
 
-    /// Providers of `key` (at most k); empty when none was found.
-    pub fn providers(&self, key: Key) -> Result<Vec<PeerInfo>, CallError> {
+    /// Providers of `key` (at most k) and the lookup's figures; the list is empty when none
+    /// was found.
+    pub fn providers(&self, key: Key) -> Result<FoundProviders, CallError> {
         match self.dht(DhtCommand::Providers { key })? {
-            DhtReply::Providers(Ok(found)) => Ok(found.providers),
-            DhtReply::Providers(Err(DhtError::NotFound(_))) => Ok(Vec::new()),
+            DhtReply::Providers(Ok(found)) => Ok(found),
+            DhtReply::Providers(Err(DhtError::NotFound(stats))) => {
+                Ok(FoundProviders { providers: Vec::new(), stats })
+            }
             DhtReply::Providers(Err(e)) => Err(CallError::Dht(e)),
             _ => Err(CallError::Stopped),
         }

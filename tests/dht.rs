@@ -79,7 +79,9 @@ fn providers_are_announced_and_found() {
     let key = immutable_key(b"a file");
     let published = nodes[2].handle().provide(key).expect("provide");
     assert!(published.stored >= 1);
-    let providers = nodes[4].handle().providers(key).expect("providers");
+    let found = nodes[4].handle().providers(key).expect("providers");
+    assert!(found.stats.rpcs >= 1, "{:?}", found.stats);
+    let providers = found.providers;
     assert_eq!(providers.iter().map(|p| p.id).collect::<Vec<_>>(), vec![nodes[2].id()]);
     assert_eq!(providers[0].addrs, vec![nodes[2].local_addr()]);
 }
