@@ -294,6 +294,23 @@ impl MemoryStore {
         self.usage.get(peer).map_or((0, 0), |u| (u.records, u.bytes))
     }
 
+    /// `try_put`, counting a refusal by its reason.
+    fn counted_put(
+        &mut self,
+        now: Instant,
+        origin: Origin,
+        record: Record,
+        ttl: Duration,
+        expected_seq: Option<u64>,
+        signature: Signature,
+    ) -> Result<(Key, PutOutcome), RecordError> {
+        let result = self.try_put(now, origin, record, ttl, expected_seq, signature);
+        if let Err(e) = &result {
+            self.stats.rejected[e.index()] += 1;
+        }
+        result
+    }
+
     fn try_put(
         &mut self,
         now: Instant,
@@ -513,11 +530,7 @@ impl Store for MemoryStore {
         ttl: Duration,
         expected_seq: Option<u64>,
     ) -> Result<(Key, PutOutcome), RecordError> {
-        let result = self.try_put(now, origin, record, ttl, expected_seq, Signature::Check);
-        if let Err(e) = &result {
-            self.stats.rejected[e.index()] += 1;
-        }
-        result
+        self.counted_put(now, origin, record, ttl, expected_seq, Signature::Check)
     }
 
     fn put_verified(
@@ -528,11 +541,7 @@ impl Store for MemoryStore {
         ttl: Duration,
         expected_seq: Option<u64>,
     ) -> Result<(Key, PutOutcome), RecordError> {
-        let result = self.try_put(now, origin, record, ttl, expected_seq, Signature::Verified);
-        if let Err(e) = &result {
-            self.stats.rejected[e.index()] += 1;
-        }
-        result
+        self.counted_put(now, origin, record, ttl, expected_seq, Signature::Verified)
     }
 
     fn remove(&mut self, key: &Key) -> Option<StoredRecord> {
