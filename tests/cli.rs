@@ -44,6 +44,9 @@ fn devnet_prints_one_json_object() {
     assert!(v["ping_rtt_us"]["n"].as_u64().unwrap() > 0, "{text}");
     assert_eq!(v["ping_failures"], 0, "{text}");
     assert!(v["connections_per_node"]["min"].as_u64().unwrap() >= 1, "{text}");
+    assert_eq!(v["dht"]["records"], 5, "{text}");
+    assert_eq!(v["dht"]["stored"], 5, "{text}");
+    assert_eq!(v["dht"]["found"], 5, "{text}");
     for key in ["wall_s", "cpu_s", "peak_rss_mib", "rss_per_node_kib"] {
         assert!(v[key].is_number(), "{key} in {text}");
     }

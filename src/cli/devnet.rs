@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::core::rng::Rng;
 use crate::identity::Keypair;
 use crate::node::{Handle, Node};
+use crate::wire::messages::Key;
 
 /// Earlier nodes each new node dials.
 const DIALS_PER_NODE: usize = 3;
@@ -68,6 +69,9 @@ pub struct Report {
     pub rtts_us: Vec<u64>,
     /// Pings that failed or timed out.
     pub ping_failures: usize,
+    /// The DHT phase: records put (one per node), stored on at least one peer, and found again
+    /// from another node.
+    pub dht: DhtPhase,
     /// Wall-clock time of the whole run, in seconds.
     pub wall_s: f64,
     /// User plus system CPU time of the process, in seconds.
@@ -78,7 +82,59 @@ pub struct Report {
     pub base_rss_kib: u64,
 }
 
-/// Starts the nodes, builds the mesh, pings for `seconds`, shuts everything down.
+/// What the DHT phase of a devnet did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DhtPhase {
+    /// Records put, one from each node.
+    pub records: usize,
+    /// Puts that at least one peer stored.
+    pub stored: usize,
+    /// Peers that stored each record, on average.
+    pub replicas_mean: f64,
+    /// Records found again by a GET from the node half-way round the list.
+    pub found: usize,
+}
+
+/// Every node PUTs one record, then each is fetched by the node half-way round the list.
+fn dht_phase(handles: &[Handle]) -> DhtPhase {
+    let n = handles.len();
+    let puts: Vec<Option<(Key, usize)>> = thread::scope(|s| {
+        let workers: Vec<_> = handles
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                s.spawn(move || {
+                    let value = format!("devnet record of node {i}").into_bytes();
+                    h.put(value).ok().map(|p| (p.key, p.stored))
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().ok().flatten()).collect()
+    });
+    let stored: Vec<(usize, Key, usize)> = puts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.filter(|(_, peers)| *peers > 0).map(|(k, peers)| (i, k, peers)))
+        .collect();
+    let found = stored
+        .iter()
+        .filter(|(i, key, _)| {
+            let reader = &handles[(i + n / 2) % n];
+            let want = format!("devnet record of node {i}").into_bytes();
+            matches!(reader.get(*key), Ok(Some(f)) if f.record.value() == want.as_slice())
+        })
+        .count();
+    let replicas: usize = stored.iter().map(|(_, _, peers)| peers).sum();
+    DhtPhase {
+        records: n,
+        stored: stored.len(),
+        replicas_mean: replicas as f64 / stored.len().max(1) as f64,
+        found,
+    }
+}
+
+/// Starts the nodes, builds the mesh, puts and gets a record per node, pings for `seconds`,
+/// shuts everything down.
 pub fn run(opts: &DevnetOptions) -> Result<Report, String> {
     let started = Instant::now();
     let base_rss_kib = proc_status_kib("VmRSS:").unwrap_or(0);
@@ -91,6 +147,11 @@ pub fn run(opts: &DevnetOptions) -> Result<Report, String> {
         connection_count(&handles),
         started.elapsed().as_secs_f64()
     );
+    let dht = dht_phase(&handles);
+    eprintln!(
+        "devnet: DHT: {} of {} records stored (on {:.1} peers each), {} found from another node",
+        dht.stored, dht.records, dht.replicas_mean, dht.found
+    );
     let (rtts_us, ping_failures) = ping_phase(&handles, opts.seconds);
     let connections = handles.iter().map(|h| h.peers().map_or(0, |p| p.len())).collect();
     shutdown_all(nodes);
@@ -99,6 +160,7 @@ pub fn run(opts: &DevnetOptions) -> Result<Report, String> {
         connections,
         rtts_us,
         ping_failures,
+        dht,
         wall_s: started.elapsed().as_secs_f64(),
         cpu_s: cpu_seconds().unwrap_or(0.0),
         peak_rss_kib: proc_status_kib("VmHWM:").unwrap_or(0),
@@ -242,6 +304,11 @@ impl Report {
             self.rtt_percentile(99.0),
             self.rtt_percentile(100.0)
         );
+        let _ = writeln!(
+            s,
+            "devnet: DHT: {} of {} records stored, {} found again from another node",
+            self.dht.stored, self.dht.records, self.dht.found
+        );
         let _ = write!(
             s,
             "devnet: wall {:.2}s cpu {:.2}s peak rss {:.1} MiB ({} KiB per node)",
@@ -260,7 +327,9 @@ impl Report {
             concat!(
                 "{{\"nodes\":{},\"connections_per_node\":{{\"min\":{},\"mean\":{:.2},\"max\":{}}},",
                 "\"ping_rtt_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{},\"n\":{}}},",
-                "\"ping_failures\":{},\"wall_s\":{:.3},\"cpu_s\":{:.2},\"peak_rss_mib\":{:.1},",
+                "\"ping_failures\":{},",
+                "\"dht\":{{\"records\":{},\"stored\":{},\"replicas_mean\":{:.1},\"found\":{}}},",
+                "\"wall_s\":{:.3},\"cpu_s\":{:.2},\"peak_rss_mib\":{:.1},",
                 "\"rss_per_node_kib\":{}}}"
             ),
             self.nodes,
@@ -273,6 +342,10 @@ impl Report {
             self.rtt_percentile(100.0),
             self.rtts_us.len(),
             self.ping_failures,
+            self.dht.records,
+            self.dht.stored,
+            self.dht.replicas_mean,
+            self.dht.found,
             self.wall_s,
             self.cpu_s,
             self.peak_rss_kib as f64 / 1024.0,
