@@ -34,7 +34,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::core::rng::Rng;
-use crate::identity::{NodeId, ID_BITS, ID_BYTES};
+use crate::identity::{Distance, NodeId, ID_BITS, ID_BYTES};
 use crate::wire::messages::{PeerInfo, MAX_ADDRS_PER_PEER};
 
 /// Routing table settings. Every default is in [`RoutingConfig::DEFAULT`].
@@ -461,9 +461,16 @@ impl RoutingTable {
             }
             found.extend(&bucket.entries);
         }
-        // Ids are unique, so distances are too and the unstable sort is deterministic.
-        found.sort_unstable_by_key(|e| target.distance(&e.peer.id));
-        found.into_iter().take(n).map(|e| e.peer.clone()).collect()
+        // Distances computed once; only the nearest `n` are sorted. Ids are unique, so
+        // distances are too and the unstable selection and sort are deterministic.
+        let mut ranked: Vec<(Distance, &Entry)> =
+            found.into_iter().map(|e| (target.distance(&e.peer.id), e)).collect();
+        if ranked.len() > n {
+            ranked.select_nth_unstable_by_key(n - 1, |(d, _)| *d);
+            ranked.truncate(n);
+        }
+        ranked.sort_unstable_by_key(|(d, _)| *d);
+        ranked.into_iter().map(|(_, e)| e.peer.clone()).collect()
     }
 
     /// Number of entries.
