@@ -337,10 +337,14 @@ impl Lookup {
         let distance = self.target.distance(peer);
         let found = self.paths.iter_mut().enumerate().find_map(|(index, path)| {
             let running = !path.finished;
-            path.candidates.get_mut(&distance).map(|c| (index, c, running))
+            let failed = &mut path.failed;
+            path.candidates.get_mut(&distance).map(|c| (index, c, running, failed))
         });
         match found {
-            Some((index, candidate, true)) if candidate.is_waiting() => {
+            Some((index, candidate, true, failed)) if candidate.is_waiting() => {
+                if to == State::Failed {
+                    *failed += 1;
+                }
                 set_state(&mut self.stats, candidate, to);
                 Some((index, candidate.depth))
             }
@@ -387,6 +391,7 @@ impl Lookup {
                     State::InFlight { deadline_at, .. } | State::Slow { deadline_at }
                         if deadline_at <= now =>
                     {
+                        path.failed += 1;
                         set_state(&mut self.stats, candidate, State::Failed);
                     }
                     // The straggler gives its α slot back but may still answer.
@@ -432,6 +437,8 @@ struct Path {
     /// Keyed by XOR distance to the target, so iteration is nearest first; distinct ids have
     /// distinct distances, so there are no ties.
     candidates: BTreeMap<Distance, Candidate>,
+    /// Candidates in state `Failed`, kept so that `live` costs nothing.
+    failed: usize,
     /// Terminated: its answers are no longer used and it asks no one.
     finished: bool,
 }
@@ -454,7 +461,7 @@ impl Path {
 
     /// Candidates that count towards `max_candidates`: all but the failed ones.
     fn live(&self) -> usize {
-        self.candidates.values().filter(|c| c.state != State::Failed).count()
+        self.candidates.len() - self.failed
     }
 
     fn farthest_not_contacted(&self) -> Option<Distance> {
