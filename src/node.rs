@@ -29,7 +29,7 @@ use crate::runtime::reactor::{self, Control, Reactor, ReactorParts};
 use crate::runtime::workers::WorkerPool;
 use crate::transport::tls::{TlsConfig, TlsSetupError};
 use crate::wire::bytes::ByteBuf;
-use crate::wire::messages::{Hello, Key, Record, FEATURE_KAD, PROTOCOL_VERSION};
+use crate::wire::messages::{Hello, Key, MutableRecord, Record, FEATURE_KAD, PROTOCOL_VERSION};
 
 /// A running node. Dropping it shuts it down.
 #[derive(Debug)]
@@ -214,6 +214,20 @@ impl Handle {
             DhtReply::Put(r) => r.map_err(CallError::Dht),
             _ => Err(CallError::Stopped),
         }
+    }
+
+    /// Signs `value` as the mutable record (`keypair`, `salt`, `seq`) and stores it like
+    /// [`Handle::put_record`]; its key is `SHA-256(public key ‖ salt)`.
+    pub fn put_mutable(
+        &self,
+        keypair: &Keypair,
+        salt: Vec<u8>,
+        seq: u64,
+        value: Vec<u8>,
+        expected_seq: Option<u64>,
+    ) -> Result<Published, CallError> {
+        let record = MutableRecord::sign(keypair, salt, seq, value);
+        self.put_record(Record::Mutable(record), expected_seq)
     }
 
     /// The record under `key`: the first valid immutable copy, or the highest valid mutable

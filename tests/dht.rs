@@ -57,7 +57,8 @@ fn a_mutable_record_moves_forward_and_the_highest_sequence_wins() {
     let key = v1.key();
     nodes[0].handle().put_record(Record::Mutable(v1.clone()), None).expect("put v1");
     let v2 = MutableRecord::sign(&author, b"profile".to_vec(), 2, b"second".to_vec());
-    let put = nodes[3].handle().put_record(Record::Mutable(v2.clone()), Some(1));
+    let put =
+        nodes[3].handle().put_mutable(&author, b"profile".to_vec(), 2, b"second".to_vec(), Some(1));
     assert_eq!(put.expect("put v2 over v1").stored, 5, "every other node stores it");
     let found = nodes[5].handle().get(key).unwrap().expect("found");
     assert_eq!(found.record, Record::Mutable(v2.clone()));

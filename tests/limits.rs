@@ -18,7 +18,8 @@ use petrel::transport::tls::TlsConfig;
 use petrel::wire::codec;
 use petrel::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 use petrel::wire::messages::{
-    Goodbye, GoodbyeReason, Hello, Message, Request, Response, PROTOCOL_VERSION,
+    ErrorCode, Goodbye, GoodbyeReason, Hello, Message, MutableRecord, Record, Request, Response,
+    PROTOCOL_VERSION,
 };
 use petrel::{CallError, Config, Node};
 
@@ -282,6 +283,52 @@ fn the_global_outbound_budget_slows_writing_without_losing_frames() {
     let took = ping_burst(&mut peer, 4_000);
     assert!(took >= Duration::from_millis(1_300), "outbound budget not enforced: {took:?}");
     assert_eq!(peer_count(&node), 1);
+}
+
+#[test]
+fn stores_over_tls_are_checked_on_the_worker_pool_and_refused_when_forged() {
+    let node = node(40);
+    let mut peer = RawPeer::connect(41, &node);
+    let author = Keypair::from_seed([42; 32]);
+    let good = MutableRecord::sign(&author, b"salt".to_vec(), 1, b"value".to_vec());
+    let mut forged = MutableRecord::sign(&author, b"salt".to_vec(), 2, b"value".to_vec());
+    forged.value.0 = b"tampered".to_vec();
+    let store = |record: MutableRecord| Request::Store {
+        record: Record::Mutable(record),
+        ttl_secs: 60,
+        expected_seq: None,
+    };
+    let mut frames = Vec::new();
+    for (id, record) in [(1, forged), (2, good.clone())] {
+        let msg = Message::Request { id, body: store(record) };
+        codec::encode_frame(&msg, DEFAULT_MAX_FRAME_BYTES, &mut frames).unwrap();
+    }
+    peer.send_raw(&frames);
+    let mut answers = std::collections::BTreeMap::new();
+    for _ in 0..2 {
+        match peer.read_frame() {
+            Read1::Frame(Message::Response { id, body }) => answers.insert(id, body),
+            other => panic!("expected a response, got {other:?}"),
+        };
+    }
+    assert!(
+        matches!(answers[&1], Response::Error { code: ErrorCode::BadSignature, .. }),
+        "{answers:?}"
+    );
+    assert_eq!(answers[&2], Response::Stored);
+    // The node holds the valid record and serves it back.
+    let key = Record::Mutable(good.clone()).key();
+    assert_eq!(node.handle().holds(key), Ok(true));
+    let fetch = Message::Request { id: 3, body: Request::FindValue { key } };
+    let mut frame = Vec::new();
+    codec::encode_frame(&fetch, DEFAULT_MAX_FRAME_BYTES, &mut frame).unwrap();
+    peer.send_raw(&frame);
+    match peer.read_frame() {
+        Read1::Frame(Message::Response { id: 3, body: Response::Value { record, .. } }) => {
+            assert_eq!(record, Some(Record::Mutable(good)));
+        }
+        other => panic!("expected the value, got {other:?}"),
+    }
 }
 
 /// Sends `bad` after a valid Hello and checks the node says Goodbye(ProtocolViolation) and
