@@ -304,6 +304,20 @@ impl NodeCore {
     /// A TCP connection from `addr` was accepted: admit it (the driver then runs TLS) or
     /// refuse it (the driver closes the socket at once).
     pub fn handle_inbound(&mut self, now: Instant, addr: SocketAddr) -> Result<ConnId, LimitError> {
+        let admitted = self.table.admit_inbound(now, addr);
+        let full = LimitError::LimitReached { direction: Direction::Inbound };
+        if admitted != Err(full) {
+            return admitted;
+        }
+        // Every inbound slot is taken: a peer idle long enough makes room for the newcomer.
+        let idle = self.table.limits().inbound_prune_idle;
+        if idle >= self.table.limits().idle_timeout {
+            return admitted;
+        }
+        let Some(idle_since) = now.checked_sub(idle) else { return admitted };
+        if !self.prune_idle(now, Direction::Inbound, idle_since) {
+            return admitted;
+        }
         self.table.admit_inbound(now, addr)
     }
 
@@ -532,7 +546,9 @@ impl NodeCore {
             let mut dial = self.table.start_dial(now, addr, peer.id);
             // Every outbound slot is taken: make room by closing the outbound connection idle
             // the longest, as a DHT node talks to many peers once and to few of them often.
-            if dial == Err(DialError::LimitReached) && self.prune_idle_outbound(now) {
+            if dial == Err(DialError::LimitReached)
+                && self.prune_idle(now, Direction::Outbound, now)
+            {
                 dial = self.table.start_dial(now, addr, peer.id);
             }
             match dial {
@@ -547,13 +563,15 @@ impl NodeCore {
         self.queued_count += 1;
     }
 
-    /// Closes the established outbound connection idle the longest that has no request in
-    /// flight; false if there is none. Its slot is free at once.
-    fn prune_idle_outbound(&mut self, now: Instant) -> bool {
-        let busy: std::collections::BTreeSet<ConnId> =
+    /// Closes the established connection in `direction` idle the longest, if idle since
+    /// `idle_since` or earlier, with no request of ours in flight and no answer of ours
+    /// pending; false if there is none. Its slot is free at once.
+    fn prune_idle(&mut self, now: Instant, direction: Direction, idle_since: Instant) -> bool {
+        let mut busy: std::collections::BTreeSet<ConnId> =
             self.pending.values().map(|p| p.conn).collect();
+        busy.extend(self.deferred.values().map(|(conn, _)| *conn));
         let Some(conn) =
-            self.table.least_recently_active(Direction::Outbound, |c| busy.contains(&c))
+            self.table.least_recently_active(direction, idle_since, |c| busy.contains(&c))
         else {
             return false;
         };

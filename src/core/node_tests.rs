@@ -628,6 +628,30 @@ fn a_full_outbound_share_closes_the_connection_idle_longest_to_dial() {
 }
 
 #[test]
+fn a_full_inbound_share_makes_room_only_by_closing_a_long_idle_peer() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.limits = PeerLimits { max_inbound: 1, ..LIMITS };
+    let mut core = core(cfg);
+    let conn_a = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    // Idle 29 s: an active peer is never displaced, so the newcomer is refused.
+    let full = Err(LimitError::LimitReached { direction: Direction::Inbound });
+    assert_eq!(core.handle_inbound(t0 + secs(29), addr(2)), full);
+    assert!(drain(&mut core).is_empty());
+    // Idle 30 s: the newcomer takes its slot.
+    let conn_b = core.handle_inbound(t0 + secs(30), addr(2)).expect("admitted after pruning");
+    let out = drain(&mut core);
+    assert_eq!(disconnects(&out), vec![(conn_a, GoodbyeReason::TooManyConnections)]);
+    assert_eq!(events(&out), vec![Event::PeerDisconnected { peer: PEER_A }]);
+    assert_eq!(core.stats().connections_pruned, 1);
+    let out = established(&mut core, t0 + secs(30), conn_b, PEER_B, HELLO);
+    assert_eq!(
+        events(&out),
+        vec![Event::PeerConnected { peer: PEER_B, direction: Direction::Inbound }]
+    );
+}
+
+#[test]
 fn a_connection_with_a_request_in_flight_is_not_pruned() {
     let t0 = Instant::now();
     let mut cfg = config();

@@ -50,6 +50,10 @@ pub struct PeerLimits {
     pub breaker_open_interval: Duration,
     /// Addresses whose dial history is kept (default 4096).
     pub max_tracked_addrs: usize,
+    /// When every inbound slot is taken, a new inbound connection closes the inbound
+    /// connection idle the longest, if it has been idle at least this long (default 30 s; a
+    /// value at or above `idle_timeout` turns this off). Active peers are never displaced.
+    pub inbound_prune_idle: Duration,
 }
 
 impl PeerLimits {
@@ -67,6 +71,7 @@ impl PeerLimits {
         breaker_failure_threshold: 5,
         breaker_open_interval: Duration::from_secs(30),
         max_tracked_addrs: 4096,
+        inbound_prune_idle: Duration::from_secs(30),
     };
 
     /// Clamps values that would overflow timer arithmetic: durations to [`MAX_INTERVAL`], the
@@ -80,6 +85,7 @@ impl PeerLimits {
             backoff_max_interval: cap(self.backoff_max_interval),
             backoff_jitter_percent: self.backoff_jitter_percent.min(100),
             breaker_open_interval: cap(self.breaker_open_interval),
+            inbound_prune_idle: cap(self.inbound_prune_idle),
             max_tracked_addrs: self.max_tracked_addrs.max(1),
             ..self
         }
@@ -327,6 +333,11 @@ impl ConnectionTable {
         }
     }
 
+    /// The limits in force (after clamping).
+    pub fn limits(&self) -> &PeerLimits {
+        &self.limits
+    }
+
     /// Admits a freshly accepted connection from `addr`, or refuses it when no inbound slot is
     /// free (close the socket at once). Its connect timeout starts now.
     pub fn admit_inbound(&mut self, now: Instant, addr: SocketAddr) -> Result<ConnId, LimitError> {
@@ -408,19 +419,23 @@ impl ConnectionTable {
         Some(removed)
     }
 
-    /// The established connection in `direction` idle the longest, skipping those `busy`
-    /// says to keep; `None` if there is none. The caller closes it to make room.
+    /// The established connection in `direction` idle the longest, if its last activity is
+    /// at or before `idle_since`, skipping those `busy` says to keep; `None` if there is none.
+    /// The caller closes it to make room.
     pub fn least_recently_active(
         &self,
         direction: Direction,
+        idle_since: Instant,
         busy: impl Fn(ConnId) -> bool,
     ) -> Option<ConnId> {
         self.conns
             .iter()
             .filter(|(&id, c)| c.direction == direction && !busy(id))
             .filter_map(|(&id, c)| match c.state {
-                ConnState::Established { last_activity } => Some((last_activity, id)),
-                ConnState::Connecting { .. } => None,
+                ConnState::Established { last_activity } if last_activity <= idle_since => {
+                    Some((last_activity, id))
+                }
+                _ => None,
             })
             .min()
             .map(|(_, id)| id)
