@@ -25,7 +25,8 @@ use crate::identity::NodeId;
 use crate::kad::dht::{Dht, DhtCommand, DhtConfig, DhtOutput, DhtReply, RequestFailure};
 use crate::transport::conn::ConnError;
 use crate::wire::messages::{
-    ErrorCode, GoodbyeReason, Hello, Message, PeerInfo, Request, Response, MAX_ADDRS_PER_PEER,
+    ErrorCode, GoodbyeReason, Hello, Message, PeerInfo, Request, Response, FEATURE_KAD,
+    MAX_ADDRS_PER_PEER,
 };
 
 /// Settings of the core; defaults live in `config`.
@@ -741,8 +742,12 @@ impl NodeCore {
 }
 
 /// The peer as the DHT knows it: its announced listen addresses; for a peer we dialled with
-/// none announced, the address we reached it at.
+/// none announced, the address we reached it at. No address (so it never enters the routing
+/// table) for a peer that is not a DHT server (handshake.md §2: no `FEATURE_KAD`).
 fn peer_info(id: NodeId, hello: &Hello, direction: Direction, addr: SocketAddr) -> PeerInfo {
+    if hello.features & FEATURE_KAD == 0 {
+        return PeerInfo { id, addrs: Vec::new() };
+    }
     let mut addrs: Vec<SocketAddr> =
         hello.listen_addrs.iter().copied().filter(|a| !a.ip().is_unspecified()).collect();
     if addrs.is_empty() && direction == Direction::Outbound {

@@ -16,7 +16,8 @@ use crate::identity::NodeId;
 use crate::kad::dht::{DhtCommand, DhtConfig};
 use crate::transport::conn::ConnError;
 use crate::wire::messages::{
-    ErrorCode, GoodbyeReason, Gossip, Hello, Message, PeerInfo, Request, Response, PROTOCOL_VERSION,
+    ErrorCode, GoodbyeReason, Gossip, Hello, Message, PeerInfo, Request, Response, FEATURE_KAD,
+    PROTOCOL_VERSION,
 };
 
 const LIMITS: PeerLimits = PeerLimits::DEFAULT;
@@ -37,12 +38,12 @@ fn config() -> CoreConfig {
     }
 }
 
-/// A peer's Hello; tests override `agent` and `listen_addrs` where they matter.
+/// A peer's Hello (a DHT server); tests override `agent` and `listen_addrs` where they matter.
 const HELLO: Hello = Hello {
     version: PROTOCOL_VERSION,
     network: String::new(),
     id_pow_bits: 0,
-    features: 0,
+    features: FEATURE_KAD,
     agent: String::new(),
     listen_addrs: Vec::new(),
 };
@@ -546,6 +547,20 @@ fn inbound_ping_is_answered_with_the_connections_remote_address() {
     assert_eq!(sends(&out), vec![(conn, pong(77, addr(4321)))]);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(core.stats(), CoreStats { requests_served: 1, ..CoreStats::default() });
+}
+
+#[test]
+fn a_peer_that_is_no_dht_server_never_enters_the_routing_table() {
+    let t0 = Instant::now();
+    let mut core = core(config());
+    let client = Hello { features: 0, listen_addrs: vec![addr(7)], ..HELLO };
+    let conn = dial(&mut core, t0, 1, PEER_B, addr(2));
+    established(&mut core, t0, conn, PEER_B, client.clone());
+    let inbound = inbound(&mut core, t0, addr(1));
+    established(&mut core, t0, inbound, PEER_A, client);
+    let body = Request::FindNode { target: PEER_C };
+    message(&mut core, t0, inbound, Message::Request { id: 1, body });
+    assert!(core.dht().routing().is_empty());
 }
 
 #[test]
