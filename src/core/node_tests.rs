@@ -1009,3 +1009,48 @@ fn stores_beyond_the_waiting_bound_are_overloaded_and_late_ones_expire() {
     assert_eq!(sends(&out).len(), 2, "{out:?}");
     assert_eq!(core.dht().stats().deferred_expired, 2);
 }
+
+#[test]
+fn replication_to_a_newcomer_is_spread_over_ticks_by_its_check_budget() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.dht.maintenance_interval = secs(10);
+    cfg.dht.max_replication_checks_per_tick = 2;
+    let mut core = core(cfg);
+    // PEER_A (no listen address, so not in the table) stores five records here.
+    let conn_a = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    for id in 0..5u8 {
+        let record = crate::wire::messages::Record::Immutable { value: vec![id].into() };
+        let body = Request::Store { record, ttl_secs: 3600, expected_seq: None };
+        let out = message(&mut core, t0, conn_a, Message::Request { id: u64::from(id), body });
+        assert_eq!(sends(&out).len(), 1, "answered Stored");
+    }
+    // PEER_B enters the table: as the only entry it is among the k closest to every key.
+    let conn_b = connect_outbound(&mut core, t0, 9, PEER_B, addr(2));
+    // Each tick sends what its budget allows. PEER_B answers every request (STOREs, and the
+    // refresh lookups' FIND_NODEs): a peer that did not would leave the table after two
+    // timeouts.
+    let mut per_tick = Vec::new();
+    for n in 1..=4 {
+        let now = t0 + secs(10 * n);
+        let out = timeout(&mut core, now);
+        let mut stores = 0;
+        for (c, m) in sends(&out) {
+            let Message::Request { id, body } = m else { continue };
+            if c != conn_b {
+                continue;
+            }
+            let answer = match body {
+                Request::Store { .. } => {
+                    stores += 1;
+                    Response::Stored
+                }
+                _ => Response::Nodes { closer: Vec::new() },
+            };
+            message(&mut core, now, conn_b, Message::Response { id, body: answer });
+        }
+        per_tick.push(stores);
+    }
+    assert_eq!(per_tick, vec![2, 2, 1, 0]);
+    assert_eq!(core.dht().stats().replications, 5);
+}

@@ -76,6 +76,9 @@ pub struct DhtConfig {
     pub max_replication_queue: usize,
     /// STOREs sent for replication per maintenance tick.
     pub max_replications_per_tick: usize,
+    /// Held keys checked against newly learned peers per maintenance tick; the rest waits
+    /// for the next tick, so a full store never stalls the event loop.
+    pub max_replication_checks_per_tick: usize,
     /// Distinct valid records one GET collects before it stops listening for more.
     pub max_records_per_get: usize,
     /// Verify the signature of a mutable record a peer asks us to store on the worker pool
@@ -108,6 +111,7 @@ impl DhtConfig {
             max_originated: 4096,
             max_replication_queue: 256,
             max_replications_per_tick: 256,
+            max_replication_checks_per_tick: 4096,
             max_records_per_get: 20,
             verify_in_workers: true,
             max_deferred: 1024,
@@ -410,6 +414,13 @@ struct Deferred {
     expires_at: Instant,
 }
 
+/// A newly learned peer, and the last held key already checked for it.
+#[derive(Debug, Clone)]
+struct Replication {
+    peer: PeerInfo,
+    after: Option<Key>,
+}
+
 #[derive(Debug, Clone)]
 struct InFlight {
     peer: PeerInfo,
@@ -430,7 +441,7 @@ pub struct Dht {
     next_token: u64,
     /// Own records and when to publish them again.
     originated: BTreeMap<Key, (Record, Instant)>,
-    replicate_to: VecDeque<PeerInfo>,
+    replicate_to: VecDeque<Replication>,
     /// Inbound STOREs waiting for a worker, by job token.
     deferred: BTreeMap<u64, Deferred>,
     /// Armed by the first input, since construction has no `now`.
@@ -706,7 +717,7 @@ impl Dht {
                     self.replicate_to.pop_front();
                     self.stats.replication_queue_drops += 1;
                 }
-                self.replicate_to.push_back(peer);
+                self.replicate_to.push_back(Replication { peer, after: None });
                 if was_empty && !self.joined && self.config.join_on_first_contact {
                     // The first contact: join the network with a self-lookup.
                     self.joined = true;
@@ -1031,7 +1042,6 @@ impl Dht {
 
     fn maintain(&mut self, now: Instant) {
         self.store.expire(now);
-        let budget_left = |dht: &Dht| dht.in_flight.len() < dht.config.max_requests_in_flight;
         // Bucket refresh: a few per tick, so a cold table does not flood the network.
         let refreshing = self.queries.values().filter(|q| matches!(q.goal, Goal::Refresh)).count();
         for bucket in
@@ -1056,30 +1066,53 @@ impl Dht {
                 self.start(now, None, key, Goal::Republish { record });
             }
         }
-        // Replicate held records to newly learned peers that are among their k closest.
-        let mut sent = 0;
-        while let Some(peer) = self.replicate_to.pop_front() {
-            if !budget_left(self) || sent >= self.config.max_replications_per_tick {
-                self.stats.maintenance_skipped += 1;
-                self.replicate_to.push_front(peer);
-                break;
+        self.replicate(now);
+    }
+
+    /// Sends held records to newly learned peers that are among the k closest to their keys,
+    /// within this tick's budgets of key checks, STOREs and requests in flight; a peer's walk
+    /// through the keys resumes at the next tick where it stopped.
+    fn replicate(&mut self, now: Instant) {
+        const BATCH: usize = 64;
+        let k = self.config.lookup.k;
+        let (mut checks, mut sent) = (0, 0);
+        while let Some(front) = self.replicate_to.front() {
+            let (peer, mut after) = (front.peer.clone(), front.after);
+            let keys = self.store.keys_after(after.as_ref(), BATCH);
+            if keys.is_empty() {
+                self.replicate_to.pop_front();
+                continue;
             }
-            for key in self.store.keys() {
-                let k = self.config.lookup.k;
-                let close = self.routing.closest(&key, k);
-                if !close.iter().any(|p| p.id == peer.id) {
+            for key in keys {
+                let out_of_budget = checks >= self.config.max_replication_checks_per_tick
+                    || sent >= self.config.max_replications_per_tick
+                    || self.in_flight.len() >= self.config.max_requests_in_flight;
+                if out_of_budget {
+                    self.stats.maintenance_skipped += 1;
+                    if let Some(front) = self.replicate_to.front_mut() {
+                        front.after = after;
+                    }
+                    return;
+                }
+                checks += 1;
+                after = Some(key);
+                if !self.routing.closest(&key, k).iter().any(|p| p.id == peer.id) {
                     continue;
                 }
                 let Some(held) = self.store.get(now, &key) else { continue };
-                let ttl = held.expires_at.saturating_duration_since(now);
-                let request = Request::Store {
-                    record: held.record.clone(),
-                    ttl_secs: secs(ttl),
-                    expected_seq: None,
-                };
+                // Never more than the remaining life (records.md §4); nothing if under 1 s.
+                let ttl_secs = held.remaining_ttl_secs(now);
+                if ttl_secs == 0 {
+                    continue;
+                }
+                let request =
+                    Request::Store { record: held.record.clone(), ttl_secs, expected_seq: None };
                 self.send(peer.clone(), request, Purpose::Replicate);
                 self.stats.replications += 1;
                 sent += 1;
+            }
+            if let Some(front) = self.replicate_to.front_mut() {
+                front.after = after;
             }
         }
     }

@@ -236,6 +236,10 @@ pub trait Store {
     /// yet deleted included: call `expire` first).
     fn keys(&self) -> Vec<Key>;
 
+    /// Up to `limit` held keys after `after` (from the first with `None`), in key order: a
+    /// cursor for work spread over several calls.
+    fn keys_after(&self, after: Option<&Key>, limit: usize) -> Vec<Key>;
+
     /// Records held (expired ones not yet deleted included).
     fn len(&self) -> usize;
 
@@ -602,6 +606,12 @@ impl Store for MemoryStore {
 
     fn keys(&self) -> Vec<Key> {
         self.records.keys().copied().collect()
+    }
+
+    fn keys_after(&self, after: Option<&Key>, limit: usize) -> Vec<Key> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, |k| Excluded(*k));
+        self.records.range((start, Unbounded)).take(limit).map(|(k, _)| *k).collect()
     }
 
     fn len(&self) -> usize {
