@@ -180,9 +180,9 @@ pub fn run(opts: &DhtOptions) -> Result<DhtReport, String> {
             handle.connect(nodes[j].peer_addr()).map_err(|e| format!("node {i} dial: {e}"))?;
         }
     }
-    let bootstrap_failures = parallel(&handles, handles.len(), |h, _| h.bootstrap().is_err())
+    let bootstrap_failures = run_jobs(handles.len(), handles.len(), |i| handles[i].bootstrap())
         .into_iter()
-        .filter(|failed| *failed)
+        .filter(Result::is_err)
         .count();
     let bootstrap_s = boot_started.elapsed().as_secs_f64();
     eprintln!("bench dht: {} nodes bootstrapped in {bootstrap_s:.3} s", nodes.len());
@@ -277,15 +277,6 @@ fn pick_reader(handles: &[Handle], rng: &mut Rng, publisher: usize, key: Key) ->
         let i = rng.below(handles.len() as u64) as usize;
         (i != publisher && handles[i].holds(key) == Ok(false)).then_some(i)
     })
-}
-
-/// Runs `f(handle, index)` for every handle, `threads` at a time (all at once when equal).
-fn parallel<T: Send>(
-    handles: &[Handle],
-    threads: usize,
-    f: impl Fn(&Handle, usize) -> T + Sync,
-) -> Vec<T> {
-    run_jobs(threads, handles.len(), |i| f(&handles[i], i))
 }
 
 /// Runs jobs `0..count` on `threads` threads; results in job order.

@@ -929,7 +929,7 @@ impl Dht {
                 provider: me,
                 ttl_secs: secs(self.config.provider_ttl),
             },
-            _ => return self.conclude(now, id, stats, closest),
+            _ => return self.conclude(id, stats, closest),
         };
         let attempted = closest.len();
         q.storing = Some(Storing {
@@ -1002,7 +1002,7 @@ impl Dht {
         }
     }
 
-    fn conclude(&mut self, _now: Instant, id: QueryId, stats: LookupStats, closest: Vec<PeerInfo>) {
+    fn conclude(&mut self, id: QueryId, stats: LookupStats, closest: Vec<PeerInfo>) {
         let Some(q) = self.queries.remove(&id) else { return };
         let kind = q.goal.kind();
         let counters = &mut self.stats.queries[kind];
