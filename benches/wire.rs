@@ -68,6 +68,10 @@ fn messages(c: &mut Criterion) {
             })
         });
         group.bench_function("decode", |b| b.iter(|| decode(black_box(&bytes), MAX).unwrap()));
+        // What the reactor pays to size its pooled encode buffer before encoding.
+        group.bench_function("payload_len", |b| {
+            b.iter(|| petrel::wire::codec::payload_len(black_box(&msg)).unwrap())
+        });
         group.finish();
     }
 }
