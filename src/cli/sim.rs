@@ -93,14 +93,11 @@ fn latency(range: &str) -> Result<LatencyModel, String> {
     }
 }
 
-fn spread(s: &Spread) -> String {
-    format!("{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}}", s.p50, s.p90, s.p99, s.max)
-}
-
-fn spread_ms(s: &Spread) -> String {
+/// `{"p50":…,"p90":…,"p99":…,"max":…}` with `decimals` digits after the point.
+fn spread(s: &Spread, decimals: usize) -> String {
+    let [p50, p90, p99, max] = [s.p50, s.p90, s.p99, s.max];
     format!(
-        "{{\"p50\":{:.1},\"p90\":{:.1},\"p99\":{:.1},\"max\":{:.1}}}",
-        s.p50, s.p90, s.p99, s.max
+        "{{\"p50\":{p50:.decimals$},\"p90\":{p90:.decimals$},\"p99\":{p99:.decimals$},\"max\":{max:.decimals$}}}"
     )
 }
 
@@ -139,9 +136,9 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
         r.abandoned,
         r.succeeded,
         r.success_fraction(),
-        spread(&r.rounds),
-        spread(&r.rpcs),
-        spread_ms(&r.latency_ms),
+        spread(&r.rounds, 0),
+        spread(&r.rpcs, 0),
+        spread(&r.latency_ms, 1),
         r.virtual_s,
         wall_s,
         r.sim.events,
