@@ -276,15 +276,9 @@ impl Sim {
     /// for stores, PONG for PING.
     fn eclipse_answer(&self, observed: SocketAddr, request: Request) -> Response {
         let nearest = |target: &Key| -> Vec<PeerInfo> {
-            let mut colluders: Vec<PeerInfo> = self
-                .nodes
-                .iter()
-                .filter(|n| matches!(&n.role, Role::Adversary(a) if a.kind() == NodeKind::Eclipse))
-                .map(|n| PeerInfo { id: n.id, addrs: vec![n.addr] })
-                .collect();
-            colluders.sort_by_key(|p| p.id.distance(target));
-            colluders.truncate(MAX_PEERS_PER_RESPONSE);
-            colluders
+            let mut ranked: Vec<&PeerInfo> = self.colluders.iter().collect();
+            ranked.sort_by_key(|p| p.id.distance(target));
+            ranked.into_iter().take(MAX_PEERS_PER_RESPONSE).cloned().collect()
         };
         match request {
             Request::FindNode { target } => Response::Nodes { closer: nearest(&target) },

@@ -212,6 +212,8 @@ pub struct Sim {
     by_addr: HashMap<SocketAddr, NodeIdx>,
     /// Nodes with a core, for flood targets.
     honest: Vec<NodeIdx>,
+    /// Every `Eclipse` adversary, which they all name to each other.
+    colluders: Vec<crate::wire::messages::PeerInfo>,
     /// Keyed lookups only: never iterated, so its order cannot leak into a run.
     links: HashMap<LinkId, Link>,
     next_link: LinkId,
@@ -236,6 +238,7 @@ impl Sim {
             nodes: Vec::new(),
             by_addr: HashMap::new(),
             honest: Vec::new(),
+            colluders: Vec::new(),
             links: HashMap::new(),
             next_link: 0,
             next_command: 1,
@@ -257,6 +260,10 @@ impl Sim {
         let seed = net::mix(self.config.seed, self.nodes.len() as u64, ADVERSARY_SEED_TAG);
         let adversary = Adversary::new(kind, seed, self.config.max_adversary_records);
         let idx = self.push_node(id, Role::Adversary(Box::new(adversary)));
+        if kind == NodeKind::Eclipse {
+            let addrs = self.addr(idx).into_iter().collect();
+            self.colluders.push(crate::wire::messages::PeerInfo { id, addrs });
+        }
         self.schedule_tick(idx, self.time);
         idx
     }
