@@ -7,14 +7,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use petrel::core::rng::Rng;
+use petrel::bytes::ByteBuf;
 use petrel::identity::NodeId;
 use petrel::kad::lookup::{Lookup, LookupConfig};
 use petrel::kad::routing::{RoutingConfig, RoutingTable, Source};
 use petrel::kad::serve;
 use petrel::kad::store::{MemoryStore, Origin, Store, StoreConfig};
+use petrel::rng::Rng;
 use petrel::sim::dht::{self, DhtScenario};
-use petrel::wire::bytes::ByteBuf;
 use petrel::wire::messages::{PeerInfo, Record, Request};
 
 fn ids(rng: &mut Rng, n: usize) -> Vec<NodeId> {

@@ -6,10 +6,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use petrel::bytes::ByteBuf;
 use petrel::identity::Keypair;
 use petrel::transport::conn::{ConnConfig, ConnEvent, Connection};
 use petrel::transport::tls::TlsConfig;
-use petrel::wire::bytes::ByteBuf;
 use petrel::wire::messages::{Gossip, GossipMessage, Hello, Message, PROTOCOL_VERSION};
 
 fn conn_config() -> ConnConfig {

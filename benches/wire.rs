@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use petrel::bytes::Bytes32;
 use petrel::identity::{Keypair, NodeId};
-use petrel::wire::bytes::Bytes32;
 use petrel::wire::messages::{Gossip, GossipMessage, PeerInfo, Response};
 use petrel::wire::DEFAULT_MAX_FRAME_BYTES as MAX;
 use petrel::wire::{decode, encode, encode_frame, frame, FrameDecoder, Message};

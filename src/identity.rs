@@ -19,7 +19,7 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::wire::bytes::Bytes32;
+use crate::bytes::{hex_decode_32, hex_encode, Bytes32};
 
 /// Length of a `NodeId`, a record key and a message id, in bytes.
 pub const ID_BYTES: usize = 32;
@@ -358,39 +358,6 @@ fn leading_zero_bits(bytes: &[u8]) -> usize {
     zeros
 }
 
-/// Lower-case hex of `bytes`.
-pub fn hex_encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
-}
-
-/// Decodes hex (either case) into bytes; `None` on odd length or a non-hex digit.
-pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let s = s.as_bytes();
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    s.chunks_exact(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
-}
-
-/// Decodes exactly 64 hex digits.
-pub(crate) fn hex_decode_32(s: &str) -> Option<[u8; 32]> {
-    hex_decode(s)?.try_into().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,13 +533,5 @@ mod tests {
         let err = Keypair::load(Path::new("/nonexistent/petrel.key")).unwrap_err();
         assert!(matches!(err, IdentityError::Io { .. }));
         assert!(err.to_string().contains("/nonexistent/petrel.key"));
-    }
-
-    #[test]
-    fn hex_round_trips() {
-        assert_eq!(hex_encode(&[0x00, 0xff, 0x1a]), "00ff1a");
-        assert_eq!(hex_decode("00FF1a"), Some(vec![0, 255, 26]));
-        assert_eq!(hex_decode("0"), None);
-        assert_eq!(hex_decode("0g"), None);
     }
 }

@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod addr;
+pub mod bytes;
 pub mod cli;
 pub mod config;
 pub mod core;
@@ -41,8 +42,10 @@ pub mod errors;
 pub mod identity;
 pub mod kad;
 pub mod node;
+pub mod rng;
 pub mod runtime;
 pub mod sim;
+pub mod stats;
 pub mod transport;
 pub mod wire;
 

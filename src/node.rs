@@ -15,6 +15,7 @@ use crossbeam_channel::{bounded, Sender, TrySendError};
 use mio::{Poll, Waker};
 
 use crate::addr::PeerAddr;
+use crate::bytes::ByteBuf;
 use crate::config::Config;
 use crate::core::jobs::{self, Job};
 use crate::core::node::{
@@ -28,7 +29,6 @@ use crate::kad::lookup::LookupStats;
 use crate::runtime::reactor::{self, Control, Reactor, ReactorParts};
 use crate::runtime::workers::WorkerPool;
 use crate::transport::tls::{TlsConfig, TlsSetupError};
-use crate::wire::bytes::ByteBuf;
 use crate::wire::messages::{Hello, Key, MutableRecord, Record, FEATURE_KAD, PROTOCOL_VERSION};
 
 /// A running node. Dropping it shuts it down.

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use petrel::bytes::ByteBuf;
 use petrel::core::node::{Command, NodeCore, Reply};
 use petrel::identity::NodeId;
 use petrel::kad::dht::{DhtCommand, DhtConfig, DhtReply};
 use petrel::sim::dht::{core_config, DhtNet, DhtScenario};
 use petrel::sim::NodeIdx;
-use petrel::wire::bytes::ByteBuf;
 use petrel::wire::messages::{Key, Record};
 
 /// 40 nodes whose records live 60 s, are republished every 25 s, with maintenance every 5 s.

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use petrel::core::node::{Command, CommandId, CoreConfig, NodeCore, PingInfo, Reply};
 use petrel::core::peers::PeerLimits;
-use petrel::core::rng::Rng;
 use petrel::identity::NodeId;
 use petrel::kad::dht::DhtConfig;
+use petrel::rng::Rng;
 use petrel::sim::{LatencyModel, NodeIdx, NodeKind, Sim, SimConfig, SimStats};
 
 const MS: Duration = Duration::from_millis(1);

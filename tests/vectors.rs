@@ -28,8 +28,9 @@ use std::fs;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use petrel::identity::{hex_decode, hex_encode, Keypair, NodeId};
-use petrel::wire::bytes::Bytes32;
+use petrel::bytes::Bytes32;
+use petrel::bytes::{hex_decode, hex_encode};
+use petrel::identity::{Keypair, NodeId};
 use petrel::wire::messages::{
     ErrorCode, Goodbye, GoodbyeReason, Gossip, GossipMessage, Hello, MutableRecord, PeerInfo,
     Record, Request, Response, FEATURE_GOSSIP, FEATURE_KAD, MAX_ADDRS_PER_PEER, MAX_AGENT_BYTES,

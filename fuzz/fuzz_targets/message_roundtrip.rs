@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use petrel::identity::hex_encode;
+use petrel::bytes::hex_encode;
 use petrel::wire::{decode, encode, encode_frame, DEFAULT_MAX_FRAME_BYTES as MAX};
 
 fuzz_target!(|data: &[u8]| {

@@ -19,7 +19,7 @@ use petrel::core::peers::{ConnId, PeerLimits};
 use petrel::identity::{Keypair, NodeId};
 use petrel::kad::dht::{DhtCommand, DhtConfig};
 use petrel::transport::conn::ConnError;
-use petrel::wire::bytes::{ByteBuf, Bytes32, Bytes64};
+use petrel::bytes::{ByteBuf, Bytes32, Bytes64};
 use petrel::wire::messages::{
     ErrorCode, Hello, Message, MutableRecord, PeerInfo, Record, Request, Response,
     PROTOCOL_VERSION,

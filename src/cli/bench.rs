@@ -15,13 +15,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::cli::report::{cpu_seconds, percentile};
+use crate::cli::report::cpu_seconds;
 use crate::cli::{parse_flag, switch};
 use crate::config::Config;
 use crate::core::peers::PeerLimits;
 use crate::identity::Keypair;
 use crate::node::Node;
 use crate::runtime::limiter::LimiterConfig;
+use crate::stats::percentile;
 use crate::transport::tls::TlsConfig;
 use crate::wire::codec;
 use crate::wire::frame::{DEFAULT_MAX_FRAME_BYTES, HEADER_BYTES};
@@ -197,7 +198,7 @@ impl TransportReport {
     pub fn handshake_ms(&self, p: f64) -> f64 {
         let mut sorted = self.handshake_us.clone();
         sorted.sort_unstable();
-        percentile(&sorted, p) as f64 / 1000.0
+        percentile(&sorted, p).unwrap_or(0) as f64 / 1000.0
     }
 
     /// A few human-readable lines.

@@ -27,13 +27,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::cli::parse_flag;
-use crate::cli::report::{cpu_seconds, percentile, proc_status_kib};
+use crate::cli::report::{cpu_seconds, proc_status_kib};
 use crate::cli::switch;
 use crate::config::Config;
-use crate::core::rng::Rng;
 use crate::identity::Keypair;
 use crate::node::{Handle, Node};
+use crate::rng::Rng;
 use crate::runtime::limiter::LimiterConfig;
+use crate::stats::percentile;
 use crate::wire::messages::Key;
 
 /// Stack of the short-lived bootstrap and worker threads: they only wait on a channel.
@@ -115,9 +116,9 @@ impl Latency {
         };
         Latency {
             n: micros.len(),
-            p50: ms(percentile(&micros, 50.0)),
-            p90: ms(percentile(&micros, 90.0)),
-            p99: ms(percentile(&micros, 99.0)),
+            p50: ms(percentile(&micros, 50.0).unwrap_or(0)),
+            p90: ms(percentile(&micros, 90.0).unwrap_or(0)),
+            p99: ms(percentile(&micros, 99.0).unwrap_or(0)),
             max: ms(micros.last().copied().unwrap_or(0)),
             mean,
         }

@@ -5,12 +5,13 @@ use std::fmt::Write as _;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cli::report::{cpu_seconds, percentile, proc_status_kib};
+use crate::cli::report::{cpu_seconds, proc_status_kib};
 use crate::cli::{parse_flag, switch};
 use crate::config::Config;
-use crate::core::rng::Rng;
 use crate::identity::Keypair;
 use crate::node::{Handle, Node};
+use crate::rng::Rng;
+use crate::stats::percentile;
 use crate::wire::messages::Key;
 
 /// Earlier nodes each new node dials.
@@ -273,7 +274,7 @@ impl Report {
     pub fn rtt_percentile(&self, p: f64) -> u64 {
         let mut sorted = self.rtts_us.clone();
         sorted.sort_unstable();
-        percentile(&sorted, p)
+        percentile(&sorted, p).unwrap_or(0)
     }
 
     fn conn_stats(&self) -> (usize, f64, usize) {

@@ -5,7 +5,7 @@
 //!
 //! [`sim`] runs `petrel sim dht` on the simulator.
 //!
-//! [`report`] holds what the measuring subcommands share: percentiles, CPU time and memory.
+//! [`report`] holds what the measuring subcommands share: CPU time and memory.
 //!
 //! Argument parsing is hand-written: `--flag value` pairs, looked up by name.
 

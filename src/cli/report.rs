@@ -1,21 +1,12 @@
 //! What the measuring subcommands ([`devnet`](super::devnet), [`bench`](super::bench)) share:
-//! nearest-rank percentiles, and the process's CPU time and memory read from `/proc/self`.
+//! the process's CPU time and memory read from `/proc/self` (percentiles are in
+//! [`crate::stats`]).
 //!
 //! The `/proc` readings are Linux-only; elsewhere they return `None` and the reports print 0.
 
 /// Clock ticks per second of `/proc/self/stat`. `sysconf(_SC_CLK_TCK)` needs libc (and
 /// unsafe); it is 100 on every mainstream Linux configuration, so it is assumed.
 const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
-
-/// Nearest-rank percentile of sorted values: the smallest value with at least `p` % of the
-/// values at or below it. 0 for no values; `p` outside 0..=100 is clamped to the ends.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 /// A `kB` line of `/proc/self/status`, such as `VmRSS:` or `VmHWM:`.
 pub fn proc_status_kib(key: &str) -> Option<u64> {
@@ -38,25 +29,6 @@ pub fn cpu_seconds() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<u64> = (1..=10).collect();
-        assert_eq!(percentile(&v, 50.0), 5);
-        assert_eq!(percentile(&v, 90.0), 9);
-        assert_eq!(percentile(&v, 99.0), 10);
-        assert_eq!(percentile(&v, 100.0), 10);
-        assert_eq!(percentile(&v, 0.0), 1);
-        assert_eq!(percentile(&[], 50.0), 0);
-    }
-
-    #[test]
-    fn percentile_clamps_out_of_range_p() {
-        let v = [3, 7, 9];
-        assert_eq!(percentile(&v, -5.0), 3);
-        assert_eq!(percentile(&v, 250.0), 9);
-        assert_eq!(percentile(&[42], 50.0), 42);
-    }
 
     #[test]
     fn proc_readings_are_available_on_linux() {

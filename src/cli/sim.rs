@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::bytes::hex_encode;
 use crate::cli::{flag, parse_flag, switch};
-use crate::identity::hex_encode;
 use crate::sim::dht::{self, DhtReport, DhtScenario, LookupKind, Spread};
 use crate::sim::{LatencyModel, NodeKind};
 

@@ -11,7 +11,6 @@
 pub mod jobs;
 pub mod node;
 pub mod peers;
-pub mod rng;
 
 #[cfg(test)]
 mod node_tests;

@@ -19,8 +19,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::rng::Rng;
 use crate::identity::NodeId;
+use crate::rng::Rng;
 
 /// Connection and dial limits. Every default is in [`PeerLimits::DEFAULT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

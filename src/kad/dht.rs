@@ -42,8 +42,8 @@ use super::serve::{self, Served};
 use super::store::{MemoryStore, Origin, Store, StoreConfig, StoreStats};
 use crate::core::jobs::{Job, JobResult};
 use crate::core::node::CommandId;
-use crate::core::rng::Rng;
 use crate::identity::NodeId;
+use crate::rng::Rng;
 use crate::wire::messages::{ErrorCode, Key, MutableRecord, PeerInfo, Record, Request, Response};
 
 /// Settings of the DHT; defaults live in `config`.

@@ -532,7 +532,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::core::rng::Rng;
+    use crate::rng::Rng;
 
     /// The target of the hand-built scenarios: the zero id, so `id(n)` is at distance `n`.
     const TARGET: Key = NodeId::from_bytes([0; 32]);

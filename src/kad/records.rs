@@ -316,8 +316,8 @@ pub fn salt_len(record: &Record) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bytes::ByteBuf;
     use crate::identity::Keypair;
-    use crate::wire::bytes::ByteBuf;
     use crate::wire::messages::MutableRecord;
     use crate::wire::signing::immutable_key;
 

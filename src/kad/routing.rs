@@ -33,8 +33,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::core::rng::Rng;
 use crate::identity::{Distance, NodeId, ID_BITS, ID_BYTES};
+use crate::rng::Rng;
 use crate::wire::messages::{PeerInfo, MAX_ADDRS_PER_PEER};
 
 /// Routing table settings. Every default is in [`RoutingConfig::DEFAULT`].

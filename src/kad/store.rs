@@ -658,9 +658,9 @@ fn expiry_at(now: Instant, ttl: Duration, max: Duration) -> Result<Instant, Reco
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::rng::Rng;
+    use crate::bytes::ByteBuf;
     use crate::identity::Keypair;
-    use crate::wire::bytes::ByteBuf;
+    use crate::rng::Rng;
     use crate::wire::messages::{MutableRecord, MAX_SALT_BYTES};
 
     const HOUR: Duration = Duration::from_secs(3600);

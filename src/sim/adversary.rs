@@ -38,9 +38,9 @@ use std::time::Duration;
 
 use super::links::{LinkId, LinkState, Side};
 use super::{Node, NodeIdx, Role, Sim, UNSPECIFIED};
-use crate::core::rng::Rng;
+use crate::bytes::{ByteBuf, Bytes32, Bytes64};
 use crate::identity::NodeId;
-use crate::wire::bytes::{ByteBuf, Bytes32, Bytes64};
+use crate::rng::Rng;
 use crate::wire::messages::{
     ErrorCode, Key, Message, MutableRecord, PeerInfo, Record, Request, Response,
     MAX_PEERS_PER_RESPONSE,

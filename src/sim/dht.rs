@@ -26,13 +26,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::{LatencyModel, NodeIdx, NodeKind, Sim, SimConfig, SimStats};
+use crate::bytes::ByteBuf;
 use crate::core::node::{Command, CommandId, CoreConfig, NodeCore, Reply};
 use crate::core::peers::PeerLimits;
-use crate::core::rng::Rng;
 use crate::identity::NodeId;
 use crate::kad::dht::{DhtCommand, DhtConfig, DhtReply};
 use crate::kad::lookup::LookupStats;
-use crate::wire::bytes::ByteBuf;
+use crate::rng::Rng;
+pub use crate::stats::Spread;
 use crate::wire::messages::{Key, Record};
 use crate::wire::signing::immutable_key;
 
@@ -107,33 +108,6 @@ impl DhtScenario {
             churn_return: Duration::from_secs(2),
             dht: DhtConfig::default(),
         }
-    }
-}
-
-/// Nearest-rank percentiles of a measure.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Spread {
-    /// Median.
-    pub p50: f64,
-    /// 90th percentile.
-    pub p90: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// Largest.
-    pub max: f64,
-}
-
-impl Spread {
-    fn of(mut values: Vec<f64>) -> Spread {
-        values.sort_by(f64::total_cmp);
-        let at = |p: f64| -> f64 {
-            if values.is_empty() {
-                return 0.0;
-            }
-            let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-            values[rank.clamp(1, values.len()) - 1]
-        };
-        Spread { p50: at(50.0), p90: at(90.0), p99: at(99.0), max: at(100.0) }
     }
 }
 

@@ -76,8 +76,8 @@ pub use queue::{EventQueue, QueueFull};
 use crate::core::jobs;
 use crate::core::node::{Command, CommandId, Event, NodeCore, Output, Reply};
 use crate::core::peers::ConnId;
-use crate::core::rng::Rng;
 use crate::identity::NodeId;
+use crate::rng::Rng;
 use crate::transport::conn::ConnError;
 use crate::wire::messages::{
     GoodbyeReason, Hello, Message, FEATURE_GOSSIP, FEATURE_KAD, PROTOCOL_VERSION,

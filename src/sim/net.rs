@@ -13,7 +13,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use crate::core::rng::Rng;
+use crate::rng::Rng;
 
 /// One-way latency of simulated links.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -212,8 +212,8 @@ impl std::error::Error for EncodeError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bytes::{ByteBuf, Bytes32};
     use crate::identity::NodeId;
-    use crate::wire::bytes::{ByteBuf, Bytes32};
     use crate::wire::frame::{FrameDecoder, DEFAULT_MAX_FRAME_BYTES};
     use crate::wire::messages::*;
 

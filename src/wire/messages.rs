@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::bytes::{ByteBuf, Bytes32, Bytes64};
+use crate::bytes::{ByteBuf, Bytes32, Bytes64};
 use crate::identity::NodeId;
 
 /// The protocol version this implementation speaks.

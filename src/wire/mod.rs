@@ -4,7 +4,6 @@
 //!
 //! Both layers are sans-IO: bytes in, values out. Neither panics on any input.
 
-pub mod bytes;
 pub mod codec;
 pub mod frame;
 pub mod messages;

@@ -7,8 +7,8 @@
 
 use sha2::{Digest, Sha256};
 
-use super::bytes::{ByteBuf, Bytes32, Bytes64};
 use super::messages::{GossipMessage, Key, MessageId, MutableRecord, Record};
+use crate::bytes::{ByteBuf, Bytes32, Bytes64};
 use crate::identity::{verify_signature, Keypair, NodeId};
 
 /// Domain separator of the mutable-record signing input.

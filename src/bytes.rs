@@ -11,8 +11,6 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::{SerializeTuple, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{hex_decode, hex_encode};
-
 /// Exactly 32 bytes: ids, keys, public keys, message ids.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Bytes32(pub [u8; 32]);
@@ -25,6 +23,39 @@ pub struct Bytes64(pub [u8; 64]);
 /// message that contains it, not here.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct ByteBuf(pub Vec<u8>);
+
+/// Lower-case hex of `bytes`.
+pub fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+/// Decodes hex (either case) into bytes; `None` on odd length or a non-hex digit.
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let s = s.as_bytes();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    s.chunks_exact(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+}
+
+/// Decodes exactly 64 hex digits.
+pub(crate) fn hex_decode_32(s: &str) -> Option<[u8; 32]> {
+    hex_decode(s)?.try_into().ok()
+}
 
 macro_rules! fixed_bytes {
     ($name:ident, $len:expr) => {
@@ -134,5 +165,18 @@ impl fmt::Debug for ByteBuf {
 impl From<Vec<u8>> for ByteBuf {
     fn from(v: Vec<u8>) -> ByteBuf {
         ByteBuf(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips() {
+        assert_eq!(hex_encode(&[0x00, 0xff, 0x1a]), "00ff1a");
+        assert_eq!(hex_decode("00FF1a"), Some(vec![0, 255, 26]));
+        assert_eq!(hex_decode("0"), None);
+        assert_eq!(hex_decode("0g"), None);
     }
 }
