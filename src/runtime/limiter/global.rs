@@ -16,9 +16,9 @@ pub struct GlobalLimiter {
     inbound_bytes: TokenBucket,
     outbound_bytes: TokenBucket,
     admission: Admission,
-    /// `try_inbound` and `charge_inbound` calls refused or put into debt.
+    /// [`LimiterStats::inbound_refusals`].
     inbound_refusals: u64,
-    /// `try_outbound` and `charge_outbound` calls refused or put into debt.
+    /// [`LimiterStats::outbound_refusals`].
     outbound_refusals: u64,
 }
 

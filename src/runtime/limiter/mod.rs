@@ -75,9 +75,9 @@ use std::time::Duration;
 /// Counters of a [`GlobalLimiter`], for export as metrics. Refusal counters only grow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LimiterStats {
-    /// `try_inbound` calls refused.
+    /// `try_inbound` calls refused, and `charge_inbound` calls that put the budget in debt.
     pub inbound_refusals: u64,
-    /// `try_outbound` calls refused.
+    /// `try_outbound` calls refused, and `charge_outbound` calls that put the budget in debt.
     pub outbound_refusals: u64,
     /// Connections refused by the global new-connection budget.
     pub global_refusals: u64,
