@@ -118,6 +118,43 @@ fn a_mutable_record_moves_forward_and_the_highest_sequence_wins() {
 }
 
 #[test]
+fn a_get_returns_the_highest_sequence_when_holders_disagree() {
+    // Two groups of three that do not know each other: group A stores seq 1 of a record and
+    // group B seq 2. With three nodes and k = 20 a PUT stores on both others in its group.
+    let a = network_of(41..=43);
+    let b = network_of(44..=46);
+    let author = Keypair::from_seed([98; 32]);
+    let v1 = MutableRecord::sign(&author, b"status".to_vec(), 1, b"old".to_vec());
+    let v2 = MutableRecord::sign(&author, b"status".to_vec(), 2, b"new".to_vec());
+    let key = v1.key();
+    let put = a[0].handle().put_record(Record::Mutable(v1.clone()), None);
+    assert_eq!(put.expect("put v1 in A").stored, 2);
+    let put = b[0].handle().put_record(Record::Mutable(v2.clone()), None);
+    assert_eq!(put.expect("put v2 in B").stored, 2);
+    for node in a.iter().chain(&b) {
+        assert_eq!(node.handle().holds(key), Ok(true));
+        assert_eq!(node.handle().peers().expect("peers").len(), 2, "the groups are apart");
+    }
+    let found = a[2].handle().get(key).expect("get in A").expect("found");
+    assert_eq!(found.record, Record::Mutable(v1.clone()), "A has only seq 1");
+
+    // Join the groups by one link, and add a reader that holds nothing and knows one node of
+    // each group.
+    a[0].handle().connect(b[0].peer_addr()).expect("connect A to B");
+    let reader = start(47);
+    reader.handle().connect(a[1].peer_addr()).expect("connect the reader to A");
+    reader.handle().connect(b[1].peer_addr()).expect("connect the reader to B");
+    reader.handle().bootstrap().expect("bootstrap");
+    assert_eq!(reader.handle().holds(key), Ok(false));
+    let found = reader.handle().get(key).expect("get").expect("found");
+    assert_eq!(found.record, Record::Mutable(v2.clone()), "{found:?}");
+    // A holder of seq 1, which answered seq 1 before the join, now gets seq 2: neither its own
+    // stale copy nor those of its group end the GET.
+    let found = a[2].handle().get(key).expect("get").expect("found");
+    assert_eq!(found.record, Record::Mutable(v2), "{found:?}");
+}
+
+#[test]
 fn providers_are_announced_and_found() {
     let nodes = network(6);
     let key = immutable_key(b"a file");
