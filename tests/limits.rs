@@ -1,8 +1,7 @@
 //! Limits and deadlines on real loopback sockets: connection caps, idle and handshake
-//! deadlines, malformed frames after the handshake, a burst of junk connections, and TLS
-//! interoperability with GnuTLS. Every wait is a blocking call with a bounded timeout or a poll
-//! on a condition with a deadline.
-
+//! deadlines, malformed frames after the handshake, a burst of junk connections, the Goodbye of
+//! a bounded shutdown, and TLS interoperability with GnuTLS. Every wait is a blocking call with
+//! a bounded timeout or a poll on a condition with a deadline.
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -373,6 +372,29 @@ fn a_malformed_frame_after_hello_closes_only_that_connection() {
     let mut frame = (nested.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&nested);
     malformed_closes_only_that_connection(&n, &witness, 44, &frame);
+}
+
+#[test]
+fn shutdown_says_goodbye_to_every_peer_and_stops() {
+    let n = node(80);
+    let other = node(81);
+    other.handle().connect(n.peer_addr()).unwrap();
+    let mut raw = RawPeer::connect(82, &n);
+    wait_for("node to list both peers", || peer_count(&n) == 2);
+    let handle = n.handle();
+
+    let started = Instant::now();
+    let stopping = std::thread::spawn(move || n.shutdown());
+    // The raw peer hears exactly one Goodbye, with reason Shutdown, and then the close.
+    let got = raw.read_until_closed();
+    assert_eq!(got, vec![Message::Goodbye(Goodbye { reason: GoodbyeReason::Shutdown })]);
+    stopping.join().unwrap();
+    // A hang guard only: the shutdown timeout is 2 s, and a loaded CI machine may add to it.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    assert_eq!(handle.peers(), Err(CallError::Stopped));
+    // The node peer drops the stopped node.
+    wait_for("the other node to drop the stopped one", || peer_count(&other) == 0);
 }
 
 #[test]
