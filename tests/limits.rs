@@ -2,6 +2,10 @@
 //! deadlines, malformed frames after the handshake, a burst of junk connections, the Goodbye of
 //! a bounded shutdown, and TLS interoperability with GnuTLS. Every wait is a blocking call with
 //! a bounded timeout or a poll on a condition with a deadline.
+//!
+//! Upper bounds on wall-clock time leave several times the expected figure, so that they catch
+//! a missed deadline and not a loaded two-core CI machine.
+
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
@@ -115,7 +119,7 @@ fn an_idle_connection_closes_at_its_deadline_on_both_sides() {
     wait_for("both sides idle-closed", || peer_count(&a) == 0 && peer_count(&b) == 0);
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(250), "closed after only {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "closed late, after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "closed late, after {elapsed:?}");
 }
 
 // ---- A test-side client speaking TLS and frames directly ----
@@ -270,7 +274,7 @@ fn the_global_inbound_budget_slows_reading_without_losing_frames() {
     // The connection is still up and served at full speed for a small exchange.
     assert_eq!(peer_count(&node), 1);
     let quick = ping_burst(&mut peer, 10);
-    assert!(quick < Duration::from_secs(2), "{quick:?}");
+    assert!(quick < Duration::from_secs(5), "{quick:?}");
 }
 
 #[test]
@@ -414,7 +418,7 @@ fn a_silent_tcp_client_is_dropped_at_the_handshake_deadline() {
     // the node does on a deadline).
     assert_eq!(read.map_err(|e| e.kind()), Ok(0), "expected EOF");
     assert!(elapsed >= Duration::from_millis(250), "dropped after only {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "dropped late, after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "dropped late, after {elapsed:?}");
 }
 
 fn vm_rss_kib() -> u64 {
@@ -488,7 +492,8 @@ fn a_burst_of_junk_connections_leaves_limits_memory_and_service_intact() {
     done.store(true, Ordering::Relaxed);
     monitor.join().unwrap();
 
-    assert!(burst < Duration::from_secs(10), "burst took {burst:?}");
+    // Measured at 1 to 4 s on an otherwise idle two-core machine.
+    assert!(burst < Duration::from_secs(30), "burst took {burst:?}");
     assert!(
         connected.load(Ordering::Relaxed) >= ATTEMPTS / 2,
         "only {} of {ATTEMPTS} TCP connects succeeded",
