@@ -4,7 +4,9 @@
 //! a bounded timeout or a poll on a condition with a deadline.
 //!
 //! Upper bounds on wall-clock time leave several times the expected figure, so that they catch
-//! a missed deadline and not a loaded two-core CI machine.
+//! a missed deadline and not a loaded two-core CI machine. The GnuTLS test needs `gnutls-cli`
+//! and `certtool` (Debian package gnutls-bin) and fails without them unless
+//! `PETREL_SKIP_GNUTLS=1` is set.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -555,11 +557,25 @@ fn on_path(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether `gnutls-cli` and `certtool` are there to run the interoperability test. Without
+/// them the test fails, unless `PETREL_SKIP_GNUTLS=1` asks to skip it.
+fn gnutls_tools_present() -> bool {
+    if on_path("gnutls-cli") && on_path("certtool") {
+        return true;
+    }
+    let skip = std::env::var_os("PETREL_SKIP_GNUTLS").is_some_and(|v| v == "1");
+    assert!(
+        skip,
+        "gnutls-cli and certtool are not on PATH: install the Debian package gnutls-bin \
+         (apt-get install gnutls-bin), or set PETREL_SKIP_GNUTLS=1 to skip this test"
+    );
+    eprintln!("skipped: gnutls-cli/certtool not on PATH and PETREL_SKIP_GNUTLS=1");
+    false
+}
+
 #[test]
 fn gnutls_cli_completes_a_raw_public_key_handshake_with_petrel_1() {
-    if !on_path("gnutls-cli") || !on_path("certtool") {
-        assert!(std::env::var_os("CI").is_none(), "CI must install gnutls-bin (gnutls-cli)");
-        eprintln!("notice: gnutls-cli/certtool not on PATH; interoperability test skipped");
+    if !gnutls_tools_present() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("petrel-gnutls-{}", std::process::id()));
