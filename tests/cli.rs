@@ -47,9 +47,12 @@ fn devnet_prints_one_json_object() {
     assert_eq!(v["dht"]["records"], 5, "{text}");
     assert_eq!(v["dht"]["stored"], 5, "{text}");
     assert_eq!(v["dht"]["found"], 5, "{text}");
-    for key in ["wall_s", "cpu_s", "peak_rss_mib", "rss_per_node_kib"] {
-        assert!(v[key].is_number(), "{key} in {text}");
-    }
+    // The ping phase alone lasts `--seconds 1`; the process's own readings (CPU time from
+    // /proc/self/stat, peak RSS from /proc/self/status) are zero only when they failed.
+    assert!(v["wall_s"].as_f64().unwrap() >= 1.0, "{text}");
+    assert!(v["cpu_s"].as_f64().unwrap() > 0.0, "{text}");
+    assert!(v["peak_rss_mib"].as_f64().unwrap() > 0.0, "{text}");
+    assert!(v["rss_per_node_kib"].as_u64().unwrap() > 0, "{text}");
 }
 
 #[test]
@@ -68,7 +71,8 @@ fn bench_transport_prints_one_json_object() {
     assert_eq!(sizes, [1024, 65536], "{text}");
     for t in runs {
         assert!(t["mib_per_sec"].as_f64().unwrap() > 0.0, "{text}");
-        assert!(t["frames"].as_u64().unwrap() * t["frame_bytes"].as_u64().unwrap() == 2 << 20);
+        let bytes = t["frames"].as_u64().unwrap() * t["frame_bytes"].as_u64().unwrap();
+        assert_eq!(bytes, 2 << 20, "--frames-mib 2 in {text}");
     }
     let err = petrel(&["bench", "nosuch"]);
     assert!(!err.status.success());
@@ -126,11 +130,12 @@ impl Running {
         }
     }
 
-    /// SIGTERM, then the exit status within 5 s.
+    /// SIGTERM, then the exit status within 10 s: the node's shutdown is bounded by 2 s, and
+    /// the rest is room for a loaded CI machine.
     fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
@@ -155,12 +160,12 @@ fn two_run_processes_connect_and_ping_each_other() {
 
     let b = Running::start(b_data, &["--bootstrap", &addr_a]);
     // Each side pings the other over the one authenticated connection.
-    let b_ping = b.wait_line(&format!("ping {id_a} rtt"));
-    let a_ping = a.wait_line(&format!("ping {id_b} rtt"));
-    assert!(b_ping.contains("rtt"), "{b_ping}");
-    assert!(a_ping.contains("rtt"), "{a_ping}");
+    b.wait_line(&format!("ping {id_a} rtt"));
+    a.wait_line(&format!("ping {id_b} rtt"));
 
+    // b stops cleanly, and a, which has seen b as a peer since, reports it gone.
     assert!(b.stop().success());
+    a.wait_line("status: 0 peers");
     assert!(a.stop().success());
     std::fs::remove_dir_all(&dir_a).unwrap();
     std::fs::remove_dir_all(&dir_b).unwrap();

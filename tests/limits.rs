@@ -1,7 +1,12 @@
 //! Limits and deadlines on real loopback sockets: connection caps, idle and handshake
-//! deadlines, malformed frames after the handshake, a burst of junk connections, and TLS
-//! interoperability with GnuTLS. Every wait is a blocking call with a bounded timeout or a poll
-//! on a condition with a deadline.
+//! deadlines, malformed frames after the handshake, a burst of junk connections, the Goodbye of
+//! a bounded shutdown, and TLS interoperability with GnuTLS. Every wait is a blocking call with
+//! a bounded timeout or a poll on a condition with a deadline.
+//!
+//! Upper bounds on wall-clock time leave several times the expected figure, so that they catch
+//! a missed deadline and not a loaded two-core CI machine. The GnuTLS test needs `gnutls-cli`
+//! and `certtool` (Debian package gnutls-bin) and fails without them unless
+//! `PETREL_SKIP_GNUTLS=1` is set.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -116,7 +121,7 @@ fn an_idle_connection_closes_at_its_deadline_on_both_sides() {
     wait_for("both sides idle-closed", || peer_count(&a) == 0 && peer_count(&b) == 0);
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(250), "closed after only {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "closed late, after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "closed late, after {elapsed:?}");
 }
 
 // ---- A test-side client speaking TLS and frames directly ----
@@ -271,7 +276,7 @@ fn the_global_inbound_budget_slows_reading_without_losing_frames() {
     // The connection is still up and served at full speed for a small exchange.
     assert_eq!(peer_count(&node), 1);
     let quick = ping_burst(&mut peer, 10);
-    assert!(quick < Duration::from_secs(2), "{quick:?}");
+    assert!(quick < Duration::from_secs(5), "{quick:?}");
 }
 
 #[test]
@@ -376,6 +381,29 @@ fn a_malformed_frame_after_hello_closes_only_that_connection() {
 }
 
 #[test]
+fn shutdown_says_goodbye_to_every_peer_and_stops() {
+    let n = node(80);
+    let other = node(81);
+    other.handle().connect(n.peer_addr()).unwrap();
+    let mut raw = RawPeer::connect(82, &n);
+    wait_for("node to list both peers", || peer_count(&n) == 2);
+    let handle = n.handle();
+
+    let started = Instant::now();
+    let stopping = std::thread::spawn(move || n.shutdown());
+    // The raw peer hears exactly one Goodbye, with reason Shutdown, and then the close.
+    let got = raw.read_until_closed();
+    assert_eq!(got, vec![Message::Goodbye(Goodbye { reason: GoodbyeReason::Shutdown })]);
+    stopping.join().unwrap();
+    // A hang guard only: the shutdown timeout is 2 s, and a loaded CI machine may add to it.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    assert_eq!(handle.peers(), Err(CallError::Stopped));
+    // The node peer drops the stopped node.
+    wait_for("the other node to drop the stopped one", || peer_count(&other) == 0);
+}
+
+#[test]
 fn a_silent_tcp_client_is_dropped_at_the_handshake_deadline() {
     let mut cfg = config(50);
     cfg.handshake_timeout = Duration::from_millis(300);
@@ -392,7 +420,7 @@ fn a_silent_tcp_client_is_dropped_at_the_handshake_deadline() {
     // the node does on a deadline).
     assert_eq!(read.map_err(|e| e.kind()), Ok(0), "expected EOF");
     assert!(elapsed >= Duration::from_millis(250), "dropped after only {elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "dropped late, after {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "dropped late, after {elapsed:?}");
 }
 
 fn vm_rss_kib() -> u64 {
@@ -466,7 +494,8 @@ fn a_burst_of_junk_connections_leaves_limits_memory_and_service_intact() {
     done.store(true, Ordering::Relaxed);
     monitor.join().unwrap();
 
-    assert!(burst < Duration::from_secs(10), "burst took {burst:?}");
+    // Measured at 1 to 4 s on an otherwise idle two-core machine.
+    assert!(burst < Duration::from_secs(30), "burst took {burst:?}");
     assert!(
         connected.load(Ordering::Relaxed) >= ATTEMPTS / 2,
         "only {} of {ATTEMPTS} TCP connects succeeded",
@@ -528,11 +557,25 @@ fn on_path(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether `gnutls-cli` and `certtool` are there to run the interoperability test. Without
+/// them the test fails, unless `PETREL_SKIP_GNUTLS=1` asks to skip it.
+fn gnutls_tools_present() -> bool {
+    if on_path("gnutls-cli") && on_path("certtool") {
+        return true;
+    }
+    let skip = std::env::var_os("PETREL_SKIP_GNUTLS").is_some_and(|v| v == "1");
+    assert!(
+        skip,
+        "gnutls-cli and certtool are not on PATH: install the Debian package gnutls-bin \
+         (apt-get install gnutls-bin), or set PETREL_SKIP_GNUTLS=1 to skip this test"
+    );
+    eprintln!("skipped: gnutls-cli/certtool not on PATH and PETREL_SKIP_GNUTLS=1");
+    false
+}
+
 #[test]
 fn gnutls_cli_completes_a_raw_public_key_handshake_with_petrel_1() {
-    if !on_path("gnutls-cli") || !on_path("certtool") {
-        assert!(std::env::var_os("CI").is_none(), "CI must install gnutls-bin (gnutls-cli)");
-        eprintln!("notice: gnutls-cli/certtool not on PATH; interoperability test skipped");
+    if !gnutls_tools_present() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("petrel-gnutls-{}", std::process::id()));

@@ -1,5 +1,6 @@
 //! Real sockets on loopback: full nodes connecting, authenticating and pinging. Every wait is
-//! a blocking call with a bounded timeout or a poll on a condition with a deadline.
+//! a blocking call with a bounded timeout or a poll on a condition with a deadline. Shutdown,
+//! which needs a raw TLS peer to read the Goodbye, is tested in `limits.rs`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -32,9 +33,12 @@ fn two_nodes_connect_exchange_hello_and_ping() {
     let connected = a.handle().connect(b.peer_addr()).unwrap();
     assert_eq!(connected, b.id());
 
+    let started = Instant::now();
     let pong = a.handle().ping(b.id()).unwrap();
+    let call = started.elapsed();
     assert_eq!(pong.observed.ip(), a.local_addr().ip());
-    assert!(pong.rtt < WAIT);
+    // The round trip is measured inside the call: a positive duration no longer than it.
+    assert!(pong.rtt > Duration::ZERO && pong.rtt <= call, "rtt {:?}, call {call:?}", pong.rtt);
 
     // The other side sees us too, with our Hello's agent, and can ping back.
     wait_for("b to list a", || b.handle().peers().unwrap().iter().any(|p| p.id == a.id()));
@@ -84,18 +88,4 @@ fn raw_garbage_on_the_port_is_dropped_and_the_node_keeps_serving() {
     // A legitimate peer is still served.
     b.handle().connect(a.peer_addr()).unwrap();
     b.handle().ping(a.id()).unwrap();
-}
-
-#[test]
-fn shutdown_says_goodbye_and_completes_within_two_seconds() {
-    let a = node(8);
-    let b = node(9);
-    a.handle().connect(b.peer_addr()).unwrap();
-    let started = Instant::now();
-    let handle = a.handle();
-    a.shutdown();
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
-    assert_eq!(handle.peers(), Err(CallError::Stopped));
-    // b hears the Goodbye and drops a.
-    wait_for("b to drop a", || b.handle().peers().unwrap().is_empty());
 }
