@@ -3,7 +3,7 @@
 //! frames. Loopback socket figures come from `petrel bench transport`; see benches/README.md.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use petrel::bytes::ByteBuf;
@@ -16,9 +16,6 @@ fn conn_config() -> ConnConfig {
     ConnConfig {
         max_frame_bytes: 1 << 20,
         max_write_queue_bytes: 16 << 20,
-        handshake_timeout: Duration::from_secs(10),
-        hello_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(60),
         network: "bench".into(),
         id_pow_bits: 0,
     }
@@ -36,22 +33,22 @@ fn hello() -> Hello {
 }
 
 /// Moves pending TLS bytes from `from` to `to`; whether any moved.
-fn shuttle(now: Instant, from: &mut Connection, to: &mut Connection, buf: &mut Vec<u8>) -> bool {
+fn shuttle(from: &mut Connection, to: &mut Connection, buf: &mut Vec<u8>) -> bool {
     buf.clear();
     while from.wants_write() {
         from.write_tls(buf).expect("writing to a Vec cannot fail");
     }
     if !buf.is_empty() {
-        to.handle_input(now, buf);
+        to.handle_input(buf);
     }
     !buf.is_empty()
 }
 
 /// Moves TLS bytes both ways until quiet; returns the events `b` produced.
-fn settle(now: Instant, a: &mut Connection, b: &mut Connection, buf: &mut Vec<u8>) -> usize {
+fn settle(a: &mut Connection, b: &mut Connection, buf: &mut Vec<u8>) -> usize {
     let mut events = 0;
     loop {
-        let moved = shuttle(now, a, b, buf) | shuttle(now, b, a, buf);
+        let moved = shuttle(a, b, buf) | shuttle(b, a, buf);
         while a.poll_event().is_some() {}
         while let Some(ConnEvent::Message { .. } | ConnEvent::Established { .. }) = b.poll_event() {
             events += 1;
@@ -67,12 +64,11 @@ fn pair(
     server: &TlsConfig,
     server_id: petrel::identity::NodeId,
 ) -> (Connection, Connection) {
-    let now = Instant::now();
     let c = client.dial(server_id).expect("client session");
     let s = server.accept().expect("server session");
     (
-        Connection::new(now, c.into(), hello(), conn_config()),
-        Connection::new(now, s.into(), hello(), conn_config()),
+        Connection::new(c.into(), hello(), conn_config()),
+        Connection::new(s.into(), hello(), conn_config()),
     )
 }
 
@@ -84,7 +80,7 @@ fn handshake(c: &mut Criterion) {
     c.bench_function("transport/handshake_and_hello", |b| {
         b.iter(|| {
             let (mut a, mut s) = pair(&client, &server, sk.node_id());
-            settle(Instant::now(), &mut a, &mut s, &mut buf);
+            settle(&mut a, &mut s, &mut buf);
             assert!(a.is_established() && s.is_established());
         })
     });
@@ -98,7 +94,7 @@ fn throughput(c: &mut Criterion) {
     for size in [1024usize, 64 * 1024] {
         let (mut a, mut s) = pair(&client, &server, sk.node_id());
         let mut buf = Vec::new();
-        settle(Instant::now(), &mut a, &mut s, &mut buf);
+        settle(&mut a, &mut s, &mut buf);
         let msg = Message::Gossip(Gossip::Publish(GossipMessage {
             payload: ByteBuf(vec![7; size]),
             ..GossipMessage::sign(&ck, 1, "t".into(), vec![])
@@ -110,7 +106,7 @@ fn throughput(c: &mut Criterion) {
                 for _ in 0..BATCH {
                     a.send(black_box(&msg)).unwrap();
                 }
-                let got = settle(Instant::now(), &mut a, &mut s, &mut buf);
+                let got = settle(&mut a, &mut s, &mut buf);
                 assert_eq!(got, BATCH);
             })
         });

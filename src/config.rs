@@ -4,8 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::addr::PeerAddr;
-use crate::core::node::CoreConfig;
-use crate::core::peers::PeerLimits;
+use crate::core::{CoreConfig, PeerLimits};
 use crate::identity::Keypair;
 use crate::kad::dht::DhtConfig;
 use crate::runtime::limiter::LimiterConfig;
@@ -19,12 +18,13 @@ pub const DEFAULT_NETWORK: &str = "petrel";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:0";
 /// Default bytes of TLS output queued per connection before the peer counts as not reading.
 pub const DEFAULT_MAX_WRITE_QUEUE_BYTES: usize = 4 << 20;
-/// Default TLS handshake timeout.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default wait for the peer's Hello after TLS.
-pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default wait of a peer's request for an answer given later (a STORE whose signature a
+/// worker checks); past it the peer is answered `Overloaded`.
+pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on events waiting for the application (`Node::events`).
+pub const DEFAULT_EVENT_QUEUE: usize = 1024;
 /// Default bound on requests in flight.
 pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 4096;
 /// Default bound on queued application commands.
@@ -59,20 +59,22 @@ pub struct Config {
     /// Cap on the reactor's buffer pool (read and encode buffers); at least the largest frame
     /// plus 64 KiB.
     pub buffer_pool_bytes: usize,
-    /// TLS handshake timeout.
-    pub handshake_timeout: Duration,
-    /// Wait for the peer's Hello.
-    pub hello_timeout: Duration,
-    /// Connection limits, connect and idle timeouts, dial backoff, circuit breaker.
+    /// Connection limits, dial backoff, circuit breaker, and every connection deadline:
+    /// `connect_timeout` bounds TCP connect, TLS and the Hello exchange together, and
+    /// `idle_timeout` an established connection's silence.
     pub limits: PeerLimits,
     /// Token buckets.
     pub limiter: LimiterConfig,
     /// Request timeout.
     pub request_timeout: Duration,
+    /// How long a peer's request waits for an answer a protocol gives later.
+    pub answer_timeout: Duration,
     /// Requests in flight.
     pub max_pending_requests: usize,
     /// Application commands queued toward the reactor.
     pub command_queue: usize,
+    /// Events queued for the application (`Node::events`).
+    pub event_queue: usize,
     /// Default timeout of blocking `Handle` calls.
     pub call_timeout: Duration,
     /// Bound on `Node::shutdown`.
@@ -98,13 +100,13 @@ impl Default for Config {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_write_queue_bytes: DEFAULT_MAX_WRITE_QUEUE_BYTES,
             buffer_pool_bytes: DEFAULT_BUFFER_POOL_BYTES,
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            hello_timeout: DEFAULT_HELLO_TIMEOUT,
             limits: PeerLimits::DEFAULT,
             limiter: LimiterConfig::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            answer_timeout: DEFAULT_ANSWER_TIMEOUT,
             max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
             command_queue: DEFAULT_COMMAND_QUEUE,
+            event_queue: DEFAULT_EVENT_QUEUE,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             rng_seed: None,
@@ -120,9 +122,6 @@ impl Config {
         ConnConfig {
             max_frame_bytes: self.max_frame_bytes,
             max_write_queue_bytes: self.max_write_queue_bytes,
-            handshake_timeout: self.handshake_timeout,
-            hello_timeout: self.hello_timeout,
-            idle_timeout: self.limits.idle_timeout,
             network: self.network.clone(),
             id_pow_bits: self.id_pow_bits,
         }
@@ -131,18 +130,22 @@ impl Config {
     /// The core's settings derived from this configuration; `listen_addrs` are announced to
     /// the DHT as ours.
     pub fn core_config(&self, rng_seed: u64, listen_addrs: Vec<SocketAddr>) -> CoreConfig {
-        let dht = DhtConfig {
-            local_addrs: listen_addrs,
-            rng_seed: rng_seed.rotate_left(17) ^ 0x6b61_645f_7365_6564,
-            ..self.dht.clone()
-        };
         CoreConfig {
-            dht,
+            dht: DhtConfig { local_addrs: listen_addrs, ..self.dht.clone() },
             limits: self.limits,
             request_timeout: self.request_timeout,
+            answer_timeout: self.answer_timeout,
             max_pending_requests: self.max_pending_requests,
             max_waiting_commands: self.command_queue,
+            max_strikes: self.limiter.max_strikes,
             rng_seed,
         }
+    }
+}
+
+impl Default for CoreConfig {
+    /// The core's settings of `Config::default()`, with seed 0 and no local address.
+    fn default() -> CoreConfig {
+        Config::default().core_config(0, Vec::new())
     }
 }

@@ -1,12 +1,14 @@
 //! Every public error type, in one place.
 
-pub use crate::core::node::{ConnectError, RequestError};
-pub use crate::core::peers::{DialError, LimitError};
+pub use crate::core::conns::LimitError;
+pub use crate::core::dials::DialError;
+pub use crate::core::protocols::AddError;
+pub use crate::core::{ConnectError, RequestError};
 pub use crate::identity::{IdentityError, ParseIdError};
 pub use crate::runtime::buffers::PoolError;
 pub use crate::runtime::limiter::{AdmitError, TakeError};
 pub use crate::runtime::workers::{Backpressure, StartError};
-pub use crate::transport::conn::ConnError;
+pub use crate::transport::conn::{ConnError, SendError};
 pub use crate::transport::tls::TlsSetupError;
 pub use crate::wire::codec::{DecodeError, EncodeError};
 pub use crate::wire::frame::FrameError;

@@ -42,13 +42,17 @@ pub mod errors;
 pub mod identity;
 pub mod kad;
 pub mod node;
+pub mod protocol;
 pub mod rng;
 pub mod runtime;
 pub mod sim;
+pub mod snapshot;
 pub mod stats;
+pub mod timers;
 pub mod transport;
 pub mod wire;
 
 pub use addr::PeerAddr;
 pub use config::Config;
 pub use node::{CallError, Handle, Node, StartError};
+pub use snapshot::Snapshot;

@@ -11,23 +11,24 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use mio::{Poll, Waker};
 
 use crate::addr::PeerAddr;
 use crate::bytes::ByteBuf;
 use crate::config::Config;
-use crate::core::jobs::{self, Job};
-use crate::core::node::{
-    Command, ConnectError, NodeCore, PeerSummary, PingInfo, Reply, RequestError,
+use crate::core::{
+    Command, ConnectError, Event, NodeCore, PeerSummary, PingInfo, Reply, RequestError,
 };
 use crate::identity::{IdentityError, Keypair, NodeId};
 use crate::kad::dht::{
     DhtCommand, DhtError, DhtReply, FoundPeers, FoundProviders, FoundRecord, Published,
 };
 use crate::kad::lookup::LookupStats;
+use crate::protocol::jobs::{self, Job, JobId};
 use crate::runtime::reactor::{self, Control, Reactor, ReactorParts};
 use crate::runtime::workers::WorkerPool;
+use crate::snapshot::Snapshot;
 use crate::transport::tls::{TlsConfig, TlsSetupError};
 use crate::wire::messages::{Hello, Key, MutableRecord, Record, FEATURE_KAD, PROTOCOL_VERSION};
 
@@ -38,6 +39,7 @@ pub struct Node {
     thread: Option<JoinHandle<()>>,
     id: NodeId,
     local_addr: SocketAddr,
+    events: Receiver<Event>,
 }
 
 /// A cheap, cloneable way to call into a running node from any thread.
@@ -68,15 +70,21 @@ impl Node {
         };
         let hello = hello(&config, local_addr);
         let wake = Arc::clone(&waker);
+        let (events_tx, events_rx) = bounded(config.event_queue);
         let workers = WorkerPool::start(
             config.workers,
-            Arc::new(|(id, job): (u64, Job)| (id, jobs::run(job))),
+            // A job that panics still answers, with nothing: its owner hears it was refused.
+            Arc::new(|(id, job): (JobId, Job)| {
+                let result = std::panic::catch_unwind(move || jobs::run(job));
+                (id, result.ok())
+            }),
             Arc::new(move || {
                 let _ = wake.wake();
             }),
         )
         .map_err(|e| StartError::Io(io::Error::other(e.to_string())))?;
         let core_config = config.core_config(seed, hello.listen_addrs.clone());
+        let max_entries = config.limits.max_connections + config.limits.max_inbound;
         let parts = ReactorParts {
             poll,
             listener,
@@ -87,7 +95,8 @@ impl Node {
             hello,
             limiter_config: config.limiter,
             control: control_rx,
-            max_entries: config.limits.max_connections + config.limits.max_inbound,
+            events: events_tx,
+            max_entries,
             shutdown_timeout: config.shutdown_timeout,
             buffer_pool_bytes: config.buffer_pool_bytes,
         };
@@ -100,7 +109,7 @@ impl Node {
         for peer in &config.bootstrap {
             handle.connect_async(*peer);
         }
-        Ok(Node { handle, thread: Some(thread), id, local_addr })
+        Ok(Node { handle, thread: Some(thread), id, local_addr, events: events_rx })
     }
 
     /// A handle for calls into the node.
@@ -116,6 +125,13 @@ impl Node {
     /// The address the node listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The node's events (a peer connected, a peer left), oldest first. The queue holds
+    /// `Config::event_queue` events; when nobody takes them, newer ones are dropped and
+    /// counted. Every clone of the receiver competes for the same events.
+    pub fn events(&self) -> Receiver<Event> {
+        self.events.clone()
     }
 
     /// `NODEID@address`, for others to dial.
@@ -170,6 +186,19 @@ impl Handle {
             Reply::Pong(r) => r.map_err(CallError::Request),
             _ => Err(CallError::Stopped),
         }
+    }
+
+    /// Every counter and gauge of the node, gathered at one instant.
+    pub fn snapshot(&self) -> Result<Snapshot, CallError> {
+        let (tx, rx) = bounded(1);
+        self.send(Control::Snapshot(tx))?;
+        rx.recv_timeout(self.call_timeout).map_err(|e| {
+            if e.is_timeout() {
+                CallError::Timeout
+            } else {
+                CallError::Stopped
+            }
+        })
     }
 
     /// The connected peers.
@@ -277,6 +306,16 @@ impl Handle {
         }
     }
 
+    /// Queues `msg` for the reactor and wakes it; never blocks.
+    fn send(&self, msg: Control) -> Result<(), CallError> {
+        match self.control.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(CallError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(CallError::Stopped),
+        }
+        self.waker.wake().map_err(|_| CallError::Stopped)
+    }
+
     fn connect_async(&self, peer: PeerAddr) {
         let (tx, _rx) = bounded(1);
         let command = Command::Connect { peer: peer.id, addr: peer.addr };
@@ -287,12 +326,7 @@ impl Handle {
 
     fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
         let (tx, rx) = bounded(1);
-        match self.control.try_send(Control::Command(Box::new(command), tx)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(CallError::Busy),
-            Err(TrySendError::Disconnected(_)) => return Err(CallError::Stopped),
-        }
-        self.waker.wake().map_err(|_| CallError::Stopped)?;
+        self.send(Control::Command(Box::new(command), tx))?;
         rx.recv_timeout(timeout).map_err(|e| {
             if e.is_timeout() {
                 CallError::Timeout

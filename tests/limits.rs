@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use petrel::core::node::ConnectError;
-use petrel::core::peers::PeerLimits;
+use petrel::core::ConnectError;
+use petrel::core::PeerLimits;
 use petrel::identity::{Keypair, NodeId};
 use petrel::runtime::limiter::LimiterConfig;
 use petrel::transport::tls::TlsConfig;
@@ -404,10 +404,10 @@ fn shutdown_says_goodbye_to_every_peer_and_stops() {
 }
 
 #[test]
-fn a_silent_tcp_client_is_dropped_at_the_handshake_deadline() {
+fn a_silent_tcp_client_is_dropped_at_the_connect_deadline() {
+    // One deadline, the core's, covers TCP, TLS and the Hello exchange.
     let mut cfg = config(50);
-    cfg.handshake_timeout = Duration::from_millis(300);
-    cfg.limits = PeerLimits { connect_timeout: Duration::from_secs(5), ..PeerLimits::DEFAULT };
+    cfg.limits = PeerLimits { connect_timeout: Duration::from_millis(300), ..PeerLimits::DEFAULT };
     let n = start(cfg);
 
     let mut raw = TcpStream::connect(n.local_addr()).unwrap();

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use petrel::core::node::ConnectError;
+use petrel::core::ConnectError;
 use petrel::identity::{Keypair, NodeId};
 use petrel::{CallError, Config, Node, PeerAddr};
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use petrel::core::node::{Command, Reply};
+use petrel::core::{Command, Reply};
 use petrel::identity::NodeId;
 use petrel::kad::dht::{DhtCommand, DhtReply};
 use petrel::sim::dht::{self, DhtNet, DhtReport, DhtScenario, LookupKind};

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use petrel::bytes::ByteBuf;
-use petrel::core::node::{Command, NodeCore, Reply};
+use petrel::core::{Command, NodeCore, Reply};
 use petrel::identity::NodeId;
 use petrel::kad::dht::{DhtCommand, DhtConfig, DhtReply};
 use petrel::sim::dht::{core_config, DhtNet, DhtScenario};

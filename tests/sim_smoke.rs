@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use petrel::core::node::{Command, CommandId, CoreConfig, NodeCore, PingInfo, Reply};
-use petrel::core::peers::PeerLimits;
+use petrel::core::PeerLimits;
+use petrel::core::{Command, CommandId, CoreConfig, NodeCore, PingInfo, Reply};
 use petrel::identity::NodeId;
 use petrel::kad::dht::DhtConfig;
 use petrel::rng::Rng;
@@ -22,6 +22,7 @@ fn core(id: NodeId, seed: u64) -> NodeCore {
         max_waiting_commands: 64,
         rng_seed: seed,
         dht: DhtConfig::default(),
+        ..CoreConfig::default()
     };
     NodeCore::new(id, config)
 }

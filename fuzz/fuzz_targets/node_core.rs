@@ -1,7 +1,8 @@
-//! Drives one `NodeCore` (connection table + Kademlia DHT) with a fuzz-chosen script: peers
-//! connect and leave, send requests, answer the core's own requests with any response, dials
-//! succeed or fail, worker jobs finish or are refused, commands arrive, time jumps. The core
-//! is sans-IO, so this reaches deep lookup and store states in microseconds.
+//! Drives one `NodeCore` (the router, its connection table and request matching, and the
+//! Kademlia DHT it hosts) with a fuzz-chosen script of `Input`s: peers connect and leave, send
+//! requests, answer the core's own requests with any response, dials succeed or fail, peers
+//! go over budget, worker jobs finish or are refused, commands arrive, time jumps. The core is
+//! sans-IO, so this reaches deep lookup and store states in microseconds.
 //!
 //! Checked on every step: no panic; after `handle_timeout(now)` the next deadline is later
 //! than `now` (a deadline that stays due would spin the reactor); queries and the store stay
@@ -13,13 +14,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use petrel::core::jobs::{self, JobId};
-use petrel::core::node::{Command, CommandId, CoreConfig, NodeCore, Output};
-use petrel::core::peers::{ConnId, PeerLimits};
+use petrel::bytes::{ByteBuf, Bytes32, Bytes64};
+use petrel::core::{Budget, Command, CommandId, ConnId, CoreConfig, Input, NodeCore, Output};
+use petrel::core::PeerLimits;
 use petrel::identity::{Keypair, NodeId};
 use petrel::kad::dht::{DhtCommand, DhtConfig};
-use petrel::transport::conn::ConnError;
-use petrel::bytes::{ByteBuf, Bytes32, Bytes64};
+use petrel::protocol::jobs::{self, JobId};
+use petrel::transport::CloseCause;
 use petrel::wire::messages::{
     ErrorCode, Hello, Message, MutableRecord, PeerInfo, Record, Request, Response,
     PROTOCOL_VERSION,
@@ -131,6 +132,7 @@ fuzz_target!(|data: &[u8]| {
         max_waiting_commands: 16,
         rng_seed: 1,
         dht: DhtConfig { max_queries: 8, max_deferred: 4, ..DhtConfig::default() },
+        ..CoreConfig::default()
     };
     let mut core = NodeCore::new(NodeId::from_bytes([0x80; 32]), config);
     let mut now = Instant::now();
@@ -138,8 +140,9 @@ fuzz_target!(|data: &[u8]| {
     let mut conns: Vec<ConnId> = Vec::new();
     let mut dials: Vec<(ConnId, NodeId)> = Vec::new();
     let mut requests: Vec<(ConnId, u64)> = Vec::new();
-    let mut jobs_waiting: Vec<(JobId, petrel::core::jobs::Job)> = Vec::new();
+    let mut jobs_waiting: Vec<(JobId, petrel::protocol::jobs::Job)> = Vec::new();
     let mut next_command = 0;
+    let mut next_inbound = 0;
 
     for _ in 0..256 {
         if s.0.is_empty() {
@@ -154,41 +157,54 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             1 => {
-                if let Ok(conn) = core.handle_inbound(now, s.addr()) {
-                    let addrs = if s.byte() % 2 == 0 { vec![s.addr()] } else { vec![] };
-                    core.handle_established(now, conn, s.id(), hello(addrs));
-                    conns.push(conn);
-                }
+                next_inbound += 1;
+                let conn = ConnId::inbound(next_inbound);
+                core.handle(now, Input::Accepted { conn, addr: s.addr() });
+                let addrs = if s.byte() % 2 == 0 { vec![s.addr()] } else { vec![] };
+                core.handle(now, Input::Established { conn, peer: s.id(), hello: hello(addrs) });
+                conns.push(conn);
             }
             2 if !conns.is_empty() => {
                 let conn = conns[usize::from(s.byte()) % conns.len()];
                 let msg = Message::Request { id: u64::from(s.byte()), body: s.request() };
-                core.handle_message(now, conn, msg);
+                core.handle(now, Input::Frame { conn, msg });
             }
             3 if !requests.is_empty() => {
                 let (conn, id) = requests.swap_remove(usize::from(s.byte()) % requests.len());
-                let body = s.response();
-                core.handle_message(now, conn, Message::Response { id, body });
+                let msg = Message::Response { id, body: s.response() };
+                core.handle(now, Input::Frame { conn, msg });
             }
             4 if !dials.is_empty() => {
                 let (conn, peer) = dials.swap_remove(usize::from(s.byte()) % dials.len());
                 if s.byte() % 3 == 0 {
-                    core.handle_closed(now, conn, &ConnError::TcpFailed);
+                    core.handle(now, Input::Closed { conn, cause: CloseCause::TcpFailed });
                 } else {
-                    core.handle_established(now, conn, peer, hello(vec![s.addr()]));
+                    let hello = hello(vec![s.addr()]);
+                    core.handle(now, Input::Established { conn, peer, hello });
                     conns.push(conn);
                 }
             }
             5 if !conns.is_empty() => {
                 let conn = conns.swap_remove(usize::from(s.byte()) % conns.len());
-                core.handle_closed(now, conn, &ConnError::PeerClosed);
+                let budget = match s.byte() % 4 {
+                    0 => Some(Budget::WriteQueue),
+                    1 => Some(Budget::Inbound { strikes: u32::from(s.byte() % 6) }),
+                    _ => None,
+                };
+                match budget {
+                    Some(budget) => {
+                        core.handle(now, Input::OverBudget { conn, budget });
+                        conns.push(conn);
+                    }
+                    None => core.handle(now, Input::Closed { conn, cause: CloseCause::PeerClosed }),
+                }
             }
             6 if !jobs_waiting.is_empty() => {
                 let (id, job) = jobs_waiting.swap_remove(usize::from(s.byte()) % jobs_waiting.len());
                 if s.byte() % 4 == 0 {
-                    core.handle_job_refused(now, id);
+                    core.handle(now, Input::JobRefused { id });
                 } else {
-                    core.handle_job_done(now, id, jobs::run(job));
+                    core.handle(now, Input::JobDone { id, result: jobs::run(job) });
                 }
             }
             7 => {
@@ -200,18 +216,19 @@ fuzz_target!(|data: &[u8]| {
                     _ => DhtCommand::Providers { key: s.id() },
                 };
                 next_command += 1;
-                core.handle_command(now, CommandId(next_command), Command::Dht(cmd));
+                let id = CommandId(next_command);
+                core.handle(now, Input::Command { id, cmd: Command::Dht(cmd) });
             }
             8 => {
                 next_command += 1;
                 let cmd = Command::Connect { peer: s.id(), addr: s.addr() };
-                core.handle_command(now, CommandId(next_command), cmd);
+                core.handle(now, Input::Command { id: CommandId(next_command), cmd });
             }
             _ => {
                 // An unsolicited response or a duplicate: must be ignored and counted.
                 if let Some(&conn) = conns.first() {
                     let msg = Message::Response { id: u64::from(s.byte()), body: s.response() };
-                    core.handle_message(now, conn, msg);
+                    core.handle(now, Input::Frame { conn, msg });
                 }
             }
         }
@@ -222,7 +239,8 @@ fuzz_target!(|data: &[u8]| {
                 Output::Disconnect { conn, reason } => {
                     conns.retain(|c| *c != conn);
                     dials.retain(|(c, _)| *c != conn);
-                    core.handle_closed(now, conn, &ConnError::LocalClose(reason));
+                    let cause = CloseCause::LocalClose(reason);
+                    core.handle(now, Input::Closed { conn, cause });
                 }
                 Output::Job { id, job } => jobs_waiting.push((id, job)),
                 _ => {}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::cli::report::cpu_seconds;
 use crate::cli::{parse_flag, switch};
 use crate::config::Config;
-use crate::core::peers::PeerLimits;
+use crate::core::PeerLimits;
 use crate::identity::Keypair;
 use crate::node::Node;
 use crate::runtime::limiter::LimiterConfig;

@@ -1,16 +1,30 @@
-//! The sans-IO protocol core: plain state machines that never touch a socket, a clock, a thread
-//! or a global RNG. Time comes in as `now: Instant` and randomness from seeds in configuration,
-//! so tests and the simulator drive it deterministically (DESIGN.md, "The shape", item 1).
+//! The sans-IO node core (DESIGN.md, "The shape" and "Core v2"): a router over the services
+//! every protocol shares, driving the protocols it hosts. It never touches a socket, a clock, a
+//! thread or a global RNG: time comes in as `now: Instant` and randomness from seeds in
+//! configuration, so tests and the simulator drive it deterministically.
 //!
-//! - [`jobs`]: work handed to the worker pool (signature checks) and its results.
-//! - [`node`]: `NodeCore`, the Input/Output glue that kad and gossip plug into.
-//! - [`peers`]: connection limits, timeouts, duplicate-connection resolution, dial backoff and
-//!   the per-address circuit breaker.
-//! - [`rng`]: the seeded generator every source of randomness in the core uses.
+//! - [`node`]: `NodeCore`, the router: one input type, one output type, the driving contract.
+//! - [`api`]: its inputs, outputs, commands, replies, events, settings and counters.
+//! - [`conns`]: the connection table: limits, duplicates, every connection deadline.
+//! - [`dials`]: per-address dial backoff and the circuit breaker.
+//! - [`rpc`]: request matching: requests in flight, requests waiting for a dial, owed answers.
+//! - [`protocols`]: the hosted protocols and the route of each message kind.
 
-pub mod jobs;
+pub mod api;
+pub mod conns;
+pub mod dials;
 pub mod node;
-pub mod peers;
+pub mod protocols;
+pub mod rpc;
+
+pub use api::{
+    Budget, Command, CommandId, ConnectError, CoreConfig, CoreStats, Event, Input, Output,
+    PeerSummary, PingInfo, Reply, RequestError,
+};
+pub use conns::{ConnId, Direction, LimitError, PeerLimits, PeerStats};
+pub use dials::DialError;
+pub use node::NodeCore;
+pub use protocols::AddError;
 
 #[cfg(test)]
 mod node_tests;

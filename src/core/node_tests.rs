@@ -1,20 +1,19 @@
-//! Unit tests of [`NodeCore`](super::node::NodeCore), driven by hand: every `handle_*` call is
+//! Unit tests of [`NodeCore`](super::node::NodeCore), driven by hand: every `handle` call is
 //! followed by draining `poll_output` until `None`, and time is `t0 + n s`, never a sleep.
 //!
-//! Connection ids come only from `Output::Dial` and `handle_inbound`, as they do for the
-//! runtime.
+//! Connection ids come from `Output::Dial`, and for accepted connections from
+//! `ConnId::inbound`, as they do for the runtime.
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::jobs::{self, Job, JobId, JobResult};
-use super::node::{
-    Command, CommandId, ConnectError, CoreConfig, CoreStats, Event, NodeCore, Output, PeerSummary,
-    PingInfo, Reply, RequestError,
+use super::{
+    Command, CommandId, ConnId, ConnectError, CoreConfig, CoreStats, DialError, Direction, Event,
+    Input, NodeCore, Output, PeerLimits, PeerSummary, PingInfo, Reply, RequestError,
 };
-use super::peers::{ConnId, DialError, Direction, LimitError, PeerLimits};
 use crate::identity::NodeId;
 use crate::kad::dht::{DhtCommand, DhtConfig};
-use crate::transport::conn::ConnError;
+use crate::protocol::jobs::{self, Job, JobId, JobResult};
+use crate::transport::CloseCause;
 use crate::wire::messages::{
     ErrorCode, GoodbyeReason, Gossip, Hello, Message, PeerInfo, Request, Response, FEATURE_KAD,
     PROTOCOL_VERSION,
@@ -35,6 +34,7 @@ fn config() -> CoreConfig {
             maintenance_interval: Duration::ZERO,
             ..DhtConfig::default()
         },
+        ..CoreConfig::default()
     }
 }
 
@@ -77,9 +77,13 @@ fn drain(core: &mut NodeCore) -> Vec<Output> {
     std::iter::from_fn(|| core.poll_output()).collect()
 }
 
-fn command(core: &mut NodeCore, now: Instant, id: u64, command: Command) -> Vec<Output> {
-    core.handle_command(now, CommandId(id), command);
+fn handle(core: &mut NodeCore, now: Instant, input: Input) -> Vec<Output> {
+    core.handle(now, input);
     drain(core)
+}
+
+fn command(core: &mut NodeCore, now: Instant, id: u64, cmd: Command) -> Vec<Output> {
+    handle(core, now, Input::Command { id: CommandId(id), cmd })
 }
 
 fn established(
@@ -89,18 +93,15 @@ fn established(
     peer: NodeId,
     hello: Hello,
 ) -> Vec<Output> {
-    core.handle_established(now, conn, peer, hello);
-    drain(core)
+    handle(core, now, Input::Established { conn, peer, hello })
 }
 
 fn message(core: &mut NodeCore, now: Instant, conn: ConnId, msg: Message) -> Vec<Output> {
-    core.handle_message(now, conn, msg);
-    drain(core)
+    handle(core, now, Input::Frame { conn, msg })
 }
 
-fn closed(core: &mut NodeCore, now: Instant, conn: ConnId, why: ConnError) -> Vec<Output> {
-    core.handle_closed(now, conn, &why);
-    drain(core)
+fn closed(core: &mut NodeCore, now: Instant, conn: ConnId, cause: CloseCause) -> Vec<Output> {
+    handle(core, now, Input::Closed { conn, cause })
 }
 
 fn timeout(core: &mut NodeCore, now: Instant) -> Vec<Output> {
@@ -108,9 +109,11 @@ fn timeout(core: &mut NodeCore, now: Instant) -> Vec<Output> {
     drain(core)
 }
 
+/// Accepts a connection from `from`; its id is numbered after the port.
 fn inbound(core: &mut NodeCore, now: Instant, from: SocketAddr) -> ConnId {
-    let conn = core.handle_inbound(now, from).expect("an inbound slot is free");
-    assert!(drain(core).is_empty(), "admission queues nothing");
+    let conn = ConnId::inbound(u64::from(from.port()));
+    let out = handle(core, now, Input::Accepted { conn, addr: from });
+    assert!(out.is_empty(), "admission queues nothing, got {out:?}");
     conn
 }
 
@@ -288,22 +291,27 @@ fn wrong_key_fails_connect_with_wrong_key() {
     let t0 = Instant::now();
     let mut core = core(config());
     let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
-    let why = ConnError::Tls(rustls::Error::InvalidCertificate(
-        rustls::CertificateError::NotValidForName,
-    ));
-    let out = closed(&mut core, t0 + secs(1), conn, why);
+    let out = closed(&mut core, t0 + secs(1), conn, CloseCause::WrongKey);
     assert_eq!(replies(&out), vec![(CommandId(1), Reply::Connected(Err(ConnectError::WrongKey)))]);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(core.peer_stats().dial_failures, 1);
 }
 
 #[test]
-fn handshake_timeout_fails_connect_with_timeout() {
+fn an_accepted_connection_without_tls_and_hello_is_dropped_at_the_connect_deadline() {
+    // One deadline covers TCP, TLS and the Hello exchange: the transport keeps none.
     let t0 = Instant::now();
     let mut core = core(config());
-    let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
-    let out = closed(&mut core, t0 + secs(1), conn, ConnError::HandshakeTimeout);
-    assert_eq!(replies(&out), vec![(CommandId(1), Reply::Connected(Err(ConnectError::Timeout)))]);
+    let conn = inbound(&mut core, t0, addr(1));
+    let deadline = t0 + LIMITS.connect_timeout;
+    assert_eq!(core.next_deadline(), Some(deadline));
+    assert!(timeout(&mut core, deadline - NS).is_empty());
+    let out = timeout(&mut core, deadline);
+    assert_eq!(disconnects(&out), vec![(conn, GoodbyeReason::Shutdown)]);
+    assert_eq!((core.next_deadline(), core.peer_stats().connect_timeouts), (None, 1));
+    // It was never a peer: no event, and a late Hello changes nothing.
+    assert!(events(&out).is_empty());
+    assert!(established(&mut core, deadline + MS, conn, PEER_A, HELLO).is_empty());
 }
 
 #[test]
@@ -311,7 +319,7 @@ fn other_connection_errors_fail_connect_with_their_name() {
     let t0 = Instant::now();
     let mut core = core(config());
     let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
-    let out = closed(&mut core, t0 + secs(1), conn, ConnError::PeerClosed);
+    let out = closed(&mut core, t0 + secs(1), conn, CloseCause::PeerClosed);
     let failed = Reply::Connected(Err(ConnectError::Failed("peer_closed")));
     assert_eq!(replies(&out), vec![(CommandId(1), failed)]);
 }
@@ -362,7 +370,7 @@ fn establishment_after_the_connect_timeout_is_ignored() {
     let out = established(&mut core, deadline + MS, conn, PEER_A, HELLO);
     assert!(out.is_empty(), "{out:?}");
     assert_eq!(peer_ids(&mut core, deadline + MS), vec![]);
-    assert!(closed(&mut core, deadline + MS, conn, ConnError::PeerClosed).is_empty());
+    assert!(closed(&mut core, deadline + MS, conn, CloseCause::PeerClosed).is_empty());
 }
 
 // ---- Limits ----
@@ -373,10 +381,14 @@ fn inbound_beyond_max_inbound_is_refused() {
     let mut core = core(CoreConfig { limits: PeerLimits { max_inbound: 2, ..LIMITS }, ..config() });
     inbound(&mut core, t0, addr(1));
     inbound(&mut core, t0, addr(2));
-    let refused = core.handle_inbound(t0, addr(3));
-    assert_eq!(refused, Err(LimitError::LimitReached { direction: Direction::Inbound }));
-    assert!(drain(&mut core).is_empty());
+    let refused = ConnId::inbound(3);
+    let out = handle(&mut core, t0, Input::Accepted { conn: refused, addr: addr(3) });
+    assert_eq!(disconnects(&out), vec![(refused, GoodbyeReason::TooManyConnections)]);
+    assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(core.peer_stats().refused_inbound_limit, 1);
+    assert_eq!(core.stats().refused_inbound, 1);
+    // The refused id is not in the table: frames on it are ignored.
+    assert!(message(&mut core, t0, refused, pong(1, addr(3))).is_empty());
 }
 
 #[test]
@@ -423,6 +435,7 @@ fn pong_replies_with_the_driven_rtt_and_observed_address() {
     let info = PingInfo { rtt, observed: addr(7) };
     assert_eq!(replies(&out), vec![(CommandId(2), Reply::Pong(Ok(info)))]);
     assert_eq!(out.len(), 1, "{out:?}");
+    assert!(timeout(&mut core, t0 + LIMITS.idle_timeout).is_empty(), "re-armed, not fired");
     assert_eq!(core.next_deadline(), Some(sent_at + rtt + LIMITS.idle_timeout));
 }
 
@@ -509,7 +522,7 @@ fn ping_fails_disconnected_when_the_peer_closes() {
     let mut core = core(config());
     let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     ping(&mut core, t0, 2, PEER_A);
-    let out = closed(&mut core, t0 + secs(1), conn, ConnError::PeerClosed);
+    let out = closed(&mut core, t0 + secs(1), conn, CloseCause::PeerClosed);
     assert_eq!(replies(&out), vec![(CommandId(2), Reply::Pong(Err(RequestError::Disconnected)))]);
     assert!(timeout(&mut core, t0 + secs(60)).is_empty(), "no second answer at the deadline");
 }
@@ -630,14 +643,14 @@ fn a_full_outbound_share_closes_the_connection_idle_longest_to_dial() {
     assert_eq!(disconnects(&out), vec![(conn_b, GoodbyeReason::TooManyConnections)]);
     assert!(matches!(dials(&out)[..], [(_, PEER_C, a)] if a == addr(3)), "{out:?}");
     assert_eq!(core.stats().connections_pruned, 1);
-    assert_eq!(core.stats().dht_requests_unsent, 0);
+    assert_eq!(core.stats().requests_unsent, 0);
     assert_eq!(events(&out), vec![Event::PeerDisconnected { peer: PEER_B }]);
     // The driver's close report for the pruned connection changes nothing more.
     assert!(closed(
         &mut core,
         t0 + 2 * MS,
         conn_b,
-        ConnError::LocalClose(GoodbyeReason::TooManyConnections)
+        CloseCause::LocalClose(GoodbyeReason::TooManyConnections)
     )
     .is_empty());
 }
@@ -650,12 +663,13 @@ fn a_full_inbound_share_makes_room_only_by_closing_a_long_idle_peer() {
     let mut core = core(cfg);
     let conn_a = connect_inbound(&mut core, t0, PEER_A, addr(1));
     // Idle 29 s: an active peer is never displaced, so the newcomer is refused.
-    let full = Err(LimitError::LimitReached { direction: Direction::Inbound });
-    assert_eq!(core.handle_inbound(t0 + secs(29), addr(2)), full);
-    assert!(drain(&mut core).is_empty());
+    let early = ConnId::inbound(2);
+    let out = handle(&mut core, t0 + secs(29), Input::Accepted { conn: early, addr: addr(2) });
+    assert_eq!(disconnects(&out), vec![(early, GoodbyeReason::TooManyConnections)]);
+    assert_eq!(core.peer_stats().refused_inbound_limit, 1);
     // Idle 30 s: the newcomer takes its slot.
-    let conn_b = core.handle_inbound(t0 + secs(30), addr(2)).expect("admitted after pruning");
-    let out = drain(&mut core);
+    let conn_b = ConnId::inbound(3);
+    let out = handle(&mut core, t0 + secs(30), Input::Accepted { conn: conn_b, addr: addr(2) });
     assert_eq!(disconnects(&out), vec![(conn_a, GoodbyeReason::TooManyConnections)]);
     assert_eq!(events(&out), vec![Event::PeerDisconnected { peer: PEER_A }]);
     assert_eq!(core.stats().connections_pruned, 1);
@@ -678,7 +692,7 @@ fn a_connection_with_a_request_in_flight_is_not_pruned() {
     // leaves, and reaching it again needs an outbound slot.
     let conn_a = inbound(&mut core, t0, addr(1));
     established(&mut core, t0, conn_a, PEER_A, Hello { listen_addrs: vec![addr(9)], ..HELLO });
-    closed(&mut core, t0, conn_a, ConnError::PeerClosed);
+    closed(&mut core, t0, conn_a, CloseCause::PeerClosed);
     let out = command(&mut core, t0, 3, Command::Dht(DhtCommand::FindNode { target: PEER_C }));
     // The only outbound connection has requests in flight: it stays, and the request to
     // PEER_A fails at once instead of waiting.
@@ -686,7 +700,7 @@ fn a_connection_with_a_request_in_flight_is_not_pruned() {
     assert!(dials(&out).is_empty(), "{out:?}");
     assert!(sends(&out).iter().all(|(c, _)| *c == conn_b), "{out:?}");
     assert_eq!(core.stats().connections_pruned, 0);
-    assert_eq!(core.stats().dht_requests_unsent, 1);
+    assert_eq!(core.stats().requests_unsent, 1);
 }
 
 #[test]
@@ -702,9 +716,9 @@ fn a_failed_dial_fails_the_queued_dht_requests() {
     let reply = Message::Response { id: *id, body: Response::Nodes { closer } };
     let out = message(&mut core, t0 + MS, conn_b, reply);
     let [(conn_c, PEER_C, _)] = dials(&out)[..] else { panic!("expected a dial: {out:?}") };
-    closed(&mut core, t0 + 2 * MS, conn_c, ConnError::TcpFailed);
+    closed(&mut core, t0 + 2 * MS, conn_c, CloseCause::TcpFailed);
     // The join lookup heard the failure and finished: nothing waits, nothing is in flight.
-    assert_eq!(core.stats().dht_requests_unsent, 1);
+    assert_eq!(core.stats().requests_unsent, 1);
     assert_eq!(core.dht().queries_running(), 0);
     assert_eq!(core.dht().stats().queries[2].succeeded, 1, "the join (a refresh) ended");
 }
@@ -759,7 +773,7 @@ fn closed_peer_leaves_the_list_with_a_disconnected_event() {
     let mut core = core(config());
     let a = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
     connect_outbound(&mut core, t0, 2, PEER_B, addr(2));
-    let out = closed(&mut core, t0 + secs(1), a, ConnError::PeerClosed);
+    let out = closed(&mut core, t0 + secs(1), a, CloseCause::PeerClosed);
     assert_eq!(events(&out), vec![Event::PeerDisconnected { peer: PEER_A }]);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(peer_ids(&mut core, t0 + secs(1)), vec![PEER_B]);
@@ -774,6 +788,10 @@ fn idle_connection_is_disconnected_and_activity_postpones_it() {
     let active_at = t0 + secs(30);
     message(&mut core, active_at, conn, Message::Gossip(Gossip::Subscribe { topic: "t".into() }));
     let deadline = active_at + LIMITS.idle_timeout;
+    // Activity does not touch the deadline set: the timer armed at establishment comes due
+    // first, finds the connection active since, and re-arms at the real deadline.
+    assert_eq!(core.next_deadline(), Some(t0 + LIMITS.idle_timeout));
+    assert!(timeout(&mut core, t0 + LIMITS.idle_timeout).is_empty());
     assert_eq!(core.next_deadline(), Some(deadline));
     assert!(timeout(&mut core, deadline - NS).is_empty());
 
@@ -843,7 +861,7 @@ fn next_deadline_is_none_when_idle_with_no_connections() {
     let mut core = core(config());
     assert_eq!(core.next_deadline(), None);
     let conn = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
-    closed(&mut core, t0 + secs(1), conn, ConnError::PeerClosed);
+    closed(&mut core, t0 + secs(1), conn, CloseCause::PeerClosed);
     assert_eq!(core.next_deadline(), None);
     assert!(timeout(&mut core, t0 + secs(1000)).is_empty());
 }
@@ -865,6 +883,9 @@ fn next_deadline_is_the_earliest_of_requests_and_connections() {
     assert_eq!(core.next_deadline(), Some(t0 + secs(1) + config().request_timeout));
 
     message(&mut core, t0 + secs(8), conn, pong(request, addr(7)));
+    // The idle timer armed at t0 is re-armed lazily when it comes due (see the table).
+    assert_eq!(core.next_deadline(), Some(t0 + LIMITS.idle_timeout));
+    assert!(timeout(&mut core, t0 + LIMITS.idle_timeout).is_empty());
     assert_eq!(core.next_deadline(), Some(t0 + secs(8) + LIMITS.idle_timeout));
 }
 
@@ -876,7 +897,7 @@ fn peer_with_two_connections_stays_connected_when_one_closes() {
     let mut core = core(config());
     let first = connect_inbound(&mut core, t0, PEER_A, addr(1));
     let second = connect_inbound(&mut core, t0, PEER_A, addr(2));
-    let out = closed(&mut core, t0 + secs(1), second, ConnError::PeerClosed);
+    let out = closed(&mut core, t0 + secs(1), second, CloseCause::PeerClosed);
     assert_eq!(events(&out), vec![], "the first connection is still up");
     assert_eq!(peer_ids(&mut core, t0 + secs(1)), vec![PEER_A]);
     let (conn, _) = ping(&mut core, t0 + secs(1), 1, PEER_A);
@@ -890,7 +911,7 @@ fn connect_while_an_earlier_dial_is_in_flight_joins_it() {
     let outbound = dial(&mut core, t0, 1, PEER_A, addr(1));
     // An inbound connection answers the first Connect, then closes; the dial still runs.
     let other = connect_inbound(&mut core, t0, PEER_A, addr(2));
-    closed(&mut core, t0 + secs(1), other, ConnError::PeerClosed);
+    closed(&mut core, t0 + secs(1), other, CloseCause::PeerClosed);
 
     let out = command(&mut core, t0 + secs(1), 2, Command::Connect { peer: PEER_A, addr: addr(1) });
     assert!(out.is_empty(), "waits for the running dial: {out:?}");
@@ -945,8 +966,8 @@ fn a_mutable_store_waits_for_its_signature_check_on_a_worker() {
     assert!(sends(&out).is_empty(), "{out:?}");
     let [(job_id, Job::VerifyRecord(job_record))] = &jobs_of(&out)[..] else { panic!("{out:?}") };
     assert_eq!(**job_record, record);
-    core.handle_job_done(t0 + MS, *job_id, jobs::run(Job::VerifyRecord(job_record.clone())));
-    let out = drain(&mut core);
+    let result = jobs::run(Job::VerifyRecord(job_record.clone()));
+    let out = handle(&mut core, t0 + MS, Input::JobDone { id: *job_id, result });
     assert_eq!(sends(&out), vec![(conn, Message::Response { id: 9, body: Response::Stored })]);
     assert_eq!(core.dht().store().len(), 1);
 }
@@ -959,8 +980,8 @@ fn a_forged_or_refused_check_is_answered_with_its_error() {
     let (body, _) = mutable_store(1);
     let out = message(&mut core, t0, conn, Message::Request { id: 1, body: body.clone() });
     let [(first, _)] = jobs_of(&out)[..] else { panic!("{out:?}") };
-    core.handle_job_done(t0, first, JobResult::RecordVerified(false));
-    let out = drain(&mut core);
+    let result = JobResult::RecordVerified(false);
+    let out = handle(&mut core, t0, Input::JobDone { id: first, result });
     let [(_, Message::Response { id: 1, body: Response::Error { code, .. } })] = &sends(&out)[..]
     else {
         panic!("{out:?}")
@@ -969,8 +990,7 @@ fn a_forged_or_refused_check_is_answered_with_its_error() {
     // The pool refused the next job: backpressure reaches the peer as Overloaded.
     let out = message(&mut core, t0, conn, Message::Request { id: 2, body });
     let [(second, _)] = jobs_of(&out)[..] else { panic!("{out:?}") };
-    core.handle_job_refused(t0, second);
-    let out = drain(&mut core);
+    let out = handle(&mut core, t0, Input::JobRefused { id: second });
     let [(_, Message::Response { id: 2, body: Response::Error { code, .. } })] = &sends(&out)[..]
     else {
         panic!("{out:?}")
@@ -987,11 +1007,13 @@ fn stores_beyond_the_waiting_bound_are_overloaded_and_late_ones_expire() {
     cfg.dht.max_deferred = 2;
     let mut core = core(cfg);
     let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    let mut jobs = Vec::new();
     for id in 0..3 {
         let (body, _) = mutable_store(id + 1);
         let out = message(&mut core, t0, conn, Message::Request { id, body });
         if id < 2 {
             assert_eq!(jobs_of(&out).len(), 1);
+            jobs.extend(jobs_of(&out));
         } else {
             // The third waits for no worker: it is refused at once.
             let [(_, Message::Response { body: Response::Error { code, .. }, .. })] =
@@ -1002,12 +1024,30 @@ fn stores_beyond_the_waiting_bound_are_overloaded_and_late_ones_expire() {
             assert_eq!(*code, ErrorCode::Overloaded);
         }
     }
-    // No worker result within the deadline: both waiting stores are released, answered.
+    // No worker result within the deadline: both waiting requesters are answered
+    // `Overloaded` by the router, which owns the answer deadline.
     let deadline = core.next_deadline().expect("the waiting stores have a deadline");
     assert_eq!(deadline, t0 + Duration::from_secs(10));
     let out = timeout(&mut core, deadline);
-    assert_eq!(sends(&out).len(), 2, "{out:?}");
-    assert_eq!(core.dht().stats().deferred_expired, 2);
+    let codes: Vec<ErrorCode> = sends(&out)
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            Message::Response { body: Response::Error { code, .. }, .. } => Some(code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes, vec![ErrorCode::Overloaded; 2], "{out:?}");
+    assert_eq!(core.stats().answers_expired, 2);
+    assert_eq!(core.requests_pending(), (0, 0));
+    // The checks end late: their answers go nowhere, and the DHT's waiting slots are free.
+    for (id, job) in jobs {
+        let out = handle(&mut core, deadline + MS, Input::JobDone { id, result: jobs::run(job) });
+        assert!(sends(&out).is_empty(), "{out:?}");
+    }
+    assert_eq!(core.stats().answers_late, 2);
+    let (body, _) = mutable_store(9);
+    let out = message(&mut core, deadline + MS, conn, Message::Request { id: 9, body });
+    assert_eq!(jobs_of(&out).len(), 1, "{out:?}");
 }
 
 #[test]

@@ -1,11 +1,14 @@
-//! The DHT: Kademlia queries, table maintenance and record upkeep, sans-IO.
+//! The DHT: Kademlia queries, table maintenance and record upkeep, as a sans-IO protocol behind
+//! the router's contract ([`crate::protocol::Protocol`]).
 //!
 //! [`Dht`] ties the routing table, the lookup state machine and the record store together. It
-//! never sees a connection: it asks its owner (the `NodeCore`) to send a request to a peer by
-//! [`DhtOutput::Request`], and hears back through [`Dht::on_response`] with the response or
-//! the reason the request failed. The owner dials when needed.
+//! never sees a connection: it asks the router to send a request to a peer
+//! ([`Action::Request`], which dials when needed) and hears the outcome through
+//! `handle_outcome`, with the [`RequestKey`] it chose, which names the request's purpose
+//! (a query's lookup or STORE phase, a table PING, a replication STORE). So no map of requests
+//! in flight is kept here: the router holds them, with their deadlines.
 //!
-//! What a query does, by command:
+//! What a query does, by command ([`super::query`]):
 //! - `FindNode` / `Bootstrap`: an iterative FIND_NODE lookup; the answer is the k closest
 //!   peers that answered. `Bootstrap` targets our own id (the Kademlia join).
 //! - `Get`: the local store first (an immutable hit ends there), then a FIND_VALUE lookup. An
@@ -16,35 +19,50 @@
 //!   of the k closest peers that answered. Success when at least one accepted.
 //! - `Providers`: a GET_PROVIDERS lookup, ending early once k providers are known.
 //!
-//! Maintenance, on a tick every `maintenance_interval`: expire records, refresh buckets that
-//! saw no lookup for the routing table's refresh interval (a FIND_NODE for a random id in the
-//! bucket), republish our own records every `republish_interval`, and replicate held records
-//! to newly learned peers that are among the k closest to a record's key. The first peer in an
-//! empty table triggers a self-lookup, so a node joins as soon as it has one contact.
+//! Maintenance ([`super::maintenance`]), on a tick every `maintenance_interval`: expire
+//! records, refresh buckets that saw no lookup for the routing table's refresh interval,
+//! republish our own records every `republish_interval`, and replicate held records to newly
+//! learned peers that are among the k closest to a record's key. The first peer in an empty
+//! table triggers a self-lookup, so a node joins as soon as it has one contact.
+//!
+//! Serving ([`super::serve`]): inbound requests are answered from the routing table and the
+//! store; a STORE of a mutable record waits for its signature check on a worker.
 //!
 //! Routing table inputs: a peer we dialled and authenticated, or that answered a request of
 //! ours, is `Verified`; a peer that dialled us is `Inbound` (its listen address is its own
-//! claim). A full bucket asks for a PING of its least-recently-seen entry, which this module
-//! sends and reports back.
+//! claim). A full bucket asks for a PING of its least-recently-seen entry.
+//!
+//! Timers: the maintenance tick and each query's next lookup deadline sit in one
+//! [`Deadlines`] set, re-armed whenever a query changes, so `next_deadline` is O(log n).
 //!
 //! Bounds: queries in flight (`max_queries`, beyond that a command is refused `Busy`), the
 //! records and providers a query collects, own records remembered for republishing, the
-//! replication queue, and requests in flight. Every drop is counted in [`DhtStats`].
+//! replication queue, STOREs waiting for a worker, and requests in flight. Every drop is
+//! counted in [`DhtStats`].
 
 use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::lookup::{Lookup, LookupConfig, LookupStats};
-use super::records::{self, RecordError};
+use super::lookup::{LookupConfig, LookupStats};
+use super::maintenance::Replication;
+use super::memstore::{MemoryStore, RecordStore, StoreConfig, StoreStats};
+use super::query::{Goal, Query, QueryId};
+use super::records::RecordError;
 use super::routing::{InsertOutcome, RoutingConfig, RoutingStats, RoutingTable, Source};
-use super::serve::{self, Served};
-use super::store::{MemoryStore, Origin, Store, StoreConfig, StoreStats};
-use crate::core::jobs::{Job, JobResult};
-use crate::core::node::CommandId;
+use super::serve::Deferred;
 use crate::identity::NodeId;
+use crate::protocol::{
+    Action, CommandId, Direction, JobKey, JobResult, Kind, Peer, Protocol, ReplyTicket,
+    RequestFailure, RequestKey,
+};
 use crate::rng::Rng;
-use crate::wire::messages::{ErrorCode, Key, MutableRecord, PeerInfo, Record, Request, Response};
+use crate::timers::Deadlines;
+use crate::wire::messages::{
+    ErrorCode, Hello, Key, PeerInfo, Record, Request, Response, FEATURE_KAD, MAX_ADDRS_PER_PEER,
+};
 
 /// Settings of the DHT; defaults live in `config`.
 #[derive(Debug, Clone)]
@@ -82,15 +100,14 @@ pub struct DhtConfig {
     /// Distinct valid records one GET collects before it stops listening for more.
     pub max_records_per_get: usize,
     /// Verify the signature of a mutable record a peer asks us to store on the worker pool
-    /// (`DhtOutput::Job`) rather than inline; its answer waits for the result.
+    /// (`Action::Job`) rather than inline; its answer waits for the result.
     pub verify_in_workers: bool,
-    /// STORE requests waiting for a worker; beyond this one is answered `Overloaded`.
+    /// STORE requests waiting for a worker; beyond this one is answered `Overloaded`. The
+    /// router bounds how long the requester waits (`CoreConfig::answer_timeout`).
     pub max_deferred: usize,
-    /// How long a STORE waits for its worker result before it is dropped unanswered.
-    pub deferred_timeout: Duration,
     /// Our own listen addresses, announced in ADD_PROVIDER.
     pub local_addrs: Vec<std::net::SocketAddr>,
-    /// Seed of the DHT's randomness (refresh targets).
+    /// Seed of the DHT's randomness (refresh targets); the router derives it from its own.
     pub rng_seed: u64,
 }
 
@@ -115,7 +132,6 @@ impl DhtConfig {
             max_records_per_get: 20,
             verify_in_workers: true,
             max_deferred: 1024,
-            deferred_timeout: Duration::from_secs(10),
             local_addrs: Vec::new(),
             rng_seed: 0,
         }
@@ -292,163 +308,58 @@ pub struct DhtStats {
     /// STOREs answered `Overloaded`: `max_deferred` waited already, or the worker pool
     /// refused the job.
     pub overloaded: u64,
-    /// STOREs dropped unanswered because their worker result never came in time.
-    pub deferred_expired: u64,
+    /// Requests we sent that are waiting for their outcome.
+    pub requests_in_flight: usize,
 }
 
-/// A request the owner must send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DhtOutput {
-    /// Send `request` to `peer` (dialling it if needed) and report with `on_response`.
-    Request {
-        /// Identifies the request in `on_response`.
-        token: u64,
-        /// Where to send it.
-        peer: PeerInfo,
-        /// The request.
-        request: Request,
-    },
-    /// A command finished.
-    Reply {
-        /// The command.
-        command: CommandId,
-        /// Its answer.
-        reply: DhtReply,
-    },
-    /// Run `job` on a worker and report with `on_job_done`.
-    Job {
-        /// Identifies the job in `on_job_done`.
-        token: u64,
-        /// The work.
-        job: Job,
-    },
-    /// The answer to an inbound request that `handle_request` deferred.
-    Respond {
-        /// The handle the owner passed to `handle_request`.
-        respond_to: u64,
-        /// The answer.
-        response: Response,
-    },
-}
+/// What the DHT asks of the router.
+pub type DhtAction = Action<DhtReply, Infallible>;
 
-/// Why a request we sent got no response, as the owner reports it.
+/// The request kinds the DHT serves.
+pub const KINDS: &[Kind] =
+    &[Kind::FindNode, Kind::FindValue, Kind::Store, Kind::AddProvider, Kind::GetProviders];
+
+/// Why a request went out, encoded in its [`RequestKey`] (the router hands the key back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestFailure {
-    /// Could not connect (refused, backoff, limits, wrong key).
-    Unreachable,
-    /// No response in time.
-    Timeout,
-    /// The connection closed before the response.
-    Disconnected,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct QueryId(u64);
-
-#[derive(Debug, Clone)]
-enum Goal {
-    FindNode,
-    Bootstrap,
-    Refresh,
-    Get { key: Key },
-    Put { record: Record, expected_seq: Option<u64> },
-    Provide { key: Key },
-    Providers { key: Key },
-    Republish { record: Record },
-}
-
-impl Goal {
-    fn kind(&self) -> usize {
-        match self {
-            Goal::FindNode => 0,
-            Goal::Bootstrap => 1,
-            Goal::Refresh => 2,
-            Goal::Get { .. } => 3,
-            Goal::Put { .. } => 4,
-            Goal::Provide { .. } => 5,
-            Goal::Providers { .. } => 6,
-            Goal::Republish { .. } => 7,
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Query {
-    command: Option<CommandId>,
-    goal: Goal,
-    lookup: Lookup,
-    started_at: Instant,
-    /// Valid records collected by a GET.
-    found: Vec<Record>,
-    /// Providers collected by a GET_PROVIDERS.
-    providers: BTreeMap<NodeId, PeerInfo>,
-    /// After the lookup of a PUT or PROVIDE: answers still awaited.
-    storing: Option<Storing>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Storing {
-    outstanding: usize,
-    attempted: usize,
-    stored: usize,
-    first_error: Option<ErrorCode>,
-    lookup: LookupStats,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Purpose {
+pub(super) enum Purpose {
     Lookup(QueryId),
     Store(QueryId),
     TablePing,
     Replicate,
 }
 
-/// An inbound STORE waiting for its signature check.
-#[derive(Debug, Clone)]
-struct Deferred {
-    from: NodeId,
-    record: Record,
-    ttl_secs: u32,
-    expected_seq: Option<u64>,
-    respond_to: u64,
-    expires_at: Instant,
-}
-
-/// A newly learned peer, and the last held key already checked for it.
-#[derive(Debug, Clone)]
-struct Replication {
-    peer: PeerInfo,
-    after: Option<Key>,
-}
-
-#[derive(Debug, Clone)]
-struct InFlight {
-    peer: PeerInfo,
-    purpose: Purpose,
+/// One of the DHT's timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Timer {
+    /// The maintenance tick.
+    Tick,
+    /// A query's next lookup deadline.
+    Query(QueryId),
 }
 
 /// The Kademlia DHT of one node. See the module doc.
 #[derive(Debug)]
 pub struct Dht {
-    local: NodeId,
-    config: DhtConfig,
-    routing: RoutingTable,
-    store: MemoryStore,
-    rng: Rng,
-    queries: BTreeMap<QueryId, Query>,
-    next_query: u64,
-    in_flight: BTreeMap<u64, InFlight>,
-    next_token: u64,
-    /// Own records and when to publish them again.
-    originated: BTreeMap<Key, (Record, Instant)>,
-    replicate_to: VecDeque<Replication>,
-    /// Inbound STOREs waiting for a worker, by job token.
-    deferred: BTreeMap<u64, Deferred>,
-    /// Armed by the first input, since construction has no `now`.
-    next_tick_at: Option<Instant>,
-    joined: bool,
-    outputs: VecDeque<DhtOutput>,
-    stats: DhtStats,
+    pub(super) local: NodeId,
+    pub(super) config: DhtConfig,
+    pub(super) routing: RoutingTable,
+    pub(super) store: MemoryStore,
+    pub(super) rng: Rng,
+    pub(super) queries: BTreeMap<QueryId, Query>,
+    pub(super) next_query: u64,
+    /// Requests sent whose outcome has not come back yet.
+    pub(super) in_flight: usize,
+    /// Own records, to publish again at their `republish_at` deadline.
+    pub(super) originated: BTreeMap<Key, Record>,
+    pub(super) republish_at: Deadlines<Key>,
+    pub(super) replicate_to: VecDeque<Replication>,
+    /// Inbound STOREs waiting for their signature check, by job.
+    pub(super) deferred: BTreeMap<JobKey, Deferred>,
+    pub(super) next_job: u64,
+    pub(super) timers: Deadlines<Timer>,
+    pub(super) joined: bool,
+    pub(super) outputs: VecDeque<DhtAction>,
+    pub(super) stats: DhtStats,
 }
 
 impl Dht {
@@ -460,158 +371,25 @@ impl Dht {
             routing: RoutingTable::new(local, config.routing),
             store: MemoryStore::new(config.store),
             rng: Rng::new(config.rng_seed),
-            next_tick_at: None,
             config,
             queries: BTreeMap::new(),
             next_query: 0,
-            in_flight: BTreeMap::new(),
-            next_token: 0,
+            in_flight: 0,
             originated: BTreeMap::new(),
+            republish_at: Deadlines::new(),
             replicate_to: VecDeque::new(),
             deferred: BTreeMap::new(),
+            next_job: 0,
+            timers: Deadlines::new(),
             joined: false,
             outputs: VecDeque::new(),
             stats: DhtStats::default(),
         }
     }
 
-    /// The next request to send or reply to deliver.
-    pub fn poll_output(&mut self) -> Option<DhtOutput> {
-        self.outputs.pop_front()
-    }
-
-    /// When `handle_timeout` must next be called.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let lookups = self.queries.values().filter_map(|q| q.lookup.next_deadline());
-        let deferred = self.deferred.values().map(|d| d.expires_at).min();
-        lookups.chain(self.next_tick_at).chain(deferred).min()
-    }
-
-    /// The routing table (read-only).
-    pub fn routing(&self) -> &RoutingTable {
-        &self.routing
-    }
-
-    /// The record store (read-only).
-    pub fn store(&self) -> &dyn Store {
-        &self.store
-    }
-
-    /// Counters of the DHT.
-    pub fn stats(&self) -> &DhtStats {
-        &self.stats
-    }
-
-    /// Counters of the routing table.
-    pub fn routing_stats(&self) -> RoutingStats {
-        self.routing.stats()
-    }
-
-    /// Counters of the record store.
-    pub fn store_stats(&self) -> StoreStats {
-        self.store.stats()
-    }
-
-    /// Queries running now.
-    pub fn queries_running(&self) -> usize {
-        self.queries.len()
-    }
-
-    /// A peer completed the Hello exchange. `peer.addrs` are its listen addresses (empty
-    /// when it accepts no connections, and then it is not added to the table).
-    pub fn on_connected(&mut self, now: Instant, peer: PeerInfo, we_dialled: bool) {
-        self.arm(now);
-        let source = if we_dialled { Source::Verified } else { Source::Inbound };
-        self.observe(now, peer, source);
-    }
-
-    /// Answers an inbound Kademlia request from the authenticated peer `from`. `None`: the
-    /// answer comes later as [`DhtOutput::Respond`] with `respond_to` (a STORE of a mutable
-    /// record whose signature a worker checks first).
-    pub fn handle_request(
-        &mut self,
-        now: Instant,
-        from: &PeerInfo,
-        request: Request,
-        respond_to: u64,
-    ) -> Option<Response> {
-        if !from.addrs.is_empty() {
-            self.observe(now, from.clone(), Source::Inbound);
-        }
-        let request = match request {
-            Request::Store { record: Record::Mutable(m), ttl_secs, expected_seq }
-                if self.config.verify_in_workers =>
-            {
-                return self.defer_store(now, from.id, m, ttl_secs, expected_seq, respond_to);
-            }
-            other => other,
-        };
-        let k = self.config.lookup.k;
-        let (response, served) =
-            serve::answer(now, &from.id, request, &self.routing, &mut self.store, k);
-        self.stats.requests_served += 1;
-        if let Served::Rejected(e) = served {
-            *self.stats.rejections.entry(e.name()).or_default() += 1;
-        }
-        Some(response)
-    }
-
-    /// The worker result for job `token`; `None` when the pool refused the job.
-    pub fn on_job_done(&mut self, now: Instant, token: u64, result: Option<JobResult>) {
-        let Some(d) = self.deferred.remove(&token) else { return };
-        self.stats.requests_served += 1;
-        let response = match result {
-            Some(JobResult::RecordVerified(true)) => {
-                let ttl = Duration::from_secs(u64::from(d.ttl_secs));
-                let origin = Origin::Peer(d.from);
-                match self.store.put_verified(now, origin, d.record, ttl, d.expected_seq) {
-                    Ok(_) => Response::Stored,
-                    Err(e) => self.rejected(e),
-                }
-            }
-            Some(JobResult::RecordVerified(false)) => self.rejected(RecordError::BadSignature),
-            None => {
-                self.stats.overloaded += 1;
-                Response::Error { code: ErrorCode::Overloaded, text: "workers busy".into() }
-            }
-        };
-        self.outputs.push_back(DhtOutput::Respond { respond_to: d.respond_to, response });
-    }
-
-    fn defer_store(
-        &mut self,
-        now: Instant,
-        from: NodeId,
-        record: MutableRecord,
-        ttl_secs: u32,
-        expected_seq: Option<u64>,
-        respond_to: u64,
-    ) -> Option<Response> {
-        if self.deferred.len() >= self.config.max_deferred {
-            self.stats.overloaded += 1;
-            self.stats.requests_served += 1;
-            let text = "too many stores waiting".into();
-            return Some(Response::Error { code: ErrorCode::Overloaded, text });
-        }
-        let token = self.next_token;
-        self.next_token += 1;
-        let job = Job::VerifyRecord(Box::new(record.clone()));
-        let expires_at = now + self.config.deferred_timeout;
-        let record = Record::Mutable(record);
-        let deferred = Deferred { from, record, ttl_secs, expected_seq, respond_to, expires_at };
-        self.deferred.insert(token, deferred);
-        self.outputs.push_back(DhtOutput::Job { token, job });
-        None
-    }
-
-    fn rejected(&mut self, e: RecordError) -> Response {
-        *self.stats.rejections.entry(e.name()).or_default() += 1;
-        Response::Error { code: e.code(), text: e.name().into() }
-    }
-
     /// An application command.
     pub fn handle_command(&mut self, now: Instant, command: CommandId, cmd: DhtCommand) {
-        self.arm(now);
+        self.arm_tick(now);
         match cmd {
             DhtCommand::FindNode { target } => {
                 self.start(now, Some(command), target, Goal::FindNode);
@@ -638,86 +416,46 @@ impl Dht {
         }
     }
 
-    /// The outcome of request `token`.
-    pub fn on_response(
-        &mut self,
-        now: Instant,
-        token: u64,
-        result: Result<Response, RequestFailure>,
-    ) {
-        let Some(InFlight { peer, purpose }) = self.in_flight.remove(&token) else { return };
-        match &result {
-            Ok(Response::Error { code: ErrorCode::Unsupported, .. }) | Err(_) => {
-                self.routing.record_failure(&peer.id);
-            }
-            Ok(_) => self.observe(now, peer.clone(), Source::Verified),
-        }
-        match purpose {
-            Purpose::TablePing => {
-                let alive = matches!(result, Ok(Response::Pong { .. }));
-                self.routing.ping_result(now, &peer.id, alive);
-            }
-            Purpose::Replicate => {}
-            Purpose::Lookup(q) => self.on_lookup_response(now, q, &peer, result),
-            Purpose::Store(q) => self.on_store_response(now, q, result),
-        }
+    /// The routing table (read-only).
+    pub fn routing(&self) -> &RoutingTable {
+        &self.routing
     }
 
-    /// Fires due lookup deadlines and the maintenance tick.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<QueryId> = self
-            .queries
-            .iter()
-            .filter(|(_, q)| q.lookup.next_deadline().is_some_and(|d| d <= now))
-            .map(|(&id, _)| id)
-            .collect();
-        for id in due {
-            if let Some(q) = self.queries.get_mut(&id) {
-                q.lookup.handle_timeout(now);
-            }
-            self.advance(now, id);
-        }
-        let expired: Vec<u64> =
-            self.deferred.iter().filter(|(_, d)| d.expires_at <= now).map(|(&t, _)| t).collect();
-        for token in expired {
-            let Some(d) = self.deferred.remove(&token) else { continue };
-            self.stats.deferred_expired += 1;
-            // The requester has most likely given up; the answer still releases the owner's
-            // record of the request.
-            let response = Response::Error { code: ErrorCode::Overloaded, text: String::new() };
-            self.outputs.push_back(DhtOutput::Respond { respond_to: d.respond_to, response });
-        }
-        self.arm(now);
-        if self.next_tick_at.is_some_and(|at| now >= at) {
-            self.next_tick_at = Some(now + self.config.maintenance_interval);
-            self.maintain(now);
-        }
+    /// The record store (read-only).
+    pub fn store(&self) -> &dyn RecordStore {
+        &self.store
     }
 
-    fn arm(&mut self, now: Instant) {
-        if self.next_tick_at.is_none() && !self.config.maintenance_interval.is_zero() {
-            self.next_tick_at = Some(now + self.config.maintenance_interval);
-        }
+    /// Counters of the DHT.
+    pub fn stats(&self) -> DhtStats {
+        DhtStats { requests_in_flight: self.in_flight, ..self.stats.clone() }
     }
 
-    fn local_info(&self) -> PeerInfo {
-        let mut addrs = self.config.local_addrs.clone();
-        addrs.truncate(crate::wire::messages::MAX_ADDRS_PER_PEER);
-        PeerInfo { id: self.local, addrs }
+    /// Counters of the routing table.
+    pub fn routing_stats(&self) -> RoutingStats {
+        self.routing.stats()
     }
 
-    fn observe(&mut self, now: Instant, peer: PeerInfo, source: Source) {
+    /// Counters of the record store.
+    pub fn store_stats(&self) -> StoreStats {
+        self.store.stats()
+    }
+
+    /// Queries running now.
+    pub fn queries_running(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// Adds what a contact tells about a peer to the routing table: a new entry may start the
+    /// join and is queued for replication; a full bucket asks for a PING of its oldest entry.
+    pub(super) fn observe(&mut self, now: Instant, peer: PeerInfo, source: Source) {
         if peer.id == self.local || peer.addrs.is_empty() {
             return;
         }
         let was_empty = self.routing.is_empty();
         match self.routing.observe(now, peer.clone(), source) {
             InsertOutcome::Added => {
-                if self.replicate_to.len() >= self.config.max_replication_queue {
-                    self.replicate_to.pop_front();
-                    self.stats.replication_queue_drops += 1;
-                }
-                self.replicate_to.push_back(Replication { peer, after: None });
+                self.queue_replication(peer);
                 if was_empty && !self.joined && self.config.join_on_first_contact {
                     // The first contact: join the network with a self-lookup.
                     self.joined = true;
@@ -732,409 +470,168 @@ impl Dht {
         }
     }
 
-    fn get(&mut self, now: Instant, command: CommandId, key: Key) {
-        let local = self.store.get(now, &key).map(|s| s.record.clone());
-        if let Some(record @ Record::Immutable { .. }) = local {
-            let found = FoundRecord { record, local: true, stats: LookupStats::default() };
-            let kind = &mut self.stats.queries[Goal::Get { key }.kind()];
-            kind.started += 1;
-            kind.succeeded += 1;
-            return self.reply(command, DhtReply::Get(Ok(found)));
-        }
-        if let Some(id) = self.start(now, Some(command), key, Goal::Get { key }) {
-            if let (Some(q), Some(record)) = (self.queries.get_mut(&id), local) {
-                q.found.push(record);
-            }
-        }
+    /// Asks the router to send `request` to `peer`.
+    pub(super) fn send(&mut self, peer: PeerInfo, request: Request, purpose: Purpose) {
+        self.in_flight += 1;
+        let key = purpose.key();
+        self.outputs.push_back(Action::Request { to: peer, request, key });
     }
 
-    fn put(&mut self, now: Instant, command: CommandId, record: Record, expected_seq: Option<u64>) {
-        let key = match records::validate(&record, self.config.store.max_value_bytes) {
-            Ok(key) => key,
-            Err(e) => return self.reply(command, DhtReply::Put(Err(DhtError::Invalid(e)))),
-        };
-        // Keep our own copy; a local refusal (an older sequence than we hold, a CAS mismatch)
-        // is the caller's error, while quota or space trouble here does not stop publishing.
-        let ttl = self.config.record_ttl;
-        if let Err(e) = self.store.put(now, Origin::Local, record.clone(), ttl, expected_seq) {
-            if !matches!(e, RecordError::StorageFull | RecordError::QuotaExceeded) {
-                return self.reply(command, DhtReply::Put(Err(DhtError::Invalid(e))));
-            }
-        }
-        self.remember_originated(now, key, record.clone());
-        self.start(now, Some(command), key, Goal::Put { record, expected_seq });
+    pub(super) fn reply(&mut self, command: CommandId, reply: DhtReply) {
+        self.outputs.push_back(Action::Reply { command, reply });
     }
 
-    fn remember_originated(&mut self, now: Instant, key: Key, record: Record) {
-        let at = now + self.config.republish_interval;
-        if !self.originated.contains_key(&key)
-            && self.originated.len() >= self.config.max_originated
-        {
-            self.stats.originated_drops += 1;
-            return;
-        }
-        self.originated.insert(key, (record, at));
+    pub(super) fn local_info(&self) -> PeerInfo {
+        let mut addrs = self.config.local_addrs.clone();
+        addrs.truncate(MAX_ADDRS_PER_PEER);
+        PeerInfo { id: self.local, addrs }
     }
 
-    /// Starts a query toward `target`; `None` if it ended at once (no peers, busy).
-    fn start(
-        &mut self,
-        now: Instant,
-        command: Option<CommandId>,
-        target: Key,
-        goal: Goal,
-    ) -> Option<QueryId> {
-        let kind = goal.kind();
-        if self.queries.len() >= self.config.max_queries {
-            if let Some(c) = command {
-                self.stats.refused_busy += 1;
-                self.reply(c, failure(&goal, DhtError::Busy));
-            }
-            return None;
+    /// Arms the maintenance tick on the first input (construction has no `now`).
+    pub(super) fn arm_tick(&mut self, now: Instant) {
+        let off = self.config.maintenance_interval.is_zero();
+        if !off && self.timers.get(Timer::Tick).is_none() {
+            self.timers.set(Timer::Tick, now + self.config.maintenance_interval);
         }
-        self.stats.queries[kind].started += 1;
-        let seeds = self.routing.closest(&target, self.config.lookup.k);
-        if seeds.is_empty() {
-            self.stats.queries[kind].failed += 1;
-            if let Some(c) = command {
-                self.reply(c, failure(&goal, DhtError::NoPeers));
-            }
-            return None;
-        }
-        let lookup = Lookup::new(now, self.local, target, seeds, self.config.lookup);
-        let id = QueryId(self.next_query);
-        self.next_query += 1;
-        let query = Query {
-            command,
-            goal,
-            lookup,
-            started_at: now,
-            found: Vec::new(),
-            providers: BTreeMap::new(),
-            storing: None,
-        };
-        self.queries.insert(id, query);
-        self.advance(now, id);
-        Some(id)
-    }
-
-    /// Sends what the lookup allows, or finishes the query.
-    fn advance(&mut self, now: Instant, id: QueryId) {
-        let Some(q) = self.queries.get_mut(&id) else { return };
-        if q.storing.is_some() {
-            return;
-        }
-        let request = match &q.goal {
-            Goal::Get { key } => Request::FindValue { key: *key },
-            Goal::Providers { key } => Request::GetProviders { key: *key },
-            _ => Request::FindNode { target: q.lookup.target() },
-        };
-        let mut asks = Vec::new();
-        while let Some(peer) = q.lookup.next_request(now) {
-            asks.push(peer);
-        }
-        let finished = q.lookup.is_finished();
-        for peer in asks {
-            self.send(peer, request.clone(), Purpose::Lookup(id));
-        }
-        if finished {
-            self.finish_lookup(now, id);
-        }
-    }
-
-    fn send(&mut self, peer: PeerInfo, request: Request, purpose: Purpose) {
-        let token = self.next_token;
-        self.next_token += 1;
-        self.in_flight.insert(token, InFlight { peer: peer.clone(), purpose });
-        self.outputs.push_back(DhtOutput::Request { token, peer, request });
-    }
-
-    fn on_lookup_response(
-        &mut self,
-        now: Instant,
-        id: QueryId,
-        peer: &PeerInfo,
-        result: Result<Response, RequestFailure>,
-    ) {
-        let max_records = self.config.max_records_per_get;
-        let k = self.config.lookup.k;
-        let max_value = self.config.store.max_value_bytes;
-        let Some(q) = self.queries.get_mut(&id) else { return };
-        if q.storing.is_some() {
-            return;
-        }
-        match (result, &q.goal) {
-            (Ok(Response::Nodes { closer }), _) => q.lookup.on_response(now, &peer.id, closer),
-            (Ok(Response::Value { record, closer }), Goal::Get { key }) => {
-                let key = *key;
-                match record {
-                    None => q.lookup.on_response(now, &peer.id, closer),
-                    Some(r) => match records::validate_for_key(&r, &key, max_value) {
-                        Ok(()) => {
-                            let immutable = matches!(r, Record::Immutable { .. });
-                            if q.found.len() < max_records && !q.found.contains(&r) {
-                                q.found.push(r);
-                            }
-                            q.lookup.on_response(now, &peer.id, closer);
-                            if immutable {
-                                q.lookup.finish();
-                            }
-                        }
-                        Err(_) => {
-                            self.stats.invalid_records_received += 1;
-                            q.lookup.on_failure(now, &peer.id);
-                        }
-                    },
-                }
-            }
-            (Ok(Response::Providers { providers, closer }), Goal::Providers { .. }) => {
-                for p in providers {
-                    if q.providers.len() < k && !p.addrs.is_empty() {
-                        q.providers.entry(p.id).or_insert(p);
-                    }
-                }
-                q.lookup.on_response(now, &peer.id, closer);
-                if q.providers.len() >= k {
-                    q.lookup.finish();
-                }
-            }
-            // An error, a failure, or the wrong kind of answer.
-            _ => q.lookup.on_failure(now, &peer.id),
-        }
-        self.advance(now, id);
-    }
-
-    fn finish_lookup(&mut self, now: Instant, id: QueryId) {
-        let me = self.local_info();
-        let Some(q) = self.queries.get_mut(&id) else { return };
-        let stats = q.lookup.stats(now);
-        let closest = q.lookup.closest_answered();
-        // A lookup through a bucket refreshes it as well as a refresh query would.
-        if let Some(bucket) = self.routing.bucket_index(&q.lookup.target()) {
-            self.routing.mark_refreshed(bucket, now);
-        }
-        let request = match &q.goal {
-            Goal::Put { record, expected_seq } => Request::Store {
-                record: record.clone(),
-                ttl_secs: secs(self.config.record_ttl),
-                expected_seq: *expected_seq,
-            },
-            Goal::Republish { record } => Request::Store {
-                record: record.clone(),
-                ttl_secs: secs(self.config.record_ttl),
-                expected_seq: None,
-            },
-            Goal::Provide { key } => Request::AddProvider {
-                key: *key,
-                provider: me,
-                ttl_secs: secs(self.config.provider_ttl),
-            },
-            _ => return self.conclude(id, stats, closest),
-        };
-        let attempted = closest.len();
-        q.storing = Some(Storing {
-            outstanding: attempted,
-            attempted,
-            stored: 0,
-            first_error: None,
-            lookup: stats,
-        });
-        if attempted == 0 {
-            return self.conclude_store(now, id);
-        }
-        for peer in closest {
-            self.send(peer, request.clone(), Purpose::Store(id));
-        }
-    }
-
-    fn on_store_response(
-        &mut self,
-        now: Instant,
-        id: QueryId,
-        result: Result<Response, RequestFailure>,
-    ) {
-        let Some(s) = self.queries.get_mut(&id).and_then(|q| q.storing.as_mut()) else { return };
-        s.outstanding = s.outstanding.saturating_sub(1);
-        match result {
-            Ok(Response::Stored | Response::ProviderAdded) => s.stored += 1,
-            Ok(Response::Error { code, .. }) => {
-                s.first_error.get_or_insert(code);
-            }
-            _ => {}
-        }
-        if s.outstanding == 0 {
-            self.conclude_store(now, id);
-        }
-    }
-
-    fn conclude_store(&mut self, now: Instant, id: QueryId) {
-        let Some(q) = self.queries.remove(&id) else { return };
-        let Some(s) = q.storing else { return };
-        let kind = q.goal.kind();
-        let counters = &mut self.stats.queries[kind];
-        counters.rounds += u64::from(s.lookup.rounds);
-        counters.rpcs += u64::from(s.lookup.rpcs) + s.attempted as u64;
-        let key = match &q.goal {
-            Goal::Put { record, .. } | Goal::Republish { record } => record.key(),
-            Goal::Provide { key } => *key,
-            _ => q.lookup.target(),
-        };
-        let result = if s.stored > 0 {
-            counters.succeeded += 1;
-            Ok(Published {
-                key,
-                stored: s.stored,
-                attempted: s.attempted,
-                lookup: s.lookup,
-                rpcs: s.lookup.rpcs + s.attempted as u32,
-                duration: now.saturating_duration_since(q.started_at),
-            })
-        } else {
-            counters.failed += 1;
-            Err(DhtError::NotStored(s.first_error))
-        };
-        if let Some(c) = q.command {
-            let reply = match q.goal {
-                Goal::Provide { .. } => DhtReply::Provide(result),
-                _ => DhtReply::Put(result),
-            };
-            self.reply(c, reply);
-        }
-    }
-
-    fn conclude(&mut self, id: QueryId, stats: LookupStats, closest: Vec<PeerInfo>) {
-        let Some(q) = self.queries.remove(&id) else { return };
-        let kind = q.goal.kind();
-        let counters = &mut self.stats.queries[kind];
-        counters.rounds += u64::from(stats.rounds);
-        counters.rpcs += u64::from(stats.rpcs);
-        let reply = match q.goal {
-            Goal::FindNode => Some(DhtReply::FindNode(Ok(FoundPeers { peers: closest, stats }))),
-            Goal::Bootstrap => Some(DhtReply::Bootstrap(Ok(stats))),
-            Goal::Refresh => None,
-            Goal::Get { .. } => Some(DhtReply::Get(
-                records::best(q.found.iter())
-                    .map(|r| FoundRecord { record: r.clone(), local: false, stats })
-                    .ok_or(DhtError::NotFound(stats)),
-            )),
-            Goal::Providers { .. } => Some(DhtReply::Providers(if q.providers.is_empty() {
-                Err(DhtError::NotFound(stats))
-            } else {
-                Ok(FoundProviders { providers: q.providers.into_values().collect(), stats })
-            })),
-            // These go through the storing phase instead.
-            Goal::Put { .. } | Goal::Provide { .. } | Goal::Republish { .. } => None,
-        };
-        let ok = match &reply {
-            Some(DhtReply::Get(r)) => r.is_ok(),
-            Some(DhtReply::Providers(r)) => r.is_ok(),
-            _ => true,
-        };
-        if ok {
-            counters.succeeded += 1;
-        } else {
-            counters.failed += 1;
-        }
-        if let (Some(c), Some(reply)) = (q.command, reply) {
-            self.reply(c, reply);
-        }
-    }
-
-    fn maintain(&mut self, now: Instant) {
-        self.store.expire(now);
-        // Bucket refresh: a few per tick, so a cold table does not flood the network.
-        let refreshing = self.queries.values().filter(|q| matches!(q.goal, Goal::Refresh)).count();
-        for bucket in
-            self.routing.buckets_due_for_refresh(now).into_iter().take(2 - refreshing.min(2))
-        {
-            let target = self.routing.random_id_in_bucket(bucket, &mut self.rng);
-            self.routing.mark_refreshed(bucket, now);
-            self.start(now, None, target, Goal::Refresh);
-        }
-        // Republish our own records that are due.
-        let due: Vec<Key> = self
-            .originated
-            .iter()
-            .filter(|(_, (_, at))| *at <= now)
-            .map(|(k, _)| *k)
-            .take(16)
-            .collect();
-        for key in due {
-            if let Some((record, at)) = self.originated.get_mut(&key) {
-                *at = now + self.config.republish_interval;
-                let record = record.clone();
-                self.start(now, None, key, Goal::Republish { record });
-            }
-        }
-        self.replicate(now);
-    }
-
-    /// Sends held records to newly learned peers that are among the k closest to their keys,
-    /// within this tick's budgets of key checks, STOREs and requests in flight; a peer's walk
-    /// through the keys resumes at the next tick where it stopped.
-    fn replicate(&mut self, now: Instant) {
-        const BATCH: usize = 64;
-        let k = self.config.lookup.k;
-        let (mut checks, mut sent) = (0, 0);
-        while let Some(front) = self.replicate_to.front() {
-            let (peer, mut after) = (front.peer.clone(), front.after);
-            let keys = self.store.keys_after(after.as_ref(), BATCH);
-            if keys.is_empty() {
-                self.replicate_to.pop_front();
-                continue;
-            }
-            for key in keys {
-                let out_of_budget = checks >= self.config.max_replication_checks_per_tick
-                    || sent >= self.config.max_replications_per_tick
-                    || self.in_flight.len() >= self.config.max_requests_in_flight;
-                if out_of_budget {
-                    self.stats.maintenance_skipped += 1;
-                    if let Some(front) = self.replicate_to.front_mut() {
-                        front.after = after;
-                    }
-                    return;
-                }
-                checks += 1;
-                after = Some(key);
-                if !self.routing.closest(&key, k).iter().any(|p| p.id == peer.id) {
-                    continue;
-                }
-                let Some(held) = self.store.get(now, &key) else { continue };
-                // Never more than the remaining life (records.md §4); nothing if under 1 s.
-                let ttl_secs = held.remaining_ttl_secs(now);
-                if ttl_secs == 0 {
-                    continue;
-                }
-                let request =
-                    Request::Store { record: held.record.clone(), ttl_secs, expected_seq: None };
-                self.send(peer.clone(), request, Purpose::Replicate);
-                self.stats.replications += 1;
-                sent += 1;
-            }
-            if let Some(front) = self.replicate_to.front_mut() {
-                front.after = after;
-            }
-        }
-    }
-
-    fn reply(&mut self, command: CommandId, reply: DhtReply) {
-        self.outputs.push_back(DhtOutput::Reply { command, reply });
     }
 }
 
-fn failure(goal: &Goal, e: DhtError) -> DhtReply {
-    match goal {
-        Goal::FindNode | Goal::Refresh => DhtReply::FindNode(Err(e)),
-        Goal::Bootstrap => DhtReply::Bootstrap(Err(e)),
-        Goal::Get { .. } => DhtReply::Get(Err(e)),
-        Goal::Put { .. } | Goal::Republish { .. } => DhtReply::Put(Err(e)),
-        Goal::Provide { .. } => DhtReply::Provide(Err(e)),
-        Goal::Providers { .. } => DhtReply::Providers(Err(e)),
+impl Protocol for Dht {
+    type Reply = DhtReply;
+    type Event = Infallible;
+
+    fn kinds(&self) -> &'static [Kind] {
+        KINDS
     }
+
+    /// A peer completed the Hello exchange: it enters the routing table (unless it is no DHT
+    /// server), `Verified` if we dialled it.
+    fn handle_peer_up(&mut self, now: Instant, peer: &Peer<'_>) {
+        self.arm_tick(now);
+        let source = match peer.direction {
+            Direction::Outbound => Source::Verified,
+            Direction::Inbound => Source::Inbound,
+        };
+        self.observe(now, peer_info(peer), source);
+    }
+
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        from: &Peer<'_>,
+        request: Request,
+        ticket: ReplyTicket,
+    ) -> Option<Response> {
+        let from = peer_info(from);
+        if !from.addrs.is_empty() {
+            self.observe(now, from.clone(), Source::Inbound);
+        }
+        self.serve(now, &from.id, request, ticket)
+    }
+
+    fn handle_outcome(
+        &mut self,
+        now: Instant,
+        key: RequestKey,
+        peer: PeerInfo,
+        result: Result<Response, RequestFailure>,
+    ) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        match &result {
+            Ok(Response::Error { code: ErrorCode::Unsupported, .. }) | Err(_) => {
+                self.routing.record_failure(&peer.id);
+            }
+            Ok(_) => self.observe(now, peer.clone(), Source::Verified),
+        }
+        match Purpose::from_key(key) {
+            Some(Purpose::TablePing) => {
+                let alive = matches!(result, Ok(Response::Pong { .. }));
+                self.routing.ping_result(now, &peer.id, alive);
+            }
+            Some(Purpose::Replicate) | None => {}
+            Some(Purpose::Lookup(q)) => self.on_lookup_response(now, q, &peer, result),
+            Some(Purpose::Store(q)) => self.on_store_response(now, q, result),
+        }
+    }
+
+    fn handle_job_done(&mut self, now: Instant, key: JobKey, result: Option<JobResult>) {
+        self.on_job_done(now, key, result);
+    }
+
+    /// Fires due lookup deadlines and the maintenance tick.
+    fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Query(id) => {
+                    if let Some(q) = self.queries.get_mut(&id) {
+                        q.lookup.handle_timeout(now);
+                    }
+                    self.advance(now, id);
+                }
+                Timer::Tick => {
+                    self.arm_tick(now);
+                    self.maintain(now);
+                }
+            }
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<DhtAction> {
+        self.outputs.pop_front()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+}
+
+impl Purpose {
+    const KIND_BITS: u32 = 2;
+
+    fn key(self) -> RequestKey {
+        let (query, kind) = match self {
+            Purpose::Lookup(QueryId(q)) => (q, 0),
+            Purpose::Store(QueryId(q)) => (q, 1),
+            Purpose::TablePing => (0, 2),
+            Purpose::Replicate => (0, 3),
+        };
+        RequestKey(query << Self::KIND_BITS | kind)
+    }
+
+    fn from_key(key: RequestKey) -> Option<Purpose> {
+        let query = QueryId(key.0 >> Self::KIND_BITS);
+        match key.0 & ((1 << Self::KIND_BITS) - 1) {
+            0 => Some(Purpose::Lookup(query)),
+            1 => Some(Purpose::Store(query)),
+            2 => Some(Purpose::TablePing),
+            3 => Some(Purpose::Replicate),
+            _ => None,
+        }
+    }
+}
+
+/// The peer as the DHT knows it: its announced listen addresses; for a peer we dialled with
+/// none announced, the address we reached it at. No address (so it never enters the routing
+/// table) for a peer that is not a DHT server (handshake.md §2: no `FEATURE_KAD`).
+pub(super) fn peer_info(peer: &Peer<'_>) -> PeerInfo {
+    let Peer { id, addr, direction, hello } = *peer;
+    if hello.features & FEATURE_KAD == 0 {
+        return PeerInfo { id, addrs: Vec::new() };
+    }
+    let mut addrs: Vec<SocketAddr> = announced(hello);
+    if addrs.is_empty() && direction == Direction::Outbound {
+        addrs.push(addr);
+    }
+    addrs.truncate(MAX_ADDRS_PER_PEER);
+    PeerInfo { id, addrs }
+}
+
+fn announced(hello: &Hello) -> Vec<SocketAddr> {
+    hello.listen_addrs.iter().copied().filter(|a| !a.ip().is_unspecified()).collect()
 }
 
 /// Whole seconds for the wire, at least 1 and at most `u32::MAX`.
-fn secs(d: Duration) -> u32 {
+pub(super) fn secs(d: Duration) -> u32 {
     u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX)
 }
 
@@ -1152,3 +649,21 @@ impl fmt::Display for DhtError {
 }
 
 impl std::error::Error for DhtError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_keys_round_trip_every_purpose() {
+        for p in [
+            Purpose::Lookup(QueryId(0)),
+            Purpose::Lookup(QueryId(u64::MAX >> 2)),
+            Purpose::Store(QueryId(7)),
+            Purpose::TablePing,
+            Purpose::Replicate,
+        ] {
+            assert_eq!(Purpose::from_key(p.key()), Some(p));
+        }
+    }
+}

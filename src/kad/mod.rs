@@ -5,13 +5,17 @@
 //! - [`lookup`]: the iterative lookup state machine: α in flight, straggler timeout,
 //!   termination on the k closest, optional disjoint paths.
 //! - [`records`]: record validation (keys, signatures, sequence numbers, compare-and-swap).
-//! - [`store`]: the `Store` trait and the in-memory store with TTLs, quotas and caps.
-//! - [`serve`]: answers to inbound Kademlia requests.
-//! - [`dht`]: `Dht`, which runs queries and maintenance over the pieces above.
+//! - [`memstore`]: the `RecordStore` trait and the in-memory store with TTLs, quotas and caps.
+//! - [`serve`]: answers to inbound Kademlia requests, and STOREs that wait for a worker.
+//! - [`dht`]: `Dht`, the protocol the router hosts: its inputs, commands and counters.
+//! - `query` and `maintenance`: a query's life, and the periodic upkeep (refresh, republish,
+//!   replication).
 
 pub mod dht;
 pub mod lookup;
+mod maintenance;
+pub mod memstore;
+mod query;
 pub mod records;
 pub mod routing;
 pub mod serve;
-pub mod store;

@@ -1,18 +1,26 @@
 //! Answers to inbound Kademlia requests (proto-spec/messages.md §3).
 //!
-//! Pure functions over the routing table and the record store: the caller has already
-//! authenticated `from` (the TLS key), so a provider announcement can be checked against it.
-//! Every answer is bounded by `MAX_PEERS_PER_RESPONSE`, and a refusal carries the spec's
-//! error code.
+//! [`answer`] is a pure function over the routing table and the record store: the caller has
+//! already authenticated `from` (the TLS key), so a provider announcement can be checked
+//! against it. Every answer is bounded by `MAX_PEERS_PER_RESPONSE`, and a refusal carries the
+//! spec's error code.
+//!
+//! A STORE of a mutable record is answered later: its signature is checked on a worker
+//! (`Action::Job`), and the answer goes out with the request's [`ReplyTicket`] when the result
+//! comes back. At most `max_deferred` wait; beyond that, or when the pool refuses the job, the
+//! answer is `Overloaded`. How long the requester waits is the router's deadline.
 
 use std::time::{Duration, Instant};
 
+use super::dht::Dht;
+use super::memstore::{Origin, RecordStore};
 use super::records::RecordError;
 use super::routing::RoutingTable;
-use super::store::{Origin, Store};
 use crate::identity::NodeId;
+use crate::protocol::{Action, Job, JobKey, JobResult, ReplyTicket};
 use crate::wire::messages::{
-    ErrorCode, PeerInfo, Request, Response, MAX_ADDRS_PER_PEER, MAX_PEERS_PER_RESPONSE,
+    ErrorCode, MutableRecord, PeerInfo, Record, Request, Response, MAX_ADDRS_PER_PEER,
+    MAX_PEERS_PER_RESPONSE,
 };
 
 /// What serving a request did, for the caller's counters.
@@ -32,7 +40,7 @@ pub fn answer(
     from: &NodeId,
     request: Request,
     routing: &RoutingTable,
-    store: &mut dyn Store,
+    store: &mut dyn RecordStore,
     k: usize,
 ) -> (Response, Served) {
     let k = k.min(MAX_PEERS_PER_RESPONSE);
@@ -75,6 +83,92 @@ pub fn answer(
             }
         }
         Request::Ping => (error(ErrorCode::BadRequest, "ping"), Served::NotKad),
+    }
+}
+
+/// An inbound STORE waiting for its signature check.
+#[derive(Debug, Clone)]
+pub(super) struct Deferred {
+    from: NodeId,
+    record: Record,
+    ttl_secs: u32,
+    expected_seq: Option<u64>,
+    ticket: ReplyTicket,
+}
+
+impl Dht {
+    /// Answers `request` from the authenticated peer `from`: now, or later with `ticket`.
+    pub(super) fn serve(
+        &mut self,
+        now: Instant,
+        from: &NodeId,
+        request: Request,
+        ticket: ReplyTicket,
+    ) -> Option<Response> {
+        let request = match request {
+            Request::Store { record: Record::Mutable(m), ttl_secs, expected_seq }
+                if self.config.verify_in_workers =>
+            {
+                return self.defer_store(*from, m, ttl_secs, expected_seq, ticket);
+            }
+            other => other,
+        };
+        let k = self.config.lookup.k;
+        let (response, served) = answer(now, from, request, &self.routing, &mut self.store, k);
+        self.stats.requests_served += 1;
+        if let Served::Rejected(e) = served {
+            *self.stats.rejections.entry(e.name()).or_default() += 1;
+        }
+        Some(response)
+    }
+
+    /// The worker result for job `key`; `None` when it did not run.
+    pub(super) fn on_job_done(&mut self, now: Instant, key: JobKey, result: Option<JobResult>) {
+        let Some(d) = self.deferred.remove(&key) else { return };
+        self.stats.requests_served += 1;
+        let response = match result {
+            Some(JobResult::RecordVerified(true)) => {
+                let ttl = Duration::from_secs(u64::from(d.ttl_secs));
+                let origin = Origin::Peer(d.from);
+                match self.store.put_verified(now, origin, d.record, ttl, d.expected_seq) {
+                    Ok(_) => Response::Stored,
+                    Err(e) => self.rejected(e),
+                }
+            }
+            Some(JobResult::RecordVerified(false)) => self.rejected(RecordError::BadSignature),
+            None => {
+                self.stats.overloaded += 1;
+                error(ErrorCode::Overloaded, "workers busy")
+            }
+        };
+        self.outputs.push_back(Action::Respond { ticket: d.ticket, response });
+    }
+
+    fn defer_store(
+        &mut self,
+        from: NodeId,
+        record: MutableRecord,
+        ttl_secs: u32,
+        expected_seq: Option<u64>,
+        ticket: ReplyTicket,
+    ) -> Option<Response> {
+        if self.deferred.len() >= self.config.max_deferred {
+            self.stats.overloaded += 1;
+            self.stats.requests_served += 1;
+            return Some(error(ErrorCode::Overloaded, "too many stores waiting"));
+        }
+        let key = JobKey(self.next_job);
+        self.next_job += 1;
+        let job = Job::VerifyRecord(Box::new(record.clone()));
+        let record = Record::Mutable(record);
+        self.deferred.insert(key, Deferred { from, record, ttl_secs, expected_seq, ticket });
+        self.outputs.push_back(Action::Job { key, job });
+        None
+    }
+
+    fn rejected(&mut self, e: RecordError) -> Response {
+        *self.stats.rejections.entry(e.name()).or_default() += 1;
+        error(e.code(), e.name())
     }
 }
 

@@ -3,11 +3,19 @@
 //! It turns readiness into `NodeCore` inputs and core outputs into socket writes, and makes
 //! no protocol decision of its own (DESIGN.md, "The shape", item 2). Per wake-up it reads the
 //! clock once, drains accepts and reads until `WouldBlock`, hands frames to the core, carries
-//! out the core's outputs, flushes writes, closes finished connections and recomputes each
-//! connection's interest. The poll timeout is the earliest deadline of the core, the
-//! connections and the rate limiter.
+//! out the core's outputs, flushes writes, closes finished connections and recomputes the
+//! interest of the connections it touched. The poll timeout is the earliest of the core's
+//! deadline, the paused peers' resume times and the global budgets' repayments: every
+//! connection deadline (connect, TLS, Hello, idle) is the core's.
 //!
-//! Memory: socket reads go into one pooled read buffer, and every outgoing frame is encoded
+//! No scans: a wake-up visits only the connections it touched (readiness, a send, a close,
+//! a resume), kept in a dirty list; paused peers wait in an ordered deadline set.
+//!
+//! Mechanism, not policy: a peer over its rate is not read until its budget is repaid, and a
+//! frame that does not fit a peer's write queue is not queued; each is reported to the core
+//! (`Input::OverBudget`), which decides whether the peer stays.
+//!
+//! Memory: socket reads go into one pooled read buffer, and every outgoing payload is encoded
 //! into a pooled buffer of its size class that returns to the pool (zeroed) as soon as rustls
 //! has taken the bytes, so no connection keeps a frame-sized buffer of its own. The pool's cap
 //! bounds these buffers together; a frame that cannot get a buffer is not sent and is counted
@@ -23,20 +31,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::core::jobs::{Job, JobId, JobResult};
-use crate::core::node::{Command, CommandId, NodeCore, Output, Reply};
-use crate::core::peers::ConnId;
+use crate::core::{Budget, Command, CommandId, ConnId, Event, Input, NodeCore, Output, Reply};
 use crate::identity::NodeId;
+use crate::protocol::{Job, JobId, JobResult};
 use crate::runtime::buffers::{BufferPool, PooledBuf};
 use crate::runtime::limiter::{GlobalLimiter, LimiterConfig, PeerLimiter, Verdict};
 use crate::runtime::workers::{Outcome, WorkerPool};
-use crate::transport::conn::{ConnConfig, ConnError, ConnEvent, Connection};
+use crate::snapshot::Snapshot;
+use crate::timers::Deadlines;
+use crate::transport::conn::{ConnConfig, ConnEvent, Connection, SendError};
 use crate::transport::tls::TlsConfig;
+use crate::transport::CloseCause;
 use crate::wire::codec;
 use crate::wire::messages::{GoodbyeReason, Hello, Message};
 
@@ -57,6 +67,8 @@ pub(crate) enum Control {
     /// An application command and where to send its reply. Boxed, so the bounded channel's
     /// slots stay a few words each whatever the largest command.
     Command(Box<Command>, Sender<Reply>),
+    /// Every counter and gauge of the node, now.
+    Snapshot(Sender<Snapshot>),
     /// Close every connection with Goodbye and stop, within the deadline.
     Shutdown,
 }
@@ -66,18 +78,23 @@ pub(crate) enum Control {
 pub struct ReactorStats {
     /// Inbound connections refused by the admission rate limiter.
     pub refused_rate: u64,
-    /// Inbound connections refused by the connection table.
-    pub refused_limit: u64,
+    /// Inbound connections refused because the connection slab was full or the node was
+    /// shutting down.
+    pub refused_entries: u64,
     /// Connections closed because the peer broke the protocol.
     pub closed_misbehaving: u64,
-    /// Connections closed for exceeding their rate limit persistently.
-    pub closed_rate_limited: u64,
     /// Frames not sent because the buffer pool refused a buffer.
     pub frames_refused_pool: u64,
     /// Frames not sent because they failed to encode (a local bug or oversized value).
     pub frames_unencodable: u64,
-    /// Worker jobs that panicked (a bug; what waited for them times out).
+    /// Frames not sent because the peer's write queue was full.
+    pub frames_refused_queue: u64,
+    /// Worker jobs that panicked (a bug; their owner hears the job was refused).
     pub jobs_panicked: u64,
+    /// Events dropped because the application did not take them in time.
+    pub events_dropped: u64,
+    /// Connections in the slab now, connecting or established.
+    pub entries: usize,
 }
 
 struct Entry {
@@ -89,8 +106,11 @@ struct Entry {
     limiter: PeerLimiter,
     /// Reading paused by the rate limiter until then.
     paused_until: Option<Instant>,
-    /// The socket failed; drop without flushing.
+    /// The socket failed, or the core dropped the connection before it was established: drop
+    /// without flushing.
     dead: bool,
+    /// In this wake-up's dirty list.
+    dirty: bool,
     interest: Interest,
 }
 
@@ -102,6 +122,11 @@ pub(crate) struct Reactor {
     /// would double its whole allocation as connections come and go.
     entries: Slab<Box<Entry>>,
     keys: HashMap<ConnId, usize>,
+    /// Slab keys touched in this wake-up: flushed, closed or re-registered in `sweep`.
+    dirty: Vec<usize>,
+    /// Peers paused by their rate limiter, by slab key.
+    paused: Deadlines<usize>,
+    next_inbound: u64,
     core: NodeCore,
     workers: Workers,
     tls: TlsConfig,
@@ -110,6 +135,7 @@ pub(crate) struct Reactor {
     limiter_config: LimiterConfig,
     global: GlobalLimiter,
     control: Receiver<Control>,
+    events: Sender<Event>,
     replies: HashMap<u64, Sender<Reply>>,
     next_command: u64,
     pool: BufferPool,
@@ -130,8 +156,9 @@ pub(crate) struct Reactor {
     shutdown_timeout: Duration,
 }
 
-/// The worker pool as the reactor uses it: jobs and results carry the core's job id.
-pub(crate) type Workers = WorkerPool<(u64, Job), (u64, JobResult)>;
+/// The worker pool as the reactor uses it: each job carries its id back, with its result or
+/// `None` when it panicked, so every job submitted gets exactly one answer.
+pub(crate) type Workers = WorkerPool<(JobId, Job), (JobId, Option<JobResult>)>;
 
 /// The pieces `Reactor::new` needs.
 pub(crate) struct ReactorParts {
@@ -144,6 +171,7 @@ pub(crate) struct ReactorParts {
     pub hello: Hello,
     pub limiter_config: LimiterConfig,
     pub control: Receiver<Control>,
+    pub events: Sender<Event>,
     pub max_entries: usize,
     pub shutdown_timeout: Duration,
     pub buffer_pool_bytes: usize,
@@ -166,6 +194,9 @@ impl Reactor {
             listener: p.listener,
             entries: Slab::new(),
             keys: HashMap::new(),
+            dirty: Vec::new(),
+            paused: Deadlines::new(),
+            next_inbound: 0,
             core: p.core,
             workers: p.workers,
             tls: p.tls,
@@ -174,6 +205,7 @@ impl Reactor {
             global: GlobalLimiter::new(&p.limiter_config, now),
             limiter_config: p.limiter_config,
             control: p.control,
+            events: p.events,
             replies: HashMap::new(),
             next_command: 0,
             pool,
@@ -219,16 +251,31 @@ impl Reactor {
         }
     }
 
+    /// Every counter and gauge of the node.
+    fn snapshot(&self) -> Snapshot {
+        let dht = self.core.dht();
+        let (requests_in_flight, answers_owed) = self.core.requests_pending();
+        Snapshot {
+            core: self.core.stats(),
+            peers: self.core.peer_stats(),
+            requests_in_flight,
+            answers_owed,
+            dht: dht.stats(),
+            routing: dht.routing_stats(),
+            store: dht.store_stats(),
+            reactor: ReactorStats { entries: self.entries.len(), ..self.stats },
+            limiter: self.global.stats(),
+            buffers: self.pool.stats(),
+            workers: self.workers.stats(),
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
-        let conns = self.entries.iter().filter_map(|(_, e)| {
-            let paused = e.paused_until;
-            [e.conn.next_deadline(), paused].into_iter().flatten().min()
-        });
         let budgets = [self.reads_paused_until, self.writes_paused_until];
-        conns
-            .chain(self.core.next_deadline())
-            .chain(self.shutdown_at)
-            .chain(budgets.into_iter().flatten())
+        [self.core.next_deadline(), self.paused.next(), self.shutdown_at]
+            .into_iter()
+            .chain(budgets)
+            .flatten()
             .min()
     }
 
@@ -246,23 +293,23 @@ impl Reactor {
 
     fn on_accepted(&mut self, now: Instant, stream: TcpStream, addr: SocketAddr) {
         if self.shutdown_at.is_some() || self.entries.len() >= self.max_entries {
-            self.stats.refused_limit += 1;
+            self.stats.refused_entries += 1;
             return;
         }
         if self.global.admit_connection(now, addr.ip()).is_err() {
             self.stats.refused_rate += 1;
             return;
         }
-        let Ok(id) = self.core.handle_inbound(now, addr) else {
-            self.stats.refused_limit += 1;
-            return;
-        };
-        match self.tls.accept() {
-            Ok(tls) => self.insert(now, id, stream, tls.into(), false),
-            Err(e) => self.core.handle_closed(now, id, &ConnError::Tls(e)),
+        let Ok(tls) = self.tls.accept() else { return };
+        let conn = ConnId::inbound(self.next_inbound);
+        self.next_inbound += 1;
+        // The core may refuse it: its Disconnect comes out with this wake-up's outputs.
+        if self.insert(now, conn, stream, tls.into(), false) {
+            self.core.handle(now, Input::Accepted { conn, addr });
         }
     }
 
+    /// Registers a new connection; false (and nothing kept) if the poll refuses the socket.
     fn insert(
         &mut self,
         now: Instant,
@@ -270,21 +317,16 @@ impl Reactor {
         mut stream: TcpStream,
         tls: rustls::Connection,
         connecting: bool,
-    ) {
+    ) -> bool {
         let _ = stream.set_nodelay(true);
-        let conn = Connection::new(now, tls, self.hello.clone(), self.conn_config.clone());
+        let conn = Connection::new(tls, self.hello.clone(), self.conn_config.clone());
         let slot = self.entries.vacant_entry();
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, Token(slot.key() + FIRST_CONN), interest)
-            .is_err()
-        {
-            return self.core.handle_closed(now, id, &ConnError::TcpFailed);
+        let key = slot.key();
+        if self.poll.registry().register(&mut stream, Token(key + FIRST_CONN), interest).is_err() {
+            return false;
         }
         let limiter = PeerLimiter::new(&self.limiter_config, now);
-        let key = slot.key();
         slot.insert(Box::new(Entry {
             id,
             stream,
@@ -293,9 +335,12 @@ impl Reactor {
             limiter,
             paused_until: None,
             dead: false,
+            dirty: false,
             interest,
         }));
         self.keys.insert(id, key);
+        self.touch(key);
+        true
     }
 
     fn drain_control(&mut self, now: Instant) {
@@ -305,7 +350,10 @@ impl Reactor {
                     let id = self.next_command;
                     self.next_command += 1;
                     self.replies.insert(id, reply_to);
-                    self.core.handle_command(now, CommandId(id), *command);
+                    self.core.handle(now, Input::Command { id: CommandId(id), cmd: *command });
+                }
+                Control::Snapshot(reply_to) => {
+                    let _ = reply_to.try_send(self.snapshot()); // the caller may have left
                 }
                 Control::Shutdown => self.begin_shutdown(now),
             }
@@ -314,8 +362,12 @@ impl Reactor {
 
     fn begin_shutdown(&mut self, now: Instant) {
         self.shutdown_at = Some(now + self.shutdown_timeout);
-        for (_, e) in self.entries.iter_mut() {
-            e.conn.close(GoodbyeReason::Shutdown);
+        let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(e) = self.entries.get_mut(key) {
+                e.conn.close(GoodbyeReason::Shutdown);
+            }
+            self.touch(key);
         }
     }
 
@@ -328,7 +380,9 @@ impl Reactor {
                 _ => e.dead = true,
             }
         }
-        if !e.connecting && !e.dead {
+        let readable = !e.connecting && !e.dead;
+        self.touch(key);
+        if readable {
             self.read(now, key);
         }
     }
@@ -352,7 +406,7 @@ impl Reactor {
             match e.stream.read(buf) {
                 Ok(n) => {
                     self.reads_paused_until = self.global.charge_inbound(now, n as u64);
-                    e.conn.handle_input(now, &self.read_buf.as_slice()[..n]);
+                    e.conn.handle_input(&self.read_buf.as_slice()[..n]);
                     self.deliver_events(now, key);
                     if n == 0 {
                         return;
@@ -370,24 +424,31 @@ impl Reactor {
 
     fn deliver_events(&mut self, now: Instant, key: usize) {
         let Some(e) = self.entries.get_mut(key) else { return };
-        let id = e.id;
+        let conn = e.id;
         while let Some(event) = e.conn.poll_event() {
             match event {
                 ConnEvent::Established { peer, hello } => {
-                    self.core.handle_established(now, id, peer.node_id, hello)
+                    let input = Input::Established { conn, peer: peer.node_id, hello };
+                    self.core.handle(now, input);
                 }
                 ConnEvent::Message { msg, frame_bytes } => {
-                    match e.limiter.on_frame(now, frame_bytes) {
-                        Verdict::Allow => self.core.handle_message(now, id, msg),
-                        Verdict::Slow { until } => {
+                    let verdict = e.limiter.on_frame(now, frame_bytes);
+                    let strikes = match verdict {
+                        Verdict::Allow => None,
+                        Verdict::Slow { until, strike } => {
                             e.paused_until = Some(until);
-                            self.core.handle_message(now, id, msg);
+                            self.paused.set(key, until);
+                            strike
                         }
-                        Verdict::Disconnect => {
-                            self.stats.closed_rate_limited += 1;
-                            e.conn.close(GoodbyeReason::RateLimited);
-                        }
+                        Verdict::Unpayable => Some(u32::MAX),
+                    };
+                    // The core hears of a new strike before the frame, so a peer it drops
+                    // for it is not served.
+                    if let Some(strikes) = strikes {
+                        let budget = Budget::Inbound { strikes };
+                        self.core.handle(now, Input::OverBudget { conn, budget });
                     }
+                    self.core.handle(now, Input::Frame { conn, msg });
                 }
                 ConnEvent::Goodbye(_) => {}
             }
@@ -395,49 +456,59 @@ impl Reactor {
     }
 
     fn on_timers(&mut self, now: Instant) {
-        let reads_resume = self.reads_paused_until.is_some_and(|at| at <= now);
-        if reads_resume {
+        if self.reads_paused_until.is_some_and(|at| at <= now) {
             self.reads_paused_until = None;
+            // Edge-triggered: bytes that arrived while paused raise no new event.
+            let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
+            for key in keys {
+                self.resume(now, key);
+            }
         }
         if self.writes_paused_until.is_some_and(|at| at <= now) {
-            self.writes_paused_until = None; // `sweep` flushes every connection
+            self.writes_paused_until = None;
+            let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
+            for key in keys {
+                self.touch(key);
+            }
         }
-        let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            let Some(e) = self.entries.get_mut(key) else { continue };
-            e.conn.handle_timeout(now);
-            let peer_resumes = e.paused_until.is_some_and(|at| at <= now);
-            if peer_resumes {
+        while let Some(key) = self.paused.pop_due(now) {
+            if let Some(e) = self.entries.get_mut(key) {
                 e.paused_until = None;
             }
-            // Edge-triggered: bytes that arrived while paused raise no new event.
-            if (peer_resumes || reads_resume) && !e.connecting {
-                self.read(now, key);
-            }
+            self.resume(now, key);
         }
         self.core.handle_timeout(now);
+    }
+
+    /// Reads what arrived while `key` was paused.
+    fn resume(&mut self, now: Instant, key: usize) {
+        let Some(e) = self.entries.get(key) else { return };
+        if !e.connecting && e.paused_until.is_none() {
+            self.touch(key);
+            self.read(now, key);
+        }
     }
 
     fn drain_core(&mut self, now: Instant) {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Dial { conn, peer, addr } => self.dial(now, conn, peer, addr),
-                Output::Send { conn, msg } => self.send(conn, &msg),
-                Output::Disconnect { conn, reason } => {
-                    if let Some(e) = self.entry_mut(conn) {
-                        e.conn.close(reason);
-                    }
-                }
+                Output::Send { conn, msg } => self.send(now, conn, &msg),
+                Output::Disconnect { conn, reason } => self.disconnect(conn, reason),
                 Output::Reply { id, reply } => {
                     if let Some(tx) = self.replies.remove(&id.0) {
                         let _ = tx.try_send(reply); // the caller may have timed out and left
                     }
                 }
-                Output::Event(_) => {}
+                Output::Event(event) => {
+                    if let Err(TrySendError::Full(_)) = self.events.try_send(event) {
+                        self.stats.events_dropped += 1;
+                    }
+                }
                 Output::Job { id, job } => {
                     // A full queue is backpressure: the core answers what waited `Overloaded`.
-                    if self.workers.submit((id.0, job)).is_err() {
-                        self.core.handle_job_refused(now, id);
+                    if self.workers.submit((id, job)).is_err() {
+                        self.core.handle(now, Input::JobRefused { id });
                     }
                 }
             }
@@ -447,15 +518,24 @@ impl Reactor {
     /// Hands finished worker jobs to the core. Workers wake the poll after each result.
     fn drain_jobs(&mut self, now: Instant) {
         while let Some(outcome) = self.workers.try_recv() {
-            match outcome {
-                Outcome::Done((id, result)) => self.core.handle_job_done(now, JobId(id), result),
-                Outcome::Panicked { .. } => self.stats.jobs_panicked += 1,
-            }
+            let input = match outcome {
+                Outcome::Done((id, Some(result))) => Input::JobDone { id, result },
+                Outcome::Done((id, None)) => {
+                    self.stats.jobs_panicked += 1;
+                    Input::JobRefused { id }
+                }
+                // The handler catches panics itself, so this carries no id; counted only.
+                Outcome::Panicked { .. } => {
+                    self.stats.jobs_panicked += 1;
+                    continue;
+                }
+            };
+            self.core.handle(now, input);
         }
     }
 
-    /// Encodes `msg` into a pooled buffer and queues it on `conn`.
-    fn send(&mut self, conn: ConnId, msg: &Message) {
+    /// Encodes `msg` into a pooled buffer and queues it on `conn`: one frame, one write.
+    fn send(&mut self, now: Instant, conn: ConnId, msg: &Message) {
         let Some(&key) = self.keys.get(&conn) else { return };
         let Ok(len) = codec::payload_len(msg) else {
             self.stats.frames_unencodable += 1;
@@ -465,41 +545,80 @@ impl Reactor {
             self.stats.frames_refused_pool += 1;
             return;
         };
-        if codec::encode_payload(msg, self.max_frame_bytes, buf.as_mut_vec()).is_err() {
-            self.stats.frames_unencodable += 1;
-        } else if let Some(e) = self.entries.get_mut(key) {
-            // A failure is sticky in the connection and ends it.
-            let _ = e.conn.send_payload(buf.as_slice());
-        }
+        let sent = match codec::encode_payload(msg, self.max_frame_bytes, buf.as_mut_vec()) {
+            Err(_) => {
+                self.stats.frames_unencodable += 1;
+                Ok(())
+            }
+            Ok(()) => match self.entries.get_mut(key) {
+                // Any other failure is sticky in the connection and ends it.
+                Some(e) => e.conn.send_payload(buf.as_slice()),
+                None => Ok(()),
+            },
+        };
         self.pool.release(buf);
+        self.touch(key);
+        if let Err(SendError::WriteQueueFull) = sent {
+            self.stats.frames_refused_queue += 1;
+            self.core.handle(now, Input::OverBudget { conn, budget: Budget::WriteQueue });
+        }
+    }
+
+    /// Closes `conn` as the core decided: a Goodbye if it is established, at once if not.
+    fn disconnect(&mut self, conn: ConnId, reason: GoodbyeReason) {
+        let Some(&key) = self.keys.get(&conn) else { return };
+        if let Some(e) = self.entries.get_mut(key) {
+            if e.conn.is_established() {
+                e.conn.close(reason);
+            } else {
+                e.dead = true;
+            }
+        }
+        self.touch(key);
     }
 
     fn dial(&mut self, now: Instant, conn: ConnId, peer: NodeId, addr: SocketAddr) {
-        let stream = match TcpStream::connect(addr) {
-            Ok(s) => s,
-            Err(_) => return self.core.handle_closed(now, conn, &ConnError::TcpFailed),
+        let failed = Input::Closed { conn, cause: CloseCause::TcpFailed };
+        let Ok(stream) = TcpStream::connect(addr) else {
+            return self.core.handle(now, failed);
         };
-        match self.tls.dial(peer) {
-            Ok(tls) => self.insert(now, conn, stream, tls.into(), true),
-            Err(e) => self.core.handle_closed(now, conn, &ConnError::Tls(e)),
+        let Ok(tls) = self.tls.dial(peer) else {
+            return self.core.handle(now, failed);
+        };
+        if !self.insert(now, conn, stream, tls.into(), true) {
+            self.core.handle(now, failed);
         }
     }
 
-    /// Flushes writes, removes finished connections and updates interest.
-    fn sweep(&mut self, now: Instant) {
-        let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.flush(now, key);
-            let Some(e) = self.entries.get(key) else { continue };
-            let finished = e.dead || (e.conn.error().is_some() && !e.conn.wants_write());
-            if finished {
-                self.remove(now, key);
-            } else {
-                self.update_interest(key);
+    /// Marks `key` to be flushed and checked in this wake-up's sweep.
+    fn touch(&mut self, key: usize) {
+        if let Some(e) = self.entries.get_mut(key) {
+            if !e.dirty {
+                e.dirty = true;
+                self.dirty.push(key);
             }
         }
-        // Removing connections may have produced outputs (replies, Disconnect).
-        self.drain_core(now);
+    }
+
+    /// Flushes writes, removes finished connections and updates interest, for the connections
+    /// touched in this wake-up; until nothing more is touched (removing a connection gives the
+    /// core an input, whose outputs may touch others).
+    fn sweep(&mut self, now: Instant) {
+        while !self.dirty.is_empty() {
+            for key in std::mem::take(&mut self.dirty) {
+                let Some(e) = self.entries.get_mut(key) else { continue };
+                e.dirty = false;
+                self.flush(now, key);
+                let Some(e) = self.entries.get(key) else { continue };
+                let finished = e.dead || (e.conn.error().is_some() && !e.conn.wants_write());
+                if finished {
+                    self.remove(now, key);
+                } else {
+                    self.update_interest(key);
+                }
+            }
+            self.drain_core(now);
+        }
     }
 
     fn flush(&mut self, now: Instant, key: usize) {
@@ -522,14 +641,12 @@ impl Reactor {
         let mut e = self.entries.remove(key);
         let _ = self.poll.registry().deregister(&mut e.stream);
         self.keys.remove(&e.id);
-        let why = match e.conn.error() {
-            Some(err) => err.clone(),
-            None => ConnError::TcpFailed,
-        };
-        if why.is_peer_misbehaviour() {
+        self.paused.clear(key);
+        let cause = e.conn.error().map_or(CloseCause::TcpFailed, |err| err.cause());
+        if cause.is_misbehaviour() {
             self.stats.closed_misbehaving += 1;
         }
-        self.core.handle_closed(now, e.id, &why);
+        self.core.handle(now, Input::Closed { conn: e.id, cause });
     }
 
     fn update_interest(&mut self, key: usize) {
@@ -546,11 +663,6 @@ impl Reactor {
             }
             e.interest = wanted;
         }
-    }
-
-    fn entry_mut(&mut self, conn: ConnId) -> Option<&mut Entry> {
-        let key = *self.keys.get(&conn)?;
-        self.entries.get_mut(key).map(|e| &mut **e)
     }
 }
 

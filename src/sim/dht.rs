@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use super::{LatencyModel, NodeIdx, NodeKind, Sim, SimConfig, SimStats};
 use crate::bytes::ByteBuf;
-use crate::core::node::{Command, CommandId, CoreConfig, NodeCore, Reply};
-use crate::core::peers::PeerLimits;
+use crate::core::PeerLimits;
+use crate::core::{Command, CommandId, CoreConfig, NodeCore, Reply};
 use crate::identity::NodeId;
 use crate::kad::dht::{DhtCommand, DhtConfig, DhtReply};
 use crate::kad::lookup::LookupStats;
@@ -176,6 +176,7 @@ pub fn core_config(sc: &DhtScenario, seed: u64) -> CoreConfig {
         max_waiting_commands: 1024,
         rng_seed: seed,
         dht,
+        ..CoreConfig::default()
     }
 }
 

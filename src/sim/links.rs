@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use super::net::unresolved_endpoint;
 use super::{NodeIdx, Role, Sim, SimEvent, ZERO};
-use crate::core::peers::ConnId;
+use crate::core::ConnId;
 use crate::identity::NodeId;
-use crate::transport::conn::ConnError;
+use crate::transport::CloseCause;
 use crate::wire::messages::Message;
 
 /// Index of a link, issued in order and never reused.
@@ -231,15 +231,10 @@ pub(super) enum CloseWhy {
 }
 
 impl CloseWhy {
-    pub(super) fn error(self) -> ConnError {
+    pub(super) fn cause(self) -> CloseCause {
         match self {
-            Self::PeerClosed => ConnError::PeerClosed,
-            Self::TcpFailed => ConnError::TcpFailed,
+            Self::PeerClosed => CloseCause::PeerClosed,
+            Self::TcpFailed => CloseCause::TcpFailed,
         }
     }
-}
-
-/// The error the real transport reports when the peer's key is not the one dialled.
-pub(super) fn wrong_key() -> ConnError {
-    ConnError::Tls(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
 }

@@ -5,7 +5,7 @@
 //! nodes ([`NodeKind`]). Same seed, same script: same run, event for event
 //! ([`Sim::trace_digest`]).
 //!
-//! It uses only the driving contract of `NodeCore` (`handle_*`, `poll_output`,
+//! It uses only the driving contract of `NodeCore` (`handle`, `handle_timeout`, `poll_output`,
 //! `next_deadline`) and treats `Command` and `Reply` as opaque: commands go in with
 //! [`Sim::command`], replies come out of [`Sim::take_replies`].
 //!
@@ -14,20 +14,20 @@
 //! - **Clock.** `epoch` is the one `Instant::now()` of a run; every input gets
 //!   `epoch + virtual time`. Events pop in `(time, insertion)` order ([`queue`]).
 //! - **Connections.** With one-way latency `L` (per direction, [`LatencyModel`]): a dial
-//!   reaches the target after `L` (`handle_inbound` there; a refusal reaches the dialer as
-//!   `PeerClosed` after another `L`); TLS and Hello take `2 L` more (server flight back,
-//!   client flight forward: 1.5 RTT from dial to `handle_established`, called on the dialer
-//!   first, then on the acceptor, at the same instant). A target whose id is not the one
-//!   dialled fails the dialer with the TLS error the real transport reports
-//!   (`InvalidCertificate(NotValidForName)`, so `ConnectError::WrongKey`) and the acceptor
-//!   with `PeerClosed` `L` later. An address no node has, or a dead node: `TcpFailed` after
-//!   one RTT.
+//!   reaches the target after `L` (`Input::Accepted` there; a refusal, the core's
+//!   `Disconnect`, reaches the dialer as `PeerClosed` after another `L`); TLS and Hello take
+//!   `2 L` more (server flight back, client flight forward: 1.5 RTT from dial to
+//!   `Input::Established`, given to the dialer first, then to the acceptor, at the same
+//!   instant). A target whose id is not the one dialled fails the dialer with the close cause
+//!   the real transport reports (`CloseCause::WrongKey`, so `ConnectError::WrongKey`) and the
+//!   acceptor with `PeerClosed` `L` later. An address no node has, or a dead node: `TcpFailed`
+//!   after one RTT.
 //! - **Messages.** `Output::Send` arrives after `L`, in order per link and direction (as on
 //!   TCP). Each message is lost with probability `loss`, drawn from the run's generator. TCP
 //!   would retransmit; we model the loss as a lost RPC, which lookup timeouts must survive.
 //!   Dials, handshakes and closes are never lost.
 //! - **Closing.** `Output::Disconnect` closes the local side at once: the core gets
-//!   `handle_closed(LocalClose(reason))` in the same drive, after the outputs already queued,
+//!   `Input::Closed` with `CloseCause::LocalClose(reason)` in the same drive, after the outputs already queued,
 //!   as the reactor does in its sweep. The other side gets `PeerClosed` after `L`, behind
 //!   the messages sent before.
 //! - **Partitions.** [`Sim::partition`] puts nodes in groups; nodes not listed share one
@@ -43,7 +43,7 @@
 //!   the earliest is kept live and stale timer events are skipped when popped. A deadline
 //!   still due right after `handle_timeout` is retried [`TIMER_RETRY`] later, so a core that
 //!   never clears one cannot stall virtual time.
-//! - **Workers.** `Output::Job` runs inline (`core::jobs::run` is pure) and its result goes
+//! - **Workers.** `Output::Job` runs inline (`protocol::jobs::run` is pure) and its result goes
 //!   back to the core in the same drive.
 //! - **Adversaries** have no core; see [`adversary`]. A `Flood` node dials
 //!   `flood_fanout` random honest nodes, keeps that many links, and sends `FindNode` with
@@ -73,16 +73,15 @@ pub use adversary::{Adversary, AdversaryStats, NodeKind};
 pub use net::{LatencyModel, MATRIX_FALLBACK};
 pub use queue::{EventQueue, QueueFull};
 
-use crate::core::jobs;
-use crate::core::node::{Command, CommandId, Event, NodeCore, Output, Reply};
-use crate::core::peers::ConnId;
+use crate::core::{Command, CommandId, ConnId, Event, Input, NodeCore, Output, Reply};
 use crate::identity::NodeId;
+use crate::protocol::jobs;
 use crate::rng::Rng;
-use crate::transport::conn::ConnError;
+use crate::transport::CloseCause;
 use crate::wire::messages::{
     GoodbyeReason, Hello, Message, FEATURE_GOSSIP, FEATURE_KAD, PROTOCOL_VERSION,
 };
-use links::{wrong_key, CloseWhy, Link, LinkId, LinkState, Side};
+use links::{CloseWhy, Link, LinkId, LinkState, Side};
 use net::AddrPlan;
 
 /// A node's index in a [`Sim`], in the order nodes were added.
@@ -217,6 +216,8 @@ pub struct Sim {
     /// Keyed lookups only: never iterated, so its order cannot leak into a run.
     links: HashMap<LinkId, Link>,
     next_link: LinkId,
+    /// Ids of accepted connections, shared by every node (ids need only be unique per core).
+    next_inbound: u64,
     next_command: u64,
     stats: SimStats,
     trace: Sha256,
@@ -241,6 +242,7 @@ impl Sim {
             colluders: Vec::new(),
             links: HashMap::new(),
             next_link: 0,
+            next_inbound: 0,
             next_command: 1,
             stats: SimStats::default(),
             trace: Sha256::new(),
@@ -334,7 +336,7 @@ impl Sim {
         self.next_command += 1;
         self.stats.commands += 1;
         self.record(TAG_COMMAND, idx.0 as u64, id.0);
-        self.drive(idx, |core, now| core.handle_command(now, id, command));
+        self.drive(idx, |core, now| core.handle(now, Input::Command { id, cmd: command }));
         Ok(id)
     }
 
@@ -489,7 +491,8 @@ impl Sim {
         let orphans = std::mem::take(&mut node.orphans);
         self.record(TAG_REVIVE, idx.0 as u64, 0);
         for conn in orphans {
-            self.drive(idx, |core, now| core.handle_closed(now, conn, &ConnError::TcpFailed));
+            let input = Input::Closed { conn, cause: CloseCause::TcpFailed };
+            self.drive(idx, |core, now| core.handle(now, input));
         }
         self.flush(idx);
         self.schedule_tick(idx, self.time);
@@ -610,7 +613,8 @@ impl Sim {
             }
             for (conn, reason) in closes {
                 if let Some(core) = self.live_core(idx) {
-                    core.handle_closed(now, conn, &ConnError::LocalClose(reason));
+                    let cause = CloseCause::LocalClose(reason);
+                    core.handle(now, Input::Closed { conn, cause });
                 }
             }
         }
@@ -646,7 +650,7 @@ impl Sim {
                 let result = jobs::run(job);
                 let now = self.now();
                 if let Some(core) = self.live_core(idx) {
-                    core.handle_job_done(now, id, result);
+                    core.handle(now, Input::JobDone { id, result });
                 }
             }
         }
@@ -770,20 +774,22 @@ impl Sim {
             self.stats.dials_stalled += 1;
             return;
         }
-        let from = self.addr(dialer).unwrap_or(UNSPECIFIED);
-        let now = self.now();
-        let conn = match self.nodes.get_mut(target.0).map(|n| &mut n.role) {
-            Some(Role::Honest(core)) => match core.handle_inbound(now, from) {
-                Ok(conn) => Some(conn),
-                Err(_) => {
-                    self.stats.inbound_refused += 1;
-                    self.stats.dials_failed += 1;
-                    return self.schedule_closed(link, Side::Dialer, CloseWhy::PeerClosed, back);
-                }
-            },
-            _ => None,
-        };
+        let addr = self.addr(dialer).unwrap_or(UNSPECIFIED);
+        let honest = matches!(self.nodes.get(target.0).map(|n| &n.role), Some(Role::Honest(_)));
+        let conn = honest.then(|| {
+            self.next_inbound += 1;
+            ConnId::inbound(self.next_inbound)
+        });
         self.open_end(link, Side::Acceptor, conn);
+        if let Some(conn) = conn {
+            // A refusal comes out as a Disconnect, which closes this end and tells the dialer.
+            self.drive(target, |core, now| core.handle(now, Input::Accepted { conn, addr }));
+            if !self.links.get(&link).is_some_and(|l| l.ends[1].open) {
+                self.stats.inbound_refused += 1;
+                self.stats.dials_failed += 1;
+                return;
+            }
+        }
         let at = self.time.saturating_add(back).saturating_add(self.latency(link, Side::Dialer));
         if let Some(l) = self.links.get_mut(&link) {
             l.state = LinkState::Handshaking;
@@ -810,7 +816,8 @@ impl Sim {
             self.close_end(link, Side::Dialer);
             self.notify_other(link, Side::Dialer, CloseWhy::PeerClosed);
             if let Some(conn) = dialer_conn {
-                self.drive(dialer, |core, now| core.handle_closed(now, conn, &wrong_key()));
+                let input = Input::Closed { conn, cause: CloseCause::WrongKey };
+                self.drive(dialer, |core, now| core.handle(now, input));
             }
             return;
         }
@@ -821,13 +828,15 @@ impl Sim {
         let dialer_id = self.node_id(dialer).unwrap_or(expected);
         let (dialer_hello, target_hello) = (self.hello(dialer), self.hello(target));
         if let Some(conn) = dialer_conn {
-            self.drive(dialer, |c, now| c.handle_established(now, conn, target_id, target_hello));
+            let input = Input::Established { conn, peer: target_id, hello: target_hello };
+            self.drive(dialer, |c, now| c.handle(now, input));
         }
         // The dialer may have closed it already (a duplicate); the acceptor still completes
         // its handshake first and hears the close behind it, as over TCP.
         let open = self.links.get(&link).is_some_and(|l| l.ends[1].open);
         if let (Some(conn), true) = (target_conn, open) {
-            self.drive(target, |c, now| c.handle_established(now, conn, dialer_id, dialer_hello));
+            let input = Input::Established { conn, peer: dialer_id, hello: dialer_hello };
+            self.drive(target, |c, now| c.handle(now, input));
         }
     }
 
@@ -847,7 +856,9 @@ impl Sim {
         }
         self.stats.messages_delivered += 1;
         match receiver.conn {
-            Some(conn) => self.drive(node, |core, now| core.handle_message(now, conn, msg)),
+            Some(conn) => {
+                self.drive(node, |core, now| core.handle(now, Input::Frame { conn, msg }))
+            }
             None => self.on_adversary_message(node, sender.node, link, to, msg),
         }
     }
@@ -861,7 +872,8 @@ impl Sim {
             return;
         }
         if let Some(conn) = self.close_end(link, to) {
-            self.drive(node, |core, now| core.handle_closed(now, conn, &why.error()));
+            let input = Input::Closed { conn, cause: why.cause() };
+            self.drive(node, |core, now| core.handle(now, input));
         }
     }
 

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::core::node::{ConnectError, CoreConfig, PingInfo, RequestError};
-use crate::core::peers::{Direction, PeerLimits};
+use crate::core::{ConnectError, CoreConfig, PingInfo, RequestError};
+use crate::core::{Direction, PeerLimits};
 use crate::kad::dht::DhtConfig;
 use crate::wire::messages::Request;
 
@@ -34,6 +34,7 @@ fn core_config(seed: u64) -> CoreConfig {
             maintenance_interval: Duration::ZERO,
             ..DhtConfig::default()
         },
+        ..CoreConfig::default()
     }
 }
 

@@ -10,6 +10,7 @@
 //!   nothing costs nothing;
 //! - errors are sticky: after one, every later call returns it and consumes nothing.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Length of the frame header.
@@ -48,9 +49,33 @@ impl FrameDecoder {
     /// Consumes bytes from the front of `input` until one frame is complete (returned) or
     /// `input` is empty (`Ok(None)`, partial state kept for the next call).
     pub fn decode(&mut self, input: &mut &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
+        Ok(self.next_frame(input)?.map(Cow::into_owned))
+    }
+
+    /// Like [`FrameDecoder::decode`], but a frame that lies whole in `input` while no partial
+    /// frame is held is borrowed from it instead of copied: the common case of a read that
+    /// holds several small frames costs no allocation per frame.
+    pub fn next_frame<'a>(
+        &mut self,
+        input: &mut &'a [u8],
+    ) -> Result<Option<Cow<'a, [u8]>>, FrameError> {
         if let Some(e) = self.error {
             return Err(e);
         }
+        if self.header_len == 0 && input.len() >= HEADER_BYTES {
+            let header = [input[0], input[1], input[2], input[3]];
+            let len = self.check_len(header).inspect_err(|_| *input = &input[HEADER_BYTES..])?;
+            if input.len() - HEADER_BYTES >= len {
+                let frame = &input[HEADER_BYTES..HEADER_BYTES + len];
+                *input = &input[HEADER_BYTES + len..];
+                return Ok(Some(Cow::Borrowed(frame)));
+            }
+        }
+        self.assemble(input).map(|frame| frame.map(Cow::Owned))
+    }
+
+    /// The incremental path: header and payload copied in as they arrive.
+    fn assemble(&mut self, input: &mut &[u8]) -> Result<Option<Vec<u8>>, FrameError> {
         let expected = match self.expected {
             Some(n) => n,
             None => {
@@ -62,12 +87,7 @@ impl FrameDecoder {
                 if self.header_len < HEADER_BYTES {
                     return Ok(None);
                 }
-                let len = u32::from_be_bytes(self.header) as usize;
-                if len > self.max_frame_bytes {
-                    let e = FrameError::TooLarge { len, max: self.max_frame_bytes };
-                    self.error = Some(e);
-                    return Err(e);
-                }
+                let len = self.check_len(self.header)?;
                 self.expected = Some(len);
                 len
             }
@@ -81,6 +101,17 @@ impl FrameDecoder {
         self.header_len = 0;
         self.expected = None;
         Ok(Some(std::mem::take(&mut self.payload)))
+    }
+
+    /// The announced payload length, or the sticky `TooLarge` error.
+    fn check_len(&mut self, header: [u8; HEADER_BYTES]) -> Result<usize, FrameError> {
+        let len = u32::from_be_bytes(header) as usize;
+        if len > self.max_frame_bytes {
+            let e = FrameError::TooLarge { len, max: self.max_frame_bytes };
+            self.error = Some(e);
+            return Err(e);
+        }
+        Ok(len)
     }
 
     /// Bytes of an unfinished frame currently held (header and payload).
@@ -186,6 +217,26 @@ mod tests {
         let bytes = framed(&[b"a", b"bb", b"ccc"]);
         let mut dec = FrameDecoder::new(64);
         assert_eq!(decode_all(&mut dec, &bytes).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn whole_frames_in_the_input_are_borrowed_and_split_ones_assembled() {
+        let bytes = framed(&[b"one", b"two"]);
+        let mut dec = FrameDecoder::new(16);
+        // The first frame and 3 bytes of the second's header arrive first.
+        let (first, rest) = bytes.split_at(HEADER_BYTES + 3 + 3);
+        let mut input = first;
+        assert!(matches!(dec.next_frame(&mut input), Ok(Some(Cow::Borrowed(b"one")))));
+        assert_eq!(dec.next_frame(&mut input), Ok(None));
+        assert!(input.is_empty() && dec.is_mid_frame());
+        let mut input = rest;
+        let second = dec.next_frame(&mut input).unwrap().unwrap();
+        assert!(matches!(second, Cow::Owned(_)));
+        assert_eq!(&second[..], b"two");
+        assert!(!dec.is_mid_frame());
+        // The borrowed path checks the length before anything else too.
+        let mut input: &[u8] = &[0, 0, 0, 17, 1];
+        assert_eq!(dec.next_frame(&mut input), Err(FrameError::TooLarge { len: 17, max: 16 }));
     }
 
     #[test]

@@ -28,16 +28,18 @@
 //! - [`Verdict::Slow`]: the runtime stops reading the peer's socket until `until`, the later of
 //!   the two repaid instants, which holds the peer to exactly its rate.
 //!   - A frame over budget at or after the end of the previous slow-down starts a new slow-down
-//!     and earns a *strike*.
+//!     and earns a *strike*; the verdict carries the count of recent strikes, which the runtime
+//!     reports to the core (`Input::OverBudget`).
 //!   - A frame charged while a slow-down is in progress (decoded from bytes read before it
 //!     began) is over budget by construction; it extends the slow-down but earns no strike.
-//! - [`Verdict::Disconnect`]: a new slow-down would be strike `max_strikes + 1`, that is the
-//!   peer is over budget again after `max_strikes` slow-downs that each began within
-//!   `strike_window` of the end of the one before. Also when a frame's cost is too large to
-//!   ever be paid back. Disconnect is sticky: every later frame gets it too.
+//! - [`Verdict::Unpayable`]: a frame's cost is too large to ever be paid back.
 //! - Strikes decay while the peer behaves: one strike is forgiven for each whole
 //!   `strike_window` between the end of a slow-down and the next over-budget frame, so a peer
-//!   that stays in budget for `max_strikes` windows is back to a clean record.
+//!   that stays in budget for `n` windows has `n` strikes fewer.
+//!
+//! The limiter only counts. The policy is the core's: a peer over budget again after
+//! `max_strikes` slow-downs that each began within `strike_window` of the end of the one
+//! before, or with an unpayable frame, is disconnected with `Goodbye(RateLimited)`.
 //!
 //! # Connection admission ([`GlobalLimiter`])
 //!
@@ -118,7 +120,8 @@ pub struct LimiterConfig {
     pub per_ip_conns_burst: u64,
     /// Sources tracked for the per-source limit; see the module doc for eviction.
     pub max_tracked_ips: usize,
-    /// Slow-downs a peer may earn before the next over-budget frame disconnects it.
+    /// Slow-downs a peer may earn before the next over-budget frame disconnects it (the
+    /// core's policy: `CoreConfig::max_strikes` is set from this).
     pub max_strikes: u32,
     /// Good behaviour that forgives one strike, and so the longest gap between slow-downs
     /// that still counts them as consecutive.

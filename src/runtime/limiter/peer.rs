@@ -1,7 +1,8 @@
 //! The per-peer budget: [`PeerLimiter`] charges each frame a peer sends to a frame bucket and a
-//! byte bucket, and answers with a [`Verdict`] under the strike policy (the parent module doc,
-//! "Per-peer policy"): slow the peer down to exactly its rate, strike it for each new
-//! slow-down, forgive a strike per clean window, and disconnect past `max_strikes`.
+//! byte bucket, and answers with a [`Verdict`] (the parent module doc, "Per-peer policy"): slow
+//! the peer down to exactly its rate, count a strike for each new slow-down, and forgive a
+//! strike per clean window. This is the mechanism; what a number of strikes costs the peer is
+//! the core's decision, which the runtime reports each new strike to.
 
 use std::time::{Duration, Instant};
 
@@ -17,9 +18,13 @@ pub enum Verdict {
     Slow {
         /// When the peer's budget is repaid and reading may resume.
         until: Instant,
+        /// `Some(n)` when this frame began a new slow-down, the peer's n-th recent strike
+        /// (report it to the core); `None` when it extended the slow-down in progress.
+        strike: Option<u32>,
     },
-    /// Over budget again after `max_strikes` slow-downs: close the connection.
-    Disconnect,
+    /// The frame's cost could never be repaid (only an absurd length does this): the peer
+    /// cannot stay.
+    Unpayable,
 }
 
 /// One peer's frame and byte budgets and its strike record.
@@ -31,13 +36,11 @@ pub enum Verdict {
 pub struct PeerLimiter {
     frames: TokenBucket,
     bytes: TokenBucket,
-    max_strikes: u32,
     strike_window: Duration,
     /// Strikes as of the end of the last slow-down (decay is applied lazily).
     strikes: u32,
     /// End of the current or last slow-down.
     slowed_until: Option<Instant>,
-    disconnected: bool,
 }
 
 impl PeerLimiter {
@@ -46,21 +49,16 @@ impl PeerLimiter {
         PeerLimiter {
             frames: TokenBucket::new(config.peer_frames_per_sec, config.peer_frames_burst, now),
             bytes: TokenBucket::new(config.peer_bytes_per_sec, config.peer_bytes_burst, now),
-            max_strikes: config.max_strikes,
             strike_window: config.strike_window,
             strikes: 0,
             slowed_until: None,
-            disconnected: false,
         }
     }
 
     /// Charges one frame of `frame_bytes` bytes received at `now` and returns the verdict.
     pub fn on_frame(&mut self, now: Instant, frame_bytes: usize) -> Verdict {
-        if self.disconnected {
-            return Verdict::Disconnect;
-        }
         let Ok(debt_until) = self.charge(now, frame_bytes) else {
-            return self.disconnect();
+            return Verdict::Unpayable;
         };
         match (debt_until, self.slowed_until(now)) {
             (None, None) => Verdict::Allow,
@@ -68,7 +66,7 @@ impl PeerLimiter {
             (debt_until, Some(current)) => {
                 let until = debt_until.map_or(current, |at| at.max(current));
                 self.slowed_until = Some(until);
-                Verdict::Slow { until }
+                Verdict::Slow { until, strike: None }
             }
             (Some(until), None) => self.start_slow_down(now, until),
         }
@@ -91,11 +89,6 @@ impl PeerLimiter {
         self.strikes.saturating_sub(u32::try_from(windows).unwrap_or(u32::MAX))
     }
 
-    /// Whether the peer has been told to disconnect.
-    pub fn is_disconnected(&self) -> bool {
-        self.disconnected
-    }
-
     /// Charges both buckets; the later repaid instant if either went into debt.
     fn charge(&mut self, now: Instant, frame_bytes: usize) -> Result<Option<Instant>, TakeError> {
         let frame_bytes = u64::try_from(frame_bytes).unwrap_or(u64::MAX);
@@ -107,17 +100,9 @@ impl PeerLimiter {
 
     fn start_slow_down(&mut self, now: Instant, until: Instant) -> Verdict {
         let strikes = self.strikes(now).saturating_add(1);
-        if strikes > self.max_strikes {
-            return self.disconnect();
-        }
         self.strikes = strikes;
         self.slowed_until = Some(until);
-        Verdict::Slow { until }
-    }
-
-    fn disconnect(&mut self) -> Verdict {
-        self.disconnected = true;
-        Verdict::Disconnect
+        Verdict::Slow { until, strike: Some(strikes) }
     }
 }
 
@@ -155,7 +140,7 @@ mod tests {
         assert_eq!(peer.on_frame(t0, 900), Verdict::Allow);
         // 100 bytes left, 300 charged: 200 short at 1000 B/s.
         let until = t0 + ms(200);
-        assert_eq!(peer.on_frame(t0, 300), Verdict::Slow { until });
+        assert_eq!(peer.on_frame(t0, 300), Verdict::Slow { until, strike: Some(1) });
         assert_eq!(peer.slowed_until(t0 + ms(199)), Some(until));
         assert_eq!(peer.slowed_until(until), None);
         assert_eq!(peer.strikes(t0), 1);
@@ -168,36 +153,35 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(peer.on_frame(t0, 0), Verdict::Allow);
         }
-        assert_eq!(peer.on_frame(t0, 0), Verdict::Slow { until: t0 + ms(100) });
+        assert_eq!(peer.on_frame(t0, 0), Verdict::Slow { until: t0 + ms(100), strike: Some(1) });
     }
 
     #[test]
     fn frames_during_a_slow_down_extend_it_without_a_strike() {
         let t0 = Instant::now();
         let mut peer = PeerLimiter::new(&PEER_TEMPLATE, t0);
-        assert_eq!(peer.on_frame(t0, 1_100), Verdict::Slow { until: t0 + ms(100) });
-        assert_eq!(peer.on_frame(t0, 100), Verdict::Slow { until: t0 + ms(200) });
-        assert_eq!(peer.on_frame(t0 + ms(50), 0), Verdict::Slow { until: t0 + ms(200) });
+        let slow = |until, strike| Verdict::Slow { until, strike };
+        assert_eq!(peer.on_frame(t0, 1_100), slow(t0 + ms(100), Some(1)));
+        assert_eq!(peer.on_frame(t0, 100), slow(t0 + ms(200), None));
+        assert_eq!(peer.on_frame(t0 + ms(50), 0), slow(t0 + ms(200), None));
         assert_eq!(peer.strikes(t0 + ms(50)), 1);
     }
 
     #[test]
-    fn slows_then_disconnects_persistent_abuser() {
+    fn a_persistent_abuser_earns_a_strike_per_slow_down() {
+        // What the strikes cost the peer is the core's decision (`core::node_tests`, "rate
+        // limits"): past `max_strikes` it is disconnected.
         let t0 = Instant::now();
         let mut peer = PeerLimiter::new(&PEER_TEMPLATE, t0);
         let mut now = t0;
-        for strike in 1..=3 {
+        for strike in 1..=4 {
             // Resumes exactly when allowed, and at once sends twice its byte budget.
-            let Verdict::Slow { until } = peer.on_frame(now, 2_000) else {
+            let Verdict::Slow { until, strike: Some(n) } = peer.on_frame(now, 2_000) else {
                 panic!("strike {strike} should slow");
             };
-            assert_eq!(peer.strikes(now), strike);
+            assert_eq!((n, peer.strikes(now)), (strike, strike));
             now = until;
         }
-        assert_eq!(peer.on_frame(now, 2_000), Verdict::Disconnect);
-        assert!(peer.is_disconnected());
-        // Sticky, even once the budget has long refilled.
-        assert_eq!(peer.on_frame(now + Duration::from_secs(3600), 1), Verdict::Disconnect);
     }
 
     #[test]
@@ -206,7 +190,7 @@ mod tests {
         let mut peer = PeerLimiter::new(&PEER_TEMPLATE, t0);
         let mut now = t0;
         for _ in 0..3 {
-            let Verdict::Slow { until } = peer.on_frame(now, 2_000) else { panic!() };
+            let Verdict::Slow { until, .. } = peer.on_frame(now, 2_000) else { panic!() };
             now = until;
         }
         assert_eq!(peer.strikes(now + Duration::from_secs(10) - NS), 3);
@@ -214,7 +198,7 @@ mod tests {
         assert_eq!(peer.strikes(now + Duration::from_secs(25)), 1);
         // One clean window was enough to survive another slow-down.
         let later = now + Duration::from_secs(10);
-        assert!(matches!(peer.on_frame(later, 2_000), Verdict::Slow { .. }));
+        assert!(matches!(peer.on_frame(later, 2_000), Verdict::Slow { strike: Some(3), .. }));
         assert_eq!(peer.strikes(later), 3);
     }
 
@@ -224,7 +208,7 @@ mod tests {
         let mut peer = PeerLimiter::new(&PEER_TEMPLATE, t0);
         let mut now = t0;
         for _ in 0..3 {
-            let Verdict::Slow { until } = peer.on_frame(now, 2_000) else { panic!() };
+            let Verdict::Slow { until, .. } = peer.on_frame(now, 2_000) else { panic!() };
             now = until;
         }
         // Behaves for three windows: in-budget traffic, no strikes.
@@ -233,27 +217,15 @@ mod tests {
             assert_eq!(peer.on_frame(now, 500), Verdict::Allow);
         }
         assert_eq!(peer.strikes(now), 0);
-        for _ in 0..3 {
-            let Verdict::Slow { until } = peer.on_frame(now, 2_000) else { panic!() };
-            now = until;
-        }
-        assert_eq!(peer.on_frame(now, 2_000), Verdict::Disconnect);
+        assert!(matches!(peer.on_frame(now, 2_000), Verdict::Slow { strike: Some(1), .. }));
     }
 
     #[test]
-    fn zero_max_strikes_disconnects_on_first_excess() {
-        let t0 = Instant::now();
-        let config = LimiterConfig { max_strikes: 0, ..PEER_TEMPLATE };
-        let mut peer = PeerLimiter::new(&config, t0);
-        assert_eq!(peer.on_frame(t0, 1_000), Verdict::Allow);
-        assert_eq!(peer.on_frame(t0, 1), Verdict::Disconnect);
-    }
-
-    #[test]
-    fn unpayable_frame_disconnects() {
+    fn an_unpayable_frame_is_reported_and_charges_nothing() {
         let t0 = Instant::now();
         let config = LimiterConfig { peer_bytes_per_sec: 1, ..PEER_TEMPLATE };
         let mut peer = PeerLimiter::new(&config, t0);
-        assert_eq!(peer.on_frame(t0, usize::MAX), Verdict::Disconnect);
+        assert_eq!(peer.on_frame(t0, usize::MAX), Verdict::Unpayable);
+        assert_eq!(peer.strikes(t0), 0);
     }
 }

@@ -15,7 +15,7 @@
 //! charge is released.
 //!
 //! Lifetimes. A record lives until `expires_at` (exclusive) and is treated as absent from
-//! then on, even before [`Store::expire`] deletes it. Expiry instants are kept in an ordered
+//! then on, even before [`RecordStore::expire`] deletes it. Expiry instants are kept in an ordered
 //! index, so `expire` costs O(expired · log n) and `next_expiry` O(log n).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -170,10 +170,10 @@ impl StoreStats {
 
 /// Where the DHT keeps records and provider entries.
 ///
-/// Every method takes the time it acts at; nothing reads a clock. Call [`Store::expire`] no
-/// later than [`Store::next_expiry`] to free space: until then expired entries are invisible
+/// Every method takes the time it acts at; nothing reads a clock. Call [`RecordStore::expire`] no
+/// later than [`RecordStore::next_expiry`] to free space: until then expired entries are invisible
 /// to `get` and `providers` but still occupy their quota.
-pub trait Store {
+pub trait RecordStore {
     /// The unexpired record under `key`.
     fn get(&self, now: Instant, key: &Key) -> Option<&StoredRecord>;
 
@@ -191,7 +191,7 @@ pub trait Store {
         expected_seq: Option<u64>,
     ) -> Result<(Key, PutOutcome), RecordError>;
 
-    /// [`Store::put`] for a record whose signature a worker has already verified (the DHT
+    /// [`RecordStore::put`] for a record whose signature a worker has already verified (the DHT
     /// moves that check off the reactor thread); every other rule applies unchanged.
     fn put_verified(
         &mut self,
@@ -521,7 +521,7 @@ enum Signature {
     Verified,
 }
 
-impl Store for MemoryStore {
+impl RecordStore for MemoryStore {
     fn get(&self, now: Instant, key: &Key) -> Option<&StoredRecord> {
         self.records.get(key).filter(|r| now < r.expires_at)
     }

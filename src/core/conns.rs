@@ -1,26 +1,38 @@
-//! Connection and dial bookkeeping: which connections exist, which limits they use, when they
-//! time out, and whether an address may be dialled (DESIGN.md, "Limits and resources").
+//! The connection table (DESIGN.md, "Core v2" and "Limits and resources"): which connections
+//! exist, which limits they use, every deadline a connection has, and which connection of an
+//! established peer carries its traffic.
 //!
-//! Sans-IO: no sockets, no clocks (`now: Instant` is an argument) and no global RNG (backoff
-//! jitter comes from a small generator seeded by the caller), so every decision here can be
+//! Sans-IO: no sockets, no clocks (`now: Instant` is an argument) and no global RNG (the dial
+//! book's jitter comes from a generator seeded by the caller), so every decision here can be
 //! replayed in a test or the simulator.
 //!
-//! - [`ConnectionTable`] owns the connections: the global, inbound, outbound and per-peer limits,
-//!   the connect and idle timeouts, and the resolution of duplicate connections when two peers
-//!   dial each other at once (one TLS connection per peer pair).
-//! - [`DialBook`] owns per-address dial history: exponential backoff with jitter and a circuit
-//!   breaker (closed / open / half-open). Its address map is bounded.
+//! - Limits: the global, inbound, outbound and per-peer limits, and the resolution of
+//!   duplicate connections when two peers dial each other at once (one TLS connection per
+//!   peer pair). Every refusal is a typed error ([`LimitError`], [`DialError`]) and a counter
+//!   in [`PeerStats`].
+//! - Deadlines, one owner for all of them: a connection that is not authenticated (TCP
+//!   connect, TLS and the Hello exchange) within `connect_timeout` is removed, and so is an
+//!   established one silent for `idle_timeout`. They sit in one [`Deadlines`] set, so the next
+//!   one is O(log n) and nothing scans the table per input. Activity does not touch the set:
+//!   a due idle entry is checked against the last activity and re-armed if the connection was
+//!   active since (see `crate::timers`).
+//! - Indexes: connections per direction are counted and connections per peer are listed, so
+//!   admission, dial checks and duplicate detection never walk the whole table.
 //!
-//! Every refusal is a typed error ([`LimitError`], [`DialError`]) and a counter in
-//! [`PeerStats`].
+//! Connection ids: a dial's id is made here ([`ConnectionTable::start_dial`]); an inbound
+//! connection's is made by the driver that accepted the socket ([`ConnId::inbound`]). The two
+//! ranges are disjoint (even and odd), and neither ever reuses an id.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::dials::{DialBook, DialError};
 use crate::identity::NodeId;
-use crate::rng::Rng;
+pub use crate::protocol::Direction;
+use crate::timers::Deadlines;
+use crate::wire::messages::Hello;
 
 /// Connection and dial limits. Every default is in [`PeerLimits::DEFAULT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +88,7 @@ impl PeerLimits {
 
     /// Clamps values that would overflow timer arithmetic: durations to [`MAX_INTERVAL`], the
     /// jitter to 100 %, the address map to at least one entry.
-    fn sanitized(self) -> PeerLimits {
+    pub(super) fn sanitized(self) -> PeerLimits {
         let cap = |d: Duration| d.min(MAX_INTERVAL);
         PeerLimits {
             connect_timeout: cap(self.connect_timeout),
@@ -98,23 +110,26 @@ impl Default for PeerLimits {
     }
 }
 
-/// Identifies one connection in a [`ConnectionTable`]. Issued by the table, never reused.
+/// Identifies one connection. Never reused: dials are numbered by the table (even ids),
+/// inbound connections by the driver that accepted them (odd ids, [`ConnId::inbound`]).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct ConnId(u64);
+
+impl ConnId {
+    /// The id of the `seq`-th connection a driver accepted; each `seq` once per core.
+    pub fn inbound(seq: u64) -> ConnId {
+        ConnId(seq.wrapping_mul(2) | 1)
+    }
+
+    fn outbound(seq: u64) -> ConnId {
+        ConnId(seq.wrapping_mul(2))
+    }
+}
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}", self.0)
     }
-}
-
-/// Who opened a connection.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Direction {
-    /// The peer dialled us.
-    Inbound,
-    /// We dialled the peer.
-    Outbound,
 }
 
 impl fmt::Display for Direction {
@@ -144,7 +159,7 @@ pub enum ConnState {
 }
 
 /// One connection as the table sees it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Connection {
     /// Who opened it.
     pub direction: Direction,
@@ -156,12 +171,19 @@ pub struct Connection {
     pub expected: Option<NodeId>,
     /// Connecting or established, with its timer.
     pub state: ConnState,
+    /// The peer's Hello, once the router has it.
+    pub hello: Option<Box<Hello>>,
 }
 
 impl Connection {
     /// The peer: authenticated, or the one we are dialling.
     pub fn peer(&self) -> Option<NodeId> {
         self.node_id.or(self.expected)
+    }
+
+    /// Whether it is authenticated.
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, ConnState::Established { .. })
     }
 
     /// When this connection times out, and which timeout that is.
@@ -222,38 +244,6 @@ impl fmt::Display for LimitError {
 
 impl std::error::Error for LimitError {}
 
-/// A dial refused before it started.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum DialError {
-    /// No outbound slot is free (the outbound share or the total is used up).
-    LimitReached,
-    /// The address failed recently; it may be dialled again at `until`.
-    Backoff {
-        /// End of the backoff.
-        until: Instant,
-    },
-    /// The address's circuit breaker is open, or its one half-open trial is running.
-    CircuitOpen {
-        /// When a trial dial may start.
-        until: Instant,
-    },
-    /// We already have, or are dialling, a connection to this peer.
-    AlreadyConnected,
-}
-
-impl fmt::Display for DialError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::LimitReached => f.write_str("no outbound connection slot is free"),
-            Self::Backoff { .. } => f.write_str("the address is backing off after a failure"),
-            Self::CircuitOpen { .. } => f.write_str("the address's circuit breaker is open"),
-            Self::AlreadyConnected => f.write_str("already connected to or dialling the peer"),
-        }
-    }
-}
-
-impl std::error::Error for DialError {}
-
 /// Counters and gauges for the metrics layer.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub struct PeerStats {
@@ -309,14 +299,29 @@ pub struct PeerStats {
 /// *dialer* has the lower `NodeId`: if our id is lower we keep our outbound connection,
 /// otherwise the inbound one. Both sides compute the same answer whatever order their
 /// handshakes finish in, so exactly one TCP connection survives.
+///
+/// Each established peer has a *primary* connection, the one its traffic goes out on: its
+/// first established connection, and when that closes the lowest-numbered one left.
 #[derive(Debug)]
 pub struct ConnectionTable {
     local_id: NodeId,
     limits: PeerLimits,
     conns: BTreeMap<ConnId, Connection>,
-    next_id: u64,
+    /// Per peer: its connections (dialling it, or authenticated as it) and its primary one.
+    peers: BTreeMap<NodeId, PeerConns>,
+    /// Connections per direction, indexed by `direction_index`.
+    counts: [usize; 2],
+    /// Connect deadlines, and idle deadlines as of the last re-arm (see the module doc).
+    deadlines: Deadlines<ConnId>,
+    next_dial: u64,
     dials: DialBook,
     stats: PeerStats,
+}
+
+#[derive(Debug, Default)]
+struct PeerConns {
+    conns: Vec<ConnId>,
+    primary: Option<ConnId>,
 }
 
 impl ConnectionTable {
@@ -327,7 +332,10 @@ impl ConnectionTable {
             local_id,
             limits,
             conns: BTreeMap::new(),
-            next_id: 0,
+            peers: BTreeMap::new(),
+            counts: [0; 2],
+            deadlines: Deadlines::new(),
+            next_dial: 0,
             dials: DialBook::new(limits, rng_seed),
             stats: PeerStats::default(),
         }
@@ -338,15 +346,26 @@ impl ConnectionTable {
         &self.limits
     }
 
-    /// Admits a freshly accepted connection from `addr`, or refuses it when no inbound slot is
-    /// free (close the socket at once). Its connect timeout starts now.
-    pub fn admit_inbound(&mut self, now: Instant, addr: SocketAddr) -> Result<ConnId, LimitError> {
+    /// Admits the freshly accepted connection `conn` from `addr`, or refuses it when no
+    /// inbound slot is free (close the socket at once). Its connect timeout starts now. An id
+    /// the table already holds is refused as a full table would be.
+    pub fn admit_inbound(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        addr: SocketAddr,
+    ) -> Result<(), LimitError> {
+        let full = LimitError::LimitReached { direction: Direction::Inbound };
+        if self.conns.contains_key(&conn) {
+            return Err(full);
+        }
         if let Err(e) = self.check_slot(Direction::Inbound) {
             self.stats.refused_inbound_limit += 1;
             return Err(e);
         }
         self.stats.admitted_inbound += 1;
-        Ok(self.insert(now, Direction::Inbound, addr, None))
+        self.insert(now, conn, Direction::Inbound, addr, None);
+        Ok(())
     }
 
     /// Registers a dial of `expected` at `addr`, or says why not: already connected, backoff,
@@ -364,7 +383,11 @@ impl ConnectionTable {
         }
         self.dials.record_attempt(now, addr);
         self.stats.dials_started += 1;
-        Ok(self.insert(now, Direction::Outbound, addr, Some(expected)))
+        let conn = ConnId::outbound(self.next_dial);
+        self.next_dial += 1;
+        self.insert(now, conn, Direction::Outbound, addr, Some(expected));
+        self.peers.entry(expected).or_default().conns.push(conn);
+        Ok(conn)
     }
 
     /// The connection `conn` authenticated as `node_id` (for a dial, TLS has checked it is the
@@ -390,7 +413,7 @@ impl ConnectionTable {
             return Ok(self.resolve_duplicate(now, conn, direction, other, node_id));
         }
         if same >= self.limits.max_per_peer {
-            self.conns.remove(&conn);
+            self.remove(conn);
             self.stats.refused_per_peer_limit += 1;
             return Err(LimitError::PerPeerLimitReached);
         }
@@ -398,8 +421,16 @@ impl ConnectionTable {
         Ok(Keep::Both)
     }
 
+    /// Keeps the peer's Hello with its established connection `conn`.
+    pub fn set_hello(&mut self, conn: ConnId, hello: Hello) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.hello = Some(Box::new(hello));
+        }
+    }
+
     /// `conn` carried a message at `now`, postponing its idle timeout. Handshake traffic does
-    /// not count: a connection that is still connecting keeps its connect deadline.
+    /// not count: a connection that is still connecting keeps its connect deadline. O(log n)
+    /// for the lookup; the deadline set is not touched.
     pub fn on_activity(&mut self, now: Instant, conn: ConnId) {
         if let Some(Connection { state: ConnState::Established { last_activity }, .. }) =
             self.conns.get_mut(&conn)
@@ -411,7 +442,7 @@ impl ConnectionTable {
     /// `conn` failed before it authenticated (refused, reset, TLS error, wrong key). For a
     /// dial, the address's backoff and breaker record a failure. Returns what was removed.
     pub fn on_dial_failed(&mut self, now: Instant, conn: ConnId) -> Option<Connection> {
-        let removed = self.conns.remove(&conn)?;
+        let removed = self.remove(conn)?;
         let connecting = matches!(removed.state, ConnState::Connecting { .. });
         if removed.direction == Direction::Outbound && connecting {
             self.record_dial_failure(now, removed.addr);
@@ -421,7 +452,7 @@ impl ConnectionTable {
 
     /// The established connection in `direction` idle the longest, if its last activity is
     /// at or before `idle_since`, skipping those `busy` says to keep; `None` if there is none.
-    /// The caller closes it to make room.
+    /// The caller closes it to make room. Walks the table: call it only when a share is full.
     pub fn least_recently_active(
         &self,
         direction: Direction,
@@ -444,30 +475,37 @@ impl ConnectionTable {
     /// `conn` closed (by either side, for any reason that is not a dial failure). Returns what
     /// was removed, or `None` when the table had already removed it.
     pub fn on_closed(&mut self, conn: ConnId) -> Option<Connection> {
-        self.conns.remove(&conn)
+        self.remove(conn)
     }
 
-    /// Removes and returns the connections whose connect or idle deadline is at or before
-    /// `now`; close them. A dial that timed out counts as a dial failure. Cheap when nothing
-    /// is due, so calling early only costs a scan; calling late delays the closes.
-    pub fn poll_timeouts(&mut self, now: Instant) -> Vec<(ConnId, TimeoutKind)> {
-        let due: Vec<(ConnId, TimeoutKind)> = self
-            .conns
-            .iter()
-            .map(|(&id, c)| (id, c.deadline(&self.limits)))
-            .filter(|(_, (at, _))| *at <= now)
-            .map(|(id, (_, kind))| (id, kind))
-            .collect();
-        for &(id, kind) in &due {
-            self.on_timeout(now, id, kind);
+    /// Removes and returns the next connection whose connect or idle deadline is at or before
+    /// `now`, with the timer that fired; close it. A dial that timed out counts as a dial
+    /// failure. Call until `None`: O(log n) per deadline due, and cheap when nothing is.
+    pub fn poll_timeout(&mut self, now: Instant) -> Option<(ConnId, TimeoutKind, Connection)> {
+        while let Some(conn) = self.deadlines.pop_due(now) {
+            let Some(c) = self.conns.get(&conn) else { continue };
+            let (at, kind) = c.deadline(&self.limits);
+            if at > now {
+                // Active since the entry was armed: re-arm at the real deadline.
+                self.deadlines.set(conn, at);
+                continue;
+            }
+            let removed = self.on_timeout(now, conn, kind)?;
+            return Some((conn, kind, removed));
         }
-        due
+        None
     }
 
-    /// The earliest connect or idle deadline, `None` with no connections. Changes after any
-    /// call that adds, authenticates, touches or removes a connection.
+    /// Every connection [`poll_timeout`](Self::poll_timeout) removes at `now`, with its timer.
+    pub fn poll_timeouts(&mut self, now: Instant) -> Vec<(ConnId, TimeoutKind)> {
+        std::iter::from_fn(|| self.poll_timeout(now)).map(|(c, kind, _)| (c, kind)).collect()
+    }
+
+    /// The earliest connect or idle deadline, `None` with no connections. An idle deadline
+    /// may be reported early (the connection was active since): `poll_timeouts` then re-arms
+    /// it, and this answers the real one.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.conns.values().map(|c| c.deadline(&self.limits).0).min()
+        self.deadlines.next()
     }
 
     /// The connection `conn`, if the table still has it.
@@ -475,9 +513,34 @@ impl ConnectionTable {
         self.conns.get(&conn)
     }
 
+    /// The connection `peer`'s traffic goes out on, if it is established.
+    pub fn primary(&self, peer: &NodeId) -> Option<ConnId> {
+        self.peers.get(peer).and_then(|p| p.primary)
+    }
+
+    /// Whether a dial of `peer` is in progress.
+    pub fn is_dialling(&self, peer: &NodeId) -> bool {
+        self.peers.get(peer).is_some_and(|p| {
+            p.conns.iter().any(|c| self.conns.get(c).is_some_and(|c| !c.is_established()))
+        })
+    }
+
+    /// The established peers in id order, with their primary connection.
+    pub fn established(&self) -> impl Iterator<Item = (NodeId, ConnId, &Connection)> + '_ {
+        self.peers.iter().filter_map(|(id, p)| {
+            let conn = p.primary?;
+            Some((*id, conn, self.conns.get(&conn)?))
+        })
+    }
+
+    /// Every connection to `peer`, connecting or established.
+    pub fn conns_of(&self, peer: &NodeId) -> &[ConnId] {
+        self.peers.get(peer).map_or(&[], |p| &p.conns)
+    }
+
     /// Connections in `direction`, connecting or established.
     pub fn count(&self, direction: Direction) -> usize {
-        self.conns.values().filter(|c| c.direction == direction).count()
+        self.counts[direction_index(direction)]
     }
 
     /// Connections of both directions.
@@ -492,7 +555,7 @@ impl ConnectionTable {
 
     /// Whether `node_id` has an authenticated connection.
     pub fn is_connected(&self, node_id: NodeId) -> bool {
-        self.conns.values().any(|c| c.node_id == Some(node_id))
+        self.primary(&node_id).is_some()
     }
 
     /// The per-address dial history.
@@ -516,15 +579,37 @@ impl ConnectionTable {
     fn insert(
         &mut self,
         now: Instant,
+        conn: ConnId,
         direction: Direction,
         addr: SocketAddr,
         expected: Option<NodeId>,
-    ) -> ConnId {
-        let id = ConnId(self.next_id);
-        self.next_id += 1;
-        let state = ConnState::Connecting { deadline_at: now + self.limits.connect_timeout };
-        self.conns.insert(id, Connection { direction, addr, node_id: None, expected, state });
-        id
+    ) {
+        let deadline_at = now + self.limits.connect_timeout;
+        let state = ConnState::Connecting { deadline_at };
+        let c = Connection { direction, addr, node_id: None, expected, state, hello: None };
+        self.conns.insert(conn, c);
+        self.counts[direction_index(direction)] += 1;
+        self.deadlines.set(conn, deadline_at);
+    }
+
+    /// Takes `conn` out of the table and its indexes; the peer's primary passes to its
+    /// lowest-numbered established connection left, if any.
+    fn remove(&mut self, conn: ConnId) -> Option<Connection> {
+        let removed = self.conns.remove(&conn)?;
+        self.counts[direction_index(removed.direction)] -= 1;
+        self.deadlines.clear(conn);
+        let Some(peer) = removed.peer() else { return Some(removed) };
+        let Some(p) = self.peers.get_mut(&peer) else { return Some(removed) };
+        p.conns.retain(|&c| c != conn);
+        if p.primary == Some(conn) {
+            let conns = &self.conns;
+            let established = |c: &ConnId| conns.get(c).is_some_and(Connection::is_established);
+            p.primary = p.conns.iter().copied().filter(established).min();
+        }
+        if p.conns.is_empty() {
+            self.peers.remove(&peer);
+        }
+        Some(removed)
     }
 
     fn check_slot(&self, direction: Direction) -> Result<(), LimitError> {
@@ -544,7 +629,7 @@ impl ConnectionTable {
         addr: SocketAddr,
         expected: NodeId,
     ) -> Result<(), DialError> {
-        if self.conns.values().any(|c| c.peer() == Some(expected)) {
+        if self.peers.contains_key(&expected) {
             return Err(DialError::AlreadyConnected);
         }
         self.dials.may_dial(now, addr)?;
@@ -571,13 +656,14 @@ impl ConnectionTable {
     ) -> (usize, Option<ConnId>) {
         let mut same = 0;
         let mut opposite = None;
-        for (&id, c) in &self.conns {
+        for &id in self.conns_of(&node_id) {
+            let Some(c) = self.conns.get(&id) else { continue };
             if id == except || c.node_id != Some(node_id) {
                 continue;
             }
             if c.direction == direction {
                 same += 1;
-            } else if opposite.is_none() {
+            } else if opposite.map_or(true, |o| id < o) {
                 opposite = Some(id);
             }
         }
@@ -597,27 +683,30 @@ impl ConnectionTable {
         self.stats.duplicates_closed += 1;
         let keep_outbound = self.local_id < node_id;
         if (direction == Direction::Outbound) == keep_outbound {
-            self.conns.remove(&other);
+            self.remove(other);
             self.establish(now, this, node_id);
             Keep::CloseOther(other)
         } else {
-            self.conns.remove(&this);
+            self.remove(this);
             Keep::CloseThis
         }
     }
 
     fn establish(&mut self, now: Instant, conn: ConnId, node_id: NodeId) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.node_id = Some(node_id);
-            c.state = ConnState::Established { last_activity: now };
-            self.stats.established += 1;
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.node_id = Some(node_id);
+        c.state = ConnState::Established { last_activity: now };
+        self.stats.established += 1;
+        self.deadlines.set(conn, now + self.limits.idle_timeout);
+        let p = self.peers.entry(node_id).or_default();
+        if !p.conns.contains(&conn) {
+            p.conns.push(conn);
         }
+        p.primary.get_or_insert(conn);
     }
 
-    fn on_timeout(&mut self, now: Instant, conn: ConnId, kind: TimeoutKind) {
-        let Some(removed) = self.conns.remove(&conn) else {
-            return;
-        };
+    fn on_timeout(&mut self, now: Instant, conn: ConnId, kind: TimeoutKind) -> Option<Connection> {
+        let removed = self.remove(conn)?;
         match kind {
             TimeoutKind::Connect => {
                 self.stats.connect_timeouts += 1;
@@ -627,6 +716,7 @@ impl ConnectionTable {
             }
             TimeoutKind::Idle => self.stats.idle_timeouts += 1,
         }
+        Some(removed)
     }
 
     fn record_dial_failure(&mut self, now: Instant, addr: SocketAddr) {
@@ -635,269 +725,16 @@ impl ConnectionTable {
     }
 }
 
-/// The circuit breaker of one address.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Breaker {
-    /// Dials are allowed, from `retry_at` on when a recent failure set a backoff. Reaching
-    /// `breaker_failure_threshold` consecutive failures opens the breaker.
-    Closed {
-        /// End of the backoff after the last failure.
-        retry_at: Option<Instant>,
-    },
-    /// Too many consecutive failures: no dial before `until`, after which the breaker is
-    /// half-open.
-    Open {
-        /// End of the open period.
-        until: Instant,
-    },
-    /// One trial dial may run. `trial_until` is set while it runs; its success closes the
-    /// breaker, its failure re-opens it, and with no report by `trial_until` (its connect
-    /// timeout) it counts as lost and another trial may start.
-    HalfOpen {
-        /// Deadline of the running trial.
-        trial_until: Option<Instant>,
-    },
-}
-
-/// Counters and gauges of a [`DialBook`].
-#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
-pub struct DialStats {
-    /// Addresses tracked now.
-    pub tracked_addrs: usize,
-    /// Failures recorded.
-    pub failures: u64,
-    /// Breakers that opened (including re-opening after a failed trial).
-    pub circuits_opened: u64,
-    /// Addresses evicted to make room.
-    pub evictions: u64,
-}
-
-/// Per-address dial history: exponential backoff with jitter and a circuit breaker.
-///
-/// After the n-th consecutive failure an address waits `backoff_base_interval · 2^(n-1)`,
-/// spread by ± `backoff_jitter_percent` and never above `backoff_max_interval`. At
-/// `breaker_failure_threshold` failures its breaker opens for the longer of
-/// `breaker_open_interval` and that backoff, then allows one trial dial (half-open). A success
-/// at any point closes the breaker and clears the failures.
-///
-/// At most `max_tracked_addrs` addresses are kept. To make room, addresses with no failures
-/// (recovered ones) go first, then the least recently updated. Eviction scans the map, so it
-/// costs O(`max_tracked_addrs`), and only happens when a new address fails.
-#[derive(Debug)]
-pub struct DialBook {
-    limits: PeerLimits,
-    entries: BTreeMap<SocketAddr, AddrEntry>,
-    rng: Rng,
-    stats: DialStats,
-}
-
-impl DialBook {
-    /// An empty book; `rng_seed` seeds the jitter, so equal seeds give equal backoffs.
-    pub fn new(limits: PeerLimits, rng_seed: u64) -> DialBook {
-        DialBook {
-            limits: limits.sanitized(),
-            entries: BTreeMap::new(),
-            rng: Rng::new(rng_seed),
-            stats: DialStats::default(),
-        }
-    }
-
-    /// Whether `addr` may be dialled at `now`: `Backoff` or `CircuitOpen` say until when not.
-    /// Every wait ends exactly at its deadline.
-    pub fn may_dial(&self, now: Instant, addr: SocketAddr) -> Result<(), DialError> {
-        match self.breaker(now, addr) {
-            Breaker::Closed { retry_at: Some(until) } => Err(DialError::Backoff { until }),
-            Breaker::Open { until } | Breaker::HalfOpen { trial_until: Some(until) } => {
-                Err(DialError::CircuitOpen { until })
-            }
-            Breaker::Closed { retry_at: None } | Breaker::HalfOpen { trial_until: None } => Ok(()),
-        }
-    }
-
-    /// A dial of `addr` starts at `now`; on a half-open address it is the trial.
-    pub fn record_attempt(&mut self, now: Instant, addr: SocketAddr) {
-        self.apply(addr, BreakerEvent::Attempt(now));
-    }
-
-    /// A dial of `addr` failed at `now`: the backoff grows and the breaker may open.
-    pub fn record_failure(&mut self, now: Instant, addr: SocketAddr) {
-        if !self.entries.contains_key(&addr) {
-            self.make_room();
-        }
-        let entry = self.entries.entry(addr).or_insert(AddrEntry::new(now));
-        entry.failures = entry.failures.saturating_add(1);
-        let random = self.rng.next_u64();
-        self.apply(addr, BreakerEvent::Failure { now, random });
-        self.stats.failures += 1;
-    }
-
-    /// A dial of `addr` succeeded: the breaker closes and the failures are forgotten.
-    pub fn record_success(&mut self, addr: SocketAddr) {
-        self.apply(addr, BreakerEvent::Success);
-        if let Some(entry) = self.entries.get_mut(&addr) {
-            entry.failures = 0;
-        }
-    }
-
-    /// The breaker of `addr` as of `now` (an untracked address is closed).
-    pub fn breaker(&self, now: Instant, addr: SocketAddr) -> Breaker {
-        let Some(entry) = self.entries.get(&addr) else {
-            return Breaker::Closed { retry_at: None };
-        };
-        transition(&self.limits, entry.breaker, BreakerEvent::Elapsed(now), entry.failures)
-    }
-
-    /// Consecutive failures of `addr` since its last success.
-    pub fn failures(&self, addr: SocketAddr) -> u32 {
-        self.entries.get(&addr).map_or(0, |e| e.failures)
-    }
-
-    /// A snapshot of the counters and gauges.
-    pub fn stats(&self) -> DialStats {
-        DialStats { tracked_addrs: self.entries.len(), ..self.stats }
-    }
-
-    /// The one place a breaker changes: lets time pass up to the event's `now`, then applies
-    /// the event. Untracked addresses are closed with no history, and stay untracked.
-    fn apply(&mut self, addr: SocketAddr, event: BreakerEvent) {
-        let Some(entry) = self.entries.get_mut(&addr) else {
-            return;
-        };
-        let mut state = entry.breaker;
-        if let Some(now) = event.now() {
-            state = transition(&self.limits, state, BreakerEvent::Elapsed(now), entry.failures);
-            entry.updated_at = now;
-        }
-        let next = transition(&self.limits, state, event, entry.failures);
-        if matches!(next, Breaker::Open { .. }) && !matches!(state, Breaker::Open { .. }) {
-            self.stats.circuits_opened += 1;
-        }
-        entry.breaker = next;
-    }
-
-    /// Evicts one address when the map is full: a recovered one if any, else the oldest.
-    fn make_room(&mut self) {
-        if self.entries.len() < self.limits.max_tracked_addrs {
-            return;
-        }
-        let victim = self
-            .entries
-            .iter()
-            .min_by_key(|(_, e)| (e.failures > 0, e.updated_at))
-            .map(|(&addr, _)| addr);
-        if let Some(addr) = victim {
-            self.entries.remove(&addr);
-            self.stats.evictions += 1;
-        }
-    }
-}
-
-/// What happens to an address's breaker.
-#[derive(Clone, Copy, Debug)]
-enum BreakerEvent {
-    /// Time passes up to this instant.
-    Elapsed(Instant),
-    /// A dial starts.
-    Attempt(Instant),
-    /// A dial failed; `random` draws the jitter.
-    Failure { now: Instant, random: u64 },
-    /// A dial succeeded.
-    Success,
-}
-
-impl BreakerEvent {
-    fn now(self) -> Option<Instant> {
-        match self {
-            Self::Elapsed(now) | Self::Attempt(now) | Self::Failure { now, .. } => Some(now),
-            Self::Success => None,
-        }
-    }
-}
-
-/// The breaker's transition function; `failures` already counts a `Failure` being applied.
-fn transition(limits: &PeerLimits, state: Breaker, event: BreakerEvent, failures: u32) -> Breaker {
-    use BreakerEvent::{Attempt, Elapsed, Failure, Success};
-    match (state, event) {
-        // A backoff ends at its deadline, not before.
-        (Breaker::Closed { retry_at: Some(at) }, Elapsed(now)) if now >= at => {
-            Breaker::Closed { retry_at: None }
-        }
-        // The open period is over: allow one trial.
-        (Breaker::Open { until }, Elapsed(now)) if now >= until => {
-            Breaker::HalfOpen { trial_until: None }
-        }
-        // The trial was never reported within its connect timeout: count it lost.
-        (Breaker::HalfOpen { trial_until: Some(at) }, Elapsed(now)) if now >= at => {
-            Breaker::HalfOpen { trial_until: None }
-        }
-        // Nothing is due yet.
-        (state, Elapsed(_)) => state,
-        // The half-open trial starts.
-        (Breaker::HalfOpen { trial_until: None }, Attempt(now)) => {
-            Breaker::HalfOpen { trial_until: Some(now + limits.connect_timeout) }
-        }
-        // Other dials leave the breaker alone (`may_dial` refused those it forbids).
-        (state, Attempt(_)) => state,
-        // The address is reachable: close, whatever the state.
-        (_, Success) => Breaker::Closed { retry_at: None },
-        // The trial failed: open again.
-        (Breaker::HalfOpen { .. }, Failure { now, random }) => open(limits, now, failures, random),
-        // A dial started before the breaker opened failed: already open, keep the deadline.
-        (Breaker::Open { until }, Failure { .. }) => Breaker::Open { until },
-        // Threshold reached: open.
-        (Breaker::Closed { .. }, Failure { now, random })
-            if failures >= limits.breaker_failure_threshold =>
-        {
-            open(limits, now, failures, random)
-        }
-        // Below the threshold: back off.
-        (Breaker::Closed { .. }, Failure { now, random }) => {
-            Breaker::Closed { retry_at: Some(now + backoff(limits, failures, random)) }
-        }
-    }
-}
-
-/// An open breaker: for the open interval, or the backoff if longer, so an address that keeps
-/// failing its trials is retried ever less often, up to the backoff maximum.
-fn open(limits: &PeerLimits, now: Instant, failures: u32, random: u64) -> Breaker {
-    let period = limits.breaker_open_interval.max(backoff(limits, failures, random));
-    Breaker::Open { until: now + period }
-}
-
-/// The wait after the `failures`-th consecutive failure: `base · 2^(failures-1)` spread by
-/// ± the jitter percentage, never above the maximum.
-fn backoff(limits: &PeerLimits, failures: u32, random: u64) -> Duration {
-    let doubling = 1u32.checked_shl(failures.saturating_sub(1)).unwrap_or(u32::MAX);
-    let max = limits.backoff_max_interval;
-    let delay = limits.backoff_base_interval.saturating_mul(doubling).min(max);
-    jittered(delay, limits.backoff_jitter_percent, random).min(max)
-}
-
-/// `delay` moved uniformly within ± `percent` % by `random` (`percent` ≤ 100).
-fn jittered(delay: Duration, percent: u32, random: u64) -> Duration {
-    let nanos = delay.as_nanos();
-    let span = nanos * u128::from(percent.min(100)) / 100;
-    let offset = u128::from(random) % (2 * span + 1);
-    Duration::from_nanos(u64::try_from(nanos - span + offset).unwrap_or(u64::MAX))
-}
-
-/// What the book remembers about one address.
-#[derive(Clone, Copy, Debug)]
-struct AddrEntry {
-    failures: u32,
-    breaker: Breaker,
-    updated_at: Instant,
-}
-
-impl AddrEntry {
-    fn new(now: Instant) -> AddrEntry {
-        AddrEntry { failures: 0, breaker: Breaker::Closed { retry_at: None }, updated_at: now }
+fn direction_index(direction: Direction) -> usize {
+    match direction {
+        Direction::Inbound => 0,
+        Direction::Outbound => 1,
     }
 }
 
 /// The longest duration a limit may hold; longer ones are clamped, which keeps every
 /// `now + duration` far from `Instant`'s range end. A year is "never" for a timer here.
-const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+pub(super) const MAX_INTERVAL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 #[cfg(test)]
 mod tests {
@@ -925,11 +762,10 @@ mod tests {
         ConnectionTable::new(id(0x80), limits, SEED)
     }
 
-    /// Fails `n` dials of `addr` at `now`, one after another.
-    fn fail_times(book: &mut DialBook, now: Instant, addr: SocketAddr, n: u32) {
-        for _ in 0..n {
-            book.record_failure(now, addr);
-        }
+    /// Admits an inbound connection from `addr(port)`, numbered after its port.
+    fn admit(t: &mut ConnectionTable, now: Instant, port: u16) -> Result<ConnId, LimitError> {
+        let conn = ConnId::inbound(u64::from(port));
+        t.admit_inbound(now, conn, addr(port)).map(|()| conn)
     }
 
     // ---- Connection limits ----
@@ -947,9 +783,9 @@ mod tests {
     fn refuses_inbound_when_inbound_share_is_full() {
         let now = Instant::now();
         let mut t = table(PeerLimits { max_inbound: 2, ..LIMITS });
-        t.admit_inbound(now, addr(1)).unwrap();
-        t.admit_inbound(now, addr(2)).unwrap();
-        let err = t.admit_inbound(now, addr(3)).unwrap_err();
+        admit(&mut t, now, 1).unwrap();
+        admit(&mut t, now, 2).unwrap();
+        let err = admit(&mut t, now, 3).unwrap_err();
         assert_eq!(err, LimitError::LimitReached { direction: Direction::Inbound });
         assert_eq!(err.to_string(), "no inbound connection slot is free");
         assert_eq!((t.stats().admitted_inbound, t.stats().refused_inbound_limit), (2, 1));
@@ -965,7 +801,7 @@ mod tests {
         assert_eq!(t.start_dial(now, addr(2), id(2)), Err(DialError::LimitReached));
         assert_eq!(t.stats().dial_refused_limit, 1);
         // The inbound share is separate.
-        assert!(t.admit_inbound(now, addr(3)).is_ok());
+        assert!(admit(&mut t, now, 3).is_ok());
         assert_eq!((t.count(Direction::Inbound), t.count(Direction::Outbound)), (1, 1));
     }
 
@@ -974,9 +810,9 @@ mod tests {
         let now = Instant::now();
         let mut t = table(PeerLimits { max_connections: 3, ..LIMITS });
         for port in 1..=3 {
-            t.admit_inbound(now, addr(port)).unwrap();
+            admit(&mut t, now, port).unwrap();
         }
-        let err = t.admit_inbound(now, addr(4));
+        let err = admit(&mut t, now, 4);
         assert_eq!(err, Err(LimitError::LimitReached { direction: Direction::Inbound }));
         assert_eq!(t.start_dial(now, addr(5), id(5)), Err(DialError::LimitReached));
     }
@@ -985,11 +821,11 @@ mod tests {
     fn closing_a_connection_frees_its_slot() {
         let now = Instant::now();
         let mut t = table(PeerLimits { max_inbound: 1, ..LIMITS });
-        let c = t.admit_inbound(now, addr(1)).unwrap();
-        assert!(t.admit_inbound(now, addr(2)).is_err());
+        let c = admit(&mut t, now, 1).unwrap();
+        assert!(admit(&mut t, now, 2).is_err());
         assert_eq!(t.on_closed(c).map(|c| c.addr), Some(addr(1)));
         assert_eq!(t.on_closed(c), None);
-        assert!(t.admit_inbound(now, addr(2)).is_ok());
+        assert!(admit(&mut t, now, 2).is_ok());
     }
 
     #[test]
@@ -997,14 +833,14 @@ mod tests {
         let now = Instant::now();
         let mut t = table(LIMITS);
         let peer = id(9);
-        let conns: Vec<ConnId> = (1..=3).map(|p| t.admit_inbound(now, addr(p)).unwrap()).collect();
+        let conns: Vec<ConnId> = (1..=3).map(|p| admit(&mut t, now, p).unwrap()).collect();
         assert_eq!(t.on_authenticated(now, conns[0], peer), Ok(Keep::Both));
         assert_eq!(t.on_authenticated(now, conns[1], peer), Ok(Keep::Both));
         assert_eq!(t.on_authenticated(now, conns[2], peer), Err(LimitError::PerPeerLimitReached));
         assert_eq!(t.connection(conns[2]), None);
         assert_eq!((t.len(), t.stats().refused_per_peer_limit, t.stats().established), (2, 1, 2));
         // Another peer is not affected.
-        let other = t.admit_inbound(now, addr(4)).unwrap();
+        let other = admit(&mut t, now, 4).unwrap();
         assert_eq!(t.on_authenticated(now, other, id(10)), Ok(Keep::Both));
     }
 
@@ -1014,11 +850,60 @@ mod tests {
         let mut t = table(LIMITS);
         t.start_dial(now, addr(1), id(1)).unwrap();
         assert_eq!(t.start_dial(now, addr(2), id(1)), Err(DialError::AlreadyConnected));
-        let inbound = t.admit_inbound(now, addr(3)).unwrap();
+        let inbound = admit(&mut t, now, 3).unwrap();
         t.on_authenticated(now, inbound, id(3)).unwrap();
         assert!(t.is_connected(id(3)));
         assert_eq!(t.start_dial(now, addr(4), id(3)), Err(DialError::AlreadyConnected));
         assert_eq!(t.stats().dial_refused_already_connected, 2);
+    }
+
+    // ---- Indexes ----
+
+    #[test]
+    fn driver_and_table_ids_never_collide() {
+        let now = Instant::now();
+        let mut t = table(LIMITS);
+        let dialled: Vec<ConnId> =
+            (1..=4).map(|p| t.start_dial(now, addr(p), id(p as u8)).unwrap()).collect();
+        let accepted: Vec<ConnId> = (0..4).map(ConnId::inbound).collect();
+        for c in &accepted {
+            assert!(!dialled.contains(c));
+        }
+        assert_eq!(
+            t.admit_inbound(now, dialled[0], addr(9)),
+            Err(LimitError::LimitReached { direction: Direction::Inbound })
+        );
+    }
+
+    #[test]
+    fn the_primary_is_the_first_established_and_passes_on_when_it_closes() {
+        let now = Instant::now();
+        let mut t = table(LIMITS);
+        let peer = id(9);
+        let a = admit(&mut t, now, 5).unwrap();
+        let b = admit(&mut t, now, 3).unwrap();
+        assert_eq!(t.primary(&peer), None);
+        t.on_authenticated(now, a, peer).unwrap();
+        t.on_authenticated(now, b, peer).unwrap();
+        assert_eq!(t.primary(&peer), Some(a));
+        assert_eq!(t.conns_of(&peer), &[a, b]);
+        t.on_closed(a);
+        assert_eq!(t.primary(&peer), Some(b));
+        t.on_closed(b);
+        assert_eq!((t.primary(&peer), t.conns_of(&peer)), (None, &[][..]));
+    }
+
+    #[test]
+    fn a_dial_in_progress_is_listed_for_its_peer_but_is_not_primary() {
+        let now = Instant::now();
+        let mut t = table(LIMITS);
+        let c = t.start_dial(now, addr(1), id(1)).unwrap();
+        assert!(t.is_dialling(&id(1)) && !t.is_connected(id(1)));
+        assert_eq!(t.established().count(), 0);
+        t.on_authenticated(now, c, id(1)).unwrap();
+        assert!(!t.is_dialling(&id(1)) && t.is_connected(id(1)));
+        let listed: Vec<(NodeId, ConnId)> = t.established().map(|(p, c, _)| (p, c)).collect();
+        assert_eq!(listed, vec![(id(1), c)]);
     }
 
     // ---- Duplicate connections (simultaneous dial) ----
@@ -1030,8 +915,8 @@ mod tests {
         let now = Instant::now();
         let mut ta = ConnectionTable::new(a, LIMITS, 1);
         let mut tb = ConnectionTable::new(b, LIMITS, 2);
-        let x = [ta.start_dial(now, addr(2), b).unwrap(), tb.admit_inbound(now, addr(1)).unwrap()];
-        let y = [ta.admit_inbound(now, addr(3)).unwrap(), tb.start_dial(now, addr(4), a).unwrap()];
+        let x = [ta.start_dial(now, addr(2), b).unwrap(), admit(&mut tb, now, 1).unwrap()];
+        let y = [admit(&mut ta, now, 3).unwrap(), tb.start_dial(now, addr(4), a).unwrap()];
         let order = |x_first: bool, i: usize| if x_first { [x[i], y[i]] } else { [y[i], x[i]] };
         for (side, (table, peer, x_first)) in
             [(&mut ta, b, a_x_first), (&mut tb, a, b_x_first)].into_iter().enumerate()
@@ -1067,7 +952,7 @@ mod tests {
         let now = Instant::now();
         let mut t = table(LIMITS); // Our id 0x80 is lower than the peer's: keep our dial.
         let peer = id(0x90);
-        let inbound = t.admit_inbound(now, addr(1)).unwrap();
+        let inbound = admit(&mut t, now, 1).unwrap();
         let outbound = t.start_dial(now, addr(2), peer).unwrap();
         assert_eq!(t.on_authenticated(now, inbound, peer), Ok(Keep::Both));
         assert_eq!(t.on_authenticated(now, outbound, peer), Ok(Keep::CloseOther(inbound)));
@@ -1079,8 +964,8 @@ mod tests {
     fn connections_in_the_same_direction_are_not_duplicates() {
         let now = Instant::now();
         let mut t = table(LIMITS);
-        let a = t.admit_inbound(now, addr(1)).unwrap();
-        let b = t.admit_inbound(now, addr(2)).unwrap();
+        let a = admit(&mut t, now, 1).unwrap();
+        let b = admit(&mut t, now, 2).unwrap();
         assert_eq!(t.on_authenticated(now, a, id(9)), Ok(Keep::Both));
         assert_eq!(t.on_authenticated(now, b, id(9)), Ok(Keep::Both));
         assert_eq!(t.stats().duplicates_closed, 0);
@@ -1090,7 +975,7 @@ mod tests {
     fn authenticating_a_forgotten_connection_closes_it() {
         let now = Instant::now();
         let mut t = table(LIMITS);
-        let c = t.admit_inbound(now, addr(1)).unwrap();
+        let c = admit(&mut t, now, 1).unwrap();
         t.poll_timeouts(now + LIMITS.connect_timeout);
         assert_eq!(t.on_authenticated(now, c, id(9)), Ok(Keep::CloseThis));
         assert!(t.is_empty());
@@ -1102,7 +987,7 @@ mod tests {
     fn connect_timeout_fires_exactly_at_the_deadline() {
         let now = Instant::now();
         let mut t = table(LIMITS);
-        let c = t.admit_inbound(now, addr(1)).unwrap();
+        let c = admit(&mut t, now, 1).unwrap();
         let deadline = now + secs(5);
         assert_eq!(t.next_deadline(), Some(deadline));
         assert_eq!(t.poll_timeouts(deadline - NS), vec![]);
@@ -1115,7 +1000,7 @@ mod tests {
     fn handshake_traffic_does_not_extend_the_connect_deadline() {
         let now = Instant::now();
         let mut t = table(LIMITS);
-        let c = t.admit_inbound(now, addr(1)).unwrap();
+        let c = admit(&mut t, now, 1).unwrap();
         t.on_activity(now + secs(4), c);
         assert_eq!(t.poll_timeouts(now + secs(5)), vec![(c, TimeoutKind::Connect)]);
     }
@@ -1124,13 +1009,15 @@ mod tests {
     fn idle_timeout_fires_exactly_at_the_deadline_and_activity_postpones_it() {
         let now = Instant::now();
         let mut t = table(LIMITS);
-        let c = t.admit_inbound(now, addr(1)).unwrap();
+        let c = admit(&mut t, now, 1).unwrap();
         let authenticated_at = now + secs(1);
         t.on_authenticated(authenticated_at, c, id(9)).unwrap();
         assert_eq!(t.next_deadline(), Some(authenticated_at + secs(60)));
         let active_at = authenticated_at + secs(30);
         t.on_activity(active_at, c);
         let deadline = active_at + secs(60);
+        // The entry armed at authentication comes due first and is re-armed, not fired.
+        assert_eq!(t.poll_timeouts(authenticated_at + secs(60)), vec![]);
         assert_eq!(t.next_deadline(), Some(deadline));
         assert_eq!(t.poll_timeouts(deadline - NS), vec![]);
         assert_eq!(t.poll_timeouts(deadline), vec![(c, TimeoutKind::Idle)]);
@@ -1142,8 +1029,8 @@ mod tests {
         let now = Instant::now();
         let mut t = table(LIMITS);
         assert_eq!(t.next_deadline(), None);
-        let early = t.admit_inbound(now, addr(1)).unwrap();
-        t.admit_inbound(now + secs(2), addr(2)).unwrap();
+        let early = admit(&mut t, now, 1).unwrap();
+        admit(&mut t, now + secs(2), 2).unwrap();
         assert_eq!(t.next_deadline(), Some(now + secs(5)));
         t.on_closed(early);
         assert_eq!(t.next_deadline(), Some(now + secs(7)));
@@ -1176,144 +1063,6 @@ mod tests {
         assert_eq!(t.dial_book().failures(addr(1)), 0);
     }
 
-    // ---- Backoff ----
-
-    #[test]
-    fn backoff_doubles_with_jitter_inside_bounds() {
-        let now = Instant::now();
-        let limits = PeerLimits { breaker_failure_threshold: 100, ..LIMITS };
-        let mut book = DialBook::new(limits, SEED);
-        for n in 1..=8u32 {
-            book.record_failure(now, addr(1));
-            let Err(DialError::Backoff { until }) = book.may_dial(now, addr(1)) else {
-                panic!("failure {n} should back off");
-            };
-            let nominal = secs(1) * 2u32.pow(n - 1);
-            let wait = until - now;
-            assert!(wait >= nominal * 8 / 10 && wait <= nominal * 12 / 10, "{n}: {wait:?}");
-        }
-    }
-
-    #[test]
-    fn backoff_is_capped_at_the_maximum() {
-        let now = Instant::now();
-        let limits = PeerLimits { breaker_failure_threshold: 1000, ..LIMITS };
-        let mut book = DialBook::new(limits, SEED);
-        for n in 1..=200u32 {
-            book.record_failure(now, addr(1));
-            let Err(DialError::Backoff { until }) = book.may_dial(now, addr(1)) else {
-                panic!("failure {n} should back off");
-            };
-            assert!(until - now <= secs(300), "{n}: {:?}", until - now);
-            if n >= 10 {
-                // 2^9 s is past the cap, so only the downward jitter remains.
-                assert!(until - now >= secs(240), "{n}: {:?}", until - now);
-            }
-        }
-    }
-
-    #[test]
-    fn backoff_ends_exactly_at_its_deadline() {
-        let now = Instant::now();
-        let mut book = DialBook::new(LIMITS, SEED);
-        book.record_failure(now, addr(1));
-        let Err(DialError::Backoff { until }) = book.may_dial(now, addr(1)) else {
-            panic!("expected a backoff");
-        };
-        assert_eq!(book.may_dial(until - NS, addr(1)), Err(DialError::Backoff { until }));
-        assert_eq!(book.may_dial(until, addr(1)), Ok(()));
-    }
-
-    #[test]
-    fn jitter_is_deterministic_per_seed_and_spreads_across_seeds() {
-        let now = Instant::now();
-        let wait = |seed: u64| {
-            let mut book = DialBook::new(LIMITS, seed);
-            fail_times(&mut book, now, addr(1), 3);
-            match book.may_dial(now, addr(1)) {
-                Err(DialError::Backoff { until }) => until - now,
-                other => panic!("expected a backoff, got {other:?}"),
-            }
-        };
-        assert_eq!(wait(7), wait(7));
-        let distinct: std::collections::BTreeSet<Duration> = (0..20).map(wait).collect();
-        assert!(distinct.len() > 10, "{distinct:?}");
-    }
-
-    #[test]
-    fn jitter_stays_within_its_percentage() {
-        let d = secs(10);
-        assert_eq!(jittered(d, 20, 0), secs(8));
-        assert_eq!(jittered(d, 20, 4_000_000_000), secs(12)); // offset == 2 * span
-        assert_eq!(jittered(d, 0, u64::MAX), d);
-        for random in [1, 12345, u64::MAX, u64::MAX / 3] {
-            let j = jittered(d, 20, random);
-            assert!(j >= secs(8) && j <= secs(12), "{j:?}");
-        }
-    }
-
-    // ---- Circuit breaker ----
-
-    #[test]
-    fn breaker_opens_at_the_failure_threshold() {
-        let now = Instant::now();
-        let mut book = DialBook::new(LIMITS, SEED);
-        fail_times(&mut book, now, addr(1), 4);
-        assert!(matches!(book.may_dial(now, addr(1)), Err(DialError::Backoff { .. })));
-        book.record_failure(now, addr(1));
-        let until = now + secs(30); // The 5th backoff (16 s ± 20 %) is shorter than 30 s.
-        assert_eq!(book.breaker(now, addr(1)), Breaker::Open { until });
-        assert_eq!(book.may_dial(until - NS, addr(1)), Err(DialError::CircuitOpen { until }));
-        assert_eq!(book.stats().circuits_opened, 1);
-    }
-
-    #[test]
-    fn breaker_half_opens_after_the_open_period_for_one_trial() {
-        let now = Instant::now();
-        let mut book = DialBook::new(LIMITS, SEED);
-        fail_times(&mut book, now, addr(1), 5);
-        let open_end = now + secs(30);
-        assert_eq!(book.breaker(open_end, addr(1)), Breaker::HalfOpen { trial_until: None });
-        assert_eq!(book.may_dial(open_end, addr(1)), Ok(()));
-        book.record_attempt(open_end, addr(1));
-        let trial_until = open_end + secs(5);
-        assert_eq!(
-            book.may_dial(open_end, addr(1)),
-            Err(DialError::CircuitOpen { until: trial_until })
-        );
-        // A trial never reported is lost at its connect timeout; another may start.
-        assert_eq!(book.may_dial(trial_until, addr(1)), Ok(()));
-    }
-
-    #[test]
-    fn half_open_success_closes_the_breaker() {
-        let now = Instant::now();
-        let mut book = DialBook::new(LIMITS, SEED);
-        fail_times(&mut book, now, addr(1), 5);
-        let open_end = now + secs(30);
-        book.record_attempt(open_end, addr(1));
-        book.record_success(addr(1));
-        assert_eq!(book.breaker(open_end, addr(1)), Breaker::Closed { retry_at: None });
-        assert_eq!((book.may_dial(open_end, addr(1)), book.failures(addr(1))), (Ok(()), 0));
-    }
-
-    #[test]
-    fn half_open_failure_reopens_the_breaker() {
-        let now = Instant::now();
-        let mut book = DialBook::new(LIMITS, SEED);
-        fail_times(&mut book, now, addr(1), 5);
-        let open_end = now + secs(30);
-        book.record_attempt(open_end, addr(1));
-        let failed_at = open_end + secs(1);
-        book.record_failure(failed_at, addr(1));
-        let Breaker::Open { until } = book.breaker(failed_at, addr(1)) else {
-            panic!("expected the breaker to re-open");
-        };
-        // Open for 30 s, or the 6th backoff (32 s ± 20 %) if longer.
-        assert!(until - failed_at >= secs(30) && until - failed_at <= secs(32) * 12 / 10);
-        assert_eq!(book.stats().circuits_opened, 2);
-    }
-
     #[test]
     fn dial_refused_by_open_circuit_is_counted() {
         let now = Instant::now();
@@ -1325,47 +1074,6 @@ mod tests {
         assert_eq!(t.start_dial(now, addr(1), id(1)), Err(DialError::CircuitOpen { until }));
         assert_eq!(t.stats().dial_refused_circuit_open, 1);
         assert_eq!(t.stats().circuits_opened, 1);
-    }
-
-    // ---- Bounded address map ----
-
-    #[test]
-    fn address_map_evicts_recovered_addresses_first() {
-        let now = Instant::now();
-        let mut book = DialBook::new(PeerLimits { max_tracked_addrs: 3, ..LIMITS }, SEED);
-        book.record_failure(now, addr(1));
-        book.record_failure(now + secs(1), addr(2));
-        book.record_failure(now + secs(2), addr(3));
-        book.record_success(addr(3)); // Recovered: cheapest to forget, though the newest.
-        book.record_failure(now + secs(3), addr(4));
-        assert_eq!(book.stats().tracked_addrs, 3);
-        assert_eq!(book.stats().evictions, 1);
-        assert_eq!(book.failures(addr(1)), 1);
-        assert!(book.entries.contains_key(&addr(1)) && !book.entries.contains_key(&addr(3)));
-    }
-
-    #[test]
-    fn address_map_evicts_the_oldest_when_all_are_failing() {
-        let now = Instant::now();
-        let mut book = DialBook::new(PeerLimits { max_tracked_addrs: 3, ..LIMITS }, SEED);
-        for port in 1..=3u16 {
-            book.record_failure(now + secs(u64::from(port)), addr(port));
-        }
-        book.record_failure(now + secs(10), addr(1)); // Refreshes addr(1).
-        book.record_failure(now + secs(11), addr(4));
-        let tracked: Vec<SocketAddr> = book.entries.keys().copied().collect();
-        assert_eq!(tracked, vec![addr(1), addr(3), addr(4)]);
-        assert_eq!(book.may_dial(now + secs(11), addr(2)), Ok(())); // Forgotten entirely.
-        assert_eq!(book.stats().evictions, 1);
-    }
-
-    #[test]
-    fn success_of_an_untracked_address_tracks_nothing() {
-        let now = Instant::now();
-        let mut book = DialBook::new(LIMITS, SEED);
-        book.record_attempt(now, addr(1));
-        book.record_success(addr(1));
-        assert_eq!(book.stats().tracked_addrs, 0);
     }
 
     #[test]

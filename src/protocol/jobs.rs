@@ -1,17 +1,29 @@
-//! Work the core hands to the worker pool (DESIGN.md, "The shape", item 3): CPU-heavy steps
+//! Work a protocol hands to the worker pool (DESIGN.md, "The shape", item 3): CPU-heavy steps
 //! that must not stall the reactor, such as verifying the signature of a mutable record a
 //! peer asks us to store.
 //!
-//! The core emits `Output::Job { id, job }`; the driver runs [`run`] on a worker thread (the
-//! simulator runs it inline) and reports back with `NodeCore::handle_job_done`, or with
-//! `NodeCore::handle_job_refused` when the pool's queue is full. [`run`] is a pure function
-//! of the job, so where it runs changes nothing but timing.
+//! A protocol emits `Action::Job { key, job }`; the router names it with a [`JobId`] that
+//! carries the protocol as its owner and emits `Output::Job`. The driver runs [`run`] on a
+//! worker thread (the simulator runs it inline) and reports `Input::JobDone`, or
+//! `Input::JobRefused` when the pool's queue is full or the job was lost; the router hands the
+//! result back to the owner by its key. [`run`] is a pure function of the job, so where it runs
+//! changes nothing but timing.
 
 use crate::wire::messages::MutableRecord;
 
-/// Identifies a job so its result reaches what waits for it.
+/// Names a job across the router and the driver: the protocol that asked for it, and the
+/// protocol's own key for it. Copy it back unchanged with the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct JobId(pub u64);
+pub struct JobId {
+    /// The protocol the result goes back to.
+    pub owner: super::ProtocolId,
+    /// The owner's name for the job.
+    pub key: JobKey,
+}
+
+/// A protocol's own name for one of its jobs; the router hands it back with the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobKey(pub u64);
 
 /// A job for a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]

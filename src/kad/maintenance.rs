@@ -1,0 +1,126 @@
+//! DHT upkeep on the maintenance tick ([`super::dht`] module doc): record expiry, bucket
+//! refresh, republishing our own records, and replication of held records to newly learned
+//! close peers. Each piece has a per-tick budget, so a large table or store never stalls the
+//! event loop: what is left waits for the next tick.
+
+use std::time::Instant;
+
+use super::dht::{Dht, Purpose};
+use super::memstore::RecordStore;
+use super::query::Goal;
+use crate::wire::messages::{Key, PeerInfo, Record, Request};
+
+/// A newly learned peer, and the last held key already checked for it.
+#[derive(Debug, Clone)]
+pub(super) struct Replication {
+    peer: PeerInfo,
+    after: Option<Key>,
+}
+
+/// Bucket refresh queries running at once, at most.
+const MAX_REFRESHING: usize = 2;
+/// Own records republished per tick, at most.
+const MAX_REPUBLISH_PER_TICK: usize = 16;
+/// Held keys read from the store at a time while replicating.
+const REPLICATION_BATCH: usize = 64;
+
+impl Dht {
+    /// One maintenance tick.
+    pub(super) fn maintain(&mut self, now: Instant) {
+        self.store.expire(now);
+        self.refresh_buckets(now);
+        self.republish(now);
+        self.replicate(now);
+    }
+
+    /// Remembers a record we published, to publish it again every `republish_interval`; at
+    /// most `max_originated` are remembered.
+    pub(super) fn remember_originated(&mut self, now: Instant, key: Key, record: Record) {
+        if !self.originated.contains_key(&key)
+            && self.originated.len() >= self.config.max_originated
+        {
+            self.stats.originated_drops += 1;
+            return;
+        }
+        self.originated.insert(key, record);
+        self.republish_at.set(key, now + self.config.republish_interval);
+    }
+
+    /// Queues a newly learned peer for replication; the oldest goes when the queue is full.
+    pub(super) fn queue_replication(&mut self, peer: PeerInfo) {
+        if self.replicate_to.len() >= self.config.max_replication_queue {
+            self.replicate_to.pop_front();
+            self.stats.replication_queue_drops += 1;
+        }
+        self.replicate_to.push_back(Replication { peer, after: None });
+    }
+
+    /// A FIND_NODE for a random id in each bucket that saw no lookup for the refresh
+    /// interval, a few at a time, so a cold table does not flood the network.
+    fn refresh_buckets(&mut self, now: Instant) {
+        let refreshing = self.queries.values().filter(|q| matches!(q.goal, Goal::Refresh)).count();
+        let room = MAX_REFRESHING - refreshing.min(MAX_REFRESHING);
+        for bucket in self.routing.buckets_due_for_refresh(now).into_iter().take(room) {
+            let target = self.routing.random_id_in_bucket(bucket, &mut self.rng);
+            self.routing.mark_refreshed(bucket, now);
+            self.start(now, None, target, Goal::Refresh);
+        }
+    }
+
+    /// Publishes again our own records that are due.
+    fn republish(&mut self, now: Instant) {
+        for _ in 0..MAX_REPUBLISH_PER_TICK {
+            let Some(key) = self.republish_at.pop_due(now) else { return };
+            let Some(record) = self.originated.get(&key).cloned() else { continue };
+            self.republish_at.set(key, now + self.config.republish_interval);
+            self.start(now, None, key, Goal::Republish { record });
+        }
+    }
+
+    /// Sends held records to newly learned peers that are among the k closest to their keys,
+    /// within this tick's budgets of key checks, STOREs and requests in flight; a peer's walk
+    /// through the keys resumes at the next tick where it stopped.
+    fn replicate(&mut self, now: Instant) {
+        let k = self.config.lookup.k;
+        let (mut checks, mut sent) = (0, 0);
+        while let Some(front) = self.replicate_to.front() {
+            let (peer, mut after) = (front.peer.clone(), front.after);
+            let keys = self.store.keys_after(after.as_ref(), REPLICATION_BATCH);
+            if keys.is_empty() {
+                self.replicate_to.pop_front();
+                continue;
+            }
+            for key in keys {
+                let out_of_budget = checks >= self.config.max_replication_checks_per_tick
+                    || sent >= self.config.max_replications_per_tick
+                    || self.in_flight >= self.config.max_requests_in_flight;
+                if out_of_budget {
+                    self.stats.maintenance_skipped += 1;
+                    if let Some(front) = self.replicate_to.front_mut() {
+                        front.after = after;
+                    }
+                    return;
+                }
+                checks += 1;
+                after = Some(key);
+                if !self.routing.closest(&key, k).iter().any(|p| p.id == peer.id) {
+                    continue;
+                }
+                let Some(held) = self.store.get(now, &key) else { continue };
+                // Never more than the remaining life (records.md §4); nothing if under 1 s.
+                let ttl_secs = held.remaining_ttl_secs(now);
+                if ttl_secs == 0 {
+                    continue;
+                }
+                let request =
+                    Request::Store { record: held.record.clone(), ttl_secs, expected_seq: None };
+                self.send(peer.clone(), request, Purpose::Replicate);
+                self.stats.replications += 1;
+                sent += 1;
+            }
+            if let Some(front) = self.replicate_to.front_mut() {
+                front.after = after;
+            }
+        }
+    }
+}

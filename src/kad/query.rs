@@ -1,0 +1,398 @@
+//! A query's life (the kinds are in the [`super::dht`] module doc): started from a command or
+//! by maintenance, an iterative lookup ([`super::lookup`]) driven by the outcomes the router
+//! hands back, then for PUT and PROVIDE a STORE (or ADD_PROVIDER) phase to the k closest peers
+//! that answered, and one reply. Each query keeps one deadline in the DHT's timer set, re-armed
+//! whenever the query changes.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::dht::{
+    secs, Dht, DhtError, DhtReply, FoundPeers, FoundProviders, FoundRecord, Published, Purpose,
+    Timer,
+};
+use super::lookup::{Lookup, LookupStats};
+use super::memstore::{Origin, RecordStore};
+use super::records::{self, RecordError};
+use crate::identity::NodeId;
+use crate::protocol::{CommandId, RequestFailure};
+use crate::wire::messages::{ErrorCode, Key, PeerInfo, Record, Request, Response};
+
+/// Names a query of one DHT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct QueryId(pub(super) u64);
+
+/// What a query is for.
+#[derive(Debug, Clone)]
+pub(super) enum Goal {
+    FindNode,
+    Bootstrap,
+    Refresh,
+    Get { key: Key },
+    Put { record: Record, expected_seq: Option<u64> },
+    Provide { key: Key },
+    Providers { key: Key },
+    Republish { record: Record },
+}
+
+impl Goal {
+    pub(super) fn kind(&self) -> usize {
+        match self {
+            Goal::FindNode => 0,
+            Goal::Bootstrap => 1,
+            Goal::Refresh => 2,
+            Goal::Get { .. } => 3,
+            Goal::Put { .. } => 4,
+            Goal::Provide { .. } => 5,
+            Goal::Providers { .. } => 6,
+            Goal::Republish { .. } => 7,
+        }
+    }
+}
+
+/// A running query.
+#[derive(Debug)]
+pub(super) struct Query {
+    command: Option<CommandId>,
+    pub(super) goal: Goal,
+    pub(super) lookup: Lookup,
+    started_at: Instant,
+    /// Valid records collected by a GET.
+    found: Vec<Record>,
+    /// Providers collected by a GET_PROVIDERS.
+    providers: BTreeMap<NodeId, PeerInfo>,
+    /// After the lookup of a PUT or PROVIDE: answers still awaited.
+    storing: Option<Storing>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Storing {
+    outstanding: usize,
+    attempted: usize,
+    stored: usize,
+    first_error: Option<ErrorCode>,
+    lookup: LookupStats,
+}
+
+impl Dht {
+    pub(super) fn get(&mut self, now: Instant, command: CommandId, key: Key) {
+        let local = self.store.get(now, &key).map(|s| s.record.clone());
+        if let Some(record @ Record::Immutable { .. }) = local {
+            let found = FoundRecord { record, local: true, stats: LookupStats::default() };
+            let kind = &mut self.stats.queries[Goal::Get { key }.kind()];
+            kind.started += 1;
+            kind.succeeded += 1;
+            return self.reply(command, DhtReply::Get(Ok(found)));
+        }
+        if let Some(id) = self.start(now, Some(command), key, Goal::Get { key }) {
+            if let (Some(q), Some(record)) = (self.queries.get_mut(&id), local) {
+                q.found.push(record);
+            }
+        }
+    }
+
+    pub(super) fn put(
+        &mut self,
+        now: Instant,
+        command: CommandId,
+        record: Record,
+        expected_seq: Option<u64>,
+    ) {
+        let key = match records::validate(&record, self.config.store.max_value_bytes) {
+            Ok(key) => key,
+            Err(e) => return self.reply(command, DhtReply::Put(Err(DhtError::Invalid(e)))),
+        };
+        // Keep our own copy; a local refusal (an older sequence than we hold, a CAS mismatch)
+        // is the caller's error, while quota or space trouble here does not stop publishing.
+        let ttl = self.config.record_ttl;
+        if let Err(e) = self.store.put(now, Origin::Local, record.clone(), ttl, expected_seq) {
+            if !matches!(e, RecordError::StorageFull | RecordError::QuotaExceeded) {
+                return self.reply(command, DhtReply::Put(Err(DhtError::Invalid(e))));
+            }
+        }
+        self.remember_originated(now, key, record.clone());
+        self.start(now, Some(command), key, Goal::Put { record, expected_seq });
+    }
+
+    /// Starts a query toward `target`; `None` if it ended at once (no peers, busy).
+    pub(super) fn start(
+        &mut self,
+        now: Instant,
+        command: Option<CommandId>,
+        target: Key,
+        goal: Goal,
+    ) -> Option<QueryId> {
+        let kind = goal.kind();
+        if self.queries.len() >= self.config.max_queries {
+            if let Some(c) = command {
+                self.stats.refused_busy += 1;
+                self.reply(c, failure(&goal, DhtError::Busy));
+            }
+            return None;
+        }
+        self.stats.queries[kind].started += 1;
+        let seeds = self.routing.closest(&target, self.config.lookup.k);
+        if seeds.is_empty() {
+            self.stats.queries[kind].failed += 1;
+            if let Some(c) = command {
+                self.reply(c, failure(&goal, DhtError::NoPeers));
+            }
+            return None;
+        }
+        let lookup = Lookup::new(now, self.local, target, seeds, self.config.lookup);
+        let id = QueryId(self.next_query);
+        self.next_query += 1;
+        let query = Query {
+            command,
+            goal,
+            lookup,
+            started_at: now,
+            found: Vec::new(),
+            providers: BTreeMap::new(),
+            storing: None,
+        };
+        self.queries.insert(id, query);
+        self.advance(now, id);
+        Some(id)
+    }
+
+    /// Sends what the lookup allows, or finishes the query.
+    pub(super) fn advance(&mut self, now: Instant, id: QueryId) {
+        let Some(q) = self.queries.get_mut(&id) else { return };
+        if q.storing.is_some() {
+            return;
+        }
+        let request = match &q.goal {
+            Goal::Get { key } => Request::FindValue { key: *key },
+            Goal::Providers { key } => Request::GetProviders { key: *key },
+            _ => Request::FindNode { target: q.lookup.target() },
+        };
+        let mut asks = Vec::new();
+        while let Some(peer) = q.lookup.next_request(now) {
+            asks.push(peer);
+        }
+        let finished = q.lookup.is_finished();
+        for peer in asks {
+            self.send(peer, request.clone(), Purpose::Lookup(id));
+        }
+        if finished {
+            self.finish_lookup(now, id);
+        }
+        self.rearm(id);
+    }
+
+    /// Arms the query's timer at its lookup's next deadline: none once the query ended or
+    /// moved on to its STORE phase (which the router's request deadlines bound).
+    fn rearm(&mut self, id: QueryId) {
+        let lookup = self.queries.get(&id).filter(|q| q.storing.is_none()).map(|q| &q.lookup);
+        match lookup.and_then(Lookup::next_deadline) {
+            Some(at) => self.timers.set(Timer::Query(id), at),
+            None => self.timers.clear(Timer::Query(id)),
+        }
+    }
+
+    pub(super) fn on_lookup_response(
+        &mut self,
+        now: Instant,
+        id: QueryId,
+        peer: &PeerInfo,
+        result: Result<Response, RequestFailure>,
+    ) {
+        let max_records = self.config.max_records_per_get;
+        let k = self.config.lookup.k;
+        let max_value = self.config.store.max_value_bytes;
+        let Some(q) = self.queries.get_mut(&id) else { return };
+        if q.storing.is_some() {
+            return;
+        }
+        match (result, &q.goal) {
+            (Ok(Response::Nodes { closer }), _) => q.lookup.on_response(now, &peer.id, closer),
+            (Ok(Response::Value { record, closer }), Goal::Get { key }) => {
+                let key = *key;
+                match record {
+                    None => q.lookup.on_response(now, &peer.id, closer),
+                    Some(r) => match records::validate_for_key(&r, &key, max_value) {
+                        Ok(()) => {
+                            let immutable = matches!(r, Record::Immutable { .. });
+                            if q.found.len() < max_records && !q.found.contains(&r) {
+                                q.found.push(r);
+                            }
+                            q.lookup.on_response(now, &peer.id, closer);
+                            if immutable {
+                                q.lookup.finish();
+                            }
+                        }
+                        Err(_) => {
+                            self.stats.invalid_records_received += 1;
+                            q.lookup.on_failure(now, &peer.id);
+                        }
+                    },
+                }
+            }
+            (Ok(Response::Providers { providers, closer }), Goal::Providers { .. }) => {
+                for p in providers {
+                    if q.providers.len() < k && !p.addrs.is_empty() {
+                        q.providers.entry(p.id).or_insert(p);
+                    }
+                }
+                q.lookup.on_response(now, &peer.id, closer);
+                if q.providers.len() >= k {
+                    q.lookup.finish();
+                }
+            }
+            // An error, a failure, or the wrong kind of answer.
+            _ => q.lookup.on_failure(now, &peer.id),
+        }
+        self.advance(now, id);
+    }
+
+    fn finish_lookup(&mut self, now: Instant, id: QueryId) {
+        let me = self.local_info();
+        let Some(q) = self.queries.get_mut(&id) else { return };
+        let stats = q.lookup.stats(now);
+        let closest = q.lookup.closest_answered();
+        // A lookup through a bucket refreshes it as well as a refresh query would.
+        if let Some(bucket) = self.routing.bucket_index(&q.lookup.target()) {
+            self.routing.mark_refreshed(bucket, now);
+        }
+        let request = match &q.goal {
+            Goal::Put { record, expected_seq } => Request::Store {
+                record: record.clone(),
+                ttl_secs: secs(self.config.record_ttl),
+                expected_seq: *expected_seq,
+            },
+            Goal::Republish { record } => Request::Store {
+                record: record.clone(),
+                ttl_secs: secs(self.config.record_ttl),
+                expected_seq: None,
+            },
+            Goal::Provide { key } => Request::AddProvider {
+                key: *key,
+                provider: me,
+                ttl_secs: secs(self.config.provider_ttl),
+            },
+            _ => return self.conclude(id, stats, closest),
+        };
+        let attempted = closest.len();
+        q.storing = Some(Storing {
+            outstanding: attempted,
+            attempted,
+            stored: 0,
+            first_error: None,
+            lookup: stats,
+        });
+        if attempted == 0 {
+            return self.conclude_store(now, id);
+        }
+        for peer in closest {
+            self.send(peer, request.clone(), Purpose::Store(id));
+        }
+    }
+
+    pub(super) fn on_store_response(
+        &mut self,
+        now: Instant,
+        id: QueryId,
+        result: Result<Response, RequestFailure>,
+    ) {
+        let Some(s) = self.queries.get_mut(&id).and_then(|q| q.storing.as_mut()) else { return };
+        s.outstanding = s.outstanding.saturating_sub(1);
+        match result {
+            Ok(Response::Stored | Response::ProviderAdded) => s.stored += 1,
+            Ok(Response::Error { code, .. }) => {
+                s.first_error.get_or_insert(code);
+            }
+            _ => {}
+        }
+        if s.outstanding == 0 {
+            self.conclude_store(now, id);
+        }
+    }
+
+    fn conclude_store(&mut self, now: Instant, id: QueryId) {
+        self.timers.clear(Timer::Query(id));
+        let Some(q) = self.queries.remove(&id) else { return };
+        let Some(s) = q.storing else { return };
+        let kind = q.goal.kind();
+        let counters = &mut self.stats.queries[kind];
+        counters.rounds += u64::from(s.lookup.rounds);
+        counters.rpcs += u64::from(s.lookup.rpcs) + s.attempted as u64;
+        let key = match &q.goal {
+            Goal::Put { record, .. } | Goal::Republish { record } => record.key(),
+            Goal::Provide { key } => *key,
+            _ => q.lookup.target(),
+        };
+        let result = if s.stored > 0 {
+            counters.succeeded += 1;
+            Ok(Published {
+                key,
+                stored: s.stored,
+                attempted: s.attempted,
+                lookup: s.lookup,
+                rpcs: s.lookup.rpcs + s.attempted as u32,
+                duration: now.saturating_duration_since(q.started_at),
+            })
+        } else {
+            counters.failed += 1;
+            Err(DhtError::NotStored(s.first_error))
+        };
+        if let Some(c) = q.command {
+            let reply = match q.goal {
+                Goal::Provide { .. } => DhtReply::Provide(result),
+                _ => DhtReply::Put(result),
+            };
+            self.reply(c, reply);
+        }
+    }
+
+    fn conclude(&mut self, id: QueryId, stats: LookupStats, closest: Vec<PeerInfo>) {
+        self.timers.clear(Timer::Query(id));
+        let Some(q) = self.queries.remove(&id) else { return };
+        let kind = q.goal.kind();
+        let counters = &mut self.stats.queries[kind];
+        counters.rounds += u64::from(stats.rounds);
+        counters.rpcs += u64::from(stats.rpcs);
+        let reply = match q.goal {
+            Goal::FindNode => Some(DhtReply::FindNode(Ok(FoundPeers { peers: closest, stats }))),
+            Goal::Bootstrap => Some(DhtReply::Bootstrap(Ok(stats))),
+            Goal::Refresh => None,
+            Goal::Get { .. } => Some(DhtReply::Get(
+                records::best(q.found.iter())
+                    .map(|r| FoundRecord { record: r.clone(), local: false, stats })
+                    .ok_or(DhtError::NotFound(stats)),
+            )),
+            Goal::Providers { .. } => Some(DhtReply::Providers(if q.providers.is_empty() {
+                Err(DhtError::NotFound(stats))
+            } else {
+                Ok(FoundProviders { providers: q.providers.into_values().collect(), stats })
+            })),
+            // These go through the storing phase instead.
+            Goal::Put { .. } | Goal::Provide { .. } | Goal::Republish { .. } => None,
+        };
+        let ok = match &reply {
+            Some(DhtReply::Get(r)) => r.is_ok(),
+            Some(DhtReply::Providers(r)) => r.is_ok(),
+            _ => true,
+        };
+        if ok {
+            counters.succeeded += 1;
+        } else {
+            counters.failed += 1;
+        }
+        if let (Some(c), Some(reply)) = (q.command, reply) {
+            self.reply(c, reply);
+        }
+    }
+}
+
+/// The reply that tells `goal`'s caller it failed with `e`.
+fn failure(goal: &Goal, e: DhtError) -> DhtReply {
+    match goal {
+        Goal::FindNode | Goal::Refresh => DhtReply::FindNode(Err(e)),
+        Goal::Bootstrap => DhtReply::Bootstrap(Err(e)),
+        Goal::Get { .. } => DhtReply::Get(Err(e)),
+        Goal::Put { .. } | Goal::Republish { .. } => DhtReply::Put(Err(e)),
+        Goal::Provide { .. } => DhtReply::Provide(Err(e)),
+        Goal::Providers { .. } => DhtReply::Providers(Err(e)),
+    }
+}

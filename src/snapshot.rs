@@ -1,0 +1,40 @@
+//! [`Snapshot`]: every counter and gauge of a running node, gathered in one place at one
+//! instant by the reactor thread and returned by [`crate::Handle::snapshot`]. The metrics
+//! export reads it, so no protocol or core module depends on a metrics library.
+
+use crate::core::{CoreStats, PeerStats};
+use crate::kad::dht::DhtStats;
+use crate::kad::memstore::StoreStats;
+use crate::kad::routing::RoutingStats;
+use crate::runtime::buffers::PoolStats;
+use crate::runtime::limiter::LimiterStats;
+use crate::runtime::reactor::ReactorStats;
+use crate::runtime::workers::WorkerStats;
+
+/// A node's counters and gauges, each part from the module that keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The router: requests served and matched, refusals, closes it decided.
+    pub core: CoreStats,
+    /// The connection table and the dial book: connections now, admissions, refusals,
+    /// timeouts, backoff and breakers.
+    pub peers: PeerStats,
+    /// Requests we sent that wait for their response, now.
+    pub requests_in_flight: usize,
+    /// Answers a protocol owes to peers' requests, now.
+    pub answers_owed: usize,
+    /// The DHT: queries by kind, requests served, rejections, maintenance.
+    pub dht: DhtStats,
+    /// The routing table.
+    pub routing: RoutingStats,
+    /// The record store.
+    pub store: StoreStats,
+    /// The reactor: connections in the slab, refusals, frames it could not send.
+    pub reactor: ReactorStats,
+    /// The token buckets: global budgets and connection admission.
+    pub limiter: LimiterStats,
+    /// The buffer pool.
+    pub buffers: PoolStats,
+    /// The worker pool.
+    pub workers: WorkerStats,
+}
