@@ -23,7 +23,7 @@
 //! connection's is made by the driver that accepted the socket ([`ConnId::inbound`]). The two
 //! ranges are disjoint (even and odd), and neither ever reuses an id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -306,7 +306,8 @@ pub struct PeerStats {
 pub struct ConnectionTable {
     local_id: NodeId,
     limits: PeerLimits,
-    conns: BTreeMap<ConnId, Connection>,
+    /// Looked up on every frame, so hashed (never iterated where order could show).
+    conns: HashMap<ConnId, Connection>,
     /// Per peer: its connections (dialling it, or authenticated as it) and its primary one.
     peers: BTreeMap<NodeId, PeerConns>,
     /// Connections per direction, indexed by `direction_index`.
@@ -331,7 +332,7 @@ impl ConnectionTable {
         ConnectionTable {
             local_id,
             limits,
-            conns: BTreeMap::new(),
+            conns: HashMap::new(),
             peers: BTreeMap::new(),
             counts: [0; 2],
             deadlines: Deadlines::new(),
@@ -428,15 +429,17 @@ impl ConnectionTable {
         }
     }
 
-    /// `conn` carried a message at `now`, postponing its idle timeout. Handshake traffic does
-    /// not count: a connection that is still connecting keeps its connect deadline. O(log n)
-    /// for the lookup; the deadline set is not touched.
-    pub fn on_activity(&mut self, now: Instant, conn: ConnId) {
-        if let Some(Connection { state: ConnState::Established { last_activity }, .. }) =
+    /// `conn` carried a message at `now`, postponing its idle timeout; false (and nothing
+    /// changed) unless it is established. Handshake traffic does not count: a connection that
+    /// is still connecting keeps its connect deadline. O(1): the deadline set is not touched.
+    pub fn on_activity(&mut self, now: Instant, conn: ConnId) -> bool {
+        let Some(Connection { state: ConnState::Established { last_activity }, .. }) =
             self.conns.get_mut(&conn)
-        {
-            *last_activity = now.max(*last_activity);
-        }
+        else {
+            return false;
+        };
+        *last_activity = now.max(*last_activity);
+        true
     }
 
     /// `conn` failed before it authenticated (refused, reset, TLS error, wrong key). For a

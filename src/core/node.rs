@@ -340,12 +340,11 @@ impl NodeCore {
     // ---- Frames ----
 
     fn on_frame(&mut self, now: Instant, conn: ConnId, msg: Message) {
-        if !self.conns.connection(conn).is_some_and(Connection::is_established) {
+        if !self.conns.on_activity(now, conn) {
             // Read before the core closed it; the driver closes it.
             self.stats.frames_after_close += 1;
             return;
         }
-        self.conns.on_activity(now, conn);
         match msg {
             Message::Request { id, body } => self.on_request(now, conn, id, body),
             Message::Response { id, body } => self.on_response(now, conn, id, body),

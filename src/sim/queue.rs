@@ -11,10 +11,15 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::time::Duration;
 
+use slab::Slab;
+
 /// A bounded min-heap of events keyed by virtual time, FIFO among equal times.
 #[derive(Debug)]
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Entry<E>>,
+    /// Small ordered keys; the events themselves stay put in `events`, so sifting the heap
+    /// moves a few words per step, not a whole event carrying a message.
+    heap: BinaryHeap<Entry>,
+    events: Slab<E>,
     next_seq: u64,
     max_len: usize,
 }
@@ -26,7 +31,7 @@ pub struct QueueFull;
 impl<E> EventQueue<E> {
     /// An empty queue that accepts `try_push` while it holds fewer than `max_len` events.
     pub fn new(max_len: usize) -> EventQueue<E> {
-        EventQueue { heap: BinaryHeap::new(), next_seq: 0, max_len }
+        EventQueue { heap: BinaryHeap::new(), events: Slab::new(), next_seq: 0, max_len }
     }
 
     /// Queues `event` at `at` unless the queue is at its cap.
@@ -42,12 +47,16 @@ impl<E> EventQueue<E> {
     pub fn push(&mut self, at: Duration, event: E) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.heap.push(Entry { at, seq, event });
+        let slot = self.events.insert(event);
+        self.heap.push(Entry { at, seq, slot });
     }
 
     /// The earliest event and its time.
     pub fn pop(&mut self) -> Option<(Duration, E)> {
-        self.heap.pop().map(|e| (e.at, e.event))
+        let entry = self.heap.pop()?;
+        // Every key in the heap names an occupied slot: they are added and removed together.
+        let event = self.events.try_remove(entry.slot)?;
+        Some((entry.at, event))
     }
 
     /// When the earliest event is due.
@@ -74,33 +83,34 @@ impl fmt::Display for QueueFull {
 
 impl std::error::Error for QueueFull {}
 
+/// An event's place in the order, and where the event waits.
 #[derive(Debug)]
-struct Entry<E> {
+struct Entry {
     at: Duration,
     seq: u64,
-    event: E,
+    slot: usize,
 }
 
-// Reversed on (at, seq) so that std's max-heap pops the earliest; the event is not compared.
-impl<E> Ord for Entry<E> {
+// Reversed on (at, seq) so that std's max-heap pops the earliest; the slot is not compared.
+impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         (other.at, other.seq).cmp(&(self.at, self.seq))
     }
 }
 
-impl<E> PartialOrd for Entry<E> {
+impl PartialOrd for Entry {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<E> PartialEq for Entry<E> {
+impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
         (self.at, self.seq) == (other.at, other.seq)
     }
 }
 
-impl<E> Eq for Entry<E> {}
+impl Eq for Entry {}
 
 #[cfg(test)]
 mod tests {
