@@ -27,8 +27,8 @@ use crate::kad::dht::{
 use crate::kad::lookup::LookupStats;
 use crate::protocol::jobs::{self, Job, JobId};
 use crate::runtime::reactor::{self, Control, Reactor, ReactorParts};
+use crate::runtime::snapshot::Snapshot;
 use crate::runtime::workers::WorkerPool;
-use crate::snapshot::Snapshot;
 use crate::transport::tls::{TlsConfig, TlsSetupError};
 use crate::wire::messages::{Hello, Key, MutableRecord, Record, FEATURE_KAD, PROTOCOL_VERSION};
 

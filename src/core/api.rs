@@ -116,7 +116,7 @@ pub enum Budget {
 }
 
 /// What the core asks its driver to do.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Open a TCP connection to `addr` and run TLS expecting `peer`; report the outcome with
     /// [`Input::Established`] or [`Input::Closed`] for `conn`.

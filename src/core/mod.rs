@@ -28,3 +28,5 @@ pub use protocols::AddError;
 
 #[cfg(test)]
 mod node_tests;
+#[cfg(test)]
+mod seam_tests;

@@ -5,4 +5,5 @@
 pub mod buffers;
 pub mod limiter;
 pub mod reactor;
+pub mod snapshot;
 pub mod workers;

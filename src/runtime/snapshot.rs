@@ -2,14 +2,14 @@
 //! instant by the reactor thread and returned by [`crate::Handle::snapshot`]. The metrics
 //! export reads it, so no protocol or core module depends on a metrics library.
 
+use super::buffers::PoolStats;
+use super::limiter::LimiterStats;
+use super::reactor::ReactorStats;
+use super::workers::WorkerStats;
 use crate::core::{CoreStats, PeerStats};
 use crate::kad::dht::DhtStats;
 use crate::kad::memstore::StoreStats;
 use crate::kad::routing::RoutingStats;
-use crate::runtime::buffers::PoolStats;
-use crate::runtime::limiter::LimiterStats;
-use crate::runtime::reactor::ReactorStats;
-use crate::runtime::workers::WorkerStats;
 
 /// A node's counters and gauges, each part from the module that keeps it.
 #[derive(Debug, Clone, Default)]

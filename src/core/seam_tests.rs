@@ -1,0 +1,217 @@
+//! The seam between the router and its protocols: a second protocol, written here and nowhere
+//! else, is hosted beside Kademlia without a line of kad's code or the router's changing. It
+//! echoes gossip frames, pings each new peer, checks a record on a worker, and drops a peer
+//! that unsubscribes: every verb of the contract, through the router's one input type.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{CommandId, ConnId, CoreConfig, Event, Input, NodeCore, Output, Reply};
+use crate::core::protocols::AddError;
+use crate::identity::{Keypair, NodeId};
+use crate::kad::dht::{DhtCommand, DhtConfig, DhtReply};
+use crate::protocol::{
+    Action, Job, JobKey, JobResult, Kind, Peer, Protocol, ProtocolId, RequestFailure, RequestKey,
+};
+use crate::wire::messages::{
+    GoodbyeReason, Gossip, Hello, Message, MutableRecord, PeerInfo, Request, Response, FEATURE_KAD,
+    PROTOCOL_VERSION,
+};
+
+/// What the echo protocol heard, for the test to read.
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// A trivial protocol on the spare `Gossip` kind.
+struct Echo {
+    log: Log,
+    out: Vec<Action<Infallible, Infallible>>,
+}
+
+impl Echo {
+    fn note(&self, line: String) {
+        self.log.lock().expect("the test holds the lock only to read").push(line);
+    }
+}
+
+impl Protocol for Echo {
+    type Reply = Infallible;
+    type Event = Infallible;
+
+    fn kinds(&self) -> &'static [Kind] {
+        &[Kind::Gossip]
+    }
+
+    fn handle_peer_up(&mut self, _now: Instant, peer: &Peer<'_>) {
+        self.note(format!("up {}", peer.id));
+        let to = PeerInfo { id: peer.id, addrs: Vec::new() };
+        self.out.push(Action::Request { to, request: Request::Ping, key: RequestKey(7) });
+    }
+
+    fn handle_peer_down(&mut self, _now: Instant, peer: NodeId) {
+        self.note(format!("down {peer}"));
+    }
+
+    fn handle_outcome(
+        &mut self,
+        _now: Instant,
+        key: RequestKey,
+        to: PeerInfo,
+        result: Result<Response, RequestFailure>,
+    ) {
+        let ok = matches!(result, Ok(Response::Pong { .. }));
+        self.note(format!("outcome {} {} pong={ok}", key.0, to.id));
+    }
+
+    fn handle_gossip(&mut self, _now: Instant, from: &Peer<'_>, msg: Gossip) {
+        match msg {
+            Gossip::Unsubscribe { .. } => {
+                let reason = GoodbyeReason::LowScore;
+                self.out.push(Action::Disconnect { peer: from.id, reason });
+            }
+            Gossip::Publish(m) => {
+                let record =
+                    MutableRecord::sign(&Keypair::from_seed([3; 32]), vec![], 1, m.topic.into());
+                let job = Job::VerifyRecord(Box::new(record));
+                self.out.push(Action::Job { key: JobKey(42), job });
+            }
+            other => self.out.push(Action::Send { to: from.id, msg: other }),
+        }
+    }
+
+    fn handle_job_done(&mut self, _now: Instant, key: JobKey, result: Option<JobResult>) {
+        self.note(format!("job {} {result:?}", key.0));
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    fn poll_output(&mut self) -> Option<Action<Infallible, Infallible>> {
+        (!self.out.is_empty()).then(|| self.out.remove(0))
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+}
+
+const LOCAL: NodeId = NodeId::from_bytes([0x10; 32]);
+const PEER: NodeId = NodeId::from_bytes([0x20; 32]);
+
+fn core_with_echo() -> (NodeCore, Log) {
+    // Kad stays quiet (no join, no tick), so every output is the echo's or the router's.
+    let dht = DhtConfig {
+        maintenance_interval: Duration::ZERO,
+        join_on_first_contact: false,
+        ..DhtConfig::default()
+    };
+    let mut core = NodeCore::new(LOCAL, CoreConfig { dht, ..CoreConfig::default() });
+    let log = Log::default();
+    let id = core.add_protocol(Echo { log: log.clone(), out: Vec::new() });
+    assert_eq!(id, Ok(ProtocolId(1)));
+    (core, log)
+}
+
+fn handle(core: &mut NodeCore, now: Instant, input: Input) -> Vec<Output> {
+    core.handle(now, input);
+    std::iter::from_fn(|| core.poll_output()).collect()
+}
+
+fn lines(log: &Log) -> Vec<String> {
+    std::mem::take(&mut *log.lock().expect("no protocol call is running"))
+}
+
+/// An inbound DHT server peer, established.
+fn connect(core: &mut NodeCore, now: Instant) -> (ConnId, Vec<Output>) {
+    let conn = ConnId::inbound(1);
+    let addr = SocketAddr::from(([192, 0, 2, 1], 4000));
+    assert!(handle(core, now, Input::Accepted { conn, addr }).is_empty());
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        network: String::new(),
+        id_pow_bits: 0,
+        features: FEATURE_KAD,
+        agent: String::new(),
+        listen_addrs: vec![addr],
+    };
+    (conn, handle(core, now, Input::Established { conn, peer: PEER, hello }))
+}
+
+#[test]
+fn a_protocol_cannot_take_a_kind_another_serves() {
+    let (mut core, _) = core_with_echo();
+    let log = Log::default();
+    let again = core.add_protocol(Echo { log, out: Vec::new() });
+    assert_eq!(again, Err(AddError::KindTaken(Kind::Gossip)));
+}
+
+#[test]
+fn a_second_protocol_is_hosted_beside_kad_through_every_verb() {
+    let t0 = Instant::now();
+    let (mut core, log) = core_with_echo();
+
+    // Peer up reaches both protocols: kad adds the peer, the echo pings it.
+    let (conn, out) = connect(&mut core, t0);
+    assert_eq!(lines(&log), vec![format!("up {PEER}")]);
+    let [Output::Event(Event::PeerConnected { peer: PEER, .. }), Output::Send { conn: c, msg }] =
+        &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    let Message::Request { id: ping_id, body: Request::Ping } = msg else { panic!("{msg:?}") };
+    assert_eq!(*c, conn);
+
+    // The response is matched to the echo's request, by its key.
+    let observed = SocketAddr::from(([192, 0, 2, 9], 1));
+    let pong = Message::Response { id: *ping_id, body: Response::Pong { observed } };
+    assert!(handle(&mut core, t0, Input::Frame { conn, msg: pong }).is_empty());
+    assert_eq!(lines(&log), vec![format!("outcome 7 {PEER} pong=true")]);
+
+    // Gossip frames are routed to the echo by kind; it answers on the same connection.
+    let ihave = Gossip::IHave { topic: "t".into(), ids: Vec::new() };
+    let out = handle(&mut core, t0, Input::Frame { conn, msg: Message::Gossip(ihave.clone()) });
+    assert!(
+        matches!(&out[..], [Output::Send { conn: c, msg: Message::Gossip(g) }]
+        if *c == conn && *g == ihave),
+        "{out:?}"
+    );
+    assert_eq!(core.stats().gossip_dropped, 0);
+
+    // A job the echo asks for carries it as owner; its result goes back to it, not to kad.
+    let publish = Gossip::Publish(crate::wire::messages::GossipMessage::sign(
+        &Keypair::from_seed([4; 32]),
+        1,
+        "topic".into(),
+        b"x".to_vec(),
+    ));
+    let out = handle(&mut core, t0, Input::Frame { conn, msg: Message::Gossip(publish) });
+    let [Output::Job { id, job }] = &out[..] else { panic!("{out:?}") };
+    assert_eq!((id.owner, id.key), (ProtocolId(1), JobKey(42)));
+    let result = crate::protocol::jobs::run(job.clone());
+    assert!(handle(&mut core, t0, Input::JobDone { id: *id, result }).is_empty());
+    assert_eq!(lines(&log), vec!["job 42 Some(RecordVerified(true))".to_string()]);
+
+    // Kad still serves its kinds on the same core.
+    let find = Request::FindNode { target: PEER };
+    let out =
+        handle(&mut core, t0, Input::Frame { conn, msg: Message::Request { id: 5, body: find } });
+    assert!(
+        matches!(
+            &out[..],
+            [Output::Send { msg: Message::Response { id: 5, body: Response::Nodes { .. } }, .. }]
+        ),
+        "{out:?}"
+    );
+    let cmd = super::Command::Dht(DhtCommand::Holds { key: PEER });
+    let out = handle(&mut core, t0, Input::Command { id: CommandId(1), cmd });
+    assert!(matches!(&out[..], [Output::Reply { reply: Reply::Dht(DhtReply::Holds(false)), .. }]));
+
+    // The echo drops a peer that unsubscribes: the router closes it, and both protocols
+    // hear it went down.
+    let unsubscribe = Gossip::Unsubscribe { topic: "t".into() };
+    let out = handle(&mut core, t0, Input::Frame { conn, msg: Message::Gossip(unsubscribe) });
+    assert!(out.contains(&Output::Disconnect { conn, reason: GoodbyeReason::LowScore }), "{out:?}");
+    assert!(out.contains(&Output::Event(Event::PeerDisconnected { peer: PEER })), "{out:?}");
+    assert_eq!(lines(&log), vec![format!("down {PEER}")]);
+    assert_eq!(core.connected_peers().count(), 0);
+}
