@@ -455,12 +455,18 @@ fn a_burst_of_junk_connections_leaves_limits_memory_and_service_intact() {
     let started = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
     let max_seen = Arc::new(AtomicUsize::new(0));
+    // The connection table's own count: every inbound connection it holds, authenticated or
+    // still in its handshake, which `peers()` (established peers only) cannot show.
+    let max_inbound_seen = Arc::new(AtomicUsize::new(0));
     let monitor = {
-        let (handle, done, max_seen) = (n.handle(), done.clone(), max_seen.clone());
+        let (handle, done) = (n.handle(), done.clone());
+        let (max_seen, max_inbound_seen) = (max_seen.clone(), max_inbound_seen.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 let count = handle.peers().unwrap().len();
                 max_seen.fetch_max(count, Ordering::Relaxed);
+                let snapshot = handle.snapshot().unwrap();
+                max_inbound_seen.fetch_max(snapshot.peers.connections_inbound, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(2));
             }
         })
@@ -501,9 +507,17 @@ fn a_burst_of_junk_connections_leaves_limits_memory_and_service_intact() {
         "only {} of {ATTEMPTS} TCP connects succeeded",
         connected.load(Ordering::Relaxed)
     );
-    let max_seen = max_seen.load(Ordering::Relaxed);
-    assert!(max_seen <= MAX_INBOUND, "listener listed {max_seen} peers, limit {MAX_INBOUND}");
-    assert_eq!(max_seen, 2, "the two legitimate peers stay listed");
+    let max_inbound = max_inbound_seen.load(Ordering::Relaxed);
+    assert!(
+        max_inbound <= MAX_INBOUND,
+        "the table held {max_inbound} inbound, limit {MAX_INBOUND}"
+    );
+    assert_eq!(max_seen.load(Ordering::Relaxed), 2, "the two legitimate peers stay listed");
+    // The burst reached the table and was refused there, by count.
+    let snapshot = n.handle().snapshot().unwrap();
+    assert!(snapshot.peers.refused_inbound_limit > 0, "{:?}", snapshot.peers);
+    assert_eq!(snapshot.core.refused_inbound, snapshot.peers.refused_inbound_limit);
+    assert!(snapshot.reactor.entries <= 256 + MAX_INBOUND, "{:?}", snapshot.reactor);
     let growth_kib = vm_rss_kib().saturating_sub(rss_before);
     eprintln!(
         "burst: {burst:?}, connected {}, RSS growth {growth_kib} KiB",

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use petrel::core::ConnectError;
+use petrel::core::{ConnectError, Direction, Event};
 use petrel::identity::{Keypair, NodeId};
 use petrel::{CallError, Config, Node, PeerAddr};
 
@@ -88,4 +88,29 @@ fn raw_garbage_on_the_port_is_dropped_and_the_node_keeps_serving() {
     // A legitimate peer is still served.
     b.handle().connect(a.peer_addr()).unwrap();
     b.handle().ping(a.id()).unwrap();
+}
+
+#[test]
+fn peer_events_reach_the_application_and_the_snapshot_counts_the_traffic() {
+    let a = node(5);
+    let b = node(6);
+    let events = a.events();
+    a.handle().connect(b.peer_addr()).unwrap();
+    let up = events.recv_timeout(WAIT).expect("a connected event");
+    assert_eq!(up, Event::PeerConnected { peer: b.id(), direction: Direction::Outbound });
+    a.handle().ping(b.id()).unwrap();
+
+    let snapshot = a.handle().snapshot().unwrap();
+    assert_eq!(snapshot.peers.connections_outbound, 1);
+    assert_eq!((snapshot.peers.dials_started, snapshot.peers.established), (1, 1));
+    assert_eq!(snapshot.requests_in_flight, 0);
+    assert_eq!(snapshot.reactor.entries, 1);
+    // The read buffer is lent for the node's life; encode buffers come and go.
+    assert!(snapshot.buffers.in_use_bytes > 0 && snapshot.buffers.acquires > 1);
+
+    let b_id = b.id();
+    b.shutdown();
+    let down = events.recv_timeout(WAIT).expect("a disconnected event");
+    assert_eq!(down, Event::PeerDisconnected { peer: b_id });
+    assert!(events.try_recv().is_err(), "exactly two events");
 }

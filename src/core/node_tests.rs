@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{
-    Command, CommandId, ConnId, ConnectError, CoreConfig, CoreStats, DialError, Direction, Event,
-    Input, NodeCore, Output, PeerLimits, PeerSummary, PingInfo, Reply, RequestError,
+    Budget, Command, CommandId, ConnId, ConnectError, CoreConfig, CoreStats, DialError, Direction,
+    Event, Input, NodeCore, Output, PeerLimits, PeerSummary, PingInfo, Reply, RequestError,
 };
 use crate::identity::NodeId;
 use crate::kad::dht::{DhtCommand, DhtConfig};
@@ -1093,4 +1093,51 @@ fn replication_to_a_newcomer_is_spread_over_ticks_by_its_check_budget() {
     }
     assert_eq!(per_tick, vec![2, 2, 1, 0]);
     assert_eq!(core.dht().stats().replications, 5);
+}
+
+// ---- Rate limits: the runtime reports, the core decides ----
+
+#[test]
+fn a_peer_over_budget_stays_until_its_strikes_pass_the_maximum() {
+    let t0 = Instant::now();
+    let mut core = core(CoreConfig { max_strikes: 3, ..config() });
+    let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    for strikes in 1..=3 {
+        let out =
+            handle(&mut core, t0, Input::OverBudget { conn, budget: Budget::Inbound { strikes } });
+        assert!(out.is_empty(), "strike {strikes} only slows the peer: {out:?}");
+    }
+    let out =
+        handle(&mut core, t0, Input::OverBudget { conn, budget: Budget::Inbound { strikes: 4 } });
+    assert_eq!(disconnects(&out), vec![(conn, GoodbyeReason::RateLimited)]);
+    assert_eq!(events(&out), vec![Event::PeerDisconnected { peer: PEER_A }]);
+    assert_eq!(core.stats().closed_rate_limited, 1);
+    // Frames already read from it are not served.
+    let out = message(&mut core, t0, conn, Message::Request { id: 1, body: Request::Ping });
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(core.stats().frames_after_close, 1);
+}
+
+#[test]
+fn zero_max_strikes_disconnects_on_the_first_excess() {
+    let t0 = Instant::now();
+    let mut core = core(CoreConfig { max_strikes: 0, ..config() });
+    let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    let out =
+        handle(&mut core, t0, Input::OverBudget { conn, budget: Budget::Inbound { strikes: 1 } });
+    assert_eq!(disconnects(&out), vec![(conn, GoodbyeReason::RateLimited)]);
+}
+
+#[test]
+fn a_peer_that_does_not_read_its_answers_is_disconnected() {
+    let t0 = Instant::now();
+    let mut core = core(config());
+    let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
+    let (_, request) = ping(&mut core, t0, 1, PEER_A);
+    let out = handle(&mut core, t0, Input::OverBudget { conn, budget: Budget::WriteQueue });
+    assert_eq!(disconnects(&out), vec![(conn, GoodbyeReason::RateLimited)]);
+    // What waited on the connection fails at once rather than at its timeout.
+    assert_eq!(replies(&out), vec![(CommandId(1), Reply::Pong(Err(RequestError::Disconnected)))]);
+    assert_eq!(core.stats().closed_slow_reader, 1);
+    let _ = request;
 }
