@@ -637,3 +637,48 @@ fn gnutls_cli_completes_a_raw_public_key_handshake_with_petrel_1() {
     other.handle().connect(n.peer_addr()).unwrap();
     other.handle().ping(n.id()).unwrap();
 }
+
+#[test]
+fn a_peer_over_its_rate_is_slowed_then_told_goodbye_rate_limited() {
+    // 10 frames a second with a burst of 10, one slow-down allowed. The first burst of 15 is
+    // served, the last 5 after a pause of about half a second (a strike, reported to the core,
+    // which keeps the peer); the next frame over budget is a second strike: Goodbye.
+    let limiter = LimiterConfig {
+        peer_frames_per_sec: 10,
+        peer_frames_burst: 10,
+        max_strikes: 1,
+        ..LimiterConfig::DEFAULT
+    };
+    let n = start(Config { limiter, ..config(70) });
+    let mut raw = RawPeer::connect(71, &n);
+    let burst = |first: u64| {
+        let mut frames = Vec::new();
+        for id in first..first + 15 {
+            let ping = Message::Request { id, body: Request::Ping };
+            codec::encode_frame(&ping, DEFAULT_MAX_FRAME_BYTES, &mut frames).unwrap();
+        }
+        frames
+    };
+    let started = Instant::now();
+    raw.send_raw(&burst(0));
+    for id in 0..15 {
+        match raw.read_frame() {
+            Read1::Frame(Message::Response { id: got, body: Response::Pong { .. } }) => {
+                assert_eq!(got, id);
+            }
+            other => panic!("pong {id}: {other:?}"),
+        }
+    }
+    // Read in one piece, the whole burst was served; the peer is paused, not dropped.
+    assert_eq!(n.handle().snapshot().unwrap().core.closed_rate_limited, 0);
+    raw.send_raw(&burst(15));
+    let rest = raw.read_until_closed();
+    assert_eq!(rest, vec![Message::Goodbye(Goodbye { reason: GoodbyeReason::RateLimited })]);
+    // Five frames over a 10 per second budget: nothing more was read for half a second.
+    assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
+    let snapshot = n.handle().snapshot().unwrap();
+    assert_eq!(snapshot.core.closed_rate_limited, 1);
+    // The frames read with the second strike are not served.
+    assert!(snapshot.core.frames_after_close >= 1, "{:?}", snapshot.core);
+    wait_for("the node to drop the peer", || n.handle().snapshot().unwrap().reactor.entries == 0);
+}
