@@ -9,7 +9,7 @@ FUZZ_SECONDS  ?= 60
 help:
 	@echo "build  compile the library and the petrel binary (release)"
 	@echo "test   run the whole test suite (unit, integration, vectors; simulator scenarios in release)"
-	@echo "test-large  the 10,000-node simulator run (release, about a minute)"
+	@echo "test-large  the 10,000-node simulator runs (release, about two minutes)"
 	@echo "lint   rustfmt check + clippy -D warnings on every target"
 	@echo "deps   count runtime crates (cargo tree -e normal); fail above $(DEPS_BUDGET)"
 	@echo "fuzz   run every fuzz target for FUZZ_SECONDS each (default $(FUZZ_SECONDS))"
@@ -26,7 +26,7 @@ test:
 	$(CARGO) test --locked --release --test sim_dht
 
 test-large:
-	$(CARGO) test --locked --release --test sim_dht -- --ignored
+	$(CARGO) test --locked --release --test sim_dht --test sim_smoke -- --ignored
 
 lint:
 	$(CARGO) fmt --all -- --check

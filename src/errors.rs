@@ -1,9 +1,6 @@
 //! Every public error type, in one place.
 
-pub use crate::core::conns::LimitError;
-pub use crate::core::dials::DialError;
-pub use crate::core::protocols::AddError;
-pub use crate::core::{ConnectError, RequestError};
+pub use crate::core::{AddError, ConnectError, DialError, LimitError, RequestError};
 pub use crate::identity::{IdentityError, ParseIdError};
 pub use crate::runtime::buffers::PoolError;
 pub use crate::runtime::limiter::{AdmitError, TakeError};

@@ -6,25 +6,39 @@
 //! `proto-spec/`, and this crate follows it.
 //!
 //! ```text
-//!   bytes ──► wire::FrameDecoder ──► frame payload ──► wire::decode ──► wire::Message
-//!   wire::Message ──► wire::encode_frame ──► bytes        (bounds checked both ways)
+//!          application: Node / Handle (blocking calls, events, snapshots)
+//!                              │ commands ▲ replies, events
+//!   ┌──────── runtime::reactor (mio, sockets, TLS, buffers, budgets) ────────┐
+//!   │  transport::conn: bytes ⇄ frames ⇄ wire::Message, CloseCause          │
+//!   │          │ Input (now, …)                     ▲ Output                 │
+//!   │          ▼                                    │                        │
+//!   │  core::NodeCore: the router ── conns, rpc, jobs, seeded randomness     │
+//!   │          │ Peer / Request / Gossip / outcome  ▲ protocol::Action       │
+//!   │          ▼                                    │                        │
+//!   │  protocols: kad::dht::Dht (and, next, gossip) behind protocol::Protocol │
+//!   └────────────────────────────────────────────────────────────────────────┘
+//!             jobs ⇄ runtime::workers (signature checks), woken through mio
 //! ```
 //!
-//! Modules:
+//! Modules, lowest layer first (`tests/layers.rs` checks that none depends on a higher one):
+//! - [`bytes`], [`rng`], [`stats`], [`timers`]: fixed byte fields and hex; the seeded
+//!   generator; nearest-rank percentiles; the ordered deadline set every state machine uses.
 //! - [`identity`]: Ed25519 key pair, `NodeId = SHA-256(public key)`, XOR metric, id
 //!   proof-of-work, key file.
 //! - [`wire`]: framing, the bincode options, every protocol message, signature inputs.
 //! - [`transport`]: TLS 1.3 with raw Ed25519 keys, and the sans-IO connection (framing and
-//!   the Hello exchange over a rustls session).
-//! - [`kad`]: the Kademlia DHT: routing table, lookups, records, the `Dht` state machine.
-//! - [`core`]: the sans-IO node core (`NodeCore`) and the connection table.
+//!   the Hello exchange over a rustls session); `CloseCause`, all the core hears of TLS.
+//! - [`protocol`]: the contract between the router and each protocol it hosts.
+//! - [`kad`]: the Kademlia DHT: routing table, lookups, records, the `Dht` protocol.
+//! - [`core`]: the sans-IO router `NodeCore`: connection table, request matching, jobs.
 //! - [`sim`]: the deterministic network simulator that drives many cores on a virtual clock.
-//! - [`runtime`]: the mio reactor, token buckets, buffer pool, worker pool.
+//! - [`runtime`]: the mio reactor, token buckets, buffer pool, worker pool, `Snapshot`.
 //! - [`node`]: the public API, [`Node`] and [`Handle`]; [`config`] holds every default.
 //! - [`cli`]: the `petrel` subcommands.
 //!
-//! Driving contract of every sans-IO type: after each `handle_*` call, drain `poll_*` until
-//! `None`, then call `handle_timeout` no later than `next_deadline()`.
+//! Driving contract of every sans-IO type (the router, each protocol, the connection): after
+//! each input, drain its outputs (`poll_*`) until `None`, then call `handle_timeout` no later
+//! than `next_deadline()`. Time is an argument: no sans-IO module reads a clock.
 //!
 //! What petrel does not do: NAT traversal, relays, QUIC, or anything that needs an async
 //! runtime.

@@ -499,6 +499,7 @@ impl ConnectionTable {
         None
     }
 
+    #[cfg(test)]
     /// Every connection [`poll_timeout`](Self::poll_timeout) removes at `now`, with its timer.
     pub fn poll_timeouts(&mut self, now: Instant) -> Vec<(ConnId, TimeoutKind)> {
         std::iter::from_fn(|| self.poll_timeout(now)).map(|(c, kind, _)| (c, kind)).collect()
@@ -546,21 +547,25 @@ impl ConnectionTable {
         self.counts[direction_index(direction)]
     }
 
+    #[cfg(test)]
     /// Connections of both directions.
     pub fn len(&self) -> usize {
         self.conns.len()
     }
 
+    #[cfg(test)]
     /// Whether the table has no connection.
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()
     }
 
+    #[cfg(test)]
     /// Whether `node_id` has an authenticated connection.
     pub fn is_connected(&self, node_id: NodeId) -> bool {
         self.primary(&node_id).is_some()
     }
 
+    #[cfg(test)]
     /// The per-address dial history.
     pub fn dial_book(&self) -> &DialBook {
         &self.dials

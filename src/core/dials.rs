@@ -156,6 +156,7 @@ impl DialBook {
         transition(&self.limits, entry.breaker, BreakerEvent::Elapsed(now), entry.failures)
     }
 
+    #[cfg(test)]
     /// Consecutive failures of `addr` since its last success.
     pub fn failures(&self, addr: SocketAddr) -> u32 {
         self.entries.get(&addr).map_or(0, |e| e.failures)

@@ -3,19 +3,22 @@
 //! thread or a global RNG: time comes in as `now: Instant` and randomness from seeds in
 //! configuration, so tests and the simulator drive it deterministically.
 //!
-//! - [`node`]: `NodeCore`, the router: one input type, one output type, the driving contract.
-//! - [`api`]: its inputs, outputs, commands, replies, events, settings and counters.
-//! - [`conns`]: the connection table: limits, duplicates, every connection deadline.
-//! - [`dials`]: per-address dial backoff and the circuit breaker.
-//! - [`rpc`]: request matching: requests in flight, requests waiting for a dial, owed answers.
-//! - [`protocols`]: the hosted protocols and the route of each message kind.
+//! - `node`: [`NodeCore`], the router: one input type, one output type, the driving contract.
+//! - `api`: its inputs, outputs, commands, replies, events, settings and counters.
+//! - `conns`: the connection table: limits, duplicates, every connection deadline.
+//! - `dials`: per-address dial backoff and the circuit breaker.
+//! - `rpc`: request matching: requests in flight, requests waiting for a dial, owed answers.
+//! - `protocols`: the hosted protocols and the route of each message kind.
+//!
+//! Only the router's contract is public (re-exported here); the services behind it are the
+//! router's own.
 
-pub mod api;
-pub mod conns;
-pub mod dials;
-pub mod node;
-pub mod protocols;
-pub mod rpc;
+mod api;
+mod conns;
+mod dials;
+mod node;
+mod protocols;
+mod rpc;
 
 pub use api::{
     Budget, Command, CommandId, ConnectError, CoreConfig, CoreStats, Event, Input, Output,

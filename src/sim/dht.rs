@@ -143,10 +143,10 @@ pub struct DhtReport {
 }
 
 impl DhtReport {
-    /// `succeeded / lookups` (1 for no lookups).
+    /// `succeeded / lookups`; 0 when no lookup was measured, which is no success.
     pub fn success_fraction(&self) -> f64 {
         if self.lookups == 0 {
-            return 1.0;
+            return 0.0;
         }
         self.succeeded as f64 / self.lookups as f64
     }
