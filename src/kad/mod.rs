@@ -19,3 +19,6 @@ mod query;
 pub mod records;
 pub mod routing;
 pub mod serve;
+
+#[cfg(test)]
+mod dht_tests;
