@@ -23,7 +23,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default wait of a peer's request for an answer given later (a STORE whose signature a
 /// worker checks); past it the peer is answered `Overloaded`.
 pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default bound on events waiting for the application (`Node::events`).
+/// Default bound on events waiting for each subscriber (`Handle::events`).
 pub const DEFAULT_EVENT_QUEUE: usize = 1024;
 /// Default bound on requests in flight.
 pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 4096;
@@ -73,7 +73,7 @@ pub struct Config {
     pub max_pending_requests: usize,
     /// Application commands queued toward the reactor.
     pub command_queue: usize,
-    /// Events queued for the application (`Node::events`).
+    /// Events queued for each subscriber (`Handle::events`).
     pub event_queue: usize,
     /// Default timeout of blocking `Handle` calls.
     pub call_timeout: Duration,

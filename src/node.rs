@@ -26,6 +26,7 @@ use crate::kad::dht::{
 };
 use crate::kad::lookup::LookupStats;
 use crate::protocol::jobs::{self, Job, JobId};
+pub use crate::runtime::reactor::MAX_EVENT_SUBSCRIBERS;
 use crate::runtime::reactor::{self, Control, Reactor, ReactorParts};
 use crate::runtime::snapshot::Snapshot;
 use crate::runtime::workers::WorkerPool;
@@ -39,7 +40,6 @@ pub struct Node {
     thread: Option<JoinHandle<()>>,
     id: NodeId,
     local_addr: SocketAddr,
-    events: Receiver<Event>,
 }
 
 /// A cheap, cloneable way to call into a running node from any thread.
@@ -48,6 +48,7 @@ pub struct Handle {
     control: Sender<Control>,
     waker: Arc<Waker>,
     call_timeout: Duration,
+    event_queue: usize,
 }
 
 impl Node {
@@ -70,7 +71,6 @@ impl Node {
         };
         let hello = hello(&config, local_addr);
         let wake = Arc::clone(&waker);
-        let (events_tx, events_rx) = bounded(config.event_queue);
         let workers = WorkerPool::start(
             config.workers,
             // A job that panics still answers, with nothing: its owner hears it was refused.
@@ -95,7 +95,6 @@ impl Node {
             hello,
             limiter_config: config.limiter,
             control: control_rx,
-            events: events_tx,
             max_entries,
             shutdown_timeout: config.shutdown_timeout,
             buffer_pool_bytes: config.buffer_pool_bytes,
@@ -105,11 +104,16 @@ impl Node {
             .name(format!("petrel-reactor-{id}"))
             .spawn(move || reactor.run())
             .map_err(StartError::Io)?;
-        let handle = Handle { control: control_tx, waker, call_timeout: config.call_timeout };
+        let handle = Handle {
+            control: control_tx,
+            waker,
+            call_timeout: config.call_timeout,
+            event_queue: config.event_queue,
+        };
         for peer in &config.bootstrap {
             handle.connect_async(*peer);
         }
-        Ok(Node { handle, thread: Some(thread), id, local_addr, events: events_rx })
+        Ok(Node { handle, thread: Some(thread), id, local_addr })
     }
 
     /// A handle for calls into the node.
@@ -125,13 +129,6 @@ impl Node {
     /// The address the node listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
-    }
-
-    /// The node's events (a peer connected, a peer left), oldest first. The queue holds
-    /// `Config::event_queue` events; when nobody takes them, newer ones are dropped and
-    /// counted. Every clone of the receiver competes for the same events.
-    pub fn events(&self) -> Receiver<Event> {
-        self.events.clone()
     }
 
     /// `NODEID@address`, for others to dial.
@@ -185,6 +182,23 @@ impl Handle {
         match self.call(Command::Ping { peer }, timeout)? {
             Reply::Pong(r) => r.map_err(CallError::Request),
             _ => Err(CallError::Stopped),
+        }
+    }
+
+    /// Subscribes to the node's events (a peer connected, a peer left), from now on, oldest
+    /// first. Each subscription has its own queue of `Config::event_queue` events, allocated
+    /// only when asked for; when its receiver does not take them, newer events are dropped
+    /// for it and counted. A dropped receiver ends its subscription. At most
+    /// [`MAX_EVENT_SUBSCRIBERS`] at once: beyond that, `Busy`.
+    pub fn events(&self) -> Result<Receiver<Event>, CallError> {
+        let (tx, rx) = bounded(self.event_queue.max(1));
+        let (ok_tx, ok_rx) = bounded(1);
+        self.send(Control::Subscribe(tx, ok_tx))?;
+        match ok_rx.recv_timeout(self.call_timeout) {
+            Ok(true) => Ok(rx),
+            Ok(false) => Err(CallError::Busy),
+            Err(e) if e.is_timeout() => Err(CallError::Timeout),
+            Err(_) => Err(CallError::Stopped),
         }
     }
 

@@ -94,7 +94,7 @@ fn raw_garbage_on_the_port_is_dropped_and_the_node_keeps_serving() {
 fn peer_events_reach_the_application_and_the_snapshot_counts_the_traffic() {
     let a = node(5);
     let b = node(6);
-    let events = a.events();
+    let events = a.handle().events().unwrap();
     a.handle().connect(b.peer_addr()).unwrap();
     let up = events.recv_timeout(WAIT).expect("a connected event");
     assert_eq!(up, Event::PeerConnected { peer: b.id(), direction: Direction::Outbound });
@@ -113,4 +113,9 @@ fn peer_events_reach_the_application_and_the_snapshot_counts_the_traffic() {
     let down = events.recv_timeout(WAIT).expect("a disconnected event");
     assert_eq!(down, Event::PeerDisconnected { peer: b_id });
     assert!(events.try_recv().is_err(), "exactly two events");
+
+    // Subscriptions are bounded: seven more fit beside this one, the ninth is refused.
+    let more: Vec<_> = (0..7).map(|_| a.handle().events().unwrap()).collect();
+    assert_eq!(a.handle().events().unwrap_err(), CallError::Busy);
+    drop(more);
 }

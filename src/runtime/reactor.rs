@@ -59,6 +59,8 @@ const FIRST_CONN: usize = 2;
 /// Bytes read from a socket per `read` call: exactly the pool's 16 KiB class, small on a host
 /// running many nodes; a full TLS record (16 KiB plus overhead) then takes two reads.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Event subscriptions a node keeps at once.
+pub const MAX_EVENT_SUBSCRIBERS: usize = 8;
 /// Readiness events taken per `poll` call; more wait for the next call.
 const EVENTS_PER_POLL: usize = 256;
 
@@ -69,6 +71,8 @@ pub(crate) enum Control {
     Command(Box<Command>, Sender<Reply>),
     /// Every counter and gauge of the node, now.
     Snapshot(Sender<Snapshot>),
+    /// Send the node's events to this queue from now on; answer whether it was taken.
+    Subscribe(Sender<Event>, Sender<bool>),
     /// Close every connection with Goodbye and stop, within the deadline.
     Shutdown,
 }
@@ -135,7 +139,8 @@ pub(crate) struct Reactor {
     limiter_config: LimiterConfig,
     global: GlobalLimiter,
     control: Receiver<Control>,
-    events: Sender<Event>,
+    /// Where the node's events go: one bounded queue per subscriber.
+    subscribers: Vec<Sender<Event>>,
     replies: HashMap<u64, Sender<Reply>>,
     next_command: u64,
     pool: BufferPool,
@@ -171,7 +176,6 @@ pub(crate) struct ReactorParts {
     pub hello: Hello,
     pub limiter_config: LimiterConfig,
     pub control: Receiver<Control>,
-    pub events: Sender<Event>,
     pub max_entries: usize,
     pub shutdown_timeout: Duration,
     pub buffer_pool_bytes: usize,
@@ -205,7 +209,7 @@ impl Reactor {
             global: GlobalLimiter::new(&p.limiter_config, now),
             limiter_config: p.limiter_config,
             control: p.control,
-            events: p.events,
+            subscribers: Vec::new(),
             replies: HashMap::new(),
             next_command: 0,
             pool,
@@ -351,6 +355,13 @@ impl Reactor {
                     self.next_command += 1;
                     self.replies.insert(id, reply_to);
                     self.core.handle(now, Input::Command { id: CommandId(id), cmd: *command });
+                }
+                Control::Subscribe(events, reply_to) => {
+                    let room = self.subscribers.len() < MAX_EVENT_SUBSCRIBERS;
+                    if room {
+                        self.subscribers.push(events);
+                    }
+                    let _ = reply_to.try_send(room);
                 }
                 Control::Snapshot(reply_to) => {
                     let _ = reply_to.try_send(self.snapshot()); // the caller may have left
@@ -500,11 +511,7 @@ impl Reactor {
                         let _ = tx.try_send(reply); // the caller may have timed out and left
                     }
                 }
-                Output::Event(event) => {
-                    if let Err(TrySendError::Full(_)) = self.events.try_send(event) {
-                        self.stats.events_dropped += 1;
-                    }
-                }
+                Output::Event(event) => self.publish(event),
                 Output::Job { id, job } => {
                     // A full queue is backpressure: the core answers what waited `Overloaded`.
                     if self.workers.submit((id, job)).is_err() {
@@ -513,6 +520,21 @@ impl Reactor {
                 }
             }
         }
+    }
+
+    /// Gives `event` to every subscriber; a full queue drops it for that one, a gone
+    /// receiver ends its subscription.
+    fn publish(&mut self, event: Event) {
+        let mut dropped = 0;
+        self.subscribers.retain(|tx| match tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                dropped += 1;
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
+        self.stats.events_dropped += dropped;
     }
 
     /// Hands finished worker jobs to the core. Workers wake the poll after each result.
