@@ -188,6 +188,10 @@ pub struct Lookup {
     /// The latest `now` an input carried; [`Lookup::finish`] has no `now` of its own.
     last_now: Instant,
     finished_at: Option<Instant>,
+    /// No request waiting has a deadline before this (`None`: nothing waits). A lower bound,
+    /// exact after each scan of the candidates: it is lowered when a request goes out, and an
+    /// answer can only raise the true minimum. So inputs with nothing due skip the scan.
+    due_at: Option<Instant>,
     stats: LookupStats,
 }
 
@@ -211,6 +215,7 @@ impl Lookup {
             started_at: now,
             last_now: now,
             finished_at: None,
+            due_at: None,
             stats: LookupStats::default(),
         };
         seeds.sort_by_key(|p| target.distance(&p.id));
@@ -247,6 +252,7 @@ impl Lookup {
             }
             let Some(candidate) = path.next_to_ask(k) else { continue };
             set_state(&mut self.stats, candidate, State::InFlight { slow_at, deadline_at });
+            self.due_at = Some(self.due_at.map_or(slow_at, |d| d.min(slow_at)));
             return Some(candidate.peer.clone());
         }
         None
@@ -381,9 +387,10 @@ impl Lookup {
     /// deadline into `Failed`; then re-evaluates termination.
     fn apply_deadlines(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        if self.is_finished() {
+        if self.is_finished() || self.due_at.map_or(true, |due| now < due) {
             return;
         }
+        let mut next_due: Option<Instant> = None;
         for path in self.paths.iter_mut().filter(|p| !p.finished) {
             for candidate in path.candidates.values_mut() {
                 match candidate.state {
@@ -400,8 +407,17 @@ impl Lookup {
                     }
                     _ => {}
                 }
+                let pending = match candidate.state {
+                    State::InFlight { slow_at, .. } => Some(slow_at),
+                    State::Slow { deadline_at } => Some(deadline_at),
+                    _ => None,
+                };
+                if let Some(at) = pending {
+                    next_due = Some(next_due.map_or(at, |d| d.min(at)));
+                }
             }
         }
+        self.due_at = next_due;
         self.update_finished(now);
     }
 
