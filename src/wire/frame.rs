@@ -64,7 +64,11 @@ impl FrameDecoder {
         }
         if self.header_len == 0 && input.len() >= HEADER_BYTES {
             let header = [input[0], input[1], input[2], input[3]];
-            let len = self.check_len(header).inspect_err(|_| *input = &input[HEADER_BYTES..])?;
+            let len = self.check_len(header).inspect_err(|_| {
+                // The header was read, as on the incremental path: it is what is held.
+                (self.header, self.header_len) = (header, HEADER_BYTES);
+                *input = &input[HEADER_BYTES..];
+            })?;
             if input.len() - HEADER_BYTES >= len {
                 let frame = &input[HEADER_BYTES..HEADER_BYTES + len];
                 *input = &input[HEADER_BYTES + len..];
@@ -234,9 +238,11 @@ mod tests {
         assert!(matches!(second, Cow::Owned(_)));
         assert_eq!(&second[..], b"two");
         assert!(!dec.is_mid_frame());
-        // The borrowed path checks the length before anything else too.
+        // The borrowed path checks the length before anything else too, and holds the header
+        // it read, as the incremental path does.
         let mut input: &[u8] = &[0, 0, 0, 17, 1];
         assert_eq!(dec.next_frame(&mut input), Err(FrameError::TooLarge { len: 17, max: 16 }));
+        assert_eq!((input, dec.buffered_bytes()), (&[1u8][..], HEADER_BYTES));
     }
 
     #[test]
