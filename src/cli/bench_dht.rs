@@ -165,6 +165,59 @@ pub struct DhtReport {
     pub peak_rss_mib: f64,
     /// (VmHWM − RSS before the nodes) / N, KiB.
     pub rss_per_node_kib: f64,
+    /// What went wrong inside the nodes, summed over all of them (from their snapshots):
+    /// on a lossless loopback every one of these should be small.
+    pub trouble: Trouble,
+}
+
+/// Counters of trouble summed over every node of a run, from `Handle::snapshot`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trouble {
+    /// Requests that got no response in time.
+    pub requests_timed_out: u64,
+    /// Requests never sent: no connection could be made, or a bound was reached.
+    pub requests_unsent: u64,
+    /// Inbound connections the connection tables refused.
+    pub refused_inbound: u64,
+    /// Idle connections closed to make room.
+    pub connections_pruned: u64,
+    /// Duplicate connections closed (simultaneous dials).
+    pub duplicates_closed: u64,
+    /// Dials that failed.
+    pub dial_failures: u64,
+    /// Connections that did not authenticate in time.
+    pub connect_timeouts: u64,
+    /// Accepts that failed for want of descriptors.
+    pub accept_errors: u64,
+}
+
+impl Trouble {
+    fn add(&mut self, s: &crate::Snapshot) {
+        self.requests_timed_out += s.core.requests_timed_out;
+        self.requests_unsent += s.core.requests_unsent;
+        self.refused_inbound += s.core.refused_inbound;
+        self.connections_pruned += s.core.connections_pruned;
+        self.duplicates_closed += s.peers.duplicates_closed;
+        self.dial_failures += s.peers.dial_failures;
+        self.connect_timeouts += s.peers.connect_timeouts;
+        self.accept_errors += s.reactor.accept_errors;
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "{{\"requests_timed_out\":{},\"requests_unsent\":{},\"refused_inbound\":{},\
+             \"connections_pruned\":{},\"duplicates_closed\":{},\"dial_failures\":{},\
+             \"connect_timeouts\":{},\"accept_errors\":{}}}",
+            self.requests_timed_out,
+            self.requests_unsent,
+            self.refused_inbound,
+            self.connections_pruned,
+            self.duplicates_closed,
+            self.dial_failures,
+            self.connect_timeouts,
+            self.accept_errors
+        )
+    }
 }
 
 /// Runs the benchmark described in the module doc.
@@ -228,6 +281,10 @@ pub fn run(opts: &DhtOptions) -> Result<DhtReport, String> {
     let get_ok: Vec<_> = gets.iter().filter_map(|(d, r)| r.as_ref().map(|f| (*d, f))).collect();
     eprintln!("bench dht: {} of {} records got", get_ok.len(), readers.len());
 
+    let mut trouble = Trouble::default();
+    for snapshot in handles.iter().filter_map(|h| h.snapshot().ok()) {
+        trouble.add(&snapshot);
+    }
     for node in nodes {
         node.shutdown();
     }
@@ -250,6 +307,7 @@ pub fn run(opts: &DhtOptions) -> Result<DhtReport, String> {
         cpu_s: cpu_seconds().unwrap_or(0.0),
         peak_rss_mib: peak as f64 / 1024.0,
         rss_per_node_kib: peak.saturating_sub(rss_before) as f64 / opts.nodes as f64,
+        trouble,
     })
 }
 
@@ -365,7 +423,8 @@ impl DhtReport {
              \"put_success_fraction\":{:.4},\"get_success_fraction\":{:.4},\
              \"put_latency_ms\":{},\"get_latency_ms\":{},\"put_rpcs_mean\":{:.2},\
              \"get_rpcs_mean\":{:.2},\"put_replicas_mean\":{:.2},\"get_rounds_mean\":{:.2},\
-             \"wall_s\":{:.3},\"cpu_s\":{:.2},\"peak_rss_mib\":{:.1},\"rss_per_node_kib\":{:.0}}}",
+             \"wall_s\":{:.3},\"cpu_s\":{:.2},\"peak_rss_mib\":{:.1},\"rss_per_node_kib\":{:.0},\
+             \"trouble\":{}}}",
             o.nodes,
             o.records,
             o.value_size,
@@ -385,7 +444,8 @@ impl DhtReport {
             self.wall_s,
             self.cpu_s,
             self.peak_rss_mib,
-            self.rss_per_node_kib
+            self.rss_per_node_kib,
+            self.trouble.json()
         )
     }
 }

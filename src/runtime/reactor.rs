@@ -61,6 +61,8 @@ const FIRST_CONN: usize = 2;
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Event subscriptions a node keeps at once.
 pub const MAX_EVENT_SUBSCRIBERS: usize = 8;
+/// How soon an accept that failed for want of resources is tried again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 /// Readiness events taken per `poll` call; more wait for the next call.
 const EVENTS_PER_POLL: usize = 256;
 
@@ -93,6 +95,8 @@ pub struct ReactorStats {
     pub frames_unencodable: u64,
     /// Frames not sent because the peer's write queue was full.
     pub frames_refused_queue: u64,
+    /// Accepts that failed for want of descriptors or buffers (retried shortly).
+    pub accept_errors: u64,
     /// Worker jobs that panicked (a bug; their owner hears the job was refused).
     pub jobs_panicked: u64,
     /// Events dropped because the application did not take them in time.
@@ -155,6 +159,8 @@ pub(crate) struct Reactor {
     reads_paused_until: Option<Instant>,
     /// The global outbound budget is in debt: no writes before then.
     writes_paused_until: Option<Instant>,
+    /// An accept failed for want of resources: try again then.
+    accept_retry_at: Option<Instant>,
     stats: ReactorStats,
     max_entries: usize,
     shutdown_at: Option<Instant>,
@@ -219,6 +225,7 @@ impl Reactor {
             max_write_bytes,
             reads_paused_until: None,
             writes_paused_until: None,
+            accept_retry_at: None,
             stats: ReactorStats::default(),
             max_entries: p.max_entries,
             shutdown_at: None,
@@ -275,7 +282,7 @@ impl Reactor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let budgets = [self.reads_paused_until, self.writes_paused_until];
+        let budgets = [self.reads_paused_until, self.writes_paused_until, self.accept_retry_at];
         [self.core.next_deadline(), self.paused.next(), self.shutdown_at]
             .into_iter()
             .chain(budgets)
@@ -288,9 +295,15 @@ impl Reactor {
             match self.listener.accept() {
                 Ok((stream, addr)) => self.on_accepted(now, stream, addr),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // WouldBlock: drained. Other errors (EMFILE...) are per-connection; retry on
-                // the next readiness event rather than spinning.
-                Err(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Out of descriptors or buffers (EMFILE, ENFILE, ENOBUFS): the connections stay
+                // in the backlog, and the listener, edge-triggered, raises no new event for
+                // them. Try again shortly rather than leave them to their peers' timeouts.
+                Err(_) => {
+                    self.stats.accept_errors += 1;
+                    self.accept_retry_at = Some(now + ACCEPT_RETRY);
+                    return;
+                }
             }
         }
     }
@@ -467,6 +480,10 @@ impl Reactor {
     }
 
     fn on_timers(&mut self, now: Instant) {
+        if self.accept_retry_at.is_some_and(|at| at <= now) {
+            self.accept_retry_at = None;
+            self.accept(now);
+        }
         if self.reads_paused_until.is_some_and(|at| at <= now) {
             self.reads_paused_until = None;
             // Edge-triggered: bytes that arrived while paused raise no new event.
