@@ -313,3 +313,28 @@ fn a_peer_that_is_no_dht_server_never_enters_the_table() {
     dialled(&mut d, t0, &[2]);
     assert_eq!(d.routing().closest(&id(2), 20), vec![info(2)]);
 }
+
+#[test]
+fn an_add_provider_is_refused_unless_it_names_its_sender_within_the_address_bound() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    let h = hello(vec![addr(1)]);
+    let from = Peer { id: id(1), addr: addr(1), direction: Direction::Inbound, hello: &h };
+    let add = |provider: PeerInfo| Request::AddProvider { key: id(9), provider, ttl_secs: 60 };
+    let code = |r: Option<Response>| match r {
+        Some(Response::Error { code, .. }) => Some(code),
+        _ => None,
+    };
+    // Announcing another node is refused, whatever its addresses.
+    let other = d.handle_request(t0, &from, add(info(2)), ReplyTicket(1));
+    assert_eq!(code(other), Some(ErrorCode::ProviderMismatch));
+    // Too many addresses is refused, not truncated.
+    let many = PeerInfo { id: id(1), addrs: (1..=5).map(addr).collect() };
+    let many = d.handle_request(t0, &from, add(many), ReplyTicket(2));
+    assert_eq!(code(many), Some(ErrorCode::BadRequest));
+    assert!(d.store().providers(t0, &id(9)).is_empty(), "nothing was stored");
+    // The sender itself is stored.
+    let own = d.handle_request(t0, &from, add(info(1)), ReplyTicket(3));
+    assert_eq!(own, Some(Response::ProviderAdded));
+    assert_eq!(d.store().providers(t0, &id(9)), vec![info(1)]);
+}

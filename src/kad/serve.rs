@@ -14,13 +14,12 @@ use std::time::{Duration, Instant};
 
 use super::dht::Dht;
 use super::memstore::{Origin, RecordStore};
-use super::records::RecordError;
+use super::records::{self, RecordError};
 use super::routing::RoutingTable;
 use crate::identity::NodeId;
 use crate::protocol::{Action, Job, JobKey, JobResult, ReplyTicket};
 use crate::wire::messages::{
-    ErrorCode, MutableRecord, PeerInfo, Record, Request, Response, MAX_ADDRS_PER_PEER,
-    MAX_PEERS_PER_RESPONSE,
+    ErrorCode, MutableRecord, PeerInfo, Record, Request, Response, MAX_PEERS_PER_RESPONSE,
 };
 
 /// What serving a request did, for the caller's counters.
@@ -70,12 +69,10 @@ pub fn answer(
             }
         }
         Request::AddProvider { key, provider, ttl_secs } => {
-            if provider.id != *from {
-                let e = RecordError::ProviderMismatch;
+            // records.md §5: the provider is the sender, with at most its bound of addresses.
+            if let Err(e) = records::check_provider(from, &provider) {
                 return (error(e.code(), e.name()), Served::Rejected(e));
             }
-            let mut provider = provider;
-            provider.addrs.truncate(MAX_ADDRS_PER_PEER);
             let ttl = Duration::from_secs(u64::from(ttl_secs));
             match store.add_provider(now, key, provider, ttl) {
                 Ok(()) => (Response::ProviderAdded, Served::Ok),
