@@ -331,6 +331,8 @@ pub struct CoreStats {
     pub closed_slow_reader: u64,
     /// Frames from connections the core had already closed (ignored).
     pub frames_after_close: u64,
+    /// Connections closed because they reached this node itself (transport.md §5).
+    pub self_connections: u64,
 }
 
 impl fmt::Display for ConnectError {

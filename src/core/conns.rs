@@ -522,6 +522,11 @@ impl ConnectionTable {
         self.peers.get(peer).and_then(|p| p.primary)
     }
 
+    /// This node's own id.
+    pub fn local_id(&self) -> NodeId {
+        self.local_id
+    }
+
     /// Whether a dial of `peer` is in progress.
     pub fn is_dialling(&self, peer: &NodeId) -> bool {
         self.peers.get(peer).is_some_and(|p| {
@@ -637,6 +642,9 @@ impl ConnectionTable {
         addr: SocketAddr,
         expected: NodeId,
     ) -> Result<(), DialError> {
+        if expected == self.local_id {
+            return Err(DialError::OwnId);
+        }
         if self.peers.contains_key(&expected) {
             return Err(DialError::AlreadyConnected);
         }
@@ -649,7 +657,9 @@ impl ConnectionTable {
             DialError::LimitReached => &mut self.stats.dial_refused_limit,
             DialError::Backoff { .. } => &mut self.stats.dial_refused_backoff,
             DialError::CircuitOpen { .. } => &mut self.stats.dial_refused_circuit_open,
-            DialError::AlreadyConnected => &mut self.stats.dial_refused_already_connected,
+            DialError::AlreadyConnected | DialError::OwnId => {
+                &mut self.stats.dial_refused_already_connected
+            }
         };
         *counter += 1;
     }

@@ -29,6 +29,8 @@ pub enum DialError {
     },
     /// We already have, or are dialling, a connection to this peer.
     AlreadyConnected,
+    /// The expected peer is this node itself (transport.md §5).
+    OwnId,
 }
 
 impl fmt::Display for DialError {
@@ -38,6 +40,7 @@ impl fmt::Display for DialError {
             Self::Backoff { .. } => f.write_str("the address is backing off after a failure"),
             Self::CircuitOpen { .. } => f.write_str("the address's circuit breaker is open"),
             Self::AlreadyConnected => f.write_str("already connected to or dialling the peer"),
+            Self::OwnId => f.write_str("the peer is this node itself"),
         }
     }
 }

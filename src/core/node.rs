@@ -200,6 +200,11 @@ impl NodeCore {
         let Some(direction) = self.conns.connection(conn).map(|c| c.direction) else {
             return; // timed out or closed meanwhile; the driver had its Disconnect
         };
+        if peer == self.conns.local_id() {
+            // transport.md §5: a connection to ourselves (we dialled our own address) closes.
+            self.stats.self_connections += 1;
+            return self.close(now, conn, GoodbyeReason::DuplicateConnection);
+        }
         let was_up = self.conns.primary(&peer).is_some();
         let loser = match self.conns.on_authenticated(now, conn, peer) {
             Ok(Keep::Both) => None,

@@ -1141,3 +1141,21 @@ fn a_peer_that_does_not_read_its_answers_is_disconnected() {
     assert_eq!(core.stats().closed_slow_reader, 1);
     let _ = request;
 }
+
+#[test]
+fn a_connection_to_our_own_id_is_closed_and_our_own_id_is_never_dialled() {
+    let t0 = Instant::now();
+    let mut core = core(config());
+    // Someone at our own address: the handshake authenticated our own key.
+    let conn = inbound(&mut core, t0, addr(1));
+    let out = established(&mut core, t0, conn, LOCAL, HELLO);
+    assert_eq!(disconnects(&out), vec![(conn, GoodbyeReason::DuplicateConnection)]);
+    assert!(events(&out).is_empty(), "we are not our own peer: {out:?}");
+    assert_eq!(core.stats().self_connections, 1);
+    assert_eq!(peer_ids(&mut core, t0), vec![]);
+    // A Connect naming our own id never dials.
+    let out = command(&mut core, t0, 1, Command::Connect { peer: LOCAL, addr: addr(2) });
+    let refused = Reply::Connected(Err(ConnectError::Refused(DialError::OwnId)));
+    assert_eq!(replies(&out), vec![(CommandId(1), refused)]);
+    assert!(dials(&out).is_empty());
+}
