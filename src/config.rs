@@ -1,5 +1,6 @@
 //! Every setting of a node and its default, in one place (DESIGN.md, "Limits and resources").
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -147,5 +148,152 @@ impl Default for CoreConfig {
     /// The core's settings of `Config::default()`, with seed 0 and no local address.
     fn default() -> CoreConfig {
         Config::default().core_config(0, Vec::new())
+    }
+}
+
+/// The longest duration a setting may hold: a year. Longer ones are refused, which keeps every
+/// `now + duration` far from the end of `Instant`'s range (and a year is "never" for a timer).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// The smallest frame limit: a Hello at its bounds, and every response of the default limits,
+/// fit in it.
+pub const MIN_FRAME_BYTES: usize = 16 * 1024;
+
+/// A setting out of its range: which one, its value, and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting, as `Config` names it (`limits.idle_timeout`).
+    pub key: &'static str,
+    /// Its value, as given.
+    pub value: String,
+    /// What it may be.
+    pub allowed: String,
+}
+
+impl Config {
+    /// Checks every duration, size and count against its range; the first setting out of range
+    /// is the error. `Node::start` refuses a configuration this refuses.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let d = &self.dht;
+        let durations = [
+            ("limits.connect_timeout", l.connect_timeout),
+            ("limits.idle_timeout", l.idle_timeout),
+            ("limits.backoff_base_interval", l.backoff_base_interval),
+            ("limits.backoff_max_interval", l.backoff_max_interval),
+            ("limits.breaker_open_interval", l.breaker_open_interval),
+            ("limits.inbound_prune_idle", l.inbound_prune_idle),
+            ("limiter.strike_window", self.limiter.strike_window),
+            ("request_timeout", self.request_timeout),
+            ("answer_timeout", self.answer_timeout),
+            ("call_timeout", self.call_timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+            ("dht.record_ttl", d.record_ttl),
+            ("dht.provider_ttl", d.provider_ttl),
+            ("dht.republish_interval", d.republish_interval),
+            ("dht.maintenance_interval", d.maintenance_interval),
+            ("dht.routing.refresh_interval", d.routing.refresh_interval),
+            ("dht.lookup.request_timeout", d.lookup.request_timeout),
+            ("dht.lookup.slow_timeout", d.lookup.slow_timeout),
+            ("dht.store.max_ttl", d.store.max_ttl),
+            ("dht.store.max_provider_ttl", d.store.max_provider_ttl),
+        ];
+        for (key, value) in durations {
+            check(key, value, value <= MAX_DURATION, "at most a year")?;
+        }
+        let nonzero = [
+            ("limits.connect_timeout", l.connect_timeout),
+            ("limits.idle_timeout", l.idle_timeout),
+            ("request_timeout", self.request_timeout),
+            ("answer_timeout", self.answer_timeout),
+            ("call_timeout", self.call_timeout),
+        ];
+        for (key, value) in nonzero {
+            check(key, value, !value.is_zero(), "more than zero")?;
+        }
+        let counts = [
+            ("limits.max_connections", l.max_connections),
+            ("limits.max_inbound", l.max_inbound),
+            ("limits.max_outbound", l.max_outbound),
+            ("limits.max_per_peer", l.max_per_peer),
+            ("max_pending_requests", self.max_pending_requests),
+            ("command_queue", self.command_queue),
+            ("event_queue", self.event_queue),
+            ("workers.threads", self.workers.threads),
+            ("workers.queue_capacity", self.workers.queue_capacity),
+        ];
+        for (key, value) in counts {
+            check(key, value, value > 0, "at least 1")?;
+        }
+        let frame = self.max_frame_bytes;
+        let frame_ok =
+            (MIN_FRAME_BYTES..=crate::runtime::buffers::MAX_CLASS_BYTES).contains(&frame);
+        check("max_frame_bytes", frame, frame_ok, "16 KiB to 1 MiB")?;
+        let pool = self.buffer_pool_bytes;
+        let pool_ok = pool >= frame.saturating_add(64 * 1024);
+        check("buffer_pool_bytes", pool, pool_ok, "at least max_frame_bytes + 64 KiB")?;
+        let queue = self.max_write_queue_bytes;
+        check("max_write_queue_bytes", queue, queue >= frame, "at least max_frame_bytes")?;
+        d.lookup.validate().map_err(|e| ConfigError {
+            key: "dht.lookup",
+            value: format!("{:?}", d.lookup),
+            allowed: e.to_string(),
+        })
+    }
+}
+
+fn check(
+    key: &'static str,
+    value: impl fmt::Debug,
+    ok: bool,
+    allowed: &str,
+) -> Result<(), ConfigError> {
+    if ok {
+        return Ok(());
+    }
+    Err(ConfigError { key, value: format!("{value:?}"), allowed: allowed.into() })
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "setting {} = {} is out of range: {}", self.key, self.value, self.allowed)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn an_absurd_duration_is_refused_naming_the_setting() {
+        let mut c = Config::default();
+        c.limits.idle_timeout = Duration::MAX;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, "limits.idle_timeout");
+        assert!(e.to_string().contains("limits.idle_timeout") && e.to_string().contains("year"));
+        let c = Config { request_timeout: Duration::ZERO, ..Config::default() };
+        assert_eq!(c.validate().unwrap_err().key, "request_timeout");
+        let mut c = Config::default();
+        c.dht.republish_interval = Duration::from_secs(u64::MAX);
+        assert_eq!(c.validate().unwrap_err().key, "dht.republish_interval");
+    }
+
+    #[test]
+    fn sizes_and_counts_must_fit_each_other() {
+        let c = Config { max_frame_bytes: 2 << 20, ..Config::default() };
+        assert_eq!(c.validate().unwrap_err().key, "max_frame_bytes");
+        let c = Config { buffer_pool_bytes: 1 << 20, ..Config::default() };
+        assert_eq!(c.validate().unwrap_err().key, "buffer_pool_bytes");
+        let c = Config { max_write_queue_bytes: 1000, ..Config::default() };
+        assert_eq!(c.validate().unwrap_err().key, "max_write_queue_bytes");
+        let mut c = Config::default();
+        c.workers.threads = 0;
+        assert_eq!(c.validate().unwrap_err().key, "workers.threads");
     }
 }

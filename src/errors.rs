@@ -1,5 +1,6 @@
 //! Every public error type, in one place.
 
+pub use crate::config::ConfigError;
 pub use crate::core::{AddError, ConnectError, DialError, LimitError, RequestError};
 pub use crate::identity::{IdentityError, ParseIdError};
 pub use crate::runtime::buffers::PoolError;

@@ -16,7 +16,7 @@ use mio::{Poll, Waker};
 
 use crate::addr::PeerAddr;
 use crate::bytes::ByteBuf;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::core::{
     Command, ConnectError, Event, NodeCore, PeerSummary, PingInfo, Reply, RequestError,
 };
@@ -54,6 +54,7 @@ pub struct Handle {
 impl Node {
     /// Binds the listener, starts the reactor thread, and begins dialling the bootstrap peers.
     pub fn start(config: Config) -> Result<Node, StartError> {
+        config.validate().map_err(StartError::Config)?;
         let keypair = match config.keypair.clone() {
             Some(k) => k,
             None => Keypair::generate_with_pow(config.id_pow_bits).map_err(StartError::Identity)?,
@@ -377,6 +378,8 @@ fn os_seed() -> Result<u64, IdentityError> {
 /// Why a node could not start.
 #[derive(Debug)]
 pub enum StartError {
+    /// A setting is out of its range.
+    Config(ConfigError),
     /// Generating or loading the identity failed.
     Identity(IdentityError),
     /// Building the TLS configuration failed.
@@ -388,6 +391,7 @@ pub enum StartError {
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::Config(e) => e.fmt(f),
             Self::Identity(e) => e.fmt(f),
             Self::Tls(e) => e.fmt(f),
             Self::Io(e) => write!(f, "cannot start node: {e}"),
