@@ -26,6 +26,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::cli::fleet;
 use crate::cli::parse_flag;
 use crate::cli::report::{cpu_seconds, proc_status_kib};
 use crate::cli::switch;
@@ -317,12 +318,14 @@ fn start_nodes(opts: &DhtOptions, rng: &mut Rng) -> Result<Vec<Node>, String> {
         per_ip_conns_burst: LimiterConfig::DEFAULT.new_conns_burst,
         ..LimiterConfig::DEFAULT
     };
+    let (limits, _) = fleet::limits(opts.nodes)?;
     (0..opts.nodes)
         .map(|i| {
             let config = Config {
                 keypair: Some(Keypair::from_seed(rng.bytes32())),
                 rng_seed: Some(rng.next_u64()),
                 limiter: limiter.clone(),
+                limits,
                 ..Config::default()
             };
             Node::start(config).map_err(|e| format!("node {i}: {e}"))

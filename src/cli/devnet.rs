@@ -170,6 +170,7 @@ pub fn run(opts: &DevnetOptions) -> Result<Report, String> {
 }
 
 fn start_nodes(opts: &DevnetOptions) -> Result<Vec<Node>, String> {
+    let (limits, _) = super::fleet::limits(opts.nodes)?;
     (0..opts.nodes)
         .map(|i| {
             let mut rng = Rng::new(opts.seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407));
@@ -180,6 +181,7 @@ fn start_nodes(opts: &DevnetOptions) -> Result<Vec<Node>, String> {
             let config = Config {
                 keypair: Some(Keypair::from_seed(key)),
                 rng_seed: Some(rng.next_u64()),
+                limits,
                 ..Config::default()
             };
             Node::start(config).map_err(|e| format!("node {i}: {e}"))

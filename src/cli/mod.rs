@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod bench_dht;
 pub mod devnet;
+pub mod fleet;
 pub mod report;
 pub mod run;
 pub mod sim;

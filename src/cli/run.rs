@@ -12,6 +12,7 @@ use crate::cli::{flag, flag_all, parse_flag};
 use crate::config::Config;
 use crate::identity::Keypair;
 use crate::node::Node;
+use crate::runtime::descriptors;
 
 /// How often the main thread checks for a signal.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -129,6 +130,10 @@ fn start(opts: &RunOptions) -> Result<Node, String> {
         config.listen = listen;
     }
     config.bootstrap = opts.bootstrap.clone();
+    // One node: its connection slots, connecting ones included, must fit the limit.
+    let limit = descriptors::raise_limit().map_err(|e| format!("descriptor limit: {e}"))?;
+    let wanted = (config.limits.max_connections + config.limits.max_inbound) as u64;
+    descriptors::budget(1, limit, wanted, wanted).map_err(|e| e.to_string())?;
     Node::start(config).map_err(|e| e.to_string())
 }
 
