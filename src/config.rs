@@ -17,8 +17,14 @@ use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 pub const DEFAULT_NETWORK: &str = "petrel";
 /// Default listen address: loopback, OS-assigned port.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:0";
-/// Default bytes of TLS output queued per connection before the peer counts as not reading.
-pub const DEFAULT_MAX_WRITE_QUEUE_BYTES: usize = 4 << 20;
+/// Default bytes of TLS output queued per connection before the peer counts as not reading:
+/// one largest frame, and room beside it for the small ones.
+pub const DEFAULT_MAX_WRITE_QUEUE_BYTES: usize = DEFAULT_MAX_FRAME_BYTES + (64 << 10);
+/// Default bound on output queued on all connections together before connections with output
+/// queued stop being read.
+pub const DEFAULT_MAX_PENDING_OUTPUT_BYTES: usize = 16 << 20;
+/// Default time a connection over its high-water mark may take to drain.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default wait of a peer's request for an answer given later (a STORE whose signature a
@@ -55,8 +61,15 @@ pub struct Config {
     pub agent: String,
     /// Maximum frame payload.
     pub max_frame_bytes: usize,
-    /// Per-connection write queue bound.
+    /// Per-connection write queue bound. A connection with more than this less one largest
+    /// frame queued is not read until its output drains (its high-water mark).
     pub max_write_queue_bytes: usize,
+    /// Output queued on all connections together above which every connection with output
+    /// queued is not read until it drains.
+    pub max_pending_output_bytes: usize,
+    /// How long a connection over its high-water mark may go without its output draining
+    /// before the core closes it as a peer that does not read.
+    pub stall_timeout: Duration,
     /// Cap on the reactor's buffer pool (read and encode buffers); at least the largest frame
     /// plus 64 KiB.
     pub buffer_pool_bytes: usize,
@@ -100,6 +113,8 @@ impl Default for Config {
             agent: concat!("petrel/", env!("CARGO_PKG_VERSION")).into(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_write_queue_bytes: DEFAULT_MAX_WRITE_QUEUE_BYTES,
+            max_pending_output_bytes: DEFAULT_MAX_PENDING_OUTPUT_BYTES,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
             buffer_pool_bytes: DEFAULT_BUFFER_POOL_BYTES,
             limits: PeerLimits::DEFAULT,
             limiter: LimiterConfig::default(),
@@ -187,6 +202,7 @@ impl Config {
             ("answer_timeout", self.answer_timeout),
             ("call_timeout", self.call_timeout),
             ("shutdown_timeout", self.shutdown_timeout),
+            ("stall_timeout", self.stall_timeout),
             ("dht.record_ttl", d.record_ttl),
             ("dht.provider_ttl", d.provider_ttl),
             ("dht.republish_interval", d.republish_interval),
@@ -206,6 +222,7 @@ impl Config {
             ("request_timeout", self.request_timeout),
             ("answer_timeout", self.answer_timeout),
             ("call_timeout", self.call_timeout),
+            ("stall_timeout", self.stall_timeout),
         ];
         for (key, value) in nonzero {
             check(key, value, !value.is_zero(), "more than zero")?;
@@ -232,7 +249,8 @@ impl Config {
         let pool_ok = pool >= frame.saturating_add(64 * 1024);
         check("buffer_pool_bytes", pool, pool_ok, "at least max_frame_bytes + 64 KiB")?;
         let queue = self.max_write_queue_bytes;
-        check("max_write_queue_bytes", queue, queue >= frame, "at least max_frame_bytes")?;
+        let queue_ok = queue >= frame + crate::wire::frame::HEADER_BYTES;
+        check("max_write_queue_bytes", queue, queue_ok, "at least max_frame_bytes + 4")?;
         d.lookup.validate().map_err(|e| ConfigError {
             key: "dht.lookup",
             value: format!("{:?}", d.lookup),

@@ -99,6 +99,8 @@ impl Node {
             max_entries,
             shutdown_timeout: config.shutdown_timeout,
             buffer_pool_bytes: config.buffer_pool_bytes,
+            max_pending_output_bytes: config.max_pending_output_bytes,
+            stall_timeout: config.stall_timeout,
         };
         let reactor = Reactor::new(parts).map_err(StartError::Io)?;
         let thread = std::thread::Builder::new()

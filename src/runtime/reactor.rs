@@ -61,6 +61,9 @@ const FIRST_CONN: usize = 2;
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Event subscriptions a node keeps at once.
 pub const MAX_EVENT_SUBSCRIBERS: usize = 8;
+/// How long a closed connection may take to flush what it still has queued (a Goodbye, the
+/// rest of an answer) before it is dropped regardless.
+const LINGER: Duration = Duration::from_secs(1);
 /// How soon an accept that failed for want of resources is tried again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 /// Readiness events taken per `poll` call; more wait for the next call.
@@ -95,6 +98,15 @@ pub struct ReactorStats {
     pub frames_unencodable: u64,
     /// Frames not sent because the peer's write queue was full.
     pub frames_refused_queue: u64,
+    /// Closed connections dropped with bytes unsent: the peer did not read within the linger.
+    pub lingered_out: u64,
+    /// Times a connection's output went over its high-water mark, so it was not read until
+    /// the output drained.
+    pub backlogs: u64,
+    /// Output queued on all connections together now, bytes.
+    pub pending_output_bytes: usize,
+    /// The most output ever queued on all connections together, bytes.
+    pub pending_output_high_water: usize,
     /// Accepts that failed for want of descriptors or buffers (retried shortly).
     pub accept_errors: u64,
     /// Worker jobs that panicked (a bug; their owner hears the job was refused).
@@ -119,6 +131,11 @@ struct Entry {
     dead: bool,
     /// In this wake-up's dirty list.
     dirty: bool,
+    /// Its output is above the high-water mark: neither read nor handed to the core until it
+    /// drains (its decoded frames wait in the connection).
+    backlogged: bool,
+    /// Its queued output as last counted into `Reactor::pending_output`.
+    accounted: usize,
     interest: Interest,
 }
 
@@ -134,6 +151,21 @@ pub(crate) struct Reactor {
     dirty: Vec<usize>,
     /// Peers paused by their rate limiter, by slab key.
     paused: Deadlines<usize>,
+    /// Closed connections still flushing (a Goodbye, an alert), by slab key: dropped at the
+    /// deadline whether or not the peer reads.
+    lingering: Deadlines<usize>,
+    /// Backlogged connections, by slab key: reported to the core as not reading if their
+    /// output has not drained by the deadline.
+    stalled: Deadlines<usize>,
+    /// Output queued on every connection together, bytes.
+    pending_output: usize,
+    /// A connection whose own queued output is above this is backlogged.
+    conn_high_water: usize,
+    /// Above this much output queued node-wide, every connection with output queued is.
+    max_pending_output: usize,
+    /// How long a backlogged connection may go without its output draining before the core
+    /// hears that the peer does not read.
+    stall_timeout: Duration,
     next_inbound: u64,
     core: NodeCore,
     workers: Workers,
@@ -185,6 +217,8 @@ pub(crate) struct ReactorParts {
     pub max_entries: usize,
     pub shutdown_timeout: Duration,
     pub buffer_pool_bytes: usize,
+    pub max_pending_output_bytes: usize,
+    pub stall_timeout: Duration,
 }
 
 impl Reactor {
@@ -206,6 +240,12 @@ impl Reactor {
             keys: HashMap::new(),
             dirty: Vec::new(),
             paused: Deadlines::new(),
+            lingering: Deadlines::new(),
+            stalled: Deadlines::new(),
+            pending_output: 0,
+            conn_high_water: high_water(&p.conn_config),
+            max_pending_output: p.max_pending_output_bytes,
+            stall_timeout: p.stall_timeout,
             next_inbound: 0,
             core: p.core,
             workers: p.workers,
@@ -274,7 +314,11 @@ impl Reactor {
             dht: dht.stats(),
             routing: dht.routing_stats(),
             store: dht.store_stats(),
-            reactor: ReactorStats { entries: self.entries.len(), ..self.stats },
+            reactor: ReactorStats {
+                entries: self.entries.len(),
+                pending_output_bytes: self.pending_output,
+                ..self.stats
+            },
             limiter: self.global.stats(),
             buffers: self.pool.stats(),
             workers: self.workers.stats(),
@@ -283,11 +327,8 @@ impl Reactor {
 
     fn next_deadline(&self) -> Option<Instant> {
         let budgets = [self.reads_paused_until, self.writes_paused_until, self.accept_retry_at];
-        [self.core.next_deadline(), self.paused.next(), self.shutdown_at]
-            .into_iter()
-            .chain(budgets)
-            .flatten()
-            .min()
+        let timers = [self.paused.next(), self.lingering.next(), self.shutdown_at];
+        [self.core.next_deadline()].into_iter().chain(timers).chain(budgets).flatten().min()
     }
 
     fn accept(&mut self, now: Instant) {
@@ -353,6 +394,8 @@ impl Reactor {
             paused_until: None,
             dead: false,
             dirty: false,
+            backlogged: false,
+            accounted: 0,
             interest,
         }));
         self.keys.insert(id, key);
@@ -419,7 +462,7 @@ impl Reactor {
                 return;
             }
             let Some(e) = self.entries.get_mut(key) else { return };
-            if e.paused_until.is_some() || e.dead || e.conn.error().is_some() {
+            if e.paused_until.is_some() || e.backlogged || e.dead || e.conn.error().is_some() {
                 return;
             }
             // One read never takes more than the budget's burst, so the bytes handled by time
@@ -446,18 +489,25 @@ impl Reactor {
         }
     }
 
+    /// Hands the connection's decoded events to the core, one at a time, and the core's
+    /// answers straight back to the connections, until none is left or the connection's output
+    /// is above its high-water mark: then it is backlogged, and the rest waits in the
+    /// connection until its output drains.
     fn deliver_events(&mut self, now: Instant, key: usize) {
-        let Some(e) = self.entries.get_mut(key) else { return };
-        let conn = e.id;
-        while let Some(event) = e.conn.poll_event() {
+        loop {
+            if self.is_over_high_water(key) {
+                return self.backlog(now, key);
+            }
+            let Some(e) = self.entries.get_mut(key) else { return };
+            let conn = e.id;
+            let Some(event) = e.conn.poll_event() else { return };
             match event {
                 ConnEvent::Established { peer, hello } => {
                     let input = Input::Established { conn, peer: peer.node_id, hello };
                     self.core.handle(now, input);
                 }
                 ConnEvent::Message { msg, frame_bytes } => {
-                    let verdict = e.limiter.on_frame(now, frame_bytes);
-                    let strikes = match verdict {
+                    let strikes = match e.limiter.on_frame(now, frame_bytes) {
                         Verdict::Allow => None,
                         Verdict::Slow { until, strike } => {
                             e.paused_until = Some(until);
@@ -476,6 +526,48 @@ impl Reactor {
                 }
                 ConnEvent::Goodbye(_) => {}
             }
+            // The answer goes to its connection now, so the high-water check above sees it.
+            self.drain_core(now);
+        }
+    }
+
+    /// Whether `key`'s output is above its own high-water mark, or it has output queued while
+    /// the node's output as a whole is above its bound.
+    fn is_over_high_water(&self, key: usize) -> bool {
+        let Some(e) = self.entries.get(key) else { return false };
+        let queued = e.conn.queued_bytes();
+        queued > self.conn_high_water
+            || (queued > 0 && self.pending_output > self.max_pending_output)
+    }
+
+    /// Stops reading `key` until its output drains; if it has not drained by the stall
+    /// deadline, the core hears that the peer does not read.
+    fn backlog(&mut self, now: Instant, key: usize) {
+        let Some(e) = self.entries.get_mut(key) else { return };
+        if !e.backlogged {
+            e.backlogged = true;
+            self.stats.backlogs += 1;
+            self.stalled.set(key, now + self.stall_timeout);
+        }
+    }
+
+    /// Counts `key`'s queued output into the node-wide total; after a flush, resumes it if it
+    /// was backlogged and has drained.
+    fn account(&mut self, now: Instant, key: usize) {
+        let Some(e) = self.entries.get_mut(key) else { return };
+        let queued = e.conn.queued_bytes();
+        self.pending_output = self.pending_output.saturating_sub(e.accounted) + queued;
+        e.accounted = queued;
+        self.stats.pending_output_high_water =
+            self.stats.pending_output_high_water.max(self.pending_output);
+        if e.backlogged && !self.is_over_high_water(key) {
+            if let Some(e) = self.entries.get_mut(key) {
+                e.backlogged = false;
+            }
+            self.stalled.clear(key);
+            // What waited in the connection goes first, then what waits in the socket.
+            self.deliver_events(now, key);
+            self.read(now, key);
         }
     }
 
@@ -498,6 +590,20 @@ impl Reactor {
             for key in keys {
                 self.touch(key);
             }
+        }
+        while let Some(key) = self.stalled.pop_due(now) {
+            if let Some(e) = self.entries.get(key).filter(|e| e.backlogged) {
+                // It reads too slowly to take its answers: the core decides what happens.
+                let conn = e.id;
+                self.core.handle(now, Input::OverBudget { conn, budget: Budget::WriteQueue });
+            }
+        }
+        while let Some(key) = self.lingering.pop_due(now) {
+            if let Some(e) = self.entries.get_mut(key) {
+                e.dead = true;
+                self.stats.lingered_out += 1;
+            }
+            self.touch(key);
         }
         while let Some(key) = self.paused.pop_due(now) {
             if let Some(e) = self.entries.get_mut(key) {
@@ -597,6 +703,7 @@ impl Reactor {
         };
         self.pool.release(buf);
         self.touch(key);
+        self.account(now, key);
         if let Err(SendError::WriteQueueFull) = sent {
             self.stats.frames_refused_queue += 1;
             self.core.handle(now, Input::OverBudget { conn, budget: Budget::WriteQueue });
@@ -648,13 +755,19 @@ impl Reactor {
                 let Some(e) = self.entries.get_mut(key) else { continue };
                 e.dirty = false;
                 self.flush(now, key);
+                self.account(now, key);
                 let Some(e) = self.entries.get(key) else { continue };
-                let finished = e.dead || (e.conn.error().is_some() && !e.conn.wants_write());
-                if finished {
+                let closed = e.conn.error().is_some();
+                if e.dead || (closed && !e.conn.wants_write()) {
                     self.remove(now, key);
-                } else {
-                    self.update_interest(key);
+                    continue;
                 }
+                if closed && self.lingering.get(key).is_none() {
+                    // Closed with bytes still queued: they get LINGER to reach a peer that
+                    // reads, and the slot is freed even if it never does.
+                    self.lingering.set(key, now + LINGER);
+                }
+                self.update_interest(key);
             }
             self.drain_core(now);
         }
@@ -681,6 +794,9 @@ impl Reactor {
         let _ = self.poll.registry().deregister(&mut e.stream);
         self.keys.remove(&e.id);
         self.paused.clear(key);
+        self.lingering.clear(key);
+        self.stalled.clear(key);
+        self.pending_output = self.pending_output.saturating_sub(e.accounted);
         let cause = e.conn.error().map_or(CloseCause::TcpFailed, |err| err.cause());
         if cause.is_misbehaviour() {
             self.stats.closed_misbehaving += 1;
@@ -721,6 +837,16 @@ impl io::Write for CappedWriter<'_> {
         self.inner.flush()
     }
 }
+
+/// A connection's high-water mark: its write queue bound less one largest frame, so that the
+/// answer which takes it over the mark still fits the queue.
+fn high_water(config: &ConnConfig) -> usize {
+    let frame = config.max_frame_bytes + crate::wire::frame::HEADER_BYTES;
+    config.max_write_queue_bytes.saturating_sub(frame).max(MIN_HIGH_WATER_BYTES)
+}
+
+/// The lowest high-water mark: a connection with less queued is always read.
+const MIN_HIGH_WATER_BYTES: usize = 16 * 1024;
 
 fn clamp_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)

@@ -1,0 +1,118 @@
+//! A real node driven by misbehaving TLS peers (issue: a node that holds on a hostile network).
+//! Each test is bounded in time, asserts on what the node holds (its own counters, and RSS: this
+//! binary runs alone, so the process's memory is the node's and the attackers'), and checks that
+//! an honest peer is still served.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{config, node, start, wait_for, RawPeer};
+use petrel::wire::codec;
+use petrel::wire::frame::DEFAULT_MAX_FRAME_BYTES;
+use petrel::wire::messages::{Message, Request};
+use petrel::Config;
+
+fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// `count` FIND_VALUE requests for `key`, as one buffer of frames.
+fn find_values(first_id: u64, count: u64, key: petrel::wire::messages::Key) -> Vec<u8> {
+    let mut frames = Vec::new();
+    for id in first_id..first_id + count {
+        let find = Message::Request { id, body: Request::FindValue { key } };
+        codec::encode_frame(&find, DEFAULT_MAX_FRAME_BYTES, &mut frames).unwrap();
+    }
+    frames
+}
+
+#[test]
+fn a_peer_that_reads_nothing_is_held_to_its_high_water_mark_then_closed_and_dropped() {
+    // The attacker asks for a 60 kB record over and over and reads nothing. The node answers
+    // until the connection's output passes its high-water mark, then stops reading it; after
+    // the stall timeout the core closes it as a peer that does not read, and after the linger
+    // its slot is free.
+    let cfg = Config { stall_timeout: Duration::from_secs(1), ..config(90) };
+    let queue_bound = cfg.max_write_queue_bytes;
+    let n = start(cfg);
+    let honest = node(91);
+    honest.handle().connect(n.peer_addr()).unwrap();
+    let value = vec![7u8; 60_000];
+    let key = petrel::wire::signing::immutable_key(&value);
+    let _ = n.handle().put(value); // kept locally whether or not a peer stores it
+    assert_eq!(n.handle().holds(key), Ok(true));
+    let rss_before = vm_rss_kib();
+
+    let mut raw = RawPeer::connect(92, &n);
+    // It keeps asking until the node has had enough: its answers fill the socket buffers,
+    // then the node's queue for it passes the high-water mark and stays there, the node stops
+    // reading it, and the stall timeout (1 s here) runs out. Bounded by the count.
+    let mut sent = 0;
+    let mut honest_pinged = false;
+    while n.handle().snapshot().unwrap().core.closed_slow_reader == 0 {
+        assert!(sent < 400_000, "the node kept serving a peer that reads nothing");
+        raw.send_raw(&find_values(sent, 8, key));
+        sent += 8;
+        if !honest_pinged && n.handle().snapshot().unwrap().reactor.backlogs > 0 {
+            // While it is held, the honest peer is served.
+            let started = Instant::now();
+            honest.handle().ping(n.id()).unwrap();
+            assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+            honest_pinged = true;
+        }
+    }
+    assert!(honest_pinged);
+    wait_for("its slot to be freed", || n.handle().snapshot().unwrap().reactor.entries == 1);
+    let s = n.handle().snapshot().unwrap();
+    // The node never held more output for it than one write queue.
+    assert!(s.reactor.pending_output_high_water <= queue_bound, "{:?}", s.reactor);
+    assert_eq!(s.reactor.frames_refused_queue, 0, "{:?}", s.reactor);
+    assert_eq!(s.reactor.lingered_out, 1, "closed with its Goodbye unread: {:?}", s.reactor);
+    let growth_kib = vm_rss_kib().saturating_sub(rss_before);
+    assert!(growth_kib < 16 * 1024, "RSS grew by {growth_kib} KiB");
+    honest.handle().ping(n.id()).unwrap();
+    drop(raw);
+}
+
+fn vm_hwm_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM line");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn six_peers_asking_for_a_64_kib_record_thousands_of_times_cannot_balloon_memory() {
+    // Each of six connections sends 2,200 FIND_VALUEs for a 64 KiB record in one burst and
+    // reads nothing: 860 MB of answers asked for. The node answers each connection only up to
+    // its high-water mark, so what it holds is bounded by the connections, not the requests.
+    let n = start(config(100));
+    let honest = node(101);
+    honest.handle().connect(n.peer_addr()).unwrap();
+    let value = vec![9u8; 64 * 1024];
+    let key = petrel::wire::signing::immutable_key(&value);
+    let _ = n.handle().put(value);
+    let hwm_before = vm_hwm_kib();
+    let mut attackers: Vec<RawPeer> = (0..6).map(|i| RawPeer::connect(102 + i, &n)).collect();
+    for raw in &mut attackers {
+        raw.send_raw(&find_values(0, 2_200, key));
+    }
+    wait_for("every attacker to be held back", || {
+        n.handle().snapshot().unwrap().reactor.backlogs >= 6
+    });
+    let started = Instant::now();
+    honest.handle().ping(n.id()).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    let s = n.handle().snapshot().unwrap();
+    let bound = 6 * Config::default().max_write_queue_bytes;
+    assert!(s.reactor.pending_output_high_water <= bound, "{:?}", s.reactor);
+    let growth_mib = vm_hwm_kib().saturating_sub(hwm_before) / 1024;
+    eprintln!(
+        "peak RSS growth {growth_mib} MiB, output high water {} B",
+        s.reactor.pending_output_high_water
+    );
+    assert!(growth_mib < 64, "peak RSS grew by {growth_mib} MiB");
+    drop(attackers);
+}
