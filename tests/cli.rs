@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod common;
+
 fn petrel(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_petrel")).args(args).output().expect("petrel runs")
 }
@@ -169,4 +171,30 @@ fn two_run_processes_connect_and_ping_each_other() {
     assert!(a.stop().success());
     std::fs::remove_dir_all(&dir_a).unwrap();
     std::fs::remove_dir_all(&dir_b).unwrap();
+}
+
+#[test]
+fn shutdown_is_prompt_while_a_status_round_waits_on_silent_peers() {
+    // Two peers that complete the Hello and then never answer: every status round pings them
+    // and waits. SIGTERM must not wait for those pings.
+    let dir = temp_dir("run-silent");
+    let data = dir.to_str().unwrap();
+    let id = stdout(&petrel(&["init", "--data-dir", data]));
+    let node = Running::start(data, &[]);
+    let line = node.wait_line("dial it as ");
+    let peer_addr: petrel::PeerAddr =
+        line.rsplit("dial it as ").next().unwrap().trim_end_matches(')').parse().unwrap();
+    assert_eq!(peer_addr.id.to_hex(), id);
+    let silent: Vec<common::RawPeer> = (0..2)
+        .map(|i| common::RawPeer::connect_to(120 + i, peer_addr.id, peer_addr.addr))
+        .collect();
+    node.wait_line("connected (inbound)");
+    node.wait_line("status: 2 peers");
+    let started = std::time::Instant::now();
+    assert!(node.stop().success());
+    // The node's own shutdown is bounded by 2 s; the rest is room for a loaded machine.
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(5), "SIGTERM took {took:?}");
+    drop(silent);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -5,17 +5,23 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::addr::PeerAddr;
 use crate::cli::{flag, flag_all, parse_flag};
 use crate::config::Config;
+use crate::core::Event;
 use crate::identity::Keypair;
-use crate::node::Node;
+use crate::node::{Handle, Node};
 use crate::runtime::descriptors;
 
 /// How often the main thread checks for a signal.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
+/// How long a status ping waits for its answer.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a status line is printed and every peer pinged (at level `info` and above).
 const DEFAULT_STATUS_SECS: u64 = 10;
 
@@ -107,11 +113,14 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         node.local_addr(),
         node.peer_addr()
     );
-    wait_for_signal(&node, opts, &stop);
+    let threads = wait_for_signal(&node, opts, &stop);
     if opts.log >= LogLevel::Info {
         eprintln!("petrel: shutting down");
     }
     node.shutdown();
+    for thread in threads {
+        let _ = thread.join();
+    }
     Ok(())
 }
 
@@ -137,32 +146,78 @@ fn start(opts: &RunOptions) -> Result<Node, String> {
     Node::start(config).map_err(|e| e.to_string())
 }
 
-fn wait_for_signal(node: &Node, opts: &RunOptions, stop: &AtomicBool) {
-    let mut next_status = Instant::now() + opts.status_every;
+/// Waits for SIGINT or SIGTERM. Status lines and peer events are logged by threads of their
+/// own, so a slow status round (a silent peer's ping) never delays the shutdown: once the node
+/// stops, their calls return `Stopped` at once.
+fn wait_for_signal(node: &Node, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
+    let mut threads = Vec::new();
+    if opts.log >= LogLevel::Info {
+        let (handle, every, log) = (node.handle(), opts.status_every, opts.log);
+        let status_stop = stop.clone();
+        threads
+            .extend(spawn("petrel-status", move || status_loop(&handle, every, log, &status_stop)));
+        match node.handle().events() {
+            Ok(events) => {
+                let stop = stop.clone();
+                threads.extend(spawn("petrel-events", move || log_events(&events, &stop)));
+            }
+            Err(e) => eprintln!("petrel: no peer events: {e}"),
+        }
+    }
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(SIGNAL_POLL);
-        if opts.log >= LogLevel::Info && Instant::now() >= next_status {
-            next_status += opts.status_every;
-            status(node, opts.log);
+    }
+    threads
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new().name(name.into()).spawn(f).ok()
+}
+
+/// Every `every`, the peer count and a ping of every peer, until `stop`.
+fn status_loop(handle: &Handle, every: Duration, log: LogLevel, stop: &AtomicBool) {
+    let mut next = Instant::now() + every;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(SIGNAL_POLL);
+        if Instant::now() >= next {
+            next += every;
+            status(handle, log, stop);
         }
     }
 }
 
 /// Prints the peer count and pings every peer, so a log shows the node is alive and served.
-fn status(node: &Node, log: LogLevel) {
-    let handle = node.handle();
+/// Each ping waits at most `PING_TIMEOUT`; the round ends early when the node is stopping.
+fn status(handle: &Handle, log: LogLevel, stop: &AtomicBool) {
     let peers = match handle.peers() {
         Ok(peers) => peers,
         Err(e) => return eprintln!("petrel: status: {e}"),
     };
     eprintln!("petrel: status: {} peers", peers.len());
     for p in &peers {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         if log >= LogLevel::Debug {
             eprintln!("petrel:   {:#}@{} {:?} {}", p.id, p.addr, p.direction, p.agent);
         }
-        match handle.ping(p.id) {
+        match handle.ping_timeout(p.id, PING_TIMEOUT) {
             Ok(info) => eprintln!("petrel: ping {:#} rtt {:?}", p.id, info.rtt),
             Err(e) => eprintln!("petrel: ping {:#} failed: {e}", p.id),
+        }
+    }
+}
+
+/// Logs each peer that connects or leaves, until the node stops.
+fn log_events(events: &Receiver<Event>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match events.recv_timeout(SIGNAL_POLL) {
+            Ok(Event::PeerConnected { peer, direction }) => {
+                eprintln!("petrel: peer {peer:#} connected ({direction})");
+            }
+            Ok(Event::PeerDisconnected { peer }) => eprintln!("petrel: peer {peer:#} left"),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }

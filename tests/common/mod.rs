@@ -56,9 +56,18 @@ pub enum Read1 {
 impl RawPeer {
     /// Connects, completes TLS as `seed`'s key expecting `target`, and exchanges Hellos.
     pub fn connect(seed: u8, target: &Node) -> RawPeer {
+        RawPeer::connect_to(seed, target.id(), target.local_addr())
+    }
+
+    /// Like [`RawPeer::connect`], for a node known by its id and address.
+    pub fn connect_to(
+        seed: u8,
+        id: petrel::identity::NodeId,
+        addr: std::net::SocketAddr,
+    ) -> RawPeer {
         let tls_config = TlsConfig::new(&Keypair::from_seed([seed; 32]), 0).unwrap();
-        let tls = tls_config.dial(target.id()).unwrap();
-        let sock = TcpStream::connect(target.local_addr()).unwrap();
+        let tls = tls_config.dial(id).unwrap();
+        let sock = TcpStream::connect(addr).unwrap();
         sock.set_read_timeout(Some(WAIT)).unwrap();
         sock.set_write_timeout(Some(WAIT)).unwrap();
         let mut peer = RawPeer { tls, sock };
