@@ -25,6 +25,10 @@ pub const DEFAULT_MAX_WRITE_QUEUE_BYTES: usize = DEFAULT_MAX_FRAME_BYTES + (64 <
 pub const DEFAULT_MAX_PENDING_OUTPUT_BYTES: usize = 16 << 20;
 /// Default time a connection over its high-water mark may take to drain.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on bytes of partly received frames, node-wide: eight largest frames.
+pub const DEFAULT_MAX_PARTIAL_FRAME_BYTES: usize = 8 << 20;
+/// Default time a started frame may take to arrive whole (1 MiB at 100 KB/s).
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default wait of a peer's request for an answer given later (a STORE whose signature a
@@ -70,6 +74,11 @@ pub struct Config {
     /// How long a connection over its high-water mark may go without its output draining
     /// before the core closes it as a peer that does not read.
     pub stall_timeout: Duration,
+    /// Bytes of partly received frames held on all connections together above which
+    /// connections part-way through a frame are not read until it drops.
+    pub max_partial_frame_bytes: usize,
+    /// How long a started frame may take to arrive whole before the connection is closed.
+    pub frame_timeout: Duration,
     /// Cap on the reactor's buffer pool (read and encode buffers); at least the largest frame
     /// plus 64 KiB.
     pub buffer_pool_bytes: usize,
@@ -115,6 +124,8 @@ impl Default for Config {
             max_write_queue_bytes: DEFAULT_MAX_WRITE_QUEUE_BYTES,
             max_pending_output_bytes: DEFAULT_MAX_PENDING_OUTPUT_BYTES,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            max_partial_frame_bytes: DEFAULT_MAX_PARTIAL_FRAME_BYTES,
+            frame_timeout: DEFAULT_FRAME_TIMEOUT,
             buffer_pool_bytes: DEFAULT_BUFFER_POOL_BYTES,
             limits: PeerLimits::DEFAULT,
             limiter: LimiterConfig::default(),
@@ -223,6 +234,7 @@ impl Config {
             ("answer_timeout", self.answer_timeout),
             ("call_timeout", self.call_timeout),
             ("stall_timeout", self.stall_timeout),
+            ("frame_timeout", self.frame_timeout),
         ];
         for (key, value) in nonzero {
             check(key, value, !value.is_zero(), "more than zero")?;
@@ -248,6 +260,8 @@ impl Config {
         let pool = self.buffer_pool_bytes;
         let pool_ok = pool >= frame.saturating_add(64 * 1024);
         check("buffer_pool_bytes", pool, pool_ok, "at least max_frame_bytes + 64 KiB")?;
+        let partial = self.max_partial_frame_bytes;
+        check("max_partial_frame_bytes", partial, partial >= frame, "at least max_frame_bytes")?;
         let queue = self.max_write_queue_bytes;
         let queue_ok = queue >= frame + crate::wire::frame::HEADER_BYTES;
         check("max_write_queue_bytes", queue, queue_ok, "at least max_frame_bytes + 4")?;

@@ -101,6 +101,8 @@ impl Node {
             buffer_pool_bytes: config.buffer_pool_bytes,
             max_pending_output_bytes: config.max_pending_output_bytes,
             stall_timeout: config.stall_timeout,
+            max_partial_frame_bytes: config.max_partial_frame_bytes,
+            frame_timeout: config.frame_timeout,
         };
         let reactor = Reactor::new(parts).map_err(StartError::Io)?;
         let thread = std::thread::Builder::new()

@@ -1,17 +1,36 @@
 //! A real node driven by misbehaving TLS peers (issue: a node that holds on a hostile network).
 //! Each test is bounded in time, asserts on what the node holds (its own counters, and RSS: this
-//! binary runs alone, so the process's memory is the node's and the attackers'), and checks that
-//! an honest peer is still served.
+//! binary runs alone and its tests one at a time, so the process's memory is the node's and the
+//! attackers'), and checks that an honest peer is still served.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::{config, node, start, wait_for, RawPeer};
+use petrel::runtime::limiter::LimiterConfig;
 use petrel::wire::codec;
 use petrel::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 use petrel::wire::messages::{Message, Request};
 use petrel::Config;
+
+/// Admission limits out of reach: the attackers all connect from 127.0.0.1 at once.
+fn admit_everyone() -> LimiterConfig {
+    LimiterConfig {
+        new_conns_per_sec: 1_000_000,
+        new_conns_burst: 1_000_000,
+        per_ip_conns_per_sec: 1_000_000,
+        per_ip_conns_burst: 1_000_000,
+        ..LimiterConfig::DEFAULT
+    }
+}
+
+/// Held by each test for its whole run: memory figures are per process.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn vm_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -31,6 +50,7 @@ fn find_values(first_id: u64, count: u64, key: petrel::wire::messages::Key) -> V
 
 #[test]
 fn a_peer_that_reads_nothing_is_held_to_its_high_water_mark_then_closed_and_dropped() {
+    let _serial = one_at_a_time();
     // The attacker asks for a 60 kB record over and over and reads nothing. The node answers
     // until the connection's output passes its high-water mark, then stops reading it; after
     // the stall timeout the core closes it as a peer that does not read, and after the linger
@@ -54,7 +74,9 @@ fn a_peer_that_reads_nothing_is_held_to_its_high_water_mark_then_closed_and_drop
     let mut honest_pinged = false;
     while n.handle().snapshot().unwrap().core.closed_slow_reader == 0 {
         assert!(sent < 400_000, "the node kept serving a peer that reads nothing");
-        raw.send_raw(&find_values(sent, 8, key));
+        if raw.try_send_raw(&find_values(sent, 8, key)).is_err() {
+            break; // the node closed it: checked below
+        }
         sent += 8;
         if !honest_pinged && n.handle().snapshot().unwrap().reactor.backlogs > 0 {
             // While it is held, the honest peer is served.
@@ -65,6 +87,9 @@ fn a_peer_that_reads_nothing_is_held_to_its_high_water_mark_then_closed_and_drop
         }
     }
     assert!(honest_pinged);
+    wait_for("the core to close the peer that does not read", || {
+        n.handle().snapshot().unwrap().core.closed_slow_reader == 1
+    });
     wait_for("its slot to be freed", || n.handle().snapshot().unwrap().reactor.entries == 1);
     let s = n.handle().snapshot().unwrap();
     // The node never held more output for it than one write queue.
@@ -85,6 +110,7 @@ fn vm_hwm_kib() -> u64 {
 
 #[test]
 fn six_peers_asking_for_a_64_kib_record_thousands_of_times_cannot_balloon_memory() {
+    let _serial = one_at_a_time();
     // Each of six connections sends 2,200 FIND_VALUEs for a 64 KiB record in one burst and
     // reads nothing: 860 MB of answers asked for. The node answers each connection only up to
     // its high-water mark, so what it holds is bounded by the connections, not the requests.
@@ -115,4 +141,53 @@ fn six_peers_asking_for_a_64_kib_record_thousands_of_times_cannot_balloon_memory
     );
     assert!(growth_mib < 64, "peak RSS grew by {growth_mib} MiB");
     drop(attackers);
+}
+
+#[test]
+fn sixty_half_sent_frames_are_bounded_node_wide_and_time_out() {
+    let _serial = one_at_a_time();
+    // Sixty connections each announce a 1 MiB frame, send all of it but the last byte, and
+    // wait. The node holds at most its partial-frame bound (8 MiB) and one read per connection
+    // beyond it, and closes each when its frame timeout (1 s here) passes.
+    let cfg =
+        Config { frame_timeout: Duration::from_secs(1), limiter: admit_everyone(), ..config(110) };
+    let bound = cfg.max_partial_frame_bytes;
+    let n = start(cfg);
+    let honest = node(111);
+    honest.handle().connect(n.peer_addr()).unwrap();
+    let hwm_before = vm_hwm_kib();
+    let (id, addr) = (n.id(), n.local_addr());
+    let mut prefix = ((1u32 << 20).to_be_bytes()).to_vec();
+    prefix.resize(4 + (1 << 20) - 1, 0x5a);
+    let prefix = std::sync::Arc::new(prefix);
+    let senders: Vec<_> = (0..60u8)
+        .map(|i| {
+            let prefix = prefix.clone();
+            std::thread::spawn(move || {
+                let mut raw = RawPeer::connect_to(112 + i, id, addr);
+                // Ends when the node closes the connection.
+                let _ = raw.try_send_raw(&prefix);
+                raw
+            })
+        })
+        .collect();
+    wait_for("every half-sent frame to time out", || {
+        n.handle().snapshot().unwrap().core.closed_frame_timeout == 60
+    });
+    let s = n.handle().snapshot().unwrap();
+    let read_chunk = 16 * 1024 + 64;
+    assert!(s.reactor.partial_frame_high_water <= bound + 60 * read_chunk, "{:?}", s.reactor);
+    assert!(s.reactor.partial_holds > 0, "the bound was reached: {:?}", s.reactor);
+    wait_for("the slots to be freed", || n.handle().snapshot().unwrap().reactor.entries == 1);
+    assert_eq!(n.handle().snapshot().unwrap().reactor.partial_frame_bytes, 0);
+    honest.handle().ping(n.id()).unwrap();
+    let growth_mib = vm_hwm_kib().saturating_sub(hwm_before) / 1024;
+    eprintln!(
+        "peak RSS growth {growth_mib} MiB, partial high water {}",
+        s.reactor.partial_frame_high_water
+    );
+    assert!(growth_mib < 32, "peak RSS grew by {growth_mib} MiB");
+    for sender in senders {
+        drop(sender.join().unwrap());
+    }
 }

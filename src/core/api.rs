@@ -110,9 +110,11 @@ pub enum Budget {
         /// Recent slow-downs, this one included.
         strikes: u32,
     },
-    /// A frame for the peer did not fit its write queue and was not sent: the peer does not
-    /// read what it asks for.
+    /// A frame for the peer did not fit its write queue and was not sent, or its output did
+    /// not drain within the stall timeout: the peer does not read what it asks for.
     WriteQueue,
+    /// The peer started a frame and did not finish it within the frame timeout.
+    PartialFrame,
 }
 
 /// What the core asks its driver to do.
@@ -329,6 +331,8 @@ pub struct CoreStats {
     pub closed_rate_limited: u64,
     /// Connections closed because the peer did not read its write queue.
     pub closed_slow_reader: u64,
+    /// Connections closed because a frame the peer started did not arrive whole in time.
+    pub closed_frame_timeout: u64,
     /// Frames from connections the core had already closed (ignored).
     pub frames_after_close: u64,
     /// Connections closed because they reached this node itself (transport.md §5).

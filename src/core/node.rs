@@ -277,6 +277,11 @@ impl NodeCore {
                 self.stats.closed_slow_reader += 1;
                 self.close(now, conn, GoodbyeReason::RateLimited);
             }
+            // It stopped sending part-way through a frame: as good as idle, and holding memory.
+            Budget::PartialFrame => {
+                self.stats.closed_frame_timeout += 1;
+                self.close(now, conn, GoodbyeReason::IdleTimeout);
+            }
         }
     }
 

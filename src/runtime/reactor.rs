@@ -105,6 +105,13 @@ pub struct ReactorStats {
     pub backlogs: u64,
     /// Output queued on all connections together now, bytes.
     pub pending_output_bytes: usize,
+    /// Bytes of partly received frames held on all connections together now.
+    pub partial_frame_bytes: usize,
+    /// The most bytes of partly received frames ever held at once.
+    pub partial_frame_high_water: usize,
+    /// Times a connection part-way through a frame was not read because the node held too
+    /// many bytes of partial frames.
+    pub partial_holds: u64,
     /// The most output ever queued on all connections together, bytes.
     pub pending_output_high_water: usize,
     /// Accepts that failed for want of descriptors or buffers (retried shortly).
@@ -136,6 +143,10 @@ struct Entry {
     backlogged: bool,
     /// Its queued output as last counted into `Reactor::pending_output`.
     accounted: usize,
+    /// The frame it is part-way through, as last counted: (number, bytes held).
+    partial: Option<(u64, usize)>,
+    /// Not read while the node holds too many bytes of partly received frames.
+    partial_held: bool,
     interest: Interest,
 }
 
@@ -166,6 +177,16 @@ pub(crate) struct Reactor {
     /// How long a backlogged connection may go without its output draining before the core
     /// hears that the peer does not read.
     stall_timeout: Duration,
+    /// Bytes of partly received frames held on all connections together.
+    partial_bytes: usize,
+    /// Above this, connections part-way through a frame are not read until it drops.
+    max_partial_bytes: usize,
+    /// Connections not read for that reason, by slab key.
+    partial_held: Vec<usize>,
+    /// Deadlines of the frames connections are part-way through, by slab key.
+    frame_deadlines: Deadlines<usize>,
+    /// How long a started frame may take to arrive whole.
+    frame_timeout: Duration,
     next_inbound: u64,
     core: NodeCore,
     workers: Workers,
@@ -219,6 +240,8 @@ pub(crate) struct ReactorParts {
     pub buffer_pool_bytes: usize,
     pub max_pending_output_bytes: usize,
     pub stall_timeout: Duration,
+    pub max_partial_frame_bytes: usize,
+    pub frame_timeout: Duration,
 }
 
 impl Reactor {
@@ -246,6 +269,11 @@ impl Reactor {
             conn_high_water: high_water(&p.conn_config),
             max_pending_output: p.max_pending_output_bytes,
             stall_timeout: p.stall_timeout,
+            partial_bytes: 0,
+            max_partial_bytes: p.max_partial_frame_bytes,
+            partial_held: Vec::new(),
+            frame_deadlines: Deadlines::new(),
+            frame_timeout: p.frame_timeout,
             next_inbound: 0,
             core: p.core,
             workers: p.workers,
@@ -317,6 +345,7 @@ impl Reactor {
             reactor: ReactorStats {
                 entries: self.entries.len(),
                 pending_output_bytes: self.pending_output,
+                partial_frame_bytes: self.partial_bytes,
                 ..self.stats
             },
             limiter: self.global.stats(),
@@ -327,7 +356,13 @@ impl Reactor {
 
     fn next_deadline(&self) -> Option<Instant> {
         let budgets = [self.reads_paused_until, self.writes_paused_until, self.accept_retry_at];
-        let timers = [self.paused.next(), self.lingering.next(), self.shutdown_at];
+        let timers = [
+            self.paused.next(),
+            self.lingering.next(),
+            self.stalled.next(),
+            self.frame_deadlines.next(),
+            self.shutdown_at,
+        ];
         [self.core.next_deadline()].into_iter().chain(timers).chain(budgets).flatten().min()
     }
 
@@ -396,6 +431,8 @@ impl Reactor {
             dirty: false,
             backlogged: false,
             accounted: 0,
+            partial: None,
+            partial_held: false,
             interest,
         }));
         self.keys.insert(id, key);
@@ -462,7 +499,8 @@ impl Reactor {
                 return;
             }
             let Some(e) = self.entries.get_mut(key) else { return };
-            if e.paused_until.is_some() || e.backlogged || e.dead || e.conn.error().is_some() {
+            let held = e.backlogged || e.partial_held;
+            if e.paused_until.is_some() || held || e.dead || e.conn.error().is_some() {
                 return;
             }
             // One read never takes more than the budget's burst, so the bytes handled by time
@@ -475,6 +513,7 @@ impl Reactor {
                     self.reads_paused_until = self.global.charge_inbound(now, n as u64);
                     e.conn.handle_input(&self.read_buf.as_slice()[..n]);
                     self.deliver_events(now, key);
+                    self.account_partial(now, key);
                     if n == 0 {
                         return;
                     }
@@ -551,6 +590,48 @@ impl Reactor {
         }
     }
 
+    /// Counts `key`'s partly received frame into the node-wide total: a new frame gets its
+    /// completion deadline, a finished one loses it; past the node-wide bound the connection
+    /// is not read until the total drops, and when it drops, the held connections resume.
+    fn account_partial(&mut self, now: Instant, key: usize) {
+        let Some(e) = self.entries.get_mut(key) else { return };
+        let partial = e.conn.partial_frame();
+        let (old, new) = (e.partial.map_or(0, |p| p.1), partial.map_or(0, |p| p.1));
+        let started = partial.is_some_and(|(seq, _)| e.partial.map(|p| p.0) != Some(seq));
+        e.partial = partial;
+        self.partial_bytes = self.partial_bytes.saturating_sub(old) + new;
+        self.stats.partial_frame_high_water =
+            self.stats.partial_frame_high_water.max(self.partial_bytes);
+        match partial {
+            None => self.frame_deadlines.clear(key),
+            Some(_) if started => self.frame_deadlines.set(key, now + self.frame_timeout),
+            Some(_) => {}
+        }
+        if partial.is_some() && self.partial_bytes > self.max_partial_bytes && !e.partial_held {
+            e.partial_held = true;
+            self.partial_held.push(key);
+            self.stats.partial_holds += 1;
+        }
+        if new < old {
+            self.release_partial_holds(now);
+        }
+    }
+
+    /// The node holds fewer partial-frame bytes than before: the connections held for it read
+    /// again (and may be held again).
+    fn release_partial_holds(&mut self, now: Instant) {
+        if self.partial_bytes > self.max_partial_bytes {
+            return;
+        }
+        for key in std::mem::take(&mut self.partial_held) {
+            if let Some(e) = self.entries.get_mut(key) {
+                e.partial_held = false;
+                self.touch(key);
+                self.read(now, key);
+            }
+        }
+    }
+
     /// Counts `key`'s queued output into the node-wide total; after a flush, resumes it if it
     /// was backlogged and has drained.
     fn account(&mut self, now: Instant, key: usize) {
@@ -589,6 +670,13 @@ impl Reactor {
             let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
             for key in keys {
                 self.touch(key);
+            }
+        }
+        while let Some(key) = self.frame_deadlines.pop_due(now) {
+            if let Some(e) = self.entries.get(key).filter(|e| e.partial.is_some()) {
+                // A frame started and not finished in time: the core decides.
+                let conn = e.id;
+                self.core.handle(now, Input::OverBudget { conn, budget: Budget::PartialFrame });
             }
         }
         while let Some(key) = self.stalled.pop_due(now) {
@@ -796,12 +884,19 @@ impl Reactor {
         self.paused.clear(key);
         self.lingering.clear(key);
         self.stalled.clear(key);
+        self.frame_deadlines.clear(key);
         self.pending_output = self.pending_output.saturating_sub(e.accounted);
+        let partial = e.partial.map_or(0, |p| p.1);
+        self.partial_bytes = self.partial_bytes.saturating_sub(partial);
+        self.partial_held.retain(|&k| k != key);
         let cause = e.conn.error().map_or(CloseCause::TcpFailed, |err| err.cause());
         if cause.is_misbehaviour() {
             self.stats.closed_misbehaving += 1;
         }
         self.core.handle(now, Input::Closed { conn: e.id, cause });
+        if partial > 0 {
+            self.release_partial_holds(now);
+        }
     }
 
     fn update_interest(&mut self, key: usize) {

@@ -249,6 +249,12 @@ impl Connection {
         self.state == State::Established && self.error.is_none()
     }
 
+    /// The frame partly received, if any: its number on this connection and the bytes held
+    /// for it (see `FrameDecoder::partial`).
+    pub fn partial_frame(&self) -> Option<(u64, usize)> {
+        self.decoder.partial()
+    }
+
     /// Bytes queued for the peer and not yet written to the socket (see `queued_bytes`).
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes

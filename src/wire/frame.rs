@@ -30,6 +30,8 @@ pub struct FrameDecoder {
     /// Payload length once the header is complete.
     expected: Option<usize>,
     payload: Vec<u8>,
+    /// Frames returned so far: names the frame being assembled.
+    frames_done: u64,
     error: Option<FrameError>,
 }
 
@@ -42,6 +44,7 @@ impl FrameDecoder {
             header_len: 0,
             expected: None,
             payload: Vec::new(),
+            frames_done: 0,
             error: None,
         }
     }
@@ -72,6 +75,7 @@ impl FrameDecoder {
             if input.len() - HEADER_BYTES >= len {
                 let frame = &input[HEADER_BYTES..HEADER_BYTES + len];
                 *input = &input[HEADER_BYTES + len..];
+                self.frames_done += 1;
                 return Ok(Some(Cow::Borrowed(frame)));
             }
         }
@@ -104,6 +108,7 @@ impl FrameDecoder {
         }
         self.header_len = 0;
         self.expected = None;
+        self.frames_done += 1;
         Ok(Some(std::mem::take(&mut self.payload)))
     }
 
@@ -121,6 +126,12 @@ impl FrameDecoder {
     /// Bytes of an unfinished frame currently held (header and payload).
     pub fn buffered_bytes(&self) -> usize {
         self.header_len + self.payload.len()
+    }
+
+    /// The frame being assembled, if one is partly received: its number (frames returned
+    /// before it) and the bytes held for it, header included.
+    pub fn partial(&self) -> Option<(u64, usize)> {
+        self.is_mid_frame().then_some((self.frames_done, self.buffered_bytes()))
     }
 
     /// Whether a frame is partly received: at connection close this means the peer cut a frame.

@@ -107,6 +107,18 @@ impl RawPeer {
         }
     }
 
+    /// Like [`RawPeer::send_raw`], but an error (the node closed, or stopped reading for the
+    /// write timeout) ends the sending instead of failing the test.
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        for piece in bytes.chunks(16 << 10) {
+            self.tls.writer().write_all(piece)?;
+            while self.tls.wants_write() {
+                self.tls.write_tls(&mut self.sock)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads exactly `buf.len()` plaintext bytes; false if the node closed first.
     pub fn read_exact(&mut self, buf: &mut [u8]) -> bool {
         let mut stream = rustls::Stream::new(&mut self.tls, &mut self.sock);
