@@ -1088,6 +1088,12 @@ fn invalid(
     InvalidSpec { name, description: description.to_owned(), frame, error, max_frame_bytes: None }
 }
 
+/// `spec` under a frame limit of `max_frame_bytes` instead of the default.
+fn with_limit(mut spec: InvalidSpec, max_frame_bytes: usize) -> InvalidSpec {
+    spec.max_frame_bytes = Some(max_frame_bytes);
+    spec
+}
+
 /// An over-bound vector: `build(bound + 1)`. The generator first checks that `build(bound)`
 /// decodes, so the vector fails for its bound and nothing else.
 fn over_bound(
@@ -1162,6 +1168,13 @@ fn truncated_specs() -> Result<Vec<InvalidSpec>, String> {
             "invalid_truncated_list",
             "IWANT whose list length says 3 ids but only 2 follow.",
             gossip_header(4).u64(3).raw(&[0x11; 32]).raw(&[0x22; 32]),
+            "truncated",
+        ),
+        invalid(
+            "invalid_truncated_list_count_2_32",
+            "IWANT whose list count is 2^32 (00000000 01000000) with two ids: the count is a \
+             u64, read and not checked, on every host; the third id is missing.",
+            gossip_header(4).u64(1 << 32).raw(&[0x11; 32]).raw(&[0x22; 32]),
             "truncated",
         ),
     ])
@@ -1425,6 +1438,24 @@ fn length_over_limit_specs() -> Vec<InvalidSpec> {
             "Store whose immutable value length prefix is 2^64-1, followed by 3 bytes.",
             request_header(4, 3).u32(0).u64(u64::MAX).raw(b"abc"),
             "length_over_limit",
+        ),
+        invalid(
+            "invalid_length_over_limit_string_2_32",
+            "GRAFT whose topic length prefix is 2^32, followed by 3 bytes: a length that needs \
+             more than 32 bits is over any frame limit, on every host.",
+            gossip_header(5).u64(1 << 32).raw(b"abc"),
+            "length_over_limit",
+        ),
+        with_limit(
+            invalid(
+                "invalid_length_over_limit_list_count_2_32",
+                "IWANT whose list count is 2^32, in a 64-byte payload under a 64-byte limit: \
+                 the 48 id bytes present are read one by one, and the next read would end past \
+                 the limit.",
+                gossip_header(4).u64(1 << 32).raw(&[0x11; 48]),
+                "length_over_limit",
+            ),
+            64,
         ),
     ]
 }

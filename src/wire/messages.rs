@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::list;
 use crate::bytes::{ByteBuf, Bytes32, Bytes64};
 use crate::identity::NodeId;
 
@@ -100,6 +101,7 @@ pub struct Hello {
     /// Free-form implementation name and version (at most `MAX_AGENT_BYTES`).
     pub agent: String,
     /// Where the sender accepts connections (at most `MAX_LISTEN_ADDRS`).
+    #[serde(deserialize_with = "list::deserialize")]
     pub listen_addrs: Vec<SocketAddr>,
 }
 
@@ -109,6 +111,7 @@ pub struct PeerInfo {
     /// The peer's id; a dialer expects exactly this key in TLS.
     pub id: NodeId,
     /// Its addresses (at most `MAX_ADDRS_PER_PEER`).
+    #[serde(deserialize_with = "list::deserialize")]
     pub addrs: Vec<SocketAddr>,
 }
 
@@ -165,6 +168,7 @@ pub enum Response {
     /// Answer to `FindNode` (tag 1).
     Nodes {
         /// Up to k peers closest to the target.
+        #[serde(deserialize_with = "list::deserialize")]
         closer: Vec<PeerInfo>,
     },
     /// Answer to `FindValue` (tag 2).
@@ -172,6 +176,7 @@ pub enum Response {
         /// The record, if held.
         record: Option<Record>,
         /// Closer peers (may be empty when the record is returned).
+        #[serde(deserialize_with = "list::deserialize")]
         closer: Vec<PeerInfo>,
     },
     /// The `Store` succeeded (tag 3).
@@ -181,8 +186,10 @@ pub enum Response {
     /// Answer to `GetProviders` (tag 5).
     Providers {
         /// Known providers of the key.
+        #[serde(deserialize_with = "list::deserialize")]
         providers: Vec<PeerInfo>,
         /// Closer peers.
+        #[serde(deserialize_with = "list::deserialize")]
         closer: Vec<PeerInfo>,
     },
     /// The request failed (tag 6).
@@ -282,11 +289,13 @@ pub enum Gossip {
         /// The topic.
         topic: String,
         /// Message ids (at most `MAX_IDS_PER_CONTROL`).
+        #[serde(deserialize_with = "list::deserialize")]
         ids: Vec<MessageId>,
     },
     /// IWANT: send these messages (tag 4).
     IWant {
         /// Message ids (at most `MAX_IDS_PER_CONTROL`).
+        #[serde(deserialize_with = "list::deserialize")]
         ids: Vec<MessageId>,
     },
     /// GRAFT: add the sender to our mesh for `topic` (tag 5).
@@ -301,11 +310,13 @@ pub enum Gossip {
         /// Do not GRAFT again for this many seconds.
         backoff_secs: u32,
         /// Other peers in the topic, for peer exchange (at most `MAX_PX_PEERS`).
+        #[serde(deserialize_with = "list::deserialize")]
         peers: Vec<PeerInfo>,
     },
     /// IDONTWANT: the sender already has these messages (tag 7).
     IDontWant {
         /// Message ids (at most `MAX_IDS_PER_CONTROL`).
+        #[serde(deserialize_with = "list::deserialize")]
         ids: Vec<MessageId>,
     },
 }

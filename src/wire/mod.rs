@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod frame;
+mod list;
 pub mod messages;
 pub mod signing;
 
