@@ -44,7 +44,7 @@ use petrel::wire::{
     DEFAULT_MAX_FRAME_BYTES,
 };
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The frame limit every vector uses unless it says otherwise.
@@ -59,9 +59,15 @@ const REGENERATE_CMD: &str =
 
 /// Fields a valid vector may have.
 const VALID_FIELDS: &[&str] =
-    &["name", "description", "frame", "message", "record_key", "message_id"];
-/// Fields an invalid vector may have.
-const INVALID_FIELDS: &[&str] = &["name", "description", "frame", "error", "max_frame_bytes"];
+    &["name", "description", "frame", "max_frame_bytes", "message", "record_key", "message_id"];
+/// Fields an invalid vector may have (exactly one of `frame` and `payload`).
+const INVALID_FIELDS: &[&str] =
+    &["name", "description", "frame", "payload", "error", "max_frame_bytes"];
+/// Shortest run of one repeated byte (in a frame or a byte field) that the generator writes in
+/// compact form (proto-spec/vectors/README.md).
+const RUN_MIN_BYTES: usize = 256;
+/// Shortest run of equal list elements that the generator writes in compact form.
+const RUN_MIN_ELEMENTS: usize = 32;
 
 /// Every kind (see [`coverage_kind`]) the valid set must hold, and no other.
 const REQUIRED_KINDS: &[&str] = &[
@@ -321,10 +327,47 @@ fn load(set: &str) -> Vec<Loaded> {
                 .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
             let json = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+            let json = expand(json)
+                .unwrap_or_else(|e| panic!("{}: bad compact form: {e}", path.display()));
             let name = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
             Loaded { name, json }
         })
         .collect()
+}
+
+/// Expands the compact form of proto-spec/vectors/README.md: a run `{"repeat": x, "count": n}`
+/// inside an array stands for `n` elements equal to `x`; anywhere else it stands for the
+/// string `x` written `n` times.
+fn expand(json: Value) -> Result<Value, String> {
+    match json {
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                match item.as_object().map(run).transpose()?.flatten() {
+                    Some((x, n)) => out.extend(std::iter::repeat(expand(x.clone())?).take(n)),
+                    None => out.push(expand(item)?),
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        Value::Object(map) => {
+            if let Some((x, n)) = run(&map)? {
+                let x = x.as_str().ok_or("a run outside an array repeats a string")?;
+                return Ok(Value::String(x.repeat(n)));
+            }
+            map.into_iter().map(|(k, v)| Ok((k, expand(v)?))).collect::<Result<_, String>>()
+        }
+        other => Ok(other),
+    }
+}
+
+/// `Some((x, n))` if `map` is a run `{"repeat": x, "count": n}`.
+fn run(map: &Map<String, Value>) -> Result<Option<(&Value, usize)>, String> {
+    if map.len() != 2 || !map.contains_key("repeat") || !map.contains_key("count") {
+        return Ok(None);
+    }
+    let count = map["count"].as_u64().ok_or("a run's count is not an unsigned integer")?;
+    Ok(Some((&map["repeat"], usize::try_from(count).map_err(|e| e.to_string())?)))
 }
 
 /// Runs `check` on every vector and fails naming every vector that did not pass; returns the
@@ -355,8 +398,9 @@ fn check_all<T>(
 fn check_valid(v: &Loaded) -> Result<Message, String> {
     check_common(v, VALID_FIELDS)?;
     let frame = hex_field(&v.json, "frame")?;
-    let payload = one_frame(&frame, MAX)?;
-    let decoded = decode(&payload, MAX)
+    let max = max_frame_bytes(v)?;
+    let payload = one_frame(&frame, max)?;
+    let decoded = decode(&payload, max)
         .map_err(|e| format!("the payload does not decode: {} ({e})", e.name()))?;
 
     let expected = v.json.get("message").ok_or("no \"message\"")?;
@@ -375,7 +419,7 @@ fn check_valid(v: &Loaded) -> Result<Message, String> {
     }
 
     let mut reencoded = Vec::new();
-    encode_frame(&decoded, MAX, &mut reencoded).map_err(|e| format!("re-encoding failed: {e}"))?;
+    encode_frame(&decoded, max, &mut reencoded).map_err(|e| format!("re-encoding failed: {e}"))?;
     if reencoded != frame {
         return Err(format!(
             "the re-encoded frame differs {}",
@@ -404,15 +448,12 @@ impl Failure {
 /// The checks of an invalid vector (see the top of the file); returns how it failed.
 fn check_invalid(v: &Loaded) -> Result<Failure, String> {
     check_common(v, INVALID_FIELDS)?;
-    let frame = hex_field(&v.json, "frame")?;
     let expected = str_field(&v.json, "error")?;
-    let max = match v.json.get("max_frame_bytes") {
-        None => MAX,
-        Some(n) => n
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or("\"max_frame_bytes\" is not an unsigned integer")?,
-    };
+    let max = max_frame_bytes(v)?;
+    if v.json.get("payload").is_some() {
+        return check_invalid_payload(v, expected, max);
+    }
+    let frame = hex_field(&v.json, "frame")?;
     let announced = announced_len(&frame)?;
 
     if expected == FRAME_TOO_LARGE {
@@ -442,6 +483,34 @@ fn check_invalid(v: &Loaded) -> Result<Failure, String> {
     }
 }
 
+/// An invalid vector given as a bare `payload`: for the message decoder alone (messages.md §8
+/// rule 1), since framing refuses a payload above the limit before the decoder sees it.
+fn check_invalid_payload(v: &Loaded, expected: &str, max: usize) -> Result<Failure, String> {
+    if v.json.get("frame").is_some() {
+        return Err("has both \"frame\" and \"payload\"".into());
+    }
+    let payload = hex_field(&v.json, "payload")?;
+    if payload.len() <= max {
+        return Err("a payload vector must be longer than its limit; give the frame instead".into());
+    }
+    match decode(&payload, max) {
+        Ok(msg) => Err(format!("decoded as a valid {} message, expected {expected}", msg.kind())),
+        Err(e) if e.name() == expected => Ok(Failure::Decode(e)),
+        Err(e) => Err(format!("failed with {} ({e}), expected {expected}", e.name())),
+    }
+}
+
+/// The vector's `max_frame_bytes`, or the default.
+fn max_frame_bytes(v: &Loaded) -> Result<usize, String> {
+    match v.json.get("max_frame_bytes") {
+        None => Ok(MAX),
+        Some(n) => n
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| "\"max_frame_bytes\" is not an unsigned integer".into()),
+    }
+}
+
 /// Checks what every vector has: known fields only, a snake_case `name` equal to the file
 /// name, and a description.
 fn check_common(v: &Loaded, allowed: &[&str]) -> Result<(), String> {
@@ -466,8 +535,16 @@ fn str_field<'a>(json: &'a Value, field: &str) -> Result<&'a str, String> {
     json.get(field).and_then(Value::as_str).ok_or_else(|| format!("no string \"{field}\""))
 }
 
+/// A hex field: one string, or an array of strings to concatenate (the compact form).
 fn hex_field(json: &Value, field: &str) -> Result<Vec<u8>, String> {
-    hex_decode(str_field(json, field)?).ok_or_else(|| format!("\"{field}\" is not hex"))
+    let text = match json.get(field) {
+        Some(Value::Array(pieces)) => pieces
+            .iter()
+            .map(|p| p.as_str().ok_or_else(|| format!("\"{field}\" holds a non-string piece")))
+            .collect::<Result<String, _>>()?,
+        _ => str_field(json, field)?.to_owned(),
+    };
+    hex_decode(&text).ok_or_else(|| format!("\"{field}\" is not hex"))
 }
 
 /// The payload length a frame's header announces.
@@ -777,10 +854,12 @@ struct ValidSpec {
     name: &'static str,
     description: String,
     message: Message,
+    /// The frame limit it is valid under, if not the default.
+    max_frame_bytes: Option<usize>,
 }
 
 fn valid(name: &'static str, description: &str, message: Message) -> ValidSpec {
-    ValidSpec { name, description: description.to_owned(), message }
+    ValidSpec { name, description: description.to_owned(), message, max_frame_bytes: None }
 }
 
 fn valid_specs() -> Vec<ValidSpec> {
@@ -1060,6 +1139,16 @@ fn gossip_specs() -> Vec<ValidSpec> {
             "IDONTWANT for the message in gossip_publish.",
             gossip(Gossip::IDontWant { ids: announcement_ids(&[1]) }),
         ),
+        ValidSpec {
+            max_frame_bytes: Some(64),
+            ..valid(
+                "gossip_graft_frame_at_limit",
+                "GRAFT whose payload (a 48-byte topic) is 64 bytes, exactly the 64-byte frame \
+                 limit of this vector: a length equal to the limit is allowed. One byte more is \
+                 invalid_frame_too_large_custom_limit.",
+                gossip(Gossip::Graft { topic: "t".repeat(48) }),
+            )
+        },
     ]
 }
 
@@ -1074,6 +1163,8 @@ struct InvalidSpec {
     frame: Vec<u8>,
     error: &'static str,
     max_frame_bytes: Option<usize>,
+    /// Rendered as the bare `payload` (no header), for the message decoder alone.
+    payload_only: bool,
 }
 
 /// An invalid vector whose frame header matches its payload.
@@ -1085,7 +1176,14 @@ fn invalid(
 ) -> InvalidSpec {
     let mut frame = (payload.0.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&payload.0);
-    InvalidSpec { name, description: description.to_owned(), frame, error, max_frame_bytes: None }
+    InvalidSpec {
+        name,
+        description: description.to_owned(),
+        frame,
+        error,
+        max_frame_bytes: None,
+        payload_only: false,
+    }
 }
 
 /// `spec` under a frame limit of `max_frame_bytes` instead of the default.
@@ -1187,6 +1285,7 @@ fn frame_too_large_specs() -> Vec<InvalidSpec> {
         frame: len.to_be_bytes().to_vec(),
         error: FRAME_TOO_LARGE,
         max_frame_bytes: None,
+        payload_only: false,
     };
     // A 65-byte Graft payload: 16 bytes of tags and topic length, then a 49-byte topic.
     let mut custom = invalid(
@@ -1448,6 +1547,32 @@ fn length_over_limit_specs() -> Vec<InvalidSpec> {
         ),
         with_limit(
             invalid(
+                "invalid_length_over_limit_at_limit_cut_short",
+                "GRAFT whose topic length prefix says 49 bytes but 48 follow, in a 64-byte \
+                 payload under a 64-byte limit: at the limit, the read that would pass the end of \
+                 the payload passes the limit too, so the error is length_over_limit, not \
+                 truncated.",
+                gossip_header(5).u64(49).raw(&[b't'; 48]),
+                "length_over_limit",
+            ),
+            64,
+        ),
+        InvalidSpec {
+            payload_only: true,
+            ..with_limit(
+                invalid(
+                    "invalid_length_over_limit_payload",
+                    "A well-formed 65-byte GRAFT payload given to the decoder under a 64-byte \
+                     limit: a payload longer than the limit is length_over_limit before any field \
+                     is read. Framing would have refused its header (frame_too_large).",
+                    gossip_header(5).bytes("t".repeat(49).as_bytes()),
+                    "length_over_limit",
+                ),
+                64,
+            )
+        },
+        with_limit(
+            invalid(
                 "invalid_length_over_limit_list_count_2_32",
                 "IWANT whose list count is 2^32, in a 64-byte payload under a 64-byte limit: \
                  the 48 id bytes present are read one by one, and the next read would end past \
@@ -1562,8 +1687,10 @@ fn hello_payload(network: &[u8], agent: &[u8], listen_addrs: &[SocketAddr]) -> P
 struct ValidFile<'a> {
     name: &'a str,
     description: &'a str,
-    frame: String,
-    message: &'a Message,
+    frame: Json,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_frame_bytes: Option<usize>,
+    message: Json,
     #[serde(skip_serializing_if = "Option::is_none")]
     record_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1574,7 +1701,10 @@ struct ValidFile<'a> {
 struct InvalidFile<'a> {
     name: &'a str,
     description: &'a str,
-    frame: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frame: Option<Json>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Json>,
     error: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_frame_bytes: Option<usize>,
@@ -1594,31 +1724,201 @@ fn generate_files() -> Result<BTreeMap<String, String>, String> {
     if files.len() != valid.len() + invalid.len() {
         return Err("two vectors share a name".into());
     }
-    files.insert("README.md".into(), readme(&valid, &invalid));
+    let readme = readme(&valid, &invalid, &files)?;
+    files.insert("README.md".into(), readme);
     Ok(files)
 }
 
 fn render_valid(spec: &ValidSpec) -> Result<String, String> {
+    let max = spec.max_frame_bytes.unwrap_or(MAX);
     let mut frame = Vec::new();
-    encode_frame(&spec.message, MAX, &mut frame).map_err(|e| format!("{}: {e}", spec.name))?;
+    encode_frame(&spec.message, max, &mut frame).map_err(|e| format!("{}: {e}", spec.name))?;
+    let message = Json::of(&spec.message)?;
     pretty_json(&ValidFile {
         name: spec.name,
         description: &spec.description,
-        frame: hex_encode(&frame),
-        message: &spec.message,
+        frame: compact_hex(&frame),
+        max_frame_bytes: spec.max_frame_bytes,
+        message: compact(message),
         record_key: carried_record(&spec.message).map(|r| r.key().to_hex()),
         message_id: published(&spec.message).map(|m| hex_encode(&m.id().0)),
     })
 }
 
 fn render_invalid(spec: &InvalidSpec) -> Result<String, String> {
+    let (frame, payload) = match spec.payload_only {
+        false => (Some(compact_hex(&spec.frame)), None),
+        true => (None, Some(compact_hex(spec.frame.get(4..).unwrap_or_default()))),
+    };
     pretty_json(&InvalidFile {
         name: spec.name,
         description: &spec.description,
-        frame: hex_encode(&spec.frame),
+        frame,
+        payload,
         error: spec.error,
         max_frame_bytes: spec.max_frame_bytes,
     })
+}
+
+/// Hex of `bytes`, with every run of at least `RUN_MIN_BYTES` equal bytes in compact form: an
+/// array of pieces then, plain hex strings and runs of one byte.
+fn compact_hex(bytes: &[u8]) -> Json {
+    let mut pieces = Vec::new();
+    let mut plain_from = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let len = bytes[i..].iter().take_while(|&&b| b == bytes[i]).count();
+        if len >= RUN_MIN_BYTES {
+            if plain_from < i {
+                pieces.push(Json::Str(hex_encode(&bytes[plain_from..i])));
+            }
+            pieces.push(Json::run(Json::Str(hex_encode(&bytes[i..=i])), len));
+            plain_from = i + len;
+        }
+        i += len;
+    }
+    if pieces.is_empty() {
+        return Json::Str(hex_encode(bytes));
+    }
+    if plain_from < bytes.len() {
+        pieces.push(Json::Str(hex_encode(&bytes[plain_from..])));
+    }
+    Json::Arr(pieces)
+}
+
+/// `json` with long repetitions in compact form: a string that is one byte's hex written at
+/// least `RUN_MIN_BYTES` times, and at least `RUN_MIN_ELEMENTS` equal consecutive elements of
+/// an array. [`expand`] undoes it.
+fn compact(json: Json) -> Json {
+    match json {
+        Json::Str(text) => {
+            let unit = text.get(..2).unwrap_or_default();
+            let count = text.len() / 2;
+            if count >= RUN_MIN_BYTES && unit.repeat(count) == text {
+                return Json::run(Json::Str(unit.to_owned()), count);
+            }
+            Json::Str(text)
+        }
+        Json::Arr(items) => {
+            let mut out = Vec::new();
+            let mut rest = items.into_iter().map(compact).peekable();
+            while let Some(item) = rest.next() {
+                let mut count = 1;
+                while rest.next_if_eq(&item).is_some() {
+                    count += 1;
+                }
+                if count >= RUN_MIN_ELEMENTS {
+                    out.push(Json::run(item, count));
+                } else {
+                    out.extend(std::iter::repeat(item).take(count));
+                }
+            }
+            Json::Arr(out)
+        }
+        Json::Obj(fields) => Json::Obj(fields.into_iter().map(|(k, v)| (k, compact(v))).collect()),
+        other => other,
+    }
+}
+
+/// JSON as the generator writes it. Unlike serde_json's `Value`, whose objects sort their keys,
+/// objects keep their keys in order, so a message's fields stay in wire order in the files.
+#[derive(Clone, PartialEq)]
+enum Json {
+    Null,
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    /// `value` as serde_json renders it, keys in serialization order.
+    fn of(value: &impl Serialize) -> Result<Json, String> {
+        let text = serde_json::to_string(value).map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+
+    /// A run of the compact form: `count` times `repeat`.
+    fn run(repeat: Json, count: usize) -> Json {
+        Json::Obj(vec![("repeat".into(), repeat), ("count".into(), Json::U64(count as u64))])
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Json::Null => s.serialize_unit(),
+            Json::Bool(b) => s.serialize_bool(*b),
+            Json::U64(n) => s.serialize_u64(*n),
+            Json::I64(n) => s.serialize_i64(*n),
+            Json::Str(text) => s.serialize_str(text),
+            Json::Arr(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                items.iter().try_for_each(|item| seq.serialize_element(item))?;
+                seq.end()
+            }
+            Json::Obj(fields) => {
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                fields.iter().try_for_each(|(k, v)| map.serialize_entry(k, v))?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Json {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON without fractional numbers")
+    }
+
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Json, E> {
+        Ok(Json::Bool(b))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Json, E> {
+        Ok(Json::U64(n))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Json, E> {
+        Ok(Json::I64(n))
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Json, E> {
+        Ok(Json::Str(text.to_owned()))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Arr(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut fields = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            fields.push(entry);
+        }
+        Ok(Json::Obj(fields))
+    }
 }
 
 /// JSON with 2-space indentation and a trailing newline.
@@ -1644,50 +1944,86 @@ fn write_files(files: &BTreeMap<String, String>) -> Result<(), String> {
     Ok(())
 }
 
+/// The README's text before the tables. `@@path@@` is replaced by the generated file at
+/// `path`, so the examples are always real vectors.
 const README_HEAD: &str = r#"# petrel protocol test vectors
 
 Byte-exact examples of the wire format of proto-spec/framing.md and proto-spec/messages.md,
 for petrel and for any other implementation. `tests/vectors.rs` checks them all on every
-`cargo test`.
+`cargo test`. The file formats are normative (proto-spec/README.md §4); the examples on this
+page are files of this directory, copied here by the generator.
 
 ## Valid vectors: `valid/*.json`
 
 ```json
-{
-  "name": "request_ping",
-  "description": "what the vector shows",
-  "frame": "hex of the whole frame: 4-byte big-endian payload length, then the payload",
-  "message": { "the message": "as serde_json renders petrel::wire::Message" },
-  "record_key": "optional: hex key of the record the message carries",
-  "message_id": "optional: hex id of the gossip message it publishes"
-}
-```
+@@valid/request_ping.json@@```
+
+| key | value |
+|---|---|
+| `name` | the file name without `.json` |
+| `description` | what the vector shows |
+| `frame` | hex of the whole frame: 4-byte big-endian payload length, then the payload |
+| `max_frame_bytes` | optional: the frame limit of both ends under which the vector is valid (default 1048576) |
+| `message` | the decoded message, in serde's externally tagged JSON form |
+| `record_key` | present exactly when the message carries a record (Store, Value): its key |
+| `message_id` | present exactly when the message publishes a gossip message: its id |
 
 `message` uses serde's externally tagged enums (`{"Request": {"id": 1, "body": "Ping"}}`),
 lower-case hex strings for byte fields, `null`/value for `Option`, and `"ip:port"` or
-`"[ipv6]:port"` for socket addresses. A conforming decoder must split `frame` into exactly one
-frame, decode its payload to `message`, and encode `message` back to `frame` byte for byte.
-`record_key` is present exactly when the message carries a record (Store, Value) and
-`message_id` exactly when it publishes a gossip message; every signature in a valid vector
-verifies.
+`"[ipv6]:port"` for socket addresses (text form and comparison: proto-spec/README.md §4). A
+conforming decoder must split `frame` into exactly one frame under `max_frame_bytes`, decode its
+payload to `message`, and encode `message` back to `frame` byte for byte. Every signature in a
+valid vector verifies.
+
+No version 1 message reaches the default limit of 1 MiB (the largest, a Publish with a
+256-byte topic and a 1 047 552-byte payload, is 1 047 936 bytes), so the vector of a frame
+exactly at its limit, `gossip_graft_frame_at_limit`, states a smaller `max_frame_bytes`.
 
 ## Invalid vectors: `invalid/*.json`
 
 ```json
-{
-  "name": "invalid_truncated_hello",
-  "description": "what is wrong, and where",
-  "frame": "hex of the whole frame",
-  "error": "truncated",
-  "max_frame_bytes": 64
-}
-```
+@@invalid/invalid_frame_too_large_custom_limit.json@@```
 
-`max_frame_bytes` is optional (default 1048576). `error` is `frame_too_large` when the frame
-layer must refuse the header (the header may then announce more bytes than follow); otherwise
-the header matches the payload length and `error` names the decode error of that payload:
-`truncated`, `trailing_bytes`, `unknown_tag`, `invalid_utf8`, `length_over_limit` or
-`over_bound` (petrel's `DecodeError::name()`). Each invalid vector has exactly one defect.
+| key | value |
+|---|---|
+| `name`, `description` | as above |
+| `frame` | hex of the bytes as received: a 4-byte header and a payload |
+| `payload` | instead of `frame`: a payload for the message decoder alone (below) |
+| `error` | the error the receiver reports |
+| `max_frame_bytes` | optional: the receiver's frame limit (default 1048576) |
+
+`error` is `frame_too_large` when the frame layer must refuse the header (the header may then
+announce more bytes than follow); otherwise the header matches the payload length and `error`
+names the decode error of that payload (messages.md §8): `truncated`, `trailing_bytes`,
+`unknown_tag`, `invalid_utf8`, `length_over_limit` or `over_bound` (petrel's
+`DecodeError::name()`). Each invalid vector has exactly one defect, or exactly the defects that
+an ordering rule of messages.md §8 ranks (its description says which).
+
+A vector with `payload` instead of `frame` exercises messages.md §8 rule 1, a payload longer
+than `max_frame_bytes`: framing would refuse its header first (`frame_too_large`), so only a
+decoder handed the payload directly (a fuzzer, a store) can see it. Its payload is always
+longer than its limit.
+
+## Compact form
+
+A few vectors would otherwise be megabytes of hex (a 1 MiB Publish, 5 000 message ids). They
+use *runs*:
+
+- A run is a JSON object with exactly two keys, `"repeat"` and `"count"` (a non-negative
+  integer). No message has a field named `repeat` or `count`, so a run is never part of a
+  message's own JSON form.
+- A run that is an element of an array stands for `count` consecutive elements, each equal to
+  `repeat` (itself expanded).
+- A run anywhere else stands for the string `repeat` written `count` times.
+- `frame` and `payload` may be an array of strings, concatenated in order (after expansion).
+
+Expand every run first, then read the vector as usual. The generator writes a run for every
+repetition of one byte at least 256 bytes long (in a frame, a payload or a byte field) and for
+every 32 or more equal consecutive list elements, and nowhere else. An example, 5 001 ids of
+`11`×32:
+
+```json
+@@invalid/invalid_over_bound_iwant_ids.json@@```
 
 ## Regenerating
 
@@ -1706,8 +2042,18 @@ these vectors in the same commit. A vector that changes without a spec change is
 
 "#;
 
-fn readme(valid: &[ValidSpec], invalid: &[InvalidSpec]) -> String {
-    let mut out = String::from(README_HEAD);
+fn readme(
+    valid: &[ValidSpec],
+    invalid: &[InvalidSpec],
+    files: &BTreeMap<String, String>,
+) -> Result<String, String> {
+    let mut out = String::new();
+    for (i, part) in README_HEAD.split("@@").enumerate() {
+        match i % 2 {
+            0 => out.push_str(part),
+            _ => out.push_str(files.get(part).ok_or_else(|| format!("README: no file {part}"))?),
+        }
+    }
     out.push_str(&format!(
         "## Valid vectors ({})\n\n| Vector | Description |\n|---|---|\n",
         valid.len()
@@ -1727,7 +2073,7 @@ fn readme(valid: &[ValidSpec], invalid: &[InvalidSpec]) -> String {
             table_cell(&spec.description)
         ));
     }
-    out
+    Ok(out)
 }
 
 fn table_cell(text: &str) -> String {
