@@ -326,7 +326,7 @@ mod tests {
         let msg =
             Message::Gossip(Gossip::IWant { ids: vec![Bytes32([0; 32]); MAX_IDS_PER_CONTROL + 1] });
         let expected = BoundError {
-            field: "iwant.ids",
+            field: Bound::IWantIds.field(),
             len: MAX_IDS_PER_CONTROL + 1,
             max: MAX_IDS_PER_CONTROL,
         };
@@ -347,7 +347,7 @@ mod tests {
         let msg = Message::Response { id: 1, body: Response::Nodes { closer: vec![peer] } };
         assert!(matches!(
             encode(&msg, MAX),
-            Err(EncodeError::OverBound(BoundError { field: "peer.addrs", .. }))
+            Err(EncodeError::OverBound(BoundError { field: "nodes.closer.addrs", .. }))
         ));
     }
 

@@ -6,14 +6,15 @@
 //! proto-spec/vectors/ pin it.
 //!
 //! Every list, string and byte field has a bound (the `MAX_*` constants below, named as in the
-//! spec). [`Message::check_bounds`] enforces them; the codec calls it on every decode and every
-//! encode, so an out-of-bound message is never accepted nor sent.
+//! spec; [`Bound`] lists every bounded field). [`Message::check_bounds`] enforces them; the
+//! codec calls it on every decode and every encode, so an out-of-bound message is never
+//! accepted nor sent.
 
-use std::fmt;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::bounds::{Bound, BoundError};
 use super::list;
 use crate::bytes::{ByteBuf, Bytes32, Bytes64};
 use crate::identity::NodeId;
@@ -377,31 +378,6 @@ impl Message {
             Message::Goodbye(_) => "goodbye",
         }
     }
-
-    /// Checks every documented bound; the first violation is returned.
-    pub fn check_bounds(&self) -> Result<(), BoundError> {
-        match self {
-            Message::Hello(h) => h.check_bounds(),
-            Message::Request { body, .. } => body.check_bounds(),
-            Message::Response { body, .. } => body.check_bounds(),
-            Message::Gossip(g) => g.check_bounds(),
-            Message::Goodbye(_) => Ok(()),
-        }
-    }
-}
-
-impl Hello {
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        bound("hello.network", self.network.len(), MAX_NETWORK_BYTES)?;
-        bound("hello.agent", self.agent.len(), MAX_AGENT_BYTES)?;
-        bound("hello.listen_addrs", self.listen_addrs.len(), MAX_LISTEN_ADDRS)
-    }
-}
-
-impl PeerInfo {
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        bound("peer.addrs", self.addrs.len(), MAX_ADDRS_PER_PEER)
-    }
 }
 
 impl Request {
@@ -414,15 +390,6 @@ impl Request {
             Request::Store { .. } => "store",
             Request::AddProvider { .. } => "add_provider",
             Request::GetProviders { .. } => "get_providers",
-        }
-    }
-
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        match self {
-            Request::Store { record, .. } => record.check_bounds(),
-            Request::AddProvider { provider, .. } => provider.check_bounds(),
-            Request::Ping | Request::FindNode { .. } | Request::FindValue { .. } => Ok(()),
-            Request::GetProviders { .. } => Ok(()),
         }
     }
 }
@@ -440,35 +407,9 @@ impl Response {
             Response::Error { .. } => "error",
         }
     }
-
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        match self {
-            Response::Nodes { closer } => peers("nodes.closer", closer, MAX_PEERS_PER_RESPONSE),
-            Response::Value { record, closer } => {
-                record.as_ref().map_or(Ok(()), Record::check_bounds)?;
-                peers("value.closer", closer, MAX_PEERS_PER_RESPONSE)
-            }
-            Response::Providers { providers, closer } => {
-                peers("providers.providers", providers, MAX_PEERS_PER_RESPONSE)?;
-                peers("providers.closer", closer, MAX_PEERS_PER_RESPONSE)
-            }
-            Response::Error { text, .. } => bound("error.text", text.len(), MAX_ERROR_TEXT_BYTES),
-            Response::Pong { .. } | Response::Stored | Response::ProviderAdded => Ok(()),
-        }
-    }
 }
 
 impl Record {
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        match self {
-            Record::Immutable { value } => bound("record.value", value.0.len(), MAX_VALUE_BYTES),
-            Record::Mutable(m) => {
-                bound("record.salt", m.salt.0.len(), MAX_SALT_BYTES)?;
-                bound("record.value", m.value.0.len(), MAX_VALUE_BYTES)
-            }
-        }
-    }
-
     /// The value bytes.
     pub fn value(&self) -> &[u8] {
         match self {
@@ -492,61 +433,4 @@ impl Gossip {
             Gossip::IDontWant { .. } => "idontwant",
         }
     }
-
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        match self {
-            Gossip::Subscribe { topic }
-            | Gossip::Unsubscribe { topic }
-            | Gossip::Graft { topic } => topic_bound(topic),
-            Gossip::Publish(m) => {
-                topic_bound(&m.topic)?;
-                bound("publish.payload", m.payload.0.len(), MAX_PAYLOAD_BYTES)
-            }
-            Gossip::IHave { topic, ids } => {
-                topic_bound(topic)?;
-                bound("ihave.ids", ids.len(), MAX_IDS_PER_CONTROL)
-            }
-            Gossip::IWant { ids } => bound("iwant.ids", ids.len(), MAX_IDS_PER_CONTROL),
-            Gossip::IDontWant { ids } => bound("idontwant.ids", ids.len(), MAX_IDS_PER_CONTROL),
-            Gossip::Prune { topic, peers: px, .. } => {
-                topic_bound(topic)?;
-                peers("prune.peers", px, MAX_PX_PEERS)
-            }
-        }
-    }
-}
-
-/// A list, string or byte field is longer than its documented bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BoundError {
-    /// The field, as named in the spec (`message.field`).
-    pub field: &'static str,
-    /// Its length (elements for lists, bytes for strings).
-    pub len: usize,
-    /// The bound.
-    pub max: usize,
-}
-
-impl fmt::Display for BoundError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} has length {}, above its bound {}", self.field, self.len, self.max)
-    }
-}
-
-impl std::error::Error for BoundError {}
-
-fn bound(field: &'static str, len: usize, max: usize) -> Result<(), BoundError> {
-    if len > max {
-        return Err(BoundError { field, len, max });
-    }
-    Ok(())
-}
-
-fn topic_bound(topic: &str) -> Result<(), BoundError> {
-    bound("topic", topic.len(), MAX_TOPIC_BYTES)
-}
-
-fn peers(field: &'static str, list: &[PeerInfo], max: usize) -> Result<(), BoundError> {
-    bound(field, list.len(), max)?;
-    list.iter().try_for_each(PeerInfo::check_bounds)
 }

@@ -4,6 +4,7 @@
 //!
 //! Both layers are sans-IO: bytes in, values out. Neither panics on any input.
 
+mod bounds;
 pub mod codec;
 pub mod frame;
 mod list;
