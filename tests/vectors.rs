@@ -69,7 +69,9 @@ const RUN_MIN_BYTES: usize = 256;
 /// Shortest run of equal list elements that the generator writes in compact form.
 const RUN_MIN_ELEMENTS: usize = 32;
 
-/// Every kind (see [`coverage_kind`]) the valid set must hold, and no other.
+/// Every kind (see [`coverage_kind`]) the valid set must hold, and no other, besides one
+/// `Response/Error/<code>` per error code and one `Goodbye/<reason>` per reason
+/// ([`required_kinds`]).
 const REQUIRED_KINDS: &[&str] = &[
     "Hello",
     "Request/Ping",
@@ -84,14 +86,12 @@ const REQUIRED_KINDS: &[&str] = &[
     "Response/Pong/Ipv6",
     "Response/Nodes",
     "Response/Nodes/SeveralWithIpv6",
-    "Response/Value/Record",
+    "Response/Value/Record/Immutable",
+    "Response/Value/Record/Mutable",
     "Response/Value/CloserOnly",
     "Response/Stored",
     "Response/ProviderAdded",
     "Response/Providers",
-    "Response/Error/BadRequest",
-    "Response/Error/CasMismatch",
-    "Response/Error/Overloaded",
     "Gossip/Subscribe",
     "Gossip/Unsubscribe",
     "Gossip/Publish",
@@ -101,8 +101,6 @@ const REQUIRED_KINDS: &[&str] = &[
     "Gossip/Prune",
     "Gossip/Prune/PeerExchange",
     "Gossip/IDontWant",
-    "Goodbye/Shutdown",
-    "Goodbye/LowScore",
 ];
 
 /// Every error the invalid set must exercise.
@@ -134,11 +132,33 @@ fn invalid_vectors_fail_with_their_error() {
 fn valid_vectors_cover_every_message_kind() {
     let decoded = check_all(&load("valid"), check_valid);
     let present: BTreeSet<String> = decoded.iter().map(|(_, msg)| coverage_kind(msg)).collect();
-    let required: BTreeSet<String> = REQUIRED_KINDS.iter().map(|k| k.to_string()).collect();
+    let required = required_kinds();
     let missing: Vec<_> = required.difference(&present).collect();
     let unlisted: Vec<_> = present.difference(&required).collect();
     assert!(missing.is_empty(), "no valid vector for these kinds: {missing:?}");
     assert!(unlisted.is_empty(), "vectors of these kinds are not in REQUIRED_KINDS: {unlisted:?}");
+}
+
+#[test]
+fn every_error_code_and_goodbye_reason_is_listed() {
+    // The tables are complete when exactly their tags decode: a variant added to ErrorCode or
+    // GoodbyeReason without a row here makes its tag decode and this test fail.
+    for tag in 0..64u32 {
+        let error = Payload::default().u32(2).u64(1).u32(6).u32(tag).bytes(b"").0;
+        let code = match decode(&error, MAX) {
+            Ok(Message::Response { body: Response::Error { code, .. }, .. }) => Some(code),
+            Ok(other) => panic!("error code {tag} decodes as {other:?}"),
+            Err(_) => None,
+        };
+        assert_eq!(code, ALL_ERROR_CODES.get(tag as usize).copied(), "error code {tag}");
+        let goodbye = Payload::default().u32(4).u32(tag).0;
+        let reason = match decode(&goodbye, MAX) {
+            Ok(Message::Goodbye(Goodbye { reason })) => Some(reason),
+            Ok(other) => panic!("goodbye reason {tag} decodes as {other:?}"),
+            Err(_) => None,
+        };
+        assert_eq!(reason, ALL_GOODBYE_REASONS.get(tag as usize).copied(), "reason {tag}");
+    }
 }
 
 #[test]
@@ -625,6 +645,13 @@ fn first_difference(actual: &[u8], expected: &[u8]) -> String {
 // Coverage kinds
 // ---------------------------------------------------------------------------------------------
 
+/// `REQUIRED_KINDS`, one kind per error code and one per goodbye reason.
+fn required_kinds() -> BTreeSet<String> {
+    let codes = ALL_ERROR_CODES.iter().map(|c| format!("Response/Error/{c:?}"));
+    let reasons = ALL_GOODBYE_REASONS.iter().map(|r| format!("Goodbye/{r:?}"));
+    REQUIRED_KINDS.iter().map(|k| k.to_string()).chain(codes).chain(reasons).collect()
+}
+
 /// The coverage kind of a message, e.g. "Request/Store/Immutable" or "Response/Pong/Ipv6".
 ///
 /// The matches are exhaustive on purpose: a new message variant is a compile error here. Give
@@ -663,7 +690,8 @@ fn response_kind(response: &Response) -> String {
             "Nodes/SeveralWithIpv6"
         }
         Response::Nodes { .. } => "Nodes",
-        Response::Value { record: Some(_), .. } => "Value/Record",
+        Response::Value { record: Some(Record::Immutable { .. }), .. } => "Value/Record/Immutable",
+        Response::Value { record: Some(Record::Mutable(_)), .. } => "Value/Record/Mutable",
         Response::Value { record: None, .. } => "Value/CloserOnly",
         Response::Stored => "Stored",
         Response::ProviderAdded => "ProviderAdded",
@@ -860,15 +888,20 @@ fn announcement_ids(seqnos: &[u64]) -> Vec<Bytes32> {
 
 /// A valid vector before rendering.
 struct ValidSpec {
-    name: &'static str,
+    name: String,
     description: String,
     message: Message,
     /// The frame limit it is valid under, if not the default.
     max_frame_bytes: Option<usize>,
 }
 
-fn valid(name: &'static str, description: &str, message: Message) -> ValidSpec {
-    ValidSpec { name, description: description.to_owned(), message, max_frame_bytes: None }
+fn valid(name: &str, description: &str, message: Message) -> ValidSpec {
+    ValidSpec {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        message,
+        max_frame_bytes: None,
+    }
 }
 
 fn valid_specs() -> Vec<ValidSpec> {
@@ -877,19 +910,92 @@ fn valid_specs() -> Vec<ValidSpec> {
     specs.extend(response_specs());
     specs.extend(gossip_specs());
     specs.extend(at_bound_specs());
-    specs.extend([
-        valid(
-            "goodbye_shutdown",
-            "Goodbye with reason Shutdown (code 0).",
-            goodbye(GoodbyeReason::Shutdown),
-        ),
-        valid(
-            "goodbye_low_score",
-            "Goodbye with reason LowScore (code 8, the highest defined).",
-            goodbye(GoodbyeReason::LowScore),
-        ),
-    ]);
+    specs.extend(error_code_specs());
+    specs.extend(goodbye_specs());
     specs
+}
+
+/// One Error response per code that `response_specs` does not show in context.
+fn error_code_specs() -> Vec<ValidSpec> {
+    let shown = [ErrorCode::BadRequest, ErrorCode::CasMismatch, ErrorCode::Overloaded];
+    (0u64..)
+        .zip(ALL_ERROR_CODES)
+        .filter(|(_, code)| !shown.contains(code))
+        .map(|(n, &code)| {
+            let (text, meaning) = error_code_text(code);
+            valid(
+                &format!("response_error_{}", snake_case(&format!("{code:?}"))),
+                &format!("Error with code {code:?} ({n}): {meaning}."),
+                response(30 + n, Response::Error { code, text: text.into() }),
+            )
+        })
+        .collect()
+}
+
+/// A text a responder may send with `code`, and when it sends the code (messages.md §3.3).
+/// Exhaustive: a new code does not compile until it has its vector.
+fn error_code_text(code: ErrorCode) -> (&'static str, &'static str) {
+    match code {
+        ErrorCode::BadRequest => ("ttl_secs is 0", "a well-formed but meaningless request"),
+        ErrorCode::KeyMismatch => (
+            "key_mismatch",
+            "a Store whose record has the key of the held record but other contents (a SHA-256 \
+             collision, records.md §3 step 2)",
+        ),
+        ErrorCode::BadSignature => ("bad_signature", "a mutable record's signature fails"),
+        ErrorCode::StaleSequence => ("held seq is 9", "a mutable record's seq below the held one"),
+        ErrorCode::SequenceConflict => ("same seq, other value", "same seq, different value"),
+        ErrorCode::CasMismatch => ("held seq is 8, not 6", "expected_seq does not match"),
+        ErrorCode::ValueTooLarge => ("limit is 4096 bytes", "a value above this holder's limit"),
+        ErrorCode::QuotaExceeded => ("quota_exceeded", "the peer's storage quota is used"),
+        ErrorCode::StorageFull => ("storage_full", "the holder's storage cap is reached"),
+        ErrorCode::ProviderMismatch => ("provider is not the sender", "AddProvider for another id"),
+        ErrorCode::RateLimited => ("rate_limited", "the peer exceeds its request rate"),
+        ErrorCode::Unsupported => ("no DHT service", "a service the responder does not offer"),
+        ErrorCode::Overloaded => ("", "temporarily overloaded, retry elsewhere"),
+    }
+}
+
+/// One Goodbye per reason.
+fn goodbye_specs() -> Vec<ValidSpec> {
+    (0..)
+        .zip(ALL_GOODBYE_REASONS)
+        .map(|(n, &reason)| {
+            valid(
+                &format!("goodbye_{}", snake_case(&format!("{reason:?}"))),
+                &format!("Goodbye with reason {reason:?} (code {n}): {}.", goodbye_meaning(reason)),
+                goodbye(reason),
+            )
+        })
+        .collect()
+}
+
+/// When a node sends `reason` (messages.md §6). Exhaustive: a new reason does not compile until
+/// it has its vector.
+fn goodbye_meaning(reason: GoodbyeReason) -> &'static str {
+    match reason {
+        GoodbyeReason::Shutdown => "the node is shutting down",
+        GoodbyeReason::IdleTimeout => "no traffic for the idle timeout",
+        GoodbyeReason::TooManyConnections => "a connection limit is reached",
+        GoodbyeReason::DuplicateConnection => "another connection to the same peer is kept",
+        GoodbyeReason::ProtocolViolation => "the peer broke the protocol",
+        GoodbyeReason::IncompatibleVersion => "Hello.version differs from the ALPN version",
+        GoodbyeReason::NetworkMismatch => "another network name or id difficulty",
+        GoodbyeReason::RateLimited => "the peer persistently exceeded its rate limits",
+        GoodbyeReason::LowScore => "the peer's score fell below the threshold",
+    }
+}
+
+/// `CamelCase` to `snake_case`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_uppercase() && !out.is_empty() {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
 }
 
 fn hello_specs() -> Vec<ValidSpec> {
@@ -1054,6 +1160,18 @@ fn response_specs() -> Vec<ValidSpec> {
             response(
                 3,
                 Response::Value { record: Some(Record::Mutable(profile_record())), closer: vec![] },
+            ),
+        ),
+        valid(
+            "response_value_immutable",
+            "Value answering a FindValue for the key of \"hello petrel\" with the immutable \
+             record and one closer peer.",
+            response(
+                16,
+                Response::Value {
+                    record: Some(Record::Immutable { value: IMMUTABLE_VALUE.to_vec().into() }),
+                    closer: vec![carol.clone()],
+                },
             ),
         ),
         valid(
@@ -2118,7 +2236,7 @@ fn render_valid(spec: &ValidSpec) -> Result<String, String> {
     encode_frame(&spec.message, max, &mut frame).map_err(|e| format!("{}: {e}", spec.name))?;
     let message = Json::of(&spec.message)?;
     pretty_json(&ValidFile {
-        name: spec.name,
+        name: &spec.name,
         description: &spec.description,
         frame: compact_hex(&frame),
         max_frame_bytes: spec.max_frame_bytes,
