@@ -84,6 +84,7 @@ const REQUIRED_KINDS: &[&str] = &[
     "Request/GetProviders",
     "Response/Pong/Ipv4",
     "Response/Pong/Ipv6",
+    "Response/Pong/Ipv4MappedIpv6",
     "Response/Nodes",
     "Response/Nodes/SeveralWithIpv6",
     "Response/Value/Record/Immutable",
@@ -685,6 +686,9 @@ fn request_kind(request: &Request) -> &'static str {
 fn response_kind(response: &Response) -> String {
     let kind = match response {
         Response::Pong { observed: SocketAddr::V4(_) } => "Pong/Ipv4",
+        Response::Pong { observed: SocketAddr::V6(a) } if a.ip().to_ipv4_mapped().is_some() => {
+            "Pong/Ipv4MappedIpv6"
+        }
         Response::Pong { observed: SocketAddr::V6(_) } => "Pong/Ipv6",
         Response::Nodes { closer } if closer.len() > 1 && has_ipv6(closer) => {
             "Nodes/SeveralWithIpv6"
@@ -1015,6 +1019,28 @@ fn hello_specs() -> Vec<ValidSpec> {
             }),
         ),
         valid(
+            "hello_ipv6_text_forms",
+            "Hello whose listen addresses pin the text form of IPv6 (proto-spec/README.md §4): \
+             of two equal zero runs the first is compressed, a longer later run wins, a single \
+             zero group stays 0, hex is lower case, an IPv4-compatible address stays in hex, an \
+             IPv4-mapped one is dotted, a trailing run is compressed too.",
+            Message::Hello(Hello {
+                listen_addrs: [
+                    "[2001:db8::1:0:0:1]:4001",
+                    "[2001:db8:0:1::1]:4001",
+                    "[2001:db8:1:0:1:1:1:1]:4001",
+                    "[2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:4001",
+                    "[::c000:201]:4001",
+                    "[::ffff:192.0.2.1]:4001",
+                    "[2001:db8::]:4001",
+                ]
+                .iter()
+                .map(|a| a.parse().expect("a literal address"))
+                .collect(),
+                ..hello_message("petrel-test", "petrel/0.1.0")
+            }),
+        ),
+        valid(
             "hello_minimal",
             "Hello from a client-only node: network \"petrel\", no id-PoW, no feature bits, \
              empty agent, no listen addresses.",
@@ -1137,6 +1163,21 @@ fn response_specs() -> Vec<ValidSpec> {
             "response_pong_ipv6",
             "Pong: the requester was seen at [2001:db8::7]:50123.",
             response(9, Response::Pong { observed: ipv6(7, 50123) }),
+        ),
+        valid(
+            "response_pong_ipv4_mapped",
+            "Pong: the requester was seen at the IPv4-mapped IPv6 address ::ffff:192.0.2.1, \
+             port 4001. It travels as IPv6 (tag 1), is written in mixed notation, and is not \
+             the IPv4 address 192.0.2.1.",
+            response(
+                17,
+                Response::Pong {
+                    observed: SocketAddr::from((
+                        Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped(),
+                        4001,
+                    )),
+                },
+            ),
         ),
         valid(
             "response_nodes",
@@ -1733,6 +1774,39 @@ fn truncated_specs(valid: &[ValidSpec]) -> Result<Vec<InvalidSpec>, String> {
             "The payload of gossip_publish without the last byte of its signature.",
             Payload(publish[..publish.len() - 1].to_vec()),
             "truncated",
+        ),
+        with_limit(
+            invalid(
+                "invalid_truncated_find_node_near_limit",
+                "The payload of request_find_node cut after 20 of the 32 target bytes (36 bytes) \
+                 under a 40-byte limit: each byte of a [32] is a 1-byte read, so the read of the \
+                 37th byte ends within the limit and past the payload. One 32-byte read would \
+                 end at 48, past the limit (length_over_limit).",
+                Payload(find_node[..find_node.len() - 12].to_vec()),
+                "truncated",
+            ),
+            40,
+        ),
+        with_limit(
+            invalid(
+                "invalid_truncated_pong_ipv4_near_limit",
+                "A Pong cut after 2 of its 4 IPv4 address bytes (22 bytes) under a 23-byte \
+                 limit: address bytes are 1-byte reads too, so this is truncated; one 4-byte \
+                 read would end at 24, past the limit.",
+                response_header(18, 0).u32(0).raw(&[192, 0]),
+                "truncated",
+            ),
+            23,
+        ),
+        with_limit(
+            invalid(
+                "invalid_truncated_pong_ipv6_near_limit",
+                "A Pong cut after 5 of its 16 IPv6 address bytes (25 bytes) under a 30-byte \
+                 limit: truncated, where one 16-byte read would end at 36, past the limit.",
+                response_header(19, 0).u32(1).raw(&[0x20, 0x01, 0x0d, 0xb8, 0]),
+                "truncated",
+            ),
+            30,
         ),
         invalid(
             "invalid_truncated_list",
