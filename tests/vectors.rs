@@ -74,6 +74,7 @@ const RUN_MIN_ELEMENTS: usize = 32;
 /// ([`required_kinds`]).
 const REQUIRED_KINDS: &[&str] = &[
     "Hello",
+    "Hello/ReservedFeatures",
     "Request/Ping",
     "Request/FindNode",
     "Request/FindValue",
@@ -659,6 +660,9 @@ fn required_kinds() -> BTreeSet<String> {
 /// it a kind, add a vector for it to the generator, and add the kind to `REQUIRED_KINDS`.
 fn coverage_kind(msg: &Message) -> String {
     match msg {
+        Message::Hello(h) if h.features & !(FEATURE_KAD | FEATURE_GOSSIP) != 0 => {
+            "Hello/ReservedFeatures".to_owned()
+        }
         Message::Hello(_) => "Hello".to_owned(),
         Message::Request { body, .. } => format!("Request/{}", request_kind(body)),
         Message::Response { body, .. } => format!("Response/{}", response_kind(body)),
@@ -1038,6 +1042,16 @@ fn hello_specs() -> Vec<ValidSpec> {
                 .map(|a| a.parse().expect("a literal address"))
                 .collect(),
                 ..hello_message("petrel-test", "petrel/0.1.0")
+            }),
+        ),
+        valid(
+            "hello_reserved_features",
+            "Hello with all 64 feature bits set (18446744073709551615, above 2^53), the 62 \
+             reserved ones included: it decodes and re-encodes like any other Hello, and a \
+             receiver uses bits 0 and 1 and ignores the rest (handshake.md §2).",
+            Message::Hello(Hello {
+                features: u64::MAX,
+                ..hello_message("petrel-test", "future/2.0")
             }),
         ),
         valid(
