@@ -16,7 +16,8 @@
 //!
 //! Coverage: the valid set must hold exactly the kinds in `REQUIRED_KINDS`, derived from the
 //! decoded messages by an exhaustive match (a new message variant does not compile until it has
-//! a kind); the invalid set must hold every error in `REQUIRED_ERRORS`; every `Bound` (a table
+//! a kind); every rule of messages.md §8 in `RULES` must have its vectors, and every decode
+//! error (held to the list of §8) one vector at least; every `Bound` (a table
 //! that cannot miss a variant, checked against messages.md §7) must be reached by a valid vector
 //! and exceeded by one in `invalid_over_bound_<field>`.
 //!
@@ -33,10 +34,11 @@ use petrel::bytes::Bytes32;
 use petrel::bytes::{hex_decode, hex_encode};
 use petrel::identity::{Keypair, NodeId};
 use petrel::wire::messages::{
-    Bound, ErrorCode, Goodbye, GoodbyeReason, Gossip, GossipMessage, Hello, MutableRecord,
-    PeerInfo, Record, Request, Response, FEATURE_GOSSIP, FEATURE_KAD, MAX_AGENT_BYTES,
-    MAX_ERROR_TEXT_BYTES, MAX_IDS_PER_CONTROL, MAX_NETWORK_BYTES, MAX_PAYLOAD_BYTES,
-    MAX_PEERS_PER_RESPONSE, MAX_SALT_BYTES, MAX_TOPIC_BYTES, MAX_VALUE_BYTES, PROTOCOL_VERSION,
+    Bound, BoundError, ErrorCode, Goodbye, GoodbyeReason, Gossip, GossipMessage, Hello,
+    MutableRecord, PeerInfo, Record, Request, Response, FEATURE_GOSSIP, FEATURE_KAD,
+    MAX_AGENT_BYTES, MAX_ERROR_TEXT_BYTES, MAX_IDS_PER_CONTROL, MAX_NETWORK_BYTES,
+    MAX_PAYLOAD_BYTES, MAX_PEERS_PER_RESPONSE, MAX_SALT_BYTES, MAX_TOPIC_BYTES, MAX_VALUE_BYTES,
+    PROTOCOL_VERSION,
 };
 use petrel::wire::signing::immutable_key;
 use petrel::wire::{
@@ -105,15 +107,131 @@ const REQUIRED_KINDS: &[&str] = &[
     "Gossip/IDontWant",
 ];
 
-/// Every error the invalid set must exercise.
-const REQUIRED_ERRORS: &[&str] = &[
-    "truncated",
-    FRAME_TOO_LARGE,
-    "trailing_bytes",
-    "unknown_tag",
-    "invalid_utf8",
-    "over_bound",
-    "length_over_limit",
+/// Every rule of framing.md §2 and messages.md §8, including the orderings §8 spells out, with
+/// the invalid vectors that pin it; each vector must fail with the rule's error. The bounds
+/// (§8 step 5) are covered per bound by `invalid_over_bound_<field>` instead. Every other
+/// invalid vector must be listed here: a vector added without a rule, or a rule without a
+/// vector, fails `every_decode_rule_has_its_vectors`.
+const RULES: &[(&str, &str, &[&str])] = &[
+    (
+        "framing.md §2: a header above the limit",
+        FRAME_TOO_LARGE,
+        &[
+            "invalid_frame_too_large",
+            "invalid_frame_too_large_u32_max",
+            "invalid_frame_too_large_custom_limit",
+        ],
+    ),
+    (
+        "§8 step 1: a payload longer than the limit",
+        "length_over_limit",
+        &["invalid_length_over_limit_payload"],
+    ),
+    (
+        "§8 step 2: a read that would end past the limit",
+        "length_over_limit",
+        &["invalid_length_over_limit_topic", "invalid_length_over_limit_value"],
+    ),
+    (
+        "§8 step 2: at the limit, a payload that ends early passes the limit too",
+        "length_over_limit",
+        &["invalid_length_over_limit_at_limit_cut_short"],
+    ),
+    (
+        "§8 step 2: a read that would end past the payload, within the limit",
+        "truncated",
+        &[
+            "invalid_truncated_empty_payload",
+            "invalid_truncated_message_tag",
+            "invalid_truncated_hello",
+            "invalid_truncated_find_node",
+            "invalid_truncated_publish",
+            "invalid_truncated_list",
+        ],
+    ),
+    (
+        "§8 step 2 and §1.3: each byte of a fixed array or an address is a read of 1 byte",
+        "truncated",
+        &[
+            "invalid_truncated_find_node_near_limit",
+            "invalid_truncated_pong_ipv4_near_limit",
+            "invalid_truncated_pong_ipv6_near_limit",
+        ],
+    ),
+    (
+        "§8 step 2: a list count of 2^32 or more is read but not checked",
+        "truncated",
+        &["invalid_truncated_list_count_2_32"],
+    ),
+    (
+        "§8 step 2: ... and its elements run into the limit like any other",
+        "length_over_limit",
+        &["invalid_length_over_limit_list_count_2_32"],
+    ),
+    (
+        "§8 step 2: a string or bytes length of 2^32 or more is over any limit",
+        "length_over_limit",
+        &["invalid_length_over_limit_string_2_32"],
+    ),
+    (
+        "§8 step 3: a tag outside its table, in every enumeration and option",
+        "unknown_tag",
+        &[
+            "invalid_unknown_tag_message",
+            "invalid_unknown_tag_message_wide",
+            "invalid_unknown_tag_request",
+            "invalid_unknown_tag_response",
+            "invalid_unknown_tag_gossip",
+            "invalid_unknown_tag_record",
+            "invalid_unknown_tag_option",
+            "invalid_unknown_tag_option_value_record",
+            "invalid_unknown_tag_error_code",
+            "invalid_unknown_tag_socket_addr",
+            "invalid_unknown_tag_goodbye_reason",
+        ],
+    ),
+    (
+        "§8 step 3: a string that is not UTF-8",
+        "invalid_utf8",
+        &["invalid_utf8_topic", "invalid_utf8_surrogate_topic", "invalid_utf8_overlong_network"],
+    ),
+    (
+        "§8 step 4: bytes after the message",
+        "trailing_bytes",
+        &["invalid_trailing_bytes_ping", "invalid_trailing_bytes_two_messages"],
+    ),
+    (
+        "§8: a list announcing more than its bound but carrying fewer is truncated",
+        "truncated",
+        &["invalid_truncated_over_bound_list"],
+    ),
+    (
+        "§8: trailing bytes win over a broken bound",
+        "trailing_bytes",
+        &["invalid_trailing_bytes_over_bound"],
+    ),
+    (
+        "§8: invalid UTF-8 wins over a broken bound",
+        "invalid_utf8",
+        &["invalid_utf8_over_bound_topic"],
+    ),
+    (
+        "§8: an unknown tag after a broken bound wins over it",
+        "unknown_tag",
+        &["invalid_unknown_tag_after_over_bound"],
+    ),
+];
+
+/// One value of every `DecodeError` variant; `must_have_a_vector` decides each, and
+/// `every_decode_error_is_in_the_spec_and_has_a_vector` holds the list to messages.md §8.
+const ALL_DECODE_ERRORS: &[DecodeError] = &[
+    DecodeError::Truncated,
+    DecodeError::TrailingBytes { count: 1 },
+    DecodeError::UnknownTag,
+    DecodeError::InvalidUtf8,
+    DecodeError::LengthOverLimit,
+    DecodeError::OverBound(BoundError { field: "", len: 1, max: 0 }),
+    DecodeError::Malformed,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -164,18 +282,64 @@ fn every_error_code_and_goodbye_reason_is_listed() {
 }
 
 #[test]
-fn invalid_vectors_cover_every_error_and_bound() {
-    let loaded = load("invalid");
-    let failures = check_all(&loaded, check_invalid);
-    let errors: BTreeSet<&str> = failures.iter().map(|(_, f)| f.name()).collect();
-    let missing: Vec<_> = REQUIRED_ERRORS.iter().filter(|e| !errors.contains(*e)).collect();
-    assert!(missing.is_empty(), "no invalid vector fails with: {missing:?}");
+fn every_decode_rule_has_its_vectors() {
+    let failures: BTreeMap<String, Failure> =
+        check_all(&load("invalid"), check_invalid).into_iter().collect();
+    let mut problems = Vec::new();
+    let mut listed = BTreeSet::new();
+    for (rule, error, names) in RULES {
+        for name in names.iter() {
+            listed.insert(*name);
+            match failures.get(*name) {
+                Some(f) if f.name() == *error => {}
+                Some(f) => problems.push(format!("{rule}: {name} fails with {}", f.name())),
+                None => problems.push(format!("{rule}: no vector {name}")),
+            }
+        }
+    }
+    for name in failures.keys() {
+        if !listed.contains(name.as_str()) && !name.starts_with("invalid_over_bound_") {
+            problems.push(format!("{name} is in no rule of RULES"));
+        }
+    }
+    assert!(problems.is_empty(), "decode rules and vectors disagree:\n{}", problems.join("\n"));
+}
 
-    let custom_limit = loaded.iter().any(|v| {
-        v.json.get("max_frame_bytes").is_some()
-            && v.json.get("error").and_then(Value::as_str) == Some(FRAME_TOO_LARGE)
-    });
-    assert!(custom_limit, "no frame_too_large vector with a custom max_frame_bytes");
+#[test]
+fn every_decode_error_is_in_the_spec_and_has_a_vector() {
+    // messages.md §8 lists the error names as `- \`name\`: ...`.
+    let spec = fs::read_to_string(vectors_dir().join("../messages.md")).expect("messages.md");
+    let section = spec
+        .split("## 8. Decode errors")
+        .nth(1)
+        .and_then(|s| s.split("Which error a payload yields").next())
+        .expect("messages.md §8 lists the errors");
+    let in_spec: BTreeSet<&str> =
+        section.lines().filter_map(|l| l.strip_prefix("- `")?.split('`').next()).collect();
+    let in_code: BTreeSet<&str> = ALL_DECODE_ERRORS.iter().map(DecodeError::name).collect();
+    assert_eq!(in_spec, in_code, "messages.md §8 and ALL_DECODE_ERRORS list other errors");
+
+    let failures = check_all(&load("invalid"), check_invalid);
+    let failed: BTreeSet<&str> = failures.iter().map(|(_, f)| f.name()).collect();
+    for e in ALL_DECODE_ERRORS.iter().filter(|e| must_have_a_vector(e)) {
+        assert!(failed.contains(e.name()), "no invalid vector fails with {}", e.name());
+    }
+    assert!(failed.contains(FRAME_TOO_LARGE), "no invalid vector fails with {FRAME_TOO_LARGE}");
+}
+
+/// Whether the invalid vectors must show `e`: every decode error but `malformed`, which no
+/// payload produces (messages.md §8). Exhaustive, so a new variant does not compile until it is
+/// decided here (and listed in `ALL_DECODE_ERRORS`).
+fn must_have_a_vector(e: &DecodeError) -> bool {
+    match e {
+        DecodeError::Truncated
+        | DecodeError::TrailingBytes { .. }
+        | DecodeError::UnknownTag
+        | DecodeError::InvalidUtf8
+        | DecodeError::LengthOverLimit
+        | DecodeError::OverBound(_) => true,
+        DecodeError::Malformed => false,
+    }
 }
 
 #[test]
@@ -1829,6 +1993,13 @@ fn truncated_specs(valid: &[ValidSpec]) -> Result<Vec<InvalidSpec>, String> {
             "truncated",
         ),
         invalid(
+            "invalid_truncated_over_bound_list",
+            "IWANT whose list count says 5001 ids (bound 5000) but only 2 follow: truncated, \
+             since the count is not checked against the bound before the list is read.",
+            gossip_header(4).u64(5001).raw(&[0x11; 32]).raw(&[0x22; 32]),
+            "truncated",
+        ),
+        invalid(
             "invalid_truncated_list_count_2_32",
             "IWANT whose list count is 2^32 (00000000 01000000) with two ids: the count is a \
              u64, read and not checked, on every host; the third id is missing.",
@@ -1880,6 +2051,13 @@ fn trailing_specs(valid: &[ValidSpec]) -> Result<Vec<InvalidSpec>, String> {
             "invalid_trailing_bytes_ping",
             "The payload of request_ping followed by two zero bytes.",
             ping.clone().raw(&[0, 0]),
+            "trailing_bytes",
+        ),
+        invalid(
+            "invalid_trailing_bytes_over_bound",
+            "Subscribe to a 257-byte topic (bound 256), followed by one byte 00: \
+             trailing_bytes wins over the bound, which is checked after it.",
+            gossip_header(0).bytes(&[b't'; 257]).u8(0),
             "trailing_bytes",
         ),
         invalid(
@@ -1942,6 +2120,20 @@ fn unknown_tag_specs(valid: &[ValidSpec]) -> Result<Vec<InvalidSpec>, String> {
             "unknown_tag",
         ),
         invalid(
+            "invalid_unknown_tag_option_value_record",
+            "Value whose record Option tag is 2 (0 None and 1 Some are defined), followed by an \
+             immutable record and no closer peers as if it were Some.",
+            response_header(16, 2).u8(2).u32(0).bytes(IMMUTABLE_VALUE).u64(0),
+            "unknown_tag",
+        ),
+        invalid(
+            "invalid_unknown_tag_after_over_bound",
+            "Store of an immutable value of 65537 bytes (bound 65536) whose expected_seq Option \
+             tag is 2: the unknown tag, met while decoding, wins over the bound, checked after.",
+            request_header(4, 3).u32(0).bytes(&[0xa5; MAX_VALUE_BYTES + 1]).u32(3600).u8(2),
+            "unknown_tag",
+        ),
+        invalid(
             "invalid_unknown_tag_error_code",
             "Error response with ErrorCode 13 (codes 0 to 12 are defined).",
             response_header(14, 6).u32(13).bytes(b""),
@@ -1975,6 +2167,13 @@ fn invalid_utf8_specs() -> Vec<InvalidSpec> {
             "invalid_utf8_surrogate_topic",
             "GRAFT for a topic ending in ed a0 80, an encoded UTF-16 surrogate (not UTF-8).",
             gossip_header(5).bytes(b"news/\xed\xa0\x80"),
+            "invalid_utf8",
+        ),
+        invalid(
+            "invalid_utf8_over_bound_topic",
+            "Subscribe to a 257-byte topic (bound 256) whose last byte is ff: invalid_utf8, \
+             found when the string is read, wins over the bound, checked after the message.",
+            gossip_header(0).bytes(&[b"t".repeat(256).as_slice(), b"\xff"].concat()),
             "invalid_utf8",
         ),
         invalid(
