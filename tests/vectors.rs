@@ -25,6 +25,9 @@
 //! writes only with `PETREL_REGENERATE_VECTORS=1`), and `vectors_match_generator` fails when the
 //! files and the generator disagree.
 
+#[path = "vectors/identity.rs"]
+mod identity;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -508,6 +511,7 @@ fn json_paths(set: &str) -> Vec<PathBuf> {
 fn json_files_on_disk() -> Vec<String> {
     ["valid", "invalid"]
         .iter()
+        .chain(identity::SETS)
         .filter(|set| vectors_dir().join(set).is_dir())
         .flat_map(|set| json_paths(set).into_iter().map(move |p| relative(set, &p)))
         .collect()
@@ -2512,7 +2516,11 @@ fn generate_files() -> Result<BTreeMap<String, String>, String> {
     if files.len() != valid.len() + invalid.len() {
         return Err("two vectors share a name".into());
     }
-    let readme = readme(&valid, &invalid, &files)?;
+    let others = identity::generate(&mut files)?;
+    if files.len() != valid.len() + invalid.len() + others.len() {
+        return Err("two vectors share a name".into());
+    }
+    let readme = readme(&valid, &invalid, &others, &files)?;
     files.insert("README.md".into(), readme);
     Ok(files)
 }
@@ -2717,7 +2725,7 @@ fn pretty_json(value: &impl Serialize) -> Result<String, String> {
 /// Writes `files` and removes vector files not among them.
 fn write_files(files: &BTreeMap<String, String>) -> Result<(), String> {
     let dir = vectors_dir();
-    for set in ["valid", "invalid"] {
+    for set in ["valid", "invalid"].iter().chain(identity::SETS) {
         let sub = dir.join(set);
         fs::create_dir_all(&sub).map_err(|e| format!("{}: {e}", sub.display()))?;
     }
@@ -2813,9 +2821,41 @@ every 32 or more equal consecutive list elements, and nowhere else. An example, 
 ```json
 @@invalid/invalid_over_bound_iwant_ids.json@@```
 
+## Signature vectors: `signature/*.json`
+
+```json
+@@signature/signature_key_small_order.json@@```
+
+Strict Ed25519 verification (proto-spec/identity.md §1) of `signature` (64 bytes, hex) by
+`public_key` (32 bytes) over `message` (hex, any length). Without `error` the signature
+verifies; with it, the verifier refuses it, and `error` names the first check of identity.md §1
+that fails: `key_non_canonical`, `key_not_on_curve`, `key_small_order`, `r_non_canonical`,
+`r_not_on_curve`, `r_small_order`, `s_non_canonical` or `equation_fails`.
+
+## Identity vectors: `identity/*.json`
+
+```json
+@@identity/identity_pow_8_meets_8.json@@```
+
+From the 32-byte Ed25519 `seed`: its `public_key`, `node_id` (SHA-256 of the key, identity.md
+§2), `id_pow_hash` and `id_pow_bits` (identity.md §3), whether the key meets the network
+`difficulty` (`meets_difficulty`), the 68 bytes of its `key_file` (identity.md §4) and the 44
+bytes of the DER SubjectPublicKeyInfo its TLS Certificate entry carries (`spki`, transport.md
+§2).
+
+## Key file and SubjectPublicKeyInfo vectors: `key_file/*.json`, `spki/*.json`
+
+```json
+@@key_file/key_file_key_mismatch.json@@```
+
+Contents a loader refuses (identity.md §4), with the first check that fails: `truncated`,
+`trailing_bytes`, `bad_magic` or `key_mismatch`; and certificate entries (`spki`) a TLS peer
+refuses (transport.md §2), all with `error` `bad_certificate`, the alert petrel sends.
+
 ## Regenerating
 
-The files are written by the generator in `tests/vectors.rs`, not by hand:
+The files are written by the generator in `tests/vectors.rs` (and `tests/vectors/identity.rs`
+for the four sets above), not by hand:
 
 ```sh
 PETREL_REGENERATE_VECTORS=1 cargo test --test vectors -- --ignored regenerate_vectors
@@ -2833,6 +2873,7 @@ these vectors in the same commit. A vector that changes without a spec change is
 fn readme(
     valid: &[ValidSpec],
     invalid: &[InvalidSpec],
+    others: &[identity::Entry],
     files: &BTreeMap<String, String>,
 ) -> Result<String, String> {
     let mut out = String::new();
@@ -2861,8 +2902,23 @@ fn readme(
             table_cell(&spec.description)
         ));
     }
+    for (set, title) in identity::SETS.iter().zip(OTHER_TITLES) {
+        let entries: Vec<_> = others.iter().filter(|e| e.set == *set).collect();
+        out.push_str(&format!(
+            "\n## {title} ({})\n\n| Vector | Error | Description |\n|---|---|---|\n",
+            entries.len()
+        ));
+        for e in entries {
+            let error = e.error.map_or("(verifies)".to_owned(), |e| format!("`{e}`"));
+            out.push_str(&format!("| `{}` | {error} | {} |\n", e.name, table_cell(&e.description)));
+        }
+    }
     Ok(out)
 }
+
+/// The README titles of `identity::SETS`.
+const OTHER_TITLES: [&str; 4] =
+    ["Signature vectors", "Identity vectors", "Key file vectors", "SubjectPublicKeyInfo vectors"];
 
 fn table_cell(text: &str) -> String {
     text.replace('|', "\\|")
