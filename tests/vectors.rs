@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use petrel::bytes::Bytes32;
 use petrel::bytes::{hex_decode, hex_encode};
@@ -243,17 +244,27 @@ const ALL_DECODE_ERRORS: &[DecodeError] = &[
 
 #[test]
 fn valid_vectors_decode_render_and_reencode_exactly() {
-    check_all(&load("valid"), check_valid);
+    valid_vectors();
+}
+
+#[test]
+fn a_valid_frame_is_exactly_at_its_limit() {
+    let at_limit = load("valid").iter().any(|v| {
+        let max = v.json.get("max_frame_bytes").and_then(Value::as_u64);
+        let frame = hex_field(&v.json, "frame").unwrap_or_default();
+        max.is_some_and(|max| frame.len() == 4 + max as usize)
+    });
+    assert!(at_limit, "no valid vector has a payload of exactly its max_frame_bytes");
 }
 
 #[test]
 fn invalid_vectors_fail_with_their_error() {
-    check_all(&load("invalid"), check_invalid);
+    invalid_vectors();
 }
 
 #[test]
 fn valid_vectors_cover_every_message_kind() {
-    let decoded = check_all(&load("valid"), check_valid);
+    let decoded = valid_vectors();
     let present: BTreeSet<String> = decoded.iter().map(|(_, msg)| coverage_kind(msg)).collect();
     let required = required_kinds();
     let missing: Vec<_> = required.difference(&present).collect();
@@ -287,7 +298,7 @@ fn every_error_code_and_goodbye_reason_is_listed() {
 #[test]
 fn every_decode_rule_has_its_vectors() {
     let failures: BTreeMap<String, Failure> =
-        check_all(&load("invalid"), check_invalid).into_iter().collect();
+        invalid_vectors().iter().map(|(n, f)| (n.clone(), *f)).collect();
     let mut problems = Vec::new();
     let mut listed = BTreeSet::new();
     for (rule, error, names) in RULES {
@@ -322,7 +333,7 @@ fn every_decode_error_is_in_the_spec_and_has_a_vector() {
     let in_code: BTreeSet<&str> = ALL_DECODE_ERRORS.iter().map(DecodeError::name).collect();
     assert_eq!(in_spec, in_code, "messages.md §8 and ALL_DECODE_ERRORS list other errors");
 
-    let failures = check_all(&load("invalid"), check_invalid);
+    let failures = invalid_vectors();
     let failed: BTreeSet<&str> = failures.iter().map(|(_, f)| f.name()).collect();
     for e in ALL_DECODE_ERRORS.iter().filter(|e| must_have_a_vector(e)) {
         assert!(failed.contains(e.name()), "no invalid vector fails with {}", e.name());
@@ -348,9 +359,9 @@ fn must_have_a_vector(e: &DecodeError) -> bool {
 #[test]
 fn every_bound_has_a_vector_at_it_and_one_over_it() {
     // At: the longest value of each bounded field over the valid vectors is its bound.
-    let decoded = check_all(&load("valid"), check_valid);
+    let decoded = valid_vectors();
     let mut longest: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, msg) in &decoded {
+    for (_, msg) in decoded {
         for (bound, len) in bounded_lengths(msg) {
             let entry = longest.entry(bound.field()).or_default();
             *entry = (*entry).max(len);
@@ -358,7 +369,7 @@ fn every_bound_has_a_vector_at_it_and_one_over_it() {
     }
     // Over: `invalid_over_bound_<field>` fails on that field, one over.
     let failures: BTreeMap<String, Failure> =
-        check_all(&load("invalid"), check_invalid).into_iter().collect();
+        invalid_vectors().iter().map(|(n, f)| (n.clone(), *f)).collect();
     let mut problems = Vec::new();
     for bound in Bound::ALL {
         let field = bound.field();
@@ -409,10 +420,10 @@ fn the_spec_lists_every_bound_with_its_value() {
 #[test]
 fn signatures_record_keys_and_message_ids_verify() {
     let loaded = load("valid");
-    let decoded = check_all(&loaded, check_valid);
+    let decoded = valid_vectors();
     let mut tally = Tally::default();
     let mut failures = Vec::new();
-    for (v, (_, msg)) in loaded.iter().zip(&decoded) {
+    for (v, (_, msg)) in loaded.iter().zip(decoded) {
         if let Err(e) = check_derived(v, msg, &mut tally) {
             failures.push(format!("{}: {e}", v.name));
         }
@@ -575,6 +586,18 @@ fn run(map: &Map<String, Value>) -> Result<Option<(&Value, usize)>, String> {
     Ok(Some((&map["repeat"], usize::try_from(count).map_err(|e| e.to_string())?)))
 }
 
+/// The valid vectors, checked and decoded once for all the tests of this file.
+fn valid_vectors() -> &'static [(String, Message)] {
+    static CHECKED: OnceLock<Vec<(String, Message)>> = OnceLock::new();
+    CHECKED.get_or_init(|| check_all(&load("valid"), check_valid))
+}
+
+/// The invalid vectors, checked once, with how each failed.
+fn invalid_vectors() -> &'static [(String, Failure)] {
+    static CHECKED: OnceLock<Vec<(String, Failure)>> = OnceLock::new();
+    CHECKED.get_or_init(|| check_all(&load("invalid"), check_invalid))
+}
+
 /// Runs `check` on every vector and fails naming every vector that did not pass; returns the
 /// results of those that did (all of them, when it returns).
 fn check_all<T>(
@@ -635,7 +658,7 @@ fn check_valid(v: &Loaded) -> Result<Message, String> {
 }
 
 /// How an invalid vector failed.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Failure {
     Frame(FrameError),
     Decode(DecodeError),
