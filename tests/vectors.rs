@@ -1146,7 +1146,7 @@ fn error_code_text(code: ErrorCode) -> (&'static str, &'static str) {
         ErrorCode::KeyMismatch => (
             "key_mismatch",
             "a Store whose record has the key of the held record but other contents (a SHA-256 \
-             collision, records.md §3 step 2)",
+             collision, records.md §3 step 4)",
         ),
         ErrorCode::BadSignature => ("bad_signature", "a mutable record's signature fails"),
         ErrorCode::StaleSequence => ("held seq is 9", "a mutable record's seq below the held one"),
