@@ -5,9 +5,12 @@
 #
 # Each vector JSON's "frame" field (hex of a whole frame: 4-byte big-endian length, then the
 # payload) becomes corpus/frame_decoder/<name>, prefixed with the two control bytes that target
-# reads first (chunk seed 0x03, default maximum 0x80), and its payload becomes
-# corpus/message_roundtrip/<name>. A missing or empty vectors directory seeds only the
-# hand-made inputs. Existing corpus files (including those libFuzzer added) are kept.
+# reads first (chunk seed 0x03, then the vector's max_frame_bytes when it is below 128, else
+# 0x80 for the default), and its payload becomes corpus/message_roundtrip/<name>; a vector
+# with a bare "payload" instead seeds message_roundtrip only. Runs of the compact form
+# (proto-spec/vectors/README.md) are expanded first; vectors whose frame exceeds 64 KiB are
+# skipped, as they would only slow the fuzzers down. A missing or empty vectors directory seeds
+# only the hand-made inputs. Existing corpus files (including those libFuzzer added) are kept.
 # Needs bash and python3 only.
 set -euo pipefail
 
@@ -32,6 +35,30 @@ DEFAULT_MAX = 0x80
 
 def frame(payload: bytes) -> bytes:
     return len(payload).to_bytes(4, "big") + payload
+
+
+# Seeds above this size are skipped.
+MAX_SEED_BYTES = 64 * 1024
+
+
+def expand(value):
+    """Expands the runs of the compact form (proto-spec/vectors/README.md)."""
+    def run(v):
+        return isinstance(v, dict) and set(v) == {"repeat", "count"}
+    if isinstance(value, list):
+        out = []
+        for item in value:
+            out.extend([expand(item["repeat"])] * item["count"] if run(item) else [expand(item)])
+        return out
+    if run(value):
+        return value["repeat"] * value["count"]
+    if isinstance(value, dict):
+        return {k: expand(v) for k, v in value.items()}
+    return value
+
+
+def hex_bytes(value) -> bytes:
+    return bytes.fromhex("".join(value) if isinstance(value, list) else value)
 
 
 def put(name: str, whole_frame: bytes, chunk_seed: int = 3, max_sel: int = DEFAULT_MAX) -> None:
@@ -60,14 +87,24 @@ for kind in ("valid", "invalid"):
         continue
     for path in sorted(directory.glob("*.json")):
         try:
-            hex_frame = json.loads(path.read_text())["frame"]
-            whole = bytes.fromhex(hex_frame)
+            vector = expand(json.loads(path.read_text()))
+            limit = vector.get("max_frame_bytes")
+            if "payload" in vector:
+                payload = hex_bytes(vector["payload"])
+                if len(payload) <= MAX_SEED_BYTES:
+                    (payloads_dir / f"{kind}-{path.stem}").write_bytes(payload)
+                    seeded += 1
+                continue
+            whole = hex_bytes(vector["frame"])
         except (ValueError, KeyError, TypeError) as e:
             print(f"seed-corpus: skipping {path}: {e}", file=sys.stderr)
             continue
+        if len(whole) > MAX_SEED_BYTES:
+            continue
         # A vector may hold a deliberately broken header; the payload is then whatever
         # follows the first four bytes, which is still a useful seed.
-        put(f"{kind}-{path.stem}", whole)
+        max_sel = limit if isinstance(limit, int) and limit < DEFAULT_MAX else DEFAULT_MAX
+        put(f"{kind}-{path.stem}", whole, max_sel=max_sel)
         seeded += 1
 
 print(f"seed-corpus: {seeded} vectors from {vectors}, plus hand-made seeds, in {corpus}")

@@ -30,7 +30,7 @@ pub const ID_POW_DOMAIN: &[u8] = b"petrel/v1/id-pow";
 /// Magic at the start of a key file, version 1.
 const KEY_FILE_MAGIC: &[u8; 4] = b"PTK1";
 /// Exact length of a version 1 key file.
-const KEY_FILE_BYTES: usize = 4 + 32 + 32;
+pub const KEY_FILE_BYTES: usize = 4 + 32 + 32;
 /// Highest id-PoW difficulty accepted in configuration: 32 bits already takes ~4 billion
 /// key generations, so anything above is a configuration mistake, not a security setting.
 pub const MAX_ID_POW_BITS: u8 = 32;
@@ -191,7 +191,7 @@ impl Keypair {
             return Err(IdentityError::InsecurePermissions { path: path.to_owned(), mode });
         }
         let bytes = fs::read(path).map_err(io_err)?;
-        Keypair::from_file_bytes(&bytes)
+        Keypair::from_key_file(&bytes)
             .map_err(|why| IdentityError::Corrupt { path: path.to_owned(), why })
     }
 
@@ -215,7 +215,7 @@ impl Keypair {
                 .open(&tmp)?;
             // `mode` applies only when the file is created; an old temp file keeps its mode.
             file.set_permissions(fs::Permissions::from_mode(0o600))?;
-            file.write_all(&self.to_file_bytes())?;
+            file.write_all(&self.to_key_file())?;
             file.sync_all()?;
             fs::rename(&tmp, path)?;
             fs::File::open(&dir)?.sync_all()
@@ -226,33 +226,74 @@ impl Keypair {
         })
     }
 
-    fn to_file_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(KEY_FILE_BYTES);
-        out.extend_from_slice(KEY_FILE_MAGIC);
-        out.extend_from_slice(&self.secret_seed());
-        out.extend_from_slice(&self.public_key());
+    /// The contents of the key file (proto-spec/identity.md §4): magic, seed, public key.
+    pub fn to_key_file(&self) -> [u8; KEY_FILE_BYTES] {
+        let mut out = [0u8; KEY_FILE_BYTES];
+        out[..4].copy_from_slice(KEY_FILE_MAGIC);
+        out[4..36].copy_from_slice(&self.secret_seed());
+        out[36..].copy_from_slice(&self.public_key());
         out
     }
 
-    fn from_file_bytes(bytes: &[u8]) -> Result<Keypair, &'static str> {
+    /// Parses the contents of a key file, with the checks of proto-spec/identity.md §4 in
+    /// their order (length, magic, public key); [`Keypair::load`] checks the permissions first.
+    pub fn from_key_file(bytes: &[u8]) -> Result<Keypair, KeyFileError> {
         if bytes.len() < KEY_FILE_BYTES {
-            return Err("truncated");
+            return Err(KeyFileError::Truncated);
         }
         if bytes.len() > KEY_FILE_BYTES {
-            return Err("trailing bytes");
+            return Err(KeyFileError::TrailingBytes);
         }
         if &bytes[..4] != KEY_FILE_MAGIC {
-            return Err("not a petrel key file (bad magic)");
+            return Err(KeyFileError::BadMagic);
         }
         let mut seed = [0u8; 32];
         seed.copy_from_slice(&bytes[4..36]);
         let keypair = Keypair::from_seed(seed);
         if keypair.public_key()[..] != bytes[36..] {
-            return Err("public key does not match the secret key");
+            return Err(KeyFileError::KeyMismatch);
         }
         Ok(keypair)
     }
 }
+
+/// Why the contents of a key file were refused (proto-spec/identity.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFileError {
+    /// Fewer than 68 bytes.
+    Truncated,
+    /// More than 68 bytes.
+    TrailingBytes,
+    /// The first 4 bytes are not `PTK1`.
+    BadMagic,
+    /// The public key is not the one the seed derives.
+    KeyMismatch,
+}
+
+impl KeyFileError {
+    /// Stable snake_case name, as in proto-spec/identity.md §4 and the key file vectors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Truncated => "truncated",
+            Self::TrailingBytes => "trailing_bytes",
+            Self::BadMagic => "bad_magic",
+            Self::KeyMismatch => "key_mismatch",
+        }
+    }
+}
+
+impl fmt::Display for KeyFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Truncated => "truncated",
+            Self::TrailingBytes => "trailing bytes",
+            Self::BadMagic => "not a petrel key file (bad magic)",
+            Self::KeyMismatch => "public key does not match the secret key",
+        })
+    }
+}
+
+impl std::error::Error for KeyFileError {}
 
 impl fmt::Debug for Keypair {
     /// Never prints the secret.
@@ -261,14 +302,154 @@ impl fmt::Debug for Keypair {
     }
 }
 
-/// Verifies an Ed25519 `signature` by `public_key` over `message` (strict verification: no
-/// small-order keys, canonical `S`).
+/// Whether an Ed25519 `signature` by `public_key` over `message` passes strict verification
+/// ([`verify_strict`]).
 pub fn verify_signature(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-    let Ok(key) = VerifyingKey::from_bytes(public_key) else {
-        return false;
-    };
+    verify_strict(public_key, message, signature).is_ok()
+}
+
+/// Verifies an Ed25519 `signature` by `public_key` over `message` strictly, with the checks of
+/// proto-spec/identity.md §1 in their order, and names the first that fails.
+///
+/// ed25519-dalek's `verify_strict` makes every check but the first: its `from_bytes` takes a
+/// public key whose `y` is not reduced (`y ≥ p`), which RFC 8032 §5.1.3 refuses. So the
+/// encodings are checked here, then dalek decides the equation.
+pub fn verify_strict(
+    public_key: &[u8; 32],
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), SignatureError> {
+    let key = strict_point(public_key).map_err(|e| e.of_key())?;
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&signature[..32]);
+    strict_point(&r).map_err(|e| e.of_r())?;
+    if !is_below_group_order(&signature[32..]) {
+        return Err(SignatureError::SNonCanonical);
+    }
     let signature = ed25519_dalek::Signature::from_bytes(signature);
-    key.verify_strict(message, &signature).is_ok()
+    key.verify_strict(message, &signature).map_err(|_| SignatureError::EquationFails)
+}
+
+/// Why strict verification refused a signature (proto-spec/identity.md §1). The checks run in
+/// the order of the variants; the first that fails is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    /// The public key is not a canonical encoding: `y ≥ p`, or `x = 0` with the sign bit set.
+    KeyNonCanonical,
+    /// The public key does not decode to a curve point.
+    KeyNotOnCurve,
+    /// The public key is a point of small order.
+    KeySmallOrder,
+    /// `R` is not a canonical encoding.
+    RNonCanonical,
+    /// `R` does not decode to a curve point.
+    RNotOnCurve,
+    /// `R` is a point of small order.
+    RSmallOrder,
+    /// `S` is not below the group order `L`.
+    SNonCanonical,
+    /// Every encoding is valid but `[S]B − [k]A` does not encode to `R`.
+    EquationFails,
+}
+
+impl SignatureError {
+    /// Stable snake_case name, as in proto-spec/identity.md §1 and the signature vectors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::KeyNonCanonical => "key_non_canonical",
+            Self::KeyNotOnCurve => "key_not_on_curve",
+            Self::KeySmallOrder => "key_small_order",
+            Self::RNonCanonical => "r_non_canonical",
+            Self::RNotOnCurve => "r_not_on_curve",
+            Self::RSmallOrder => "r_small_order",
+            Self::SNonCanonical => "s_non_canonical",
+            Self::EquationFails => "equation_fails",
+        }
+    }
+}
+
+impl fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::KeyNonCanonical => "the public key is not canonically encoded",
+            Self::KeyNotOnCurve => "the public key is not a curve point",
+            Self::KeySmallOrder => "the public key has small order",
+            Self::RNonCanonical => "the signature's R is not canonically encoded",
+            Self::RNotOnCurve => "the signature's R is not a curve point",
+            Self::RSmallOrder => "the signature's R has small order",
+            Self::SNonCanonical => "the signature's S is not below the group order",
+            Self::EquationFails => "the signature does not verify",
+        })
+    }
+}
+
+impl std::error::Error for SignatureError {}
+
+/// What is wrong with a point encoding, before we know whether it is the key or `R`.
+enum PointError {
+    NonCanonical,
+    NotOnCurve,
+    SmallOrder,
+}
+
+impl PointError {
+    fn of_key(self) -> SignatureError {
+        match self {
+            PointError::NonCanonical => SignatureError::KeyNonCanonical,
+            PointError::NotOnCurve => SignatureError::KeyNotOnCurve,
+            PointError::SmallOrder => SignatureError::KeySmallOrder,
+        }
+    }
+
+    fn of_r(self) -> SignatureError {
+        match self {
+            PointError::NonCanonical => SignatureError::RNonCanonical,
+            PointError::NotOnCurve => SignatureError::RNotOnCurve,
+            PointError::SmallOrder => SignatureError::RSmallOrder,
+        }
+    }
+}
+
+/// Decodes a point that is canonically encoded, on the curve and not of small order.
+fn strict_point(bytes: &[u8; 32]) -> Result<VerifyingKey, PointError> {
+    if !is_canonical_point(bytes) {
+        return Err(PointError::NonCanonical);
+    }
+    let point = VerifyingKey::from_bytes(bytes).map_err(|_| PointError::NotOnCurve)?;
+    if point.is_weak() {
+        return Err(PointError::SmallOrder);
+    }
+    Ok(point)
+}
+
+/// RFC 8032 §5.1.3: `y`, the low 255 bits (little-endian), is below `p = 2^255 − 19`, and a
+/// point with `x = 0` (`y = 1` or `y = p − 1`) does not have the sign bit (bit 255) set.
+fn is_canonical_point(bytes: &[u8; 32]) -> bool {
+    let sign = bytes[31] >> 7;
+    let top = bytes[31] & 0x7f;
+    let middle_all_ones = bytes[1..31].iter().all(|&b| b == 0xff);
+    // p = ed ff .. ff 7f little-endian, so y ≥ p exactly when y is one of the 19 values
+    // p .. 2^255 − 1: top byte 7f, middle bytes ff, low byte at least ed.
+    let y_at_least_p = top == 0x7f && middle_all_ones && bytes[0] >= 0xed;
+    let y_is_one = bytes[0] == 1 && bytes[1..31].iter().all(|&b| b == 0) && top == 0;
+    let y_is_p_minus_one = top == 0x7f && middle_all_ones && bytes[0] == 0xec;
+    !y_at_least_p && !(sign == 1 && (y_is_one || y_is_p_minus_one))
+}
+
+/// Whether the little-endian integer `s` is below the group order
+/// `L = 2^252 + 27742317777372353535851937790883648493`.
+fn is_below_group_order(s: &[u8]) -> bool {
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    // Compare from the most significant byte down.
+    for (a, l) in s.iter().rev().zip(L.iter().rev()) {
+        if a != l {
+            return a < l;
+        }
+    }
+    false
 }
 
 /// The id proof-of-work of `public_key`: leading zero bits of
@@ -307,7 +488,7 @@ pub enum IdentityError {
         /// The key file.
         path: PathBuf,
         /// What is wrong.
-        why: &'static str,
+        why: KeyFileError,
     },
     /// The OS random source failed.
     Entropy(String),
@@ -439,6 +620,57 @@ mod tests {
         assert!(!verify_signature(&other.public_key(), b"hello", &sig));
     }
 
+    #[test]
+    fn strict_verification_names_the_first_failed_check() {
+        let kp = Keypair::from_seed([1; 32]);
+        let sig = kp.sign(b"hello");
+        assert_eq!(verify_strict(&kp.public_key(), b"hello", &sig), Ok(()));
+        // y = p + 3: a point of large order, written with an unreduced y.
+        let mut unreduced = [0xff; 32];
+        unreduced[0] = 0xf0;
+        unreduced[31] = 0x7f;
+        let check = |key: &[u8; 32], sig: &[u8; 64]| verify_strict(key, b"hello", sig);
+        assert_eq!(check(&unreduced, &sig), Err(SignatureError::KeyNonCanonical));
+        // The identity, with and without the sign bit.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(check(&identity, &sig), Err(SignatureError::KeySmallOrder));
+        let mut signed_identity = identity;
+        signed_identity[31] = 0x80;
+        assert_eq!(check(&signed_identity, &sig), Err(SignatureError::KeyNonCanonical));
+        let mut two = [0u8; 32];
+        two[0] = 2;
+        assert_eq!(check(&two, &sig), Err(SignatureError::KeyNotOnCurve));
+        // R small order, then S = L (not below the order).
+        let mut bad_r = sig;
+        bad_r[..32].copy_from_slice(&identity);
+        assert_eq!(check(&kp.public_key(), &bad_r), Err(SignatureError::RSmallOrder));
+        let mut big_s = sig;
+        big_s[32..].copy_from_slice(&[
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ]);
+        assert_eq!(check(&kp.public_key(), &big_s), Err(SignatureError::SNonCanonical));
+        assert_eq!(
+            verify_strict(&kp.public_key(), b"hellp", &sig),
+            Err(SignatureError::EquationFails)
+        );
+    }
+
+    #[test]
+    fn canonical_points_are_those_below_p_without_a_signed_zero_x() {
+        let mut p = [0xff; 32];
+        p[0] = 0xed;
+        p[31] = 0x7f;
+        assert!(!is_canonical_point(&p));
+        let mut p_minus_one = p;
+        p_minus_one[0] = 0xec;
+        assert!(is_canonical_point(&p_minus_one));
+        p_minus_one[31] = 0xff; // x = 0 with the sign bit
+        assert!(!is_canonical_point(&p_minus_one));
+        assert!(is_canonical_point(&Keypair::from_seed([9; 32]).public_key()));
+    }
+
     // ---- Id proof-of-work ----
 
     #[test]
@@ -504,7 +736,7 @@ mod tests {
         let dir = tempdir("corrupt");
         let path = dir.join("node.key");
         let kp = Keypair::from_seed([5; 32]);
-        let good = kp.to_file_bytes();
+        let good = kp.to_key_file();
         let cases: [(&[u8], &str); 4] = [
             (&good[..40], "truncated"),
             (&[good.as_slice(), b"x"].concat(), "trailing bytes"),

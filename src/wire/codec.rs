@@ -8,8 +8,9 @@
 //!
 //! Decoding never panics and never allocates more than the frame limit: a string or byte
 //! length is charged against the limit before its bytes are read (`LengthOverLimit`), and a
-//! list preallocates at most what serde's cautious size hint allows, then reads element by
-//! element, so a list length beyond the payload ends as `Truncated`.
+//! list reserves at most a few elements, then reads element by element ([`super::list`]), so a
+//! list count beyond the payload ends as `Truncated`. Counts and lengths are `u64` on every
+//! host: the error a payload yields does not depend on the width of `usize`.
 
 use std::fmt;
 
@@ -110,6 +111,10 @@ fn decode_options(max_frame_bytes: usize) -> impl Options {
     base_options().with_limit(max_frame_bytes as u64).allow_trailing_bytes()
 }
 
+/// How bincode 1.3.3 starts the error for a length that does not fit a `usize`
+/// (`cast_u64_to_usize` in its `config/int.rs`).
+const USIZE_OVERFLOW: &str = "Invalid size ";
+
 /// Maps bincode's error to ours. serde reports an out-of-range enum variant as a custom
 /// error, "invalid value: integer `N`, expected ..." (serde_derive says "variant index
 /// 0 <= i < N", serde's `SocketAddr` says "`V4` or `V6`"); that wording is pinned by the
@@ -126,6 +131,13 @@ fn classify(e: &bincode::ErrorKind) -> DecodeError {
         }
         bincode::ErrorKind::Custom(s) if s.starts_with("invalid value: integer") => {
             DecodeError::UnknownTag
+        }
+        // Only on a host whose usize is narrower than 64 bits: a string or bytes length that
+        // does not fit a usize, which bincode refuses before charging it against the limit. A
+        // 64-bit host charges it and fails with SizeLimit: every such length is at least
+        // 2^32, above any frame limit (messages.md §8). Lists never get here (super::list).
+        bincode::ErrorKind::Custom(s) if s.starts_with(USIZE_OVERFLOW) => {
+            DecodeError::LengthOverLimit
         }
         _ => DecodeError::Malformed,
     }
@@ -150,7 +162,8 @@ pub enum DecodeError {
     LengthOverLimit,
     /// A field exceeds its documented bound.
     OverBound(BoundError),
-    /// Any other structural error (not produced by petrel's types; kept for completeness).
+    /// Any other structural error. No payload produces it (messages.md §8): kept so that an
+    /// unexpected serializer error is still a decode error, never a panic.
     Malformed,
 }
 
@@ -284,10 +297,28 @@ mod tests {
         let mut bytes = vec![3, 0, 0, 0, 5, 0, 0, 0];
         bytes.extend_from_slice(&(1u64 << 63).to_le_bytes());
         assert_eq!(decode(&bytes, MAX), Err(DecodeError::LengthOverLimit));
-        // A list length past the limit likewise.
+        // A list count of 2^64 - 1 is read, not trusted: its elements run out at the end.
         let mut bytes = vec![3, 0, 0, 0, 4, 0, 0, 0];
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode(&bytes, MAX).is_err());
+        bytes.extend_from_slice(&[7; 40]);
+        assert_eq!(decode(&bytes, MAX), Err(DecodeError::Truncated));
+        // ... or at the limit, when the payload reaches it.
+        assert_eq!(decode(&bytes, bytes.len()), Err(DecodeError::LengthOverLimit));
+    }
+
+    #[test]
+    fn a_length_too_wide_for_usize_is_over_the_limit() {
+        // What bincode reports on a 32-bit host for a string length of 2^32; a 64-bit host
+        // reaches the same name through the limit.
+        let narrow = bincode::ErrorKind::Custom(format!(
+            "Invalid size {}: sizes must fit in a usize (0 to {})",
+            1u64 << 32,
+            u32::MAX
+        ));
+        assert_eq!(classify(&narrow), DecodeError::LengthOverLimit);
+        let mut bytes = vec![3, 0, 0, 0, 5, 0, 0, 0];
+        bytes.extend_from_slice(&(1u64 << 32).to_le_bytes());
+        assert_eq!(decode(&bytes, MAX), Err(DecodeError::LengthOverLimit));
     }
 
     #[test]
@@ -295,7 +326,7 @@ mod tests {
         let msg =
             Message::Gossip(Gossip::IWant { ids: vec![Bytes32([0; 32]); MAX_IDS_PER_CONTROL + 1] });
         let expected = BoundError {
-            field: "iwant.ids",
+            field: Bound::IWantIds.field(),
             len: MAX_IDS_PER_CONTROL + 1,
             max: MAX_IDS_PER_CONTROL,
         };
@@ -316,7 +347,7 @@ mod tests {
         let msg = Message::Response { id: 1, body: Response::Nodes { closer: vec![peer] } };
         assert!(matches!(
             encode(&msg, MAX),
-            Err(EncodeError::OverBound(BoundError { field: "peer.addrs", .. }))
+            Err(EncodeError::OverBound(BoundError { field: "nodes.closer.addrs", .. }))
         ));
     }
 

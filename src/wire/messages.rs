@@ -6,14 +6,16 @@
 //! proto-spec/vectors/ pin it.
 //!
 //! Every list, string and byte field has a bound (the `MAX_*` constants below, named as in the
-//! spec). [`Message::check_bounds`] enforces them; the codec calls it on every decode and every
-//! encode, so an out-of-bound message is never accepted nor sent.
+//! spec; [`Bound`] lists every bounded field). [`Message::check_bounds`] enforces them; the
+//! codec calls it on every decode and every encode, so an out-of-bound message is never
+//! accepted nor sent.
 
-use std::fmt;
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::bounds::{Bound, BoundError};
+use super::list;
 use crate::bytes::{ByteBuf, Bytes32, Bytes64};
 use crate::identity::NodeId;
 
@@ -100,6 +102,7 @@ pub struct Hello {
     /// Free-form implementation name and version (at most `MAX_AGENT_BYTES`).
     pub agent: String,
     /// Where the sender accepts connections (at most `MAX_LISTEN_ADDRS`).
+    #[serde(deserialize_with = "list::deserialize")]
     pub listen_addrs: Vec<SocketAddr>,
 }
 
@@ -109,6 +112,7 @@ pub struct PeerInfo {
     /// The peer's id; a dialer expects exactly this key in TLS.
     pub id: NodeId,
     /// Its addresses (at most `MAX_ADDRS_PER_PEER`).
+    #[serde(deserialize_with = "list::deserialize")]
     pub addrs: Vec<SocketAddr>,
 }
 
@@ -165,6 +169,7 @@ pub enum Response {
     /// Answer to `FindNode` (tag 1).
     Nodes {
         /// Up to k peers closest to the target.
+        #[serde(deserialize_with = "list::deserialize")]
         closer: Vec<PeerInfo>,
     },
     /// Answer to `FindValue` (tag 2).
@@ -172,6 +177,7 @@ pub enum Response {
         /// The record, if held.
         record: Option<Record>,
         /// Closer peers (may be empty when the record is returned).
+        #[serde(deserialize_with = "list::deserialize")]
         closer: Vec<PeerInfo>,
     },
     /// The `Store` succeeded (tag 3).
@@ -181,8 +187,10 @@ pub enum Response {
     /// Answer to `GetProviders` (tag 5).
     Providers {
         /// Known providers of the key.
+        #[serde(deserialize_with = "list::deserialize")]
         providers: Vec<PeerInfo>,
         /// Closer peers.
+        #[serde(deserialize_with = "list::deserialize")]
         closer: Vec<PeerInfo>,
     },
     /// The request failed (tag 6).
@@ -282,11 +290,13 @@ pub enum Gossip {
         /// The topic.
         topic: String,
         /// Message ids (at most `MAX_IDS_PER_CONTROL`).
+        #[serde(deserialize_with = "list::deserialize")]
         ids: Vec<MessageId>,
     },
     /// IWANT: send these messages (tag 4).
     IWant {
         /// Message ids (at most `MAX_IDS_PER_CONTROL`).
+        #[serde(deserialize_with = "list::deserialize")]
         ids: Vec<MessageId>,
     },
     /// GRAFT: add the sender to our mesh for `topic` (tag 5).
@@ -301,11 +311,13 @@ pub enum Gossip {
         /// Do not GRAFT again for this many seconds.
         backoff_secs: u32,
         /// Other peers in the topic, for peer exchange (at most `MAX_PX_PEERS`).
+        #[serde(deserialize_with = "list::deserialize")]
         peers: Vec<PeerInfo>,
     },
     /// IDONTWANT: the sender already has these messages (tag 7).
     IDontWant {
         /// Message ids (at most `MAX_IDS_PER_CONTROL`).
+        #[serde(deserialize_with = "list::deserialize")]
         ids: Vec<MessageId>,
     },
 }
@@ -366,31 +378,6 @@ impl Message {
             Message::Goodbye(_) => "goodbye",
         }
     }
-
-    /// Checks every documented bound; the first violation is returned.
-    pub fn check_bounds(&self) -> Result<(), BoundError> {
-        match self {
-            Message::Hello(h) => h.check_bounds(),
-            Message::Request { body, .. } => body.check_bounds(),
-            Message::Response { body, .. } => body.check_bounds(),
-            Message::Gossip(g) => g.check_bounds(),
-            Message::Goodbye(_) => Ok(()),
-        }
-    }
-}
-
-impl Hello {
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        bound("hello.network", self.network.len(), MAX_NETWORK_BYTES)?;
-        bound("hello.agent", self.agent.len(), MAX_AGENT_BYTES)?;
-        bound("hello.listen_addrs", self.listen_addrs.len(), MAX_LISTEN_ADDRS)
-    }
-}
-
-impl PeerInfo {
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        bound("peer.addrs", self.addrs.len(), MAX_ADDRS_PER_PEER)
-    }
 }
 
 impl Request {
@@ -403,15 +390,6 @@ impl Request {
             Request::Store { .. } => "store",
             Request::AddProvider { .. } => "add_provider",
             Request::GetProviders { .. } => "get_providers",
-        }
-    }
-
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        match self {
-            Request::Store { record, .. } => record.check_bounds(),
-            Request::AddProvider { provider, .. } => provider.check_bounds(),
-            Request::Ping | Request::FindNode { .. } | Request::FindValue { .. } => Ok(()),
-            Request::GetProviders { .. } => Ok(()),
         }
     }
 }
@@ -429,35 +407,9 @@ impl Response {
             Response::Error { .. } => "error",
         }
     }
-
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        match self {
-            Response::Nodes { closer } => peers("nodes.closer", closer, MAX_PEERS_PER_RESPONSE),
-            Response::Value { record, closer } => {
-                record.as_ref().map_or(Ok(()), Record::check_bounds)?;
-                peers("value.closer", closer, MAX_PEERS_PER_RESPONSE)
-            }
-            Response::Providers { providers, closer } => {
-                peers("providers.providers", providers, MAX_PEERS_PER_RESPONSE)?;
-                peers("providers.closer", closer, MAX_PEERS_PER_RESPONSE)
-            }
-            Response::Error { text, .. } => bound("error.text", text.len(), MAX_ERROR_TEXT_BYTES),
-            Response::Pong { .. } | Response::Stored | Response::ProviderAdded => Ok(()),
-        }
-    }
 }
 
 impl Record {
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        match self {
-            Record::Immutable { value } => bound("record.value", value.0.len(), MAX_VALUE_BYTES),
-            Record::Mutable(m) => {
-                bound("record.salt", m.salt.0.len(), MAX_SALT_BYTES)?;
-                bound("record.value", m.value.0.len(), MAX_VALUE_BYTES)
-            }
-        }
-    }
-
     /// The value bytes.
     pub fn value(&self) -> &[u8] {
         match self {
@@ -481,61 +433,4 @@ impl Gossip {
             Gossip::IDontWant { .. } => "idontwant",
         }
     }
-
-    fn check_bounds(&self) -> Result<(), BoundError> {
-        match self {
-            Gossip::Subscribe { topic }
-            | Gossip::Unsubscribe { topic }
-            | Gossip::Graft { topic } => topic_bound(topic),
-            Gossip::Publish(m) => {
-                topic_bound(&m.topic)?;
-                bound("publish.payload", m.payload.0.len(), MAX_PAYLOAD_BYTES)
-            }
-            Gossip::IHave { topic, ids } => {
-                topic_bound(topic)?;
-                bound("ihave.ids", ids.len(), MAX_IDS_PER_CONTROL)
-            }
-            Gossip::IWant { ids } => bound("iwant.ids", ids.len(), MAX_IDS_PER_CONTROL),
-            Gossip::IDontWant { ids } => bound("idontwant.ids", ids.len(), MAX_IDS_PER_CONTROL),
-            Gossip::Prune { topic, peers: px, .. } => {
-                topic_bound(topic)?;
-                peers("prune.peers", px, MAX_PX_PEERS)
-            }
-        }
-    }
-}
-
-/// A list, string or byte field is longer than its documented bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BoundError {
-    /// The field, as named in the spec (`message.field`).
-    pub field: &'static str,
-    /// Its length (elements for lists, bytes for strings).
-    pub len: usize,
-    /// The bound.
-    pub max: usize,
-}
-
-impl fmt::Display for BoundError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} has length {}, above its bound {}", self.field, self.len, self.max)
-    }
-}
-
-impl std::error::Error for BoundError {}
-
-fn bound(field: &'static str, len: usize, max: usize) -> Result<(), BoundError> {
-    if len > max {
-        return Err(BoundError { field, len, max });
-    }
-    Ok(())
-}
-
-fn topic_bound(topic: &str) -> Result<(), BoundError> {
-    bound("topic", topic.len(), MAX_TOPIC_BYTES)
-}
-
-fn peers(field: &'static str, list: &[PeerInfo], max: usize) -> Result<(), BoundError> {
-    bound(field, list.len(), max)?;
-    list.iter().try_for_each(PeerInfo::check_bounds)
 }

@@ -4,8 +4,10 @@
 //!
 //! Both layers are sans-IO: bytes in, values out. Neither panics on any input.
 
+mod bounds;
 pub mod codec;
 pub mod frame;
+mod list;
 pub mod messages;
 pub mod signing;
 
