@@ -99,6 +99,10 @@ fn peer_events_reach_the_application_and_the_snapshot_counts_the_traffic() {
     let up = events.recv_timeout(WAIT).expect("a connected event");
     assert_eq!(up, Event::PeerConnected { peer: b.id(), direction: Direction::Outbound });
     a.handle().ping(b.id()).unwrap();
+    // `b` dials back the address `a` claims in its Hello: TLS proves it, then that connection
+    // closes before any Hello, so `a` sees no second peer and keeps one connection.
+    wait_for("b's dial-back of a", || b.handle().snapshot().unwrap().dht.probes_reached == 1);
+    wait_for("the dial-back closed", || a.handle().snapshot().unwrap().reactor.entries == 1);
 
     let snapshot = a.handle().snapshot().unwrap();
     assert_eq!(snapshot.peers.connections_outbound, 1);

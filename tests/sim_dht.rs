@@ -105,9 +105,10 @@ fn flooding_adversaries_do_not_stop_lookups() {
 #[test]
 #[cfg_attr(debug_assertions, ignore = "release only: make test runs it")]
 fn disjoint_paths_help_against_colluding_eclipse_nodes() {
-    // Measured with seed 7, 1,000 nodes, 300 GETs each (successes of 300):
-    //   10 % eclipse: one path 289, three disjoint paths 293
-    //   20 % eclipse: one path 270, three disjoint paths 277
+    // Measured with seed 7, 1,000 nodes, 300 GETs each (successes of 300), since peers are
+    // named only once dialled (the dial-back of inbound claims):
+    //   10 % eclipse: one path 288, three disjoint paths 292
+    //   20 % eclipse: one path 266, three disjoint paths 276
     let mut found = BTreeMap::new();
     for (fraction, percent) in [(0.1, 10), (0.2, 20)] {
         for d in [0, 3] {
@@ -117,7 +118,7 @@ fn disjoint_paths_help_against_colluding_eclipse_nodes() {
         }
     }
     let got = |f: u32, d: usize| found[&(f, d)];
-    let floors = [((10, 0), 288), ((10, 3), 292), ((20, 0), 269), ((20, 3), 276)];
+    let floors = [((10, 0), 287), ((10, 3), 291), ((20, 0), 265), ((20, 3), 275)];
     for ((f, d), floor) in floors {
         assert!(got(f, d) >= floor, "{f} % eclipse, {d} paths: {found:?}");
     }

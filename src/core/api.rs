@@ -48,6 +48,12 @@ pub enum Input {
         /// The remote address of the socket.
         addr: SocketAddr,
     },
+    /// The dial-back `conn` authenticated its peer; the driver closes it (the core has
+    /// forgotten it already).
+    Probed {
+        /// The connection.
+        conn: ConnId,
+    },
     /// `conn` completed TLS and the Hello exchange with `peer`.
     Established {
         /// The connection.
@@ -121,7 +127,8 @@ pub enum Budget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Open a TCP connection to `addr` and run TLS expecting `peer`; report the outcome with
-    /// [`Input::Established`] or [`Input::Closed`] for `conn`.
+    /// [`Input::Established`] (or [`Input::Probed`] for a dial-back) or [`Input::Closed`] for
+    /// `conn`.
     Dial {
         /// The table's id for the new connection.
         conn: ConnId,
@@ -129,6 +136,8 @@ pub enum Output {
         peer: NodeId,
         /// Where to dial.
         addr: SocketAddr,
+        /// A dial-back: only TLS, then close (`transport::Connection::probe_only`).
+        probe: bool,
     },
     /// Send `msg` on `conn`.
     Send {
@@ -337,6 +346,8 @@ pub struct CoreStats {
     pub frames_after_close: u64,
     /// Connections closed because they reached this node itself (transport.md §5).
     pub self_connections: u64,
+    /// Dial-backs started for a protocol ([`crate::protocol::Action::Probe`]).
+    pub probes_started: u64,
 }
 
 impl fmt::Display for ConnectError {

@@ -378,7 +378,30 @@ impl ConnectionTable {
         addr: SocketAddr,
         expected: NodeId,
     ) -> Result<ConnId, DialError> {
-        if let Err(e) = self.check_dial(now, addr, expected) {
+        self.dial(now, addr, expected, false)
+    }
+
+    /// Like [`start_dial`](Self::start_dial), but also while `expected` is connected or being
+    /// dialled: a dial-back that proves `expected` listens at `addr`. It never becomes one of
+    /// the peer's connections (it closes once TLS is done, [`on_probed`](Self::on_probed)), so
+    /// it takes an outbound slot and a connect deadline but no part in the per-peer rules.
+    pub fn start_probe(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        expected: NodeId,
+    ) -> Result<ConnId, DialError> {
+        self.dial(now, addr, expected, true)
+    }
+
+    fn dial(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        expected: NodeId,
+        probe: bool,
+    ) -> Result<ConnId, DialError> {
+        if let Err(e) = self.check_dial(now, addr, expected, probe) {
             self.count_dial_refusal(e);
             return Err(e);
         }
@@ -387,8 +410,18 @@ impl ConnectionTable {
         let conn = ConnId::outbound(self.next_dial);
         self.next_dial += 1;
         self.insert(now, conn, Direction::Outbound, addr, Some(expected));
-        self.peers.entry(expected).or_default().conns.push(conn);
+        if !probe {
+            self.peers.entry(expected).or_default().conns.push(conn);
+        }
         Ok(conn)
+    }
+
+    /// The dial-back `conn` authenticated its peer: a dial success for its address. It leaves
+    /// the table (the driver closes it). Returns what was removed.
+    pub fn on_probed(&mut self, conn: ConnId) -> Option<Connection> {
+        let removed = self.remove(conn)?;
+        self.dials.record_success(removed.addr);
+        Some(removed)
     }
 
     /// The connection `conn` authenticated as `node_id` (for a dial, TLS has checked it is the
@@ -641,11 +674,12 @@ impl ConnectionTable {
         now: Instant,
         addr: SocketAddr,
         expected: NodeId,
+        probe: bool,
     ) -> Result<(), DialError> {
         if expected == self.local_id {
             return Err(DialError::OwnId);
         }
-        if self.peers.contains_key(&expected) {
+        if !probe && self.peers.contains_key(&expected) {
             return Err(DialError::AlreadyConnected);
         }
         self.dials.may_dial(now, addr)?;

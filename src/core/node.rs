@@ -33,7 +33,9 @@ use super::protocols::{AddError, Protocols};
 use super::rpc::{Owner, Pending, Queued, Rpc};
 use crate::identity::NodeId;
 use crate::kad::dht::{Dht, DhtConfig};
-use crate::protocol::{Action, JobId, JobResult, Kind, Peer, Protocol, ProtocolId, RequestFailure};
+use crate::protocol::{
+    Action, JobId, JobResult, Kind, Peer, ProbeResult, Protocol, ProtocolId, RequestFailure,
+};
 use crate::rng::Rng;
 use crate::transport::CloseCause;
 use crate::wire::messages::{
@@ -50,6 +52,9 @@ pub struct NodeCore {
     waiting: BTreeMap<NodeId, Vec<CommandId>>,
     waiting_count: usize,
     protocols: Protocols,
+    /// Dial-backs in flight ([`Action::Probe`]): who asked, for which peer and address. One
+    /// per outbound connection, so bounded by the outbound share.
+    probes: BTreeMap<ConnId, (ProtocolId, NodeId, SocketAddr)>,
     rng: Rng,
     outputs: VecDeque<Output>,
     stats: CoreStats,
@@ -70,6 +75,7 @@ impl NodeCore {
             waiting: BTreeMap::new(),
             waiting_count: 0,
             protocols: Protocols::new(Dht::new(local_id, dht_config)),
+            probes: BTreeMap::new(),
             rng,
             outputs: VecDeque::new(),
             stats: CoreStats::default(),
@@ -98,6 +104,7 @@ impl NodeCore {
         match input {
             Input::Accepted { conn, addr } => self.on_accepted(now, conn, addr),
             Input::Established { conn, peer, hello } => self.on_established(now, conn, peer, hello),
+            Input::Probed { conn } => self.on_probed(now, conn),
             Input::Frame { conn, msg } => self.on_frame(now, conn, msg),
             Input::Closed { conn, cause } => self.on_closed(now, conn, cause),
             Input::OverBudget { conn, budget } => self.on_over_budget(now, conn, budget),
@@ -233,13 +240,23 @@ impl NodeCore {
         self.on_reachable(now, peer);
     }
 
+    /// A dial-back authenticated its peer: the address is proven. The driver closes it.
+    fn on_probed(&mut self, now: Instant, conn: ConnId) {
+        if self.conns.on_probed(conn).is_some() {
+            self.end_probe(now, conn, ProbeResult::Reached);
+        }
+    }
+
     fn on_closed(&mut self, now: Instant, conn: ConnId, cause: CloseCause) {
         let dialled =
             self.conns.connection(conn).filter(|c| !c.is_established()).and_then(|c| c.expected);
         let removed = match dialled {
             Some(peer) => {
                 let removed = self.conns.on_dial_failed(now, conn);
-                self.on_unreachable(now, peer, ConnectError::from_cause(&cause));
+                // A dial-back is no dial anything waits for.
+                if !self.probes.contains_key(&conn) {
+                    self.on_unreachable(now, peer, ConnectError::from_cause(&cause));
+                }
                 removed
             }
             None => self.conns.on_closed(conn),
@@ -249,7 +266,8 @@ impl NodeCore {
 
     /// A connection the table timed out (and removed).
     fn on_table_timeout(&mut self, now: Instant, conn: ConnId, idle: bool, removed: Connection) {
-        let dialled = removed.expected.filter(|_| !removed.is_established());
+        let probe = self.probes.contains_key(&conn);
+        let dialled = removed.expected.filter(|_| !removed.is_established() && !probe);
         self.forget_conn(now, conn, Some(removed));
         // A connection that never got established hears no Goodbye; the reason is only for
         // the driver.
@@ -257,6 +275,15 @@ impl NodeCore {
         self.disconnect(conn, reason);
         if let Some(peer) = dialled {
             self.on_unreachable(now, peer, ConnectError::Timeout);
+        }
+    }
+
+    /// Tells the protocol that asked for dial-back `conn`, if it is one, what became of it.
+    fn end_probe(&mut self, now: Instant, conn: ConnId, result: ProbeResult) {
+        if let Some((pid, peer, addr)) = self.probes.remove(&conn) {
+            if let Some(p) = self.protocols.get_mut(pid) {
+                p.handle_probe(now, peer, addr, result);
+            }
         }
     }
 
@@ -295,6 +322,8 @@ impl NodeCore {
     /// Drops everything tied to a connection that is gone (`removed`: what the table held,
     /// when it still held it). The peer stays up while another of its connections is.
     fn forget_conn(&mut self, now: Instant, conn: ConnId, removed: Option<Connection>) {
+        // A dial-back that ends here never authenticated (that would have ended it).
+        self.end_probe(now, conn, ProbeResult::Unreachable);
         let gone = removed.filter(Connection::is_established).and_then(|c| c.node_id);
         if let Some(peer) = gone.filter(|p| self.conns.primary(p).is_none()) {
             self.outputs.push_back(Output::Event(Event::PeerDisconnected { peer }));
@@ -394,8 +423,14 @@ impl NodeCore {
         let command = match owner {
             Owner::Ping(command) => command,
             Owner::Protocol(pid, key) => {
+                // The address is proven only if we dialled it: TLS authenticated the peer there.
+                let via = self
+                    .conns
+                    .connection(conn)
+                    .filter(|c| c.direction == Direction::Outbound)
+                    .map(|c| c.addr);
                 if let Some(p) = self.protocols.get_mut(pid) {
-                    p.handle_outcome(now, key, to, Ok(body));
+                    p.handle_outcome(now, key, to, via, Ok(body));
                 }
                 return;
             }
@@ -462,7 +497,7 @@ impl NodeCore {
             dial = self.conns.start_dial(now, addr, peer);
         }
         let conn = dial?;
-        self.outputs.push_back(Output::Dial { conn, peer, addr });
+        self.outputs.push_back(Output::Dial { conn, peer, addr, probe: false });
         Ok(())
     }
 
@@ -482,7 +517,7 @@ impl NodeCore {
                     _ => RequestFailure::Unreachable,
                 };
                 if let Some(p) = self.protocols.get_mut(pid) {
-                    p.handle_outcome(now, key, to, Err(why));
+                    p.handle_outcome(now, key, to, None, Err(why));
                 }
             }
         }
@@ -519,6 +554,18 @@ impl NodeCore {
                 let owner = Owner::Protocol(pid, key);
                 self.send_request(now, Queued { to, owner, body: request });
             }
+            Action::Probe { peer, addr } => match self.conns.start_probe(now, addr, peer) {
+                Ok(conn) => {
+                    self.stats.probes_started += 1;
+                    self.probes.insert(conn, (pid, peer, addr));
+                    self.outputs.push_back(Output::Dial { conn, peer, addr, probe: true });
+                }
+                Err(_) => {
+                    if let Some(p) = self.protocols.get_mut(pid) {
+                        p.handle_probe(now, peer, addr, ProbeResult::NotTried);
+                    }
+                }
+            },
             Action::Respond { ticket, response } => match self.rpc.answer(ticket) {
                 Some(owed) if self.conns.connection(owed.conn).is_some() => {
                     self.respond(owed.conn, owed.id, response);
@@ -570,7 +617,7 @@ impl NodeCore {
         }
         if !self.conns.is_dialling(&peer) {
             match self.conns.start_dial(now, addr, peer) {
-                Ok(conn) => self.outputs.push_back(Output::Dial { conn, peer, addr }),
+                Ok(conn) => self.outputs.push_back(Output::Dial { conn, peer, addr, probe: false }),
                 Err(e) => return self.reply(id, Reply::Connected(Err(ConnectError::Refused(e)))),
             }
         }

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::identity::NodeId;
 use crate::kad::dht::{DhtCommand, DhtConfig};
+use crate::kad::routing::Source;
 use crate::protocol::jobs::{self, Job, JobId, JobResult};
 use crate::transport::CloseCause;
 use crate::wire::messages::{
@@ -167,7 +168,7 @@ fn pong(id: u64, observed: SocketAddr) -> Message {
 fn dials(out: &[Output]) -> Vec<(ConnId, NodeId, SocketAddr)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Dial { conn, peer, addr } => Some((*conn, *peer, *addr)),
+            Output::Dial { conn, peer, addr, .. } => Some((*conn, *peer, *addr)),
             _ => None,
         })
         .collect()
@@ -1158,4 +1159,55 @@ fn a_connection_to_our_own_id_is_closed_and_our_own_id_is_never_dialled() {
     let refused = Reply::Connected(Err(ConnectError::Refused(DialError::OwnId)));
     assert_eq!(replies(&out), vec![(CommandId(1), refused)]);
     assert!(dials(&out).is_empty());
+}
+
+// ---- Dial-backs ----
+
+#[test]
+fn a_dial_back_proves_an_inbound_peers_claim_without_touching_its_connection() {
+    let t0 = Instant::now();
+    let mut core = core(config());
+    let conn = inbound(&mut core, t0, addr(4001));
+    let hello = Hello { listen_addrs: vec![addr(5001)], ..HELLO };
+    let out = established(&mut core, t0, conn, PEER_A, hello);
+    let [Output::Event(Event::PeerConnected { .. }), Output::Dial { conn: probe, peer: PEER_A, addr: claim, probe: true }] =
+        out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(claim, addr(5001));
+    let unproven = core.dht().routing().get(&PEER_A).unwrap();
+    assert_eq!(unproven.source, Source::Inbound);
+    // While it runs, the peer is served on the connection it opened.
+    assert_eq!(ping(&mut core, t0, 1, PEER_A).0, conn);
+    // TLS authenticated the peer at its claim: verified there; no event, still one connection.
+    let out = handle(&mut core, t0, Input::Probed { conn: probe });
+    assert!(out.is_empty(), "{out:?}");
+    let proven = core.dht().routing().get(&PEER_A).unwrap();
+    assert_eq!((proven.source, proven.peer.addrs.clone()), (Source::Verified, vec![addr(5001)]));
+    assert_eq!(core.peer_stats().connections_outbound, 0);
+    assert_eq!(core.peer_stats().connections_inbound, 1);
+    // The driver's close of it changes nothing.
+    let reason = GoodbyeReason::DuplicateConnection;
+    assert!(closed(&mut core, t0, probe, CloseCause::LocalClose(reason)).is_empty());
+    assert_eq!(peer_ids(&mut core, t0), vec![PEER_A]);
+}
+
+#[test]
+fn a_failed_dial_back_removes_the_claim_and_nothing_else() {
+    let t0 = Instant::now();
+    let mut core = core(config());
+    let conn = inbound(&mut core, t0, addr(4002));
+    let hello = Hello { listen_addrs: vec![addr(5002)], ..HELLO };
+    let out = established(&mut core, t0, conn, PEER_B, hello);
+    let [(probe, PEER_B, _)] = dials(&out)[..] else { panic!("{out:?}") };
+    // A Connect for the peer while the dial-back runs is answered by its connection.
+    let out = command(&mut core, t0, 9, Command::Connect { peer: PEER_B, addr: addr(5002) });
+    assert_eq!(replies(&out), vec![(CommandId(9), Reply::Connected(Ok(PEER_B)))]);
+    let out = closed(&mut core, t0, probe, CloseCause::TcpFailed);
+    assert!(out.is_empty(), "no event, no reply, no disconnect: {out:?}");
+    assert!(!core.dht().routing().contains(&PEER_B));
+    assert_eq!(peer_ids(&mut core, t0), vec![PEER_B], "its connection stays");
+    assert_eq!(core.peer_stats().dial_failures, 1, "the claimed address backs off");
+    assert_eq!(core.dht().stats().probes_failed, 1);
 }

@@ -7,14 +7,15 @@
 //! for all of them.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::api::{Event, Reply};
 use crate::identity::NodeId;
 use crate::kad::dht::Dht;
 use crate::protocol::{
-    Action, JobKey, JobResult, Kind, Peer, Protocol, ProtocolId, ReplyTicket, RequestFailure,
-    RequestKey,
+    Action, JobKey, JobResult, Kind, Peer, ProbeResult, Protocol, ProtocolId, ReplyTicket,
+    RequestFailure, RequestKey,
 };
 use crate::wire::messages::{Gossip, PeerInfo, Request, Response};
 
@@ -36,8 +37,10 @@ pub(super) trait Hosted {
         now: Instant,
         key: RequestKey,
         to: PeerInfo,
+        via: Option<SocketAddr>,
         result: Result<Response, RequestFailure>,
     );
+    fn handle_probe(&mut self, now: Instant, peer: NodeId, addr: SocketAddr, result: ProbeResult);
     fn handle_gossip(&mut self, now: Instant, from: &Peer<'_>, msg: Gossip);
     fn handle_job_done(&mut self, now: Instant, key: JobKey, result: Option<JobResult>);
     fn handle_timeout(&mut self, now: Instant);
@@ -78,9 +81,14 @@ where
         now: Instant,
         key: RequestKey,
         to: PeerInfo,
+        via: Option<SocketAddr>,
         result: Result<Response, RequestFailure>,
     ) {
-        Protocol::handle_outcome(self, now, key, to, result);
+        Protocol::handle_outcome(self, now, key, to, via, result);
+    }
+
+    fn handle_probe(&mut self, now: Instant, peer: NodeId, addr: SocketAddr, result: ProbeResult) {
+        Protocol::handle_probe(self, now, peer, addr, result);
     }
 
     fn handle_gossip(&mut self, now: Instant, from: &Peer<'_>, msg: Gossip) {

@@ -58,6 +58,7 @@ impl Protocol for Echo {
         _now: Instant,
         key: RequestKey,
         to: PeerInfo,
+        _via: Option<std::net::SocketAddr>,
         result: Result<Response, RequestFailure>,
     ) {
         let ok = matches!(result, Ok(Response::Pong { .. }));
@@ -150,10 +151,11 @@ fn a_second_protocol_is_hosted_beside_kad_through_every_verb() {
     let t0 = Instant::now();
     let (mut core, log) = core_with_echo();
 
-    // Peer up reaches both protocols: kad adds the peer, the echo pings it.
+    // Peer up reaches both protocols: kad adds the peer and dials back its claimed address,
+    // the echo pings it.
     let (conn, out) = connect(&mut core, t0);
     assert_eq!(lines(&log), vec![format!("up {PEER}")]);
-    let [Output::Event(Event::PeerConnected { peer: PEER, .. }), Output::Send { conn: c, msg }] =
+    let [Output::Event(Event::PeerConnected { peer: PEER, .. }), Output::Dial { peer: PEER, probe: true, .. }, Output::Send { conn: c, msg }] =
         &out[..]
     else {
         panic!("{out:?}")

@@ -28,9 +28,12 @@
 //! Serving ([`super::serve`]): inbound requests are answered from the routing table and the
 //! store; a STORE of a mutable record waits for its signature check on a worker.
 //!
-//! Routing table inputs: a peer we dialled and authenticated, or that answered a request of
-//! ours, is `Verified`; a peer that dialled us is `Inbound` (its listen address is its own
-//! claim). A full bucket asks for a PING of its least-recently-seen entry.
+//! Routing table inputs ([`super::contacts`]): a peer is `Verified` at the one address we
+//! reached it at (we dialled it, or it answered over a connection we dialled); a peer that
+//! dialled us is `Inbound`, counted by the IP-diversity limits at its socket address, with
+//! its own plausible claims as addresses, and a dial-back ([`Action::Probe`]) verifies the
+//! first claim. Only `Verified` peers are named in our answers. A full bucket asks for a
+//! PING of its least-recently-seen entry.
 //!
 //! Timers: the maintenance tick and each query's next lookup deadline sit in one
 //! [`Deadlines`] set, re-armed whenever a query changes, so `next_deadline` is O(log n).
@@ -43,7 +46,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::lookup::{LookupConfig, LookupStats};
@@ -55,13 +58,13 @@ use super::routing::{InsertOutcome, RoutingConfig, RoutingStats, RoutingTable, S
 use super::serve::Deferred;
 use crate::identity::NodeId;
 use crate::protocol::{
-    Action, CommandId, Direction, JobKey, JobResult, Kind, Peer, Protocol, ReplyTicket,
+    Action, CommandId, JobKey, JobResult, Kind, Peer, ProbeResult, Protocol, ReplyTicket,
     RequestFailure, RequestKey,
 };
 use crate::rng::Rng;
 use crate::timers::Deadlines;
 use crate::wire::messages::{
-    ErrorCode, Hello, Key, PeerInfo, Record, Request, Response, FEATURE_KAD, MAX_ADDRS_PER_PEER,
+    ErrorCode, Key, PeerInfo, Record, Request, Response, MAX_ADDRS_PER_PEER,
 };
 
 /// Settings of the DHT; defaults live in `config`.
@@ -107,6 +110,13 @@ pub struct DhtConfig {
     pub max_deferred: usize,
     /// Our own listen addresses, announced in ADD_PROVIDER.
     pub local_addrs: Vec<std::net::SocketAddr>,
+    /// Accept loopback and private addresses from any peer (a LAN or a test bed); otherwise
+    /// a claim may be no more local than the peer that makes it ([`super::claims`]).
+    pub local_network: bool,
+    /// Dial-backs of inbound peers' claims in flight at once.
+    pub max_probes: usize,
+    /// Dial-backs waiting for a slot; beyond it the oldest is dropped and counted.
+    pub max_probe_queue: usize,
     /// Seed of the DHT's randomness (refresh targets); the router derives it from its own.
     pub rng_seed: u64,
 }
@@ -133,6 +143,9 @@ impl DhtConfig {
             verify_in_workers: true,
             max_deferred: 1024,
             local_addrs: Vec::new(),
+            local_network: false,
+            max_probes: 16,
+            max_probe_queue: 256,
             rng_seed: 0,
         }
     }
@@ -310,6 +323,19 @@ pub struct DhtStats {
     pub overloaded: u64,
     /// Requests we sent that are waiting for their outcome.
     pub requests_in_flight: usize,
+    /// Addresses dropped as implausible from where they came ([`super::claims`]).
+    pub claims_dropped: u64,
+    /// Dial-backs that reached the claimed address: the peer became `Verified`.
+    pub probes_reached: u64,
+    /// Dial-backs that failed: the inbound entry was removed.
+    pub probes_failed: u64,
+    /// Dial-backs the router could not start (no slot, backoff).
+    pub probes_not_tried: u64,
+    /// Dial-backs dropped from a full queue.
+    pub probe_queue_drops: u64,
+    /// Failed requests not charged to a routing entry: the address dialled was a third
+    /// party's claim, not the one we reached the peer at.
+    pub failures_not_charged: u64,
 }
 
 /// What the DHT asks of the router.
@@ -358,6 +384,9 @@ pub struct Dht {
     pub(super) next_job: u64,
     pub(super) timers: Deadlines<Timer>,
     pub(super) joined: bool,
+    /// Inbound peers' claimed addresses waiting for a dial-back.
+    pub(super) probe_queue: VecDeque<(NodeId, SocketAddr)>,
+    pub(super) probes_in_flight: usize,
     pub(super) outputs: VecDeque<DhtAction>,
     pub(super) stats: DhtStats,
 }
@@ -382,6 +411,8 @@ impl Dht {
             next_job: 0,
             timers: Deadlines::new(),
             joined: false,
+            probe_queue: VecDeque::new(),
+            probes_in_flight: 0,
             outputs: VecDeque::new(),
             stats: DhtStats::default(),
         }
@@ -446,15 +477,25 @@ impl Dht {
         self.queries.len()
     }
 
-    /// Adds what a contact tells about a peer to the routing table: a new entry may start the
-    /// join and is queued for replication; a full bucket asks for a PING of its oldest entry.
-    pub(super) fn observe(&mut self, now: Instant, peer: PeerInfo, source: Source) {
+    /// Adds what a contact tells about a peer, seen at `seen_at`, to the routing table: a new
+    /// entry may start the join, is queued for replication and, if inbound, for a dial-back;
+    /// a full bucket asks for a PING of its oldest entry.
+    pub(super) fn observe(
+        &mut self,
+        now: Instant,
+        peer: PeerInfo,
+        source: Source,
+        seen_at: IpAddr,
+    ) {
         if peer.id == self.local || peer.addrs.is_empty() {
             return;
         }
         let was_empty = self.routing.is_empty();
-        match self.routing.observe(now, peer.clone(), source) {
+        match self.routing.observe_from(now, peer.clone(), source, seen_at) {
             InsertOutcome::Added => {
+                if source == Source::Inbound {
+                    self.probe(peer.id, peer.addrs[0]);
+                }
                 self.queue_replication(peer);
                 if was_empty && !self.joined && self.config.join_on_first_contact {
                     // The first contact: join the network with a self-lookup.
@@ -508,11 +549,7 @@ impl Protocol for Dht {
     /// server), `Verified` if we dialled it.
     fn handle_peer_up(&mut self, now: Instant, peer: &Peer<'_>) {
         self.arm_tick(now);
-        let source = match peer.direction {
-            Direction::Outbound => Source::Verified,
-            Direction::Inbound => Source::Inbound,
-        };
-        self.observe(now, peer_info(peer), source);
+        self.contact(now, peer);
     }
 
     fn handle_request(
@@ -522,10 +559,7 @@ impl Protocol for Dht {
         request: Request,
         ticket: ReplyTicket,
     ) -> Option<Response> {
-        let from = peer_info(from);
-        if !from.addrs.is_empty() {
-            self.observe(now, from.clone(), Source::Inbound);
-        }
+        self.contact(now, from);
         self.serve(now, &from.id, request, ticket)
     }
 
@@ -534,24 +568,24 @@ impl Protocol for Dht {
         now: Instant,
         key: RequestKey,
         peer: PeerInfo,
+        via: Option<SocketAddr>,
         result: Result<Response, RequestFailure>,
     ) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        match &result {
-            Ok(Response::Error { code: ErrorCode::Unsupported, .. }) | Err(_) => {
-                self.routing.record_failure(&peer.id);
-            }
-            Ok(_) => self.observe(now, peer.clone(), Source::Verified),
-        }
+        self.account_outcome(now, &peer, via, &result);
         match Purpose::from_key(key) {
             Some(Purpose::TablePing) => {
                 let alive = matches!(result, Ok(Response::Pong { .. }));
                 self.routing.ping_result(now, &peer.id, alive);
             }
             Some(Purpose::Replicate) | None => {}
-            Some(Purpose::Lookup(q)) => self.on_lookup_response(now, q, &peer, result),
+            Some(Purpose::Lookup(q)) => self.on_lookup_response(now, q, &peer, via, result),
             Some(Purpose::Store(q)) => self.on_store_response(now, q, result),
         }
+    }
+
+    fn handle_probe(&mut self, now: Instant, peer: NodeId, addr: SocketAddr, result: ProbeResult) {
+        self.on_probe(now, peer, addr, result);
     }
 
     fn handle_job_done(&mut self, now: Instant, key: JobKey, result: Option<JobResult>) {
@@ -608,26 +642,6 @@ impl Purpose {
             _ => None,
         }
     }
-}
-
-/// The peer as the DHT knows it: its announced listen addresses; for a peer we dialled with
-/// none announced, the address we reached it at. No address (so it never enters the routing
-/// table) for a peer that is not a DHT server (handshake.md §2: no `FEATURE_KAD`).
-pub(super) fn peer_info(peer: &Peer<'_>) -> PeerInfo {
-    let Peer { id, addr, direction, hello } = *peer;
-    if hello.features & FEATURE_KAD == 0 {
-        return PeerInfo { id, addrs: Vec::new() };
-    }
-    let mut addrs: Vec<SocketAddr> = announced(hello);
-    if addrs.is_empty() && direction == Direction::Outbound {
-        addrs.push(addr);
-    }
-    addrs.truncate(MAX_ADDRS_PER_PEER);
-    PeerInfo { id, addrs }
-}
-
-fn announced(hello: &Hello) -> Vec<SocketAddr> {
-    hello.listen_addrs.iter().copied().filter(|a| !a.ip().is_unspecified()).collect()
 }
 
 /// Whole seconds for the wire, at least 1 and at most `u32::MAX`.

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::dht::{Dht, DhtAction, DhtCommand, DhtConfig, DhtError, DhtReply};
+use super::routing::Source;
 use crate::identity::{Keypair, NodeId};
 use crate::protocol::{
-    Action, CommandId, Direction, Job, JobResult, Peer, Protocol, ReplyTicket, RequestFailure,
-    RequestKey,
+    Action, CommandId, Direction, Job, JobResult, Peer, ProbeResult, Protocol, ReplyTicket,
+    RequestFailure, RequestKey,
 };
 use crate::wire::messages::{
     ErrorCode, Hello, MutableRecord, PeerInfo, Record, Request, Response, FEATURE_KAD,
@@ -103,7 +104,8 @@ fn answer_all(
             return rest;
         }
         for (to, request, key) in asked {
-            d.handle_outcome(now, key, to.clone(), answer(&to, &request));
+            let via = to.addrs.first().copied();
+            d.handle_outcome(now, key, to.clone(), via, answer(&to, &request));
         }
         out = drain(d);
     }
@@ -167,7 +169,8 @@ fn a_silent_peer_frees_its_slot_at_the_straggler_timeout_and_fails_at_the_deadli
     assert_eq!(second.len(), 1, "{second:?}");
     assert!(!first.iter().any(|(p, _, _)| p.id == second[0].0.id));
     let (to, _, key) = second[0].clone();
-    d.handle_outcome(slow, key, to.clone(), Ok(Response::Nodes { closer: Vec::new() }));
+    let via = to.addrs.first().copied();
+    d.handle_outcome(slow, key, to.clone(), via, Ok(Response::Nodes { closer: Vec::new() }));
     assert!(drain(&mut d).is_empty(), "the stragglers may still answer");
     // At the hard deadline the three have failed, and the lookup ends with the one.
     let hard = t0 + crate::kad::lookup::LookupConfig::DEFAULT.request_timeout;
@@ -234,9 +237,13 @@ fn a_mutable_store_waits_for_its_signature_check_and_answers_with_its_ticket() {
     let ticket = ReplyTicket(5);
     assert_eq!(d.handle_request(t0, &from, store, ticket), None, "answered later");
     let out = drain(&mut d);
-    let [Action::Job { key, job: job @ Job::VerifyRecord(_) }] = &out[..] else {
+    // The new inbound peer's claim is dialled back; the STORE waits for its check.
+    let [Action::Probe { peer, .. }, Action::Job { key, job: job @ Job::VerifyRecord(_) }] =
+        &out[..]
+    else {
         panic!("{out:?}")
     };
+    assert_eq!(*peer, id(1));
     let result = crate::protocol::jobs::run(job.clone());
     assert_eq!(result, JobResult::RecordVerified(true));
     d.handle_job_done(t0, *key, Some(result));
@@ -281,7 +288,8 @@ fn own_records_are_published_again_at_the_republish_interval() {
             published_again = Some(tick);
         }
         for (to, _, key) in asked {
-            d.handle_outcome(tick, key, to, Ok(Response::Stored));
+            let via = to.addrs.first().copied();
+            d.handle_outcome(tick, key, to, via, Ok(Response::Stored));
         }
         tick = d.next_deadline().expect("the tick re-arms");
     }
@@ -337,4 +345,193 @@ fn an_add_provider_is_refused_unless_it_names_its_sender_within_the_address_boun
     let own = d.handle_request(t0, &from, add(info(1)), ReplyTicket(3));
     assert_eq!(own, Some(Response::ProviderAdded));
     assert_eq!(d.store().providers(t0, &id(9)), vec![info(1)]);
+}
+
+// ---- Trust: only a dial proves an address ----
+
+fn inbound(d: &mut Dht, now: Instant, n: u8, socket: SocketAddr, claims: Vec<SocketAddr>) {
+    let h = hello(claims);
+    let peer = Peer { id: id(n), addr: socket, direction: Direction::Inbound, hello: &h };
+    d.handle_peer_up(now, &peer);
+}
+
+fn public(a: u8, b: u8) -> SocketAddr {
+    SocketAddr::from(([198, 51, a, b], 4000))
+}
+
+fn entry_addrs(d: &Dht, n: u8) -> Option<Vec<SocketAddr>> {
+    d.routing().get(&id(n)).map(|e| e.peer.addrs.clone())
+}
+
+#[test]
+fn only_the_address_we_reached_enters_the_table() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    // We dialled it at addr(1); its Hello claims two other addresses.
+    let h = hello(vec![addr(7), addr(8)]);
+    let peer = Peer { id: id(1), addr: addr(1), direction: Direction::Outbound, hello: &h };
+    d.handle_peer_up(t0, &peer);
+    assert_eq!(entry_addrs(&d, 1), Some(vec![addr(1)]));
+    assert_eq!(d.routing().get(&id(1)).unwrap().source, Source::Verified);
+}
+
+#[test]
+fn an_answer_over_a_connection_the_peer_opened_rewrites_no_address() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    dialled(&mut d, t0, &[1]);
+    // A lookup named peer 1 at another address; the request went over a connection peer 1
+    // had opened, so the answer proves it alive but not at that address.
+    let named = PeerInfo { id: id(1), addrs: vec![addr(77)] };
+    let key = RequestKey(3); // a replication STORE: its purpose does not matter here
+    d.handle_outcome(t0 + S, key, named.clone(), None, Ok(Response::Stored));
+    assert_eq!(entry_addrs(&d, 1), Some(vec![addr(1)]));
+    assert_eq!(d.routing().get(&id(1)).unwrap().last_seen, t0 + S, "refreshed");
+    // An answer over a connection we dialled at the new address does move it.
+    d.handle_outcome(t0 + S, key, named, Some(addr(77)), Ok(Response::Stored));
+    assert_eq!(entry_addrs(&d, 1), Some(vec![addr(77)]));
+}
+
+#[test]
+fn a_failed_dial_at_a_third_partys_address_is_not_charged_to_the_id() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    dialled(&mut d, t0, &[1]);
+    let key = RequestKey(3);
+    let dead = PeerInfo { id: id(1), addrs: vec![addr(99)] };
+    // Before, two of these evicted the honest entry (max_failures = 2).
+    for _ in 0..3 {
+        d.handle_outcome(t0, key, dead.clone(), None, Err(RequestFailure::Unreachable));
+    }
+    assert_eq!(entry_addrs(&d, 1), Some(vec![addr(1)]));
+    assert_eq!(d.stats().failures_not_charged, 3);
+    // Failing where we reached it is the entry's own failure.
+    for _ in 0..2 {
+        d.handle_outcome(t0, key, info(1), None, Err(RequestFailure::Unreachable));
+    }
+    assert_eq!(entry_addrs(&d, 1), None, "evicted");
+}
+
+#[test]
+fn a_lookup_tries_the_address_we_reached_before_a_third_partys_claim() {
+    let t0 = Instant::now();
+    let mut d = dht(DhtConfig { local_network: true, ..quiet() });
+    dialled(&mut d, t0, &[1, 2]);
+    d.handle_command(t0, CommandId(1), DhtCommand::FindNode { target: id(3) });
+    let out = drain(&mut d);
+    // Peer 2 names peer 1 at a dead address; peer 1 was asked already, so the claim is
+    // ignored, and a known id named by a third party is dialled where we reached it first.
+    let mut response =
+        Response::Nodes { closer: vec![PeerInfo { id: id(1), addrs: vec![addr(99)] }, info(3)] };
+    d.vet_named_peers(&mut response, Some(addr(2).ip()));
+    let Response::Nodes { closer } = &response else { unreachable!() };
+    assert_eq!(closer[0].addrs, vec![addr(1), addr(99)]);
+    assert_eq!(closer[1].addrs, vec![addr(3)]);
+    let _ = answer_all(&mut d, t0, out, |_, _| Ok(Response::Nodes { closer: Vec::new() }));
+}
+
+#[test]
+fn an_inbound_peer_is_named_to_others_only_after_its_dial_back() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    inbound(&mut d, t0, 1, public(1, 1), vec![public(1, 1)]);
+    let out = drain(&mut d);
+    assert_eq!(out, vec![Action::Probe { peer: id(1), addr: public(1, 1) }]);
+    let asker = Peer {
+        id: id(2),
+        addr: addr(2),
+        direction: Direction::Outbound,
+        hello: &hello(vec![addr(2)]),
+    };
+    let find = || Request::FindNode { target: id(1) };
+    let named = |r: Option<Response>| match r {
+        Some(Response::Nodes { closer }) => closer.iter().map(|p| p.id).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    // In our table (we may use its connection), but not named.
+    assert!(d.routing().contains(&id(1)));
+    assert!(named(d.handle_request(t0, &asker, find(), ReplyTicket(1))).is_empty());
+    // The dial-back reached it: now it is verified, and named.
+    d.handle_probe(t0, id(1), public(1, 1), ProbeResult::Reached);
+    assert_eq!(d.routing().get(&id(1)).unwrap().source, Source::Verified);
+    assert_eq!(named(d.handle_request(t0, &asker, find(), ReplyTicket(2))), vec![id(1)]);
+    // Another inbound peer's claim fails its dial-back: it leaves the table.
+    inbound(&mut d, t0, 3, public(3, 1), vec![public(3, 1)]);
+    d.handle_probe(t0, id(3), public(3, 1), ProbeResult::Unreachable);
+    assert!(!d.routing().contains(&id(3)));
+    assert_eq!((d.stats().probes_reached, d.stats().probes_failed), (1, 1));
+}
+
+#[test]
+fn dial_backs_are_bounded_in_flight_and_waiting() {
+    let t0 = Instant::now();
+    let mut d = dht(DhtConfig { max_probes: 2, max_probe_queue: 3, ..quiet() });
+    for n in 1..=7u8 {
+        inbound(&mut d, t0, n, public(n, 1), vec![public(n, 1)]);
+    }
+    let probes =
+        |out: Vec<DhtAction>| out.iter().filter(|a| matches!(a, Action::Probe { .. })).count();
+    assert_eq!(probes(drain(&mut d)), 2, "two in flight");
+    // Five waited for three places: the two oldest were dropped.
+    assert_eq!(d.stats().probe_queue_drops, 2);
+    d.handle_probe(t0, id(1), public(1, 1), ProbeResult::Reached);
+    let out = drain(&mut d);
+    assert_eq!(out, vec![Action::Probe { peer: id(5), addr: public(5, 1) }]);
+}
+
+#[test]
+fn one_host_cannot_fill_a_bucket_by_claiming_many_subnets() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    // Twenty ids in one bucket, all connecting from one public address, each claiming an
+    // address in a /24 of its own.
+    let host = SocketAddr::from(([203, 0, 113, 5], 50000));
+    for n in 1..=20u8 {
+        inbound(&mut d, t0, n, host, vec![public(n, 1)]);
+    }
+    // The limits count the socket's /24: two per bucket (the default).
+    assert_eq!(d.routing().len(), 2);
+}
+
+#[test]
+fn claims_that_cannot_be_true_from_where_the_peer_speaks_are_dropped() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    let claims = vec![
+        SocketAddr::from(([127, 0, 0, 1], 4000)),
+        SocketAddr::from(([10, 0, 0, 1], 4000)),
+        SocketAddr::from(([0, 0, 0, 0], 4000)),
+        SocketAddr::from(([198, 51, 100, 7], 0)),
+        SocketAddr::from(([198, 51, 100, 7], 4000)),
+    ];
+    inbound(&mut d, t0, 1, public(1, 1), claims.clone());
+    assert_eq!(entry_addrs(&d, 1), Some(vec![SocketAddr::from(([198, 51, 100, 7], 4000))]));
+    assert_eq!(d.stats().claims_dropped, 4);
+    // A peer whose every claim is implausible has no address: it stays out of the table.
+    inbound(&mut d, t0, 2, public(2, 1), claims[..4].to_vec());
+    assert!(!d.routing().contains(&id(2)));
+    // On a network declared local, loopback and private claims are kept.
+    let mut local = dht(DhtConfig { local_network: true, ..quiet() });
+    inbound(&mut local, t0, 1, public(1, 1), claims.clone());
+    assert_eq!(entry_addrs(&local, 1).unwrap().len(), 3);
+}
+
+#[test]
+fn one_responders_provider_list_does_not_end_the_search() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    dialled(&mut d, t0, &[1, 2, 3, 4]);
+    d.handle_command(t0, CommandId(1), DhtCommand::Providers { key: id(9) });
+    let out = drain(&mut d);
+    let real = info(50);
+    let fakes: Vec<PeerInfo> = (100..120).map(info).collect();
+    // Peer 1 lists twenty fake providers; everyone else lists the real one.
+    let out = answer_all(&mut d, t0, out, |to, _| {
+        let providers = if to.id == id(1) { fakes.clone() } else { vec![real.clone()] };
+        Ok(Response::Providers { providers, closer: Vec::new() })
+    });
+    let [DhtReply::Providers(Ok(found))] = &replies(&out)[..] else { panic!("{out:?}") };
+    assert!(found.stats.answered >= 3, "three responders at least: {:?}", found.stats);
+    assert_eq!(found.providers[0], real, "named by three responders, ranked first");
+    assert_eq!(found.providers.len(), 20);
 }

@@ -13,6 +13,13 @@
 //! - `Failed`: error response, disconnect, refused dial, or past `request_timeout`. A response
 //!   arriving afterwards is ignored and counted as `unexpected`, like one from a peer never asked.
 //!
+//! Addresses: a candidate is an id with the addresses named for it, up to
+//! `MAX_ADDRS_PER_PEER`, first named first; a later answer naming a known, not yet contacted
+//! id adds its address. The request dials the first one. When that dial fails
+//! ([`Lookup::on_unreachable`]) the address is dropped and the candidate, if it has another,
+//! goes back to `NotContacted`: each (id, address) claim is tried once, and a third party
+//! naming an honest id at a dead address cannot make the lookup give up on the id.
+//!
 //! Rules:
 //! - α budget: at most `alpha` candidates `InFlight` (not `Slow`) per path.
 //! - Whom to ask: the nearest `NotContacted` candidate among the `k` nearest non-failed,
@@ -47,7 +54,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::identity::{Distance, NodeId};
-use crate::wire::messages::{Key, PeerInfo};
+use crate::wire::messages::{Key, PeerInfo, MAX_ADDRS_PER_PEER};
 
 /// Parameters of one lookup. Every default is in [`LookupConfig::DEFAULT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +176,8 @@ pub struct LookupStats {
     pub unexpected: u32,
     /// Candidates dropped at the `max_candidates` bound.
     pub dropped: u32,
+    /// Requests sent again to a peer at another named address after a failed dial.
+    pub retried: u32,
     /// Seeds and entries of answers ignored: the local id, duplicates, peers already tracked
     /// (on any path), and entries past the first `k` of an answer.
     pub ignored: u32,
@@ -282,6 +291,27 @@ impl Lookup {
         self.update_finished(now);
     }
 
+    /// The dial of `peer`'s first address failed: that address is dropped, and the peer is
+    /// asked again at its next one if it has another (counted in `retried`), else it failed.
+    pub fn on_unreachable(&mut self, now: Instant, peer: &NodeId) {
+        self.apply_deadlines(now);
+        let distance = self.target.distance(peer);
+        let retry = self.paths.iter_mut().filter(|p| !p.finished).find_map(|p| {
+            p.candidates.get_mut(&distance).filter(|c| c.is_waiting() && c.peer.addrs.len() > 1)
+        });
+        match retry {
+            Some(candidate) => {
+                candidate.peer.addrs.remove(0);
+                set_state(&mut self.stats, candidate, State::NotContacted);
+                self.stats.retried = self.stats.retried.saturating_add(1);
+            }
+            None => {
+                self.take_in_flight(peer, State::Failed);
+            }
+        }
+        self.update_finished(now);
+    }
+
     /// Applies the slow and hard deadlines due at `now`. Cheap and harmless when nothing is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.apply_deadlines(now);
@@ -365,8 +395,21 @@ impl Lookup {
     /// then enforces `max_candidates`. Returns whether the peer is tracked afterwards.
     fn insert(&mut self, index: usize, info: PeerInfo, depth: u32) -> bool {
         let distance = self.target.distance(&info.id);
-        let known = self.paths.iter().any(|p| p.candidates.contains_key(&distance));
-        if info.id == self.local || known {
+        let known = self.paths.iter_mut().find_map(|p| p.candidates.get_mut(&distance));
+        if let Some(candidate) = known {
+            // Another claim for a known id: its addresses join, while it is not asked yet.
+            if candidate.state == State::NotContacted {
+                for addr in info.addrs {
+                    let addrs = &mut candidate.peer.addrs;
+                    if addrs.len() < MAX_ADDRS_PER_PEER && !addrs.contains(&addr) {
+                        addrs.push(addr);
+                    }
+                }
+            }
+            self.count_ignored(1);
+            return false;
+        }
+        if info.id == self.local {
             self.count_ignored(1);
             return false;
         }
@@ -588,6 +631,39 @@ mod tests {
         peers.iter().map(|p| num(&p.id)).collect()
     }
 
+    // ---- Addresses: each (id, address) claim on its own ----
+
+    #[test]
+    fn a_dead_address_named_for_an_id_does_not_fail_the_id_when_another_was_named() {
+        let config = LookupConfig { alpha: 1, ..LookupConfig::DEFAULT };
+        let (t0, mut l) = start(&[1, 2], config);
+        let at = |n: u16, port: u16| PeerInfo {
+            id: id(n),
+            addrs: vec![std::net::SocketAddr::from(([192, 0, 2, 1], port))],
+        };
+        assert_eq!(drain(&mut l, t0), [1]);
+        // Peer 1 names 9 at a dead address; peer 2, asked next, names 9 where it listens.
+        l.on_response(t0, &id(1), vec![at(9, 1)]);
+        assert_eq!(drain(&mut l, t0), [2]);
+        l.on_response(t0, &id(2), vec![at(9, 2)]);
+        let asked = l.next_request(t0).unwrap();
+        assert_eq!(asked.addrs, [at(9, 1).addrs[0], at(9, 2).addrs[0]], "both claims, in order");
+        // The first dial fails: 9 is asked again at the other address, and answers.
+        l.on_unreachable(t0, &id(9));
+        let again = l.next_request(t0).unwrap();
+        assert_eq!(again.addrs, at(9, 2).addrs);
+        l.on_response(t0, &id(9), Vec::new());
+        assert!(l.is_finished());
+        assert_eq!(nums(&l.closest_answered()), [1, 2, 9]);
+        let s = l.stats(t0);
+        assert_eq!((s.retried, s.failed, s.rpcs), (1, 0, 4));
+        // With no address left, an unreachable peer has failed.
+        let (t0, mut l) = start(&[1], config);
+        assert_eq!(drain(&mut l, t0), [1]);
+        l.on_unreachable(t0, &id(1));
+        assert_eq!((l.stats(t0).retried, l.stats(t0).failed), (0, 1));
+    }
+
     // ---- The α budget and the slow timeout ----
 
     #[test]
@@ -790,6 +866,7 @@ mod tests {
             slow: 0,
             unexpected: 0,
             dropped: 0,
+            retried: 0,
             ignored: 0,
             duration: 400 * MS,
         };

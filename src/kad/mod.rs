@@ -1,5 +1,8 @@
 //! Kademlia DHT (DESIGN.md, "Kademlia"), sans-IO like the rest of the core.
 //!
+//! - [`claims`]: which addresses a peer names are plausible, given where it spoke from.
+//! - `contacts`: what each contact proves about a peer (reached, inbound, named by a third
+//!   party), and the dial-backs that turn an inbound peer's claim into a proven address.
 //! - [`routing`]: the routing table: k-buckets, ping-before-evict, replacement cache,
 //!   IP-diversity limits, bucket refresh.
 //! - [`lookup`]: the iterative lookup state machine: α in flight, straggler timeout,
@@ -11,6 +14,8 @@
 //! - `query` and `maintenance`: a query's life, and the periodic upkeep (refresh, republish,
 //!   replication).
 
+pub mod claims;
+mod contacts;
 pub mod dht;
 pub mod lookup;
 mod maintenance;

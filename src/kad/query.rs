@@ -5,6 +5,7 @@
 //! whenever the query changes.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::dht::{
@@ -59,11 +60,27 @@ pub(super) struct Query {
     started_at: Instant,
     /// Valid records collected by a GET.
     found: Vec<Record>,
-    /// Providers collected by a GET_PROVIDERS.
-    providers: BTreeMap<NodeId, PeerInfo>,
+    /// Providers collected by a GET_PROVIDERS, with how many responders named each.
+    providers: BTreeMap<NodeId, Reported>,
+    /// Responders that answered a GET_PROVIDERS with at least one provider.
+    provider_sources: usize,
     /// After the lookup of a PUT or PROVIDE: answers still awaited.
     storing: Option<Storing>,
 }
+
+/// A provider and who vouched for it.
+#[derive(Debug, Clone)]
+struct Reported {
+    info: PeerInfo,
+    /// Responders that named it.
+    reporters: u32,
+    /// Order of first mention, to break ties.
+    first: usize,
+}
+
+/// A GET_PROVIDERS ends early only once this many responders named providers: one peer's list,
+/// however long, is not the network's answer.
+const MIN_PROVIDER_SOURCES: usize = 3;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Storing {
@@ -149,6 +166,7 @@ impl Dht {
             started_at: now,
             found: Vec::new(),
             providers: BTreeMap::new(),
+            provider_sources: 0,
             storing: None,
         };
         self.queries.insert(id, query);
@@ -196,15 +214,26 @@ impl Dht {
         now: Instant,
         id: QueryId,
         peer: &PeerInfo,
+        via: Option<SocketAddr>,
         result: Result<Response, RequestFailure>,
     ) {
         let max_records = self.config.max_records_per_get;
         let k = self.config.lookup.k;
         let max_value = self.config.store.max_value_bytes;
-        let Some(q) = self.queries.get_mut(&id) else { return };
-        if q.storing.is_some() {
+        let running = self.queries.get(&id).is_some_and(|q| q.storing.is_none());
+        if !running {
             return;
         }
+        // Names in the answer are the responder's claims: judged by where it spoke from.
+        let from = via.or_else(|| peer.addrs.first().copied()).map(|a| a.ip());
+        let result = match result {
+            Ok(mut response) => {
+                self.vet_named_peers(&mut response, from);
+                Ok(response)
+            }
+            Err(e) => Err(e),
+        };
+        let Some(q) = self.queries.get_mut(&id) else { return };
         match (result, &q.goal) {
             (Ok(Response::Nodes { closer }), _) => q.lookup.on_response(now, &peer.id, closer),
             (Ok(Response::Value { record, closer }), Goal::Get { key }) => {
@@ -230,16 +259,14 @@ impl Dht {
                 }
             }
             (Ok(Response::Providers { providers, closer }), Goal::Providers { .. }) => {
-                for p in providers {
-                    if q.providers.len() < k && !p.addrs.is_empty() {
-                        q.providers.entry(p.id).or_insert(p);
-                    }
-                }
+                q.collect_providers(providers, k);
                 q.lookup.on_response(now, &peer.id, closer);
-                if q.providers.len() >= k {
+                if q.providers.len() >= k && q.provider_sources >= MIN_PROVIDER_SOURCES {
                     q.lookup.finish();
                 }
             }
+            // The address failed, maybe not the peer: another named address may be tried.
+            (Err(RequestFailure::Unreachable), _) => q.lookup.on_unreachable(now, &peer.id),
             // An error, a failure, or the wrong kind of answer.
             _ => q.lookup.on_failure(now, &peer.id),
         }
@@ -364,7 +391,8 @@ impl Dht {
             Goal::Providers { .. } => Some(DhtReply::Providers(if q.providers.is_empty() {
                 Err(DhtError::NotFound(stats))
             } else {
-                Ok(FoundProviders { providers: q.providers.into_values().collect(), stats })
+                let providers = ranked_providers(q.providers, self.config.lookup.k);
+                Ok(FoundProviders { providers, stats })
             })),
             // These go through the storing phase instead.
             Goal::Put { .. } | Goal::Provide { .. } | Goal::Republish { .. } => None,
@@ -383,6 +411,43 @@ impl Dht {
             self.reply(c, reply);
         }
     }
+}
+
+impl Query {
+    /// Counts one responder's providers: at most `k` read, each at most once per responder,
+    /// the map bounded at `PROVIDER_CANDIDATES × k` (past it only known ones gain votes).
+    fn collect_providers(&mut self, providers: Vec<PeerInfo>, k: usize) {
+        let mut named = false;
+        let mut seen: Vec<NodeId> = Vec::new();
+        for p in providers.into_iter().take(k) {
+            if p.addrs.is_empty() || seen.contains(&p.id) {
+                continue;
+            }
+            seen.push(p.id);
+            named = true;
+            let next = self.providers.len();
+            match self.providers.get_mut(&p.id) {
+                Some(r) => r.reporters += 1,
+                None if next < PROVIDER_CANDIDATES * k => {
+                    self.providers.insert(p.id, Reported { info: p, reporters: 1, first: next });
+                }
+                None => {}
+            }
+        }
+        if named {
+            self.provider_sources += 1;
+        }
+    }
+}
+
+/// Providers tracked per query, in multiples of k.
+const PROVIDER_CANDIDATES: usize = 4;
+
+/// The `k` providers named by the most responders, first named first among equals.
+fn ranked_providers(providers: BTreeMap<NodeId, Reported>, k: usize) -> Vec<PeerInfo> {
+    let mut ranked: Vec<Reported> = providers.into_values().collect();
+    ranked.sort_by_key(|r| (std::cmp::Reverse(r.reporters), r.first));
+    ranked.into_iter().take(k).map(|r| r.info).collect()
 }
 
 /// The reply that tells `goal`'s caller it failed with `e`.

@@ -87,19 +87,28 @@ pub enum Source {
 /// One routing table entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// The peer and its addresses (the first one decides its subnet).
+    /// The peer and its addresses: for a `Verified` entry the one we reached it at, for an
+    /// `Inbound` one what it claims.
     pub peer: PeerInfo,
     /// `Verified` once it has answered one of our requests; it stays so.
     pub source: Source,
     /// When it was last heard from.
     pub last_seen: Instant,
     failures: u32,
+    /// Where the IP-diversity limits count it: the subnet we saw it at (the address we
+    /// reached, or the socket of its inbound connection), never one it merely claims.
+    subnet: Option<Subnet>,
 }
 
 impl Entry {
     /// Requests to it that failed in a row since it was last heard from.
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// The subnet the IP-diversity limits count it in (`None`: exempt, loopback).
+    pub fn subnet(&self) -> Option<Subnet> {
+        self.subnet
     }
 }
 
@@ -194,7 +203,12 @@ impl Subnet {
     /// The subnet of `addr`, or `None` for a loopback address (exempt from the limits).
     /// IPv4-mapped IPv6 addresses count as their IPv4 address, so they cannot dodge a limit.
     pub fn of(addr: &SocketAddr) -> Option<Subnet> {
-        let ip = addr.ip().to_canonical();
+        Subnet::of_ip(addr.ip())
+    }
+
+    /// The subnet of `ip`; see [`Subnet::of`].
+    pub fn of_ip(ip: IpAddr) -> Option<Subnet> {
+        let ip = ip.to_canonical();
         if ip.is_loopback() {
             return None;
         }
@@ -315,7 +329,47 @@ impl RoutingTable {
     /// request, `Verified` when it answered ours. Never for peers merely named in a response:
     /// their ids and addresses are a third party's claim, and would let it rewrite the
     /// addresses of known entries.
-    pub fn observe(&mut self, now: Instant, mut peer: PeerInfo, source: Source) -> InsertOutcome {
+    /// The subnet limits count the peer at its first address, which must be where we saw it:
+    /// for a contact whose addresses are claims, use [`observe_from`](Self::observe_from).
+    pub fn observe(&mut self, now: Instant, peer: PeerInfo, source: Source) -> InsertOutcome {
+        let seen_at = peer.addrs.first().map(SocketAddr::ip);
+        self.observe_at(now, peer, source, seen_at)
+    }
+
+    /// [`observe`](Self::observe) for a peer seen at `seen_at` (the socket address of its
+    /// connection) whose `addrs` are its own unverified claims: the limits count `seen_at`, so
+    /// one host cannot fill a bucket by claiming addresses in many subnets.
+    pub fn observe_from(
+        &mut self,
+        now: Instant,
+        peer: PeerInfo,
+        source: Source,
+        seen_at: IpAddr,
+    ) -> InsertOutcome {
+        self.observe_at(now, peer, source, Some(seen_at))
+    }
+
+    /// Refreshes a known entry heard from over a connection that proves nothing new about its
+    /// address (it answered over a connection it opened): most-recent, failures reset,
+    /// addresses and source unchanged. Returns whether it is an entry.
+    pub fn heard_from(&mut self, now: Instant, peer: &NodeId) -> bool {
+        let Some(b) = self.stored_bucket(peer) else { return false };
+        let Some(pos) = self.buckets[b].position(peer) else { return false };
+        let mut entry = self.take_entry(b, pos);
+        entry.last_seen = now;
+        entry.failures = 0;
+        self.insert_entry(b, entry);
+        self.stats.updated += 1;
+        true
+    }
+
+    fn observe_at(
+        &mut self,
+        now: Instant,
+        mut peer: PeerInfo,
+        source: Source,
+        seen_at: Option<IpAddr>,
+    ) -> InsertOutcome {
         let Some(b) = self.local.bucket_index(&peer.id) else {
             return self.reject(RejectReason::LocalId);
         };
@@ -329,14 +383,15 @@ impl RoutingTable {
         if self.buckets.len() <= b {
             self.buckets.resize_with(b + 1, Bucket::default);
         }
+        let subnet = seen_at.and_then(Subnet::of_ip);
         if let Some(pos) = self.buckets[b].position(&peer.id) {
-            self.update(now, b, pos, peer, source);
+            self.update(now, b, pos, peer, source, subnet);
             return InsertOutcome::Updated;
         }
-        if let Err(reason) = self.admit_check(b, Subnet::of_peer(&peer)) {
+        if let Err(reason) = self.admit_check(b, subnet) {
             return self.reject(reason);
         }
-        let candidate = Entry { peer, source, last_seen: now, failures: 0 };
+        let candidate = Entry { peer, source, last_seen: now, failures: 0, subnet };
         let bucket = &mut self.buckets[b];
         if bucket.entries.len() < self.config.k {
             bucket.remove_replacement(&candidate.peer.id);
@@ -362,7 +417,9 @@ impl RoutingTable {
     }
 
     /// Reports the PING requested by [`InsertOutcome::PingOldest`]. Alive: the entry becomes
-    /// most-recent and `Verified`, the bucket's ping slot frees, and the candidate stays queued.
+    /// most-recent (its source is unchanged: a PONG over a connection the peer opened proves
+    /// no address; the caller observes it `Verified` when it reached the address), the
+    /// bucket's ping slot frees, and the candidate stays queued.
     /// Dead: the entry is evicted and the best replacement promoted. For a peer that is not
     /// the one being pinged, alive refreshes it and dead counts as a failed request.
     pub fn ping_result(&mut self, now: Instant, peer: &NodeId, alive: bool) {
@@ -375,7 +432,6 @@ impl RoutingTable {
         let Some(pos) = bucket.position(peer) else { return };
         if alive {
             let mut entry = self.take_entry(b, pos);
-            entry.source = Source::Verified;
             entry.last_seen = now;
             entry.failures = 0;
             self.insert_entry(b, entry);
@@ -440,6 +496,21 @@ impl RoutingTable {
     /// with leading bit `i`), then `i-1`, `i-2`, … each strictly farther than the last; the walk
     /// stops once `n` are gathered, then only the gathered candidates are sorted.
     pub fn closest(&self, target: &NodeId, n: usize) -> Vec<PeerInfo> {
+        self.closest_where(target, n, |_| true)
+    }
+
+    /// [`closest`](Self::closest) among `Verified` entries only: what we may tell others
+    /// (handshake.md §3.5: an address we have not reached is not shared).
+    pub fn closest_verified(&self, target: &NodeId, n: usize) -> Vec<PeerInfo> {
+        self.closest_where(target, n, |e| e.source == Source::Verified)
+    }
+
+    fn closest_where(
+        &self,
+        target: &NodeId,
+        n: usize,
+        keep: impl Fn(&Entry) -> bool,
+    ) -> Vec<PeerInfo> {
         if n == 0 {
             return Vec::new();
         }
@@ -448,18 +519,18 @@ impl RoutingTable {
         let i = self.local.bucket_index(target).unwrap_or(ID_BITS);
         let mut found: Vec<&Entry> = Vec::new();
         if let Some(bucket) = self.buckets.get(i) {
-            found.extend(&bucket.entries);
+            found.extend(bucket.entries.iter().filter(|e| keep(e)));
         }
         if found.len() < n {
             for bucket in self.buckets.iter().skip(i + 1) {
-                found.extend(&bucket.entries);
+                found.extend(bucket.entries.iter().filter(|e| keep(e)));
             }
         }
         for bucket in self.buckets.iter().take(i).rev() {
             if found.len() >= n {
                 break;
             }
-            found.extend(&bucket.entries);
+            found.extend(bucket.entries.iter().filter(|e| keep(e)));
         }
         // Distances computed once; only the nearest `n` are sorted. Ids are unique, so
         // distances are too and the unstable selection and sort are deterministic.
@@ -567,14 +638,25 @@ impl RoutingTable {
     }
 
     /// A known entry was heard from: move it to most-recent, reset its failures, upgrade its
-    /// source and take the new addresses if their subnet fits the limits.
-    fn update(&mut self, now: Instant, b: usize, pos: usize, peer: PeerInfo, source: Source) {
+    /// source and take the new addresses if their subnet fits the limits. Claims never
+    /// replace the address of a `Verified` entry: only another address we reached does.
+    fn update(
+        &mut self,
+        now: Instant,
+        b: usize,
+        pos: usize,
+        peer: PeerInfo,
+        source: Source,
+        subnet: Option<Subnet>,
+    ) {
         // Taking the entry out releases its subnet, so the check below sees the others only.
         let mut entry = self.take_entry(b, pos);
-        let old = Subnet::of_peer(&entry.peer);
-        let new = Subnet::of_peer(&peer);
-        if old == new || self.admit_check(b, new).is_ok() {
+        let claims_only = source == Source::Inbound && entry.source == Source::Verified;
+        if claims_only {
+            // Keep the proven address.
+        } else if entry.subnet == subnet || self.admit_check(b, subnet).is_ok() {
             entry.peer.addrs = peer.addrs;
+            entry.subnet = subnet;
         } else {
             self.stats.addr_changes_refused += 1;
         }
@@ -602,7 +684,7 @@ impl RoutingTable {
     /// Appends `entry` at the most-recent end of bucket `b` and counts its subnet. Every entry
     /// enters through here, so the subnet counts cannot drift.
     fn insert_entry(&mut self, b: usize, entry: Entry) {
-        if let Some(subnet) = Subnet::of_peer(&entry.peer) {
+        if let Some(subnet) = entry.subnet {
             *self.subnets.entry(subnet).or_insert(0) += 1;
             self.buckets[b].add_subnet(subnet);
         }
@@ -617,7 +699,7 @@ impl RoutingTable {
         if bucket.pending_ping == Some(entry.peer.id) {
             bucket.pending_ping = None;
         }
-        if let Some(subnet) = Subnet::of_peer(&entry.peer) {
+        if let Some(subnet) = entry.subnet {
             bucket.release_subnet(&subnet);
             if let Some(count) = self.subnets.get_mut(&subnet) {
                 *count -= 1;
@@ -642,7 +724,7 @@ impl RoutingTable {
         if self.buckets[b].entries.len() >= self.config.k {
             return;
         }
-        let fits = |table: &Self, e: &Entry| table.admit_check(b, Subnet::of_peer(&e.peer));
+        let fits = |table: &Self, e: &Entry| table.admit_check(b, e.subnet);
         let cache = &self.buckets[b].replacements;
         let pick = [Source::Verified, Source::Inbound].into_iter().find_map(|source| {
             cache.iter().rposition(|e| e.source == source && fits(self, e).is_ok())
@@ -777,7 +859,7 @@ mod tests {
             }
             for e in &bucket.entries {
                 assert!(!bucket.replacements.iter().any(|r| r.peer.id == e.peer.id));
-                if let Some(s) = Subnet::of_peer(&e.peer) {
+                if let Some(s) = e.subnet {
                     *counts.entry(s).or_insert(0) += 1;
                     *table.entry(s).or_insert(0) += 1;
                 }
@@ -921,7 +1003,8 @@ mod tests {
         t.ping_result(later, &id_in(3, 0), true);
         let entries = t.bucket_entries(3);
         assert_eq!(entries.last().unwrap().peer.id, id_in(3, 0));
-        assert_eq!(entries.last().unwrap().source, Source::Verified);
+        // A PONG proves it alive, not its address: the caller verifies it if it dialled.
+        assert_eq!(entries.last().unwrap().source, Source::Inbound);
         assert_eq!(entries.last().unwrap().last_seen, later);
         assert_eq!(entries[0].peer.id, id_in(3, 1));
         assert_eq!(t.pending_ping(3), None);

@@ -33,7 +33,8 @@ pub enum Served {
     NotKad,
 }
 
-/// The answer to `request` from `from`. `k` bounds every peer list.
+/// The answer to `request` from `from`. `k` bounds every peer list, which names only peers we
+/// reached ourselves (handshake.md §3.5).
 pub fn answer(
     now: Instant,
     from: &NodeId,
@@ -45,7 +46,7 @@ pub fn answer(
     let k = k.min(MAX_PEERS_PER_RESPONSE);
     let closer = |target: &NodeId| -> Vec<PeerInfo> {
         // One more than k, so dropping the requester still leaves k.
-        let mut peers = routing.closest(target, k + 1);
+        let mut peers = routing.closest_verified(target, k + 1);
         peers.retain(|p| p.id != *from);
         peers.truncate(k);
         peers

@@ -123,6 +123,18 @@ pub enum RequestFailure {
     Disconnected,
 }
 
+/// What became of a dial-back ([`Action::Probe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// TLS at the address authenticated the peer: the address is proven.
+    Reached,
+    /// The dial failed, timed out, or met a different key.
+    Unreachable,
+    /// Not dialled: no outbound slot, the address is backing off, or it is our own id. Says
+    /// nothing about the address.
+    NotTried,
+}
+
 /// What a protocol asks the router to do. `R` and `E` are the protocol's reply and event types.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action<R, E> {
@@ -136,6 +148,16 @@ pub enum Action<R, E> {
         request: Request,
         /// The protocol's name for it.
         key: RequestKey,
+    },
+    /// Dial `addr` and check that `peer` answers there, even while `peer` is connected some
+    /// other way: the dial-back that turns an address a peer claims into one we reached
+    /// (handshake.md §3.5). The result comes back through [`Protocol::handle_probe`]; the
+    /// connection it opens is an ordinary one (the duplicate rule keeps one per peer).
+    Probe {
+        /// The peer.
+        peer: NodeId,
+        /// The address it claims.
+        addr: SocketAddr,
     },
     /// The answer to an inbound request deferred with `ticket`.
     Respond {
@@ -212,15 +234,24 @@ pub trait Protocol {
         Some(Response::Error { code: ErrorCode::Unsupported, text: String::new() })
     }
 
-    /// The outcome of a request this protocol sent with `key` to `to`.
+    /// The outcome of a request this protocol sent with `key` to `to`. `via` is the address
+    /// of the connection the response came over when we dialled it (the one address of `to`
+    /// proven to reach it); `None` over a connection the peer opened, and for failures. A
+    /// failed `Unreachable` request dialled `to.addrs[0]`.
     fn handle_outcome(
         &mut self,
         now: Instant,
         key: RequestKey,
         to: PeerInfo,
+        via: Option<SocketAddr>,
         result: Result<Response, RequestFailure>,
     ) {
-        let _ = (now, key, to, result);
+        let _ = (now, key, to, via, result);
+    }
+
+    /// The result of this protocol's [`Action::Probe`] of `peer` at `addr`.
+    fn handle_probe(&mut self, now: Instant, peer: NodeId, addr: SocketAddr, result: ProbeResult) {
+        let _ = (now, peer, addr, result);
     }
 
     /// A gossip frame from a connected peer (if this protocol claims [`Kind::Gossip`]).
@@ -253,6 +284,7 @@ impl<R, E> Action<R, E> {
     ) -> Action<R2, E2> {
         match self {
             Action::Request { to, request, key } => Action::Request { to, request, key },
+            Action::Probe { peer, addr } => Action::Probe { peer, addr },
             Action::Respond { ticket, response } => Action::Respond { ticket, response },
             Action::Send { to, msg } => Action::Send { to, msg },
             Action::Job { key, job } => Action::Job { key, job },

@@ -397,7 +397,7 @@ impl Reactor {
         let conn = ConnId::inbound(self.next_inbound);
         self.next_inbound += 1;
         // The core may refuse it: its Disconnect comes out with this wake-up's outputs.
-        if self.insert(now, conn, stream, tls.into(), false) {
+        if self.insert(now, conn, stream, tls.into(), false).is_some() {
             self.core.handle(now, Input::Accepted { conn, addr });
         }
     }
@@ -410,14 +410,14 @@ impl Reactor {
         mut stream: TcpStream,
         tls: rustls::Connection,
         connecting: bool,
-    ) -> bool {
+    ) -> Option<usize> {
         let _ = stream.set_nodelay(true);
         let conn = Connection::new(tls, self.hello.clone(), self.conn_config.clone());
         let slot = self.entries.vacant_entry();
         let interest = Interest::READABLE | Interest::WRITABLE;
         let key = slot.key();
         if self.poll.registry().register(&mut stream, Token(key + FIRST_CONN), interest).is_err() {
-            return false;
+            return None;
         }
         let limiter = PeerLimiter::new(&self.limiter_config, now);
         slot.insert(Box::new(Entry {
@@ -437,7 +437,7 @@ impl Reactor {
         }));
         self.keys.insert(id, key);
         self.touch(key);
-        true
+        Some(key)
     }
 
     fn drain_control(&mut self, now: Instant) {
@@ -545,6 +545,7 @@ impl Reactor {
                     let input = Input::Established { conn, peer: peer.node_id, hello };
                     self.core.handle(now, input);
                 }
+                ConnEvent::Probed { .. } => self.core.handle(now, Input::Probed { conn }),
                 ConnEvent::Message { msg, frame_bytes } => {
                     let strikes = match e.limiter.on_frame(now, frame_bytes) {
                         Verdict::Allow => None,
@@ -714,7 +715,7 @@ impl Reactor {
     fn drain_core(&mut self, now: Instant) {
         while let Some(output) = self.core.poll_output() {
             match output {
-                Output::Dial { conn, peer, addr } => self.dial(now, conn, peer, addr),
+                Output::Dial { conn, peer, addr, probe } => self.dial(now, conn, peer, addr, probe),
                 Output::Send { conn, msg } => self.send(now, conn, &msg),
                 Output::Disconnect { conn, reason } => self.disconnect(conn, reason),
                 Output::Reply { id, reply } => {
@@ -811,7 +812,7 @@ impl Reactor {
         self.touch(key);
     }
 
-    fn dial(&mut self, now: Instant, conn: ConnId, peer: NodeId, addr: SocketAddr) {
+    fn dial(&mut self, now: Instant, conn: ConnId, peer: NodeId, addr: SocketAddr, probe: bool) {
         let failed = Input::Closed { conn, cause: CloseCause::TcpFailed };
         let Ok(stream) = TcpStream::connect(addr) else {
             return self.core.handle(now, failed);
@@ -819,8 +820,14 @@ impl Reactor {
         let Ok(tls) = self.tls.dial(peer) else {
             return self.core.handle(now, failed);
         };
-        if !self.insert(now, conn, stream, tls.into(), true) {
-            self.core.handle(now, failed);
+        match self.insert(now, conn, stream, tls.into(), true) {
+            Some(key) if probe => {
+                if let Some(e) = self.entries.get_mut(key) {
+                    e.conn.probe_only();
+                }
+            }
+            Some(_) => {}
+            None => self.core.handle(now, failed),
         }
     }
 

@@ -321,7 +321,7 @@ impl Sim {
         let Some(&target) = self.honest.get(pick) else { return };
         let (Some(id), Some(addr)) = (self.node_id(target), self.addr(target)) else { return };
         if self.is_alive(target) && !self.is_partitioned(idx, target) {
-            self.dial(idx, None, id, addr);
+            self.dial(idx, None, id, addr, false);
         }
     }
 

@@ -20,13 +20,14 @@ pub(super) type LinkId = u64;
 
 impl Sim {
     /// Starts a dial from `idx` (`conn` is `None` for an adversary) to `addr`, expecting
-    /// `peer` there.
+    /// `peer` there; a `probe` ends once TLS has authenticated the peer.
     pub(super) fn dial(
         &mut self,
         idx: NodeIdx,
         conn: Option<ConnId>,
         peer: NodeId,
         addr: SocketAddr,
+        probe: bool,
     ) {
         self.stats.dials += 1;
         let target = self.node_at(addr);
@@ -41,7 +42,8 @@ impl Sim {
         let closed = End { node: target, conn: None, open: false };
         let ends = [End { node: Some(idx), conn: None, open: false }, closed];
         let state = LinkState::Dialing;
-        self.links.insert(link, Link { ends, expected: peer, state, latency, last_at: [ZERO; 2] });
+        let last_at = [ZERO; 2];
+        self.links.insert(link, Link { ends, expected: peer, probe, state, latency, last_at });
         self.open_end(link, Side::Dialer, conn);
         match target {
             Some(t) if self.is_alive(t) && self.is_partitioned(idx, t) => {
@@ -208,6 +210,8 @@ pub(super) struct Link {
     pub(super) ends: [End; 2],
     /// The id the dialer expects at the other end.
     pub(super) expected: NodeId,
+    /// A dial-back: it closes once TLS has authenticated the acceptor.
+    pub(super) probe: bool,
     pub(super) state: LinkState,
     /// One-way latency from `ends[i]` to the other end.
     pub(super) latency: [Duration; 2],

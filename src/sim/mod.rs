@@ -154,6 +154,8 @@ pub struct SimStats {
     pub inbound_refused: u64,
     /// Connections established.
     pub handshakes: u64,
+    /// Dial-backs that authenticated their peer (and closed).
+    pub probes: u64,
     /// Connection ends closed, for any reason.
     pub closes: u64,
     /// Messages sent on a link.
@@ -628,7 +630,9 @@ impl Sim {
         closes: &mut Vec<(ConnId, GoodbyeReason)>,
     ) {
         match output {
-            Output::Dial { conn, peer, addr } => self.dial(idx, Some(conn), peer, addr),
+            Output::Dial { conn, peer, addr, probe } => {
+                self.dial(idx, Some(conn), peer, addr, probe);
+            }
             Output::Send { conn, msg } => match self.link_of(idx, conn) {
                 Some((link, side)) => self.send(link, side, msg),
                 None => self.stats.outputs_unknown_conn += 1,
@@ -818,6 +822,17 @@ impl Sim {
             if let Some(conn) = dialer_conn {
                 let input = Input::Closed { conn, cause: CloseCause::WrongKey };
                 self.drive(dialer, |core, now| core.handle(now, input));
+            }
+            return;
+        }
+        if l.probe {
+            self.stats.probes += 1;
+            // TLS proved the address; the dialer closes (Goodbye before any Hello), so the
+            // acceptor never sees it established.
+            self.close_end(link, Side::Dialer);
+            self.notify_other(link, Side::Dialer, CloseWhy::PeerClosed);
+            if let Some(conn) = dialer_conn {
+                self.drive(dialer, |core, now| core.handle(now, Input::Probed { conn }));
             }
             return;
         }

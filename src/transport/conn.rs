@@ -71,6 +71,12 @@ pub enum ConnEvent {
     },
     /// The peer said goodbye; the connection is closed.
     Goodbye(GoodbyeReason),
+    /// A dial-back ([`Connection::probe_only`]) authenticated the peer: it listens at the
+    /// dialled address. The connection then closes with `Goodbye{DuplicateConnection}`.
+    Probed {
+        /// Who answered (verified by TLS).
+        peer: PeerIdentity,
+    },
 }
 
 /// Why a connection ended. Sticky: the first one stays. `name()` is the metric label.
@@ -132,6 +138,8 @@ pub struct Connection {
     queued_bytes: usize,
     events: VecDeque<ConnEvent>,
     error: Option<ConnError>,
+    /// A dial-back: no Hello, closed as soon as TLS has authenticated the peer.
+    probe: bool,
 }
 
 impl Connection {
@@ -151,7 +159,16 @@ impl Connection {
             queued_bytes: 0,
             events: VecDeque::new(),
             error: None,
+            probe: false,
         }
+    }
+
+    /// Makes a fresh dialled connection a dial-back (handshake.md §7): once TLS has
+    /// authenticated the peer it reports [`ConnEvent::Probed`] and, instead of a Hello, sends
+    /// `Goodbye{DuplicateConnection}` and closes. The peer never sees it established, so the
+    /// connection it already has with us is left alone.
+    pub fn probe_only(&mut self) {
+        self.probe = true;
     }
 
     /// Feeds bytes received from the socket. An empty slice means end of stream.
@@ -276,6 +293,10 @@ impl Connection {
         };
         self.peer = Some(peer);
         self.set_state(State::AwaitingHello);
+        if self.probe {
+            self.events.push_back(ConnEvent::Probed { peer });
+            return self.close(GoodbyeReason::DuplicateConnection);
+        }
         let hello = Message::Hello(self.local_hello.clone());
         if let Err(e) = self.write_message(&hello) {
             self.fail(e);
@@ -606,6 +627,22 @@ mod tests {
     fn inject_plaintext(pair: &mut Pair, bytes: &[u8]) {
         pair.client.tls.writer().write_all(bytes).unwrap();
         pair.drive();
+    }
+
+    #[test]
+    fn a_dial_back_proves_the_key_and_closes_before_any_hello() {
+        let mut p = Pair::new(hello());
+        p.client.probe_only();
+        p.drive();
+        let server = Keypair::from_seed([2; 32]).node_id();
+        assert!(matches!(&p.client_events[..], [ConnEvent::Probed { peer }]
+            if peer.node_id == server));
+        let reason = GoodbyeReason::DuplicateConnection;
+        assert_eq!(p.client.error(), Some(&ConnError::LocalClose(reason)));
+        // The acceptor hears the Goodbye first: closed, never established, no violation.
+        assert_eq!(p.server_events, vec![ConnEvent::Goodbye(reason)]);
+        assert!(!p.server.is_established());
+        assert_eq!(p.server.error(), Some(&ConnError::PeerClosed));
     }
 
     #[test]
