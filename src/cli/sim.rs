@@ -2,7 +2,7 @@
 //!
 //! `petrel sim dht --nodes N --lookups L --seed S [--latency-ms A..B] [--loss P] [--churn P]
 //! [--adversarial FRACTION --attack KIND] [--disjoint D] [--get]`. KIND is `silent`,
-//! `fabricate`, `bad-records`, `eclipse` or `flood`. `--get` measures GETs of records PUT first (implied by
+//! `fabricate`, `bad-records`, `eclipse`, `dead-addresses`, `loopback-claims` or `flood`. `--get` measures GETs of records PUT first (implied by
 //! `--attack bad-records`) instead of FIND_NODE lookups. The method is in
 //! [`crate::sim::dht`].
 
@@ -53,10 +53,13 @@ pub fn parse(args: &[String]) -> Result<DhtScenario, String> {
             "fabricate" => NodeKind::FabricateCloser,
             "bad-records" => NodeKind::BadRecords,
             "eclipse" => NodeKind::Eclipse,
+            "dead-addresses" => NodeKind::DeadAddresses,
+            "loopback-claims" => NodeKind::LoopbackClaims,
             "flood" => NodeKind::Flood { requests_per_sec: 100 },
             other => {
                 return Err(format!(
-                    "--attack {other:?}: expected silent, fabricate, bad-records, eclipse or flood"
+                    "--attack {other:?}: expected silent, fabricate, bad-records, eclipse, \
+                     dead-addresses, loopback-claims or flood"
                 ))
             }
         };
@@ -110,6 +113,8 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
         NodeKind::FabricateCloser => "fabricate",
         NodeKind::BadRecords => "bad-records",
         NodeKind::Eclipse => "eclipse",
+        NodeKind::DeadAddresses => "dead-addresses",
+        NodeKind::LoopbackClaims => "loopback-claims",
         NodeKind::Flood { .. } => "flood",
         NodeKind::Honest => "none",
     };
@@ -119,7 +124,9 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
          \"churned\":{{\"left\":{},\"returned\":{}}},\"puts\":{{\"attempted\":{},\"stored\":{}}},\
          \"lookups\":{},\"abandoned\":{},\"succeeded\":{},\"success_fraction\":{:.4},\"rounds\":{},\"rpcs\":{},\
          \"latency_ms\":{},\"virtual_s\":{:.1},\"wall_s\":{:.3},\"events\":{},\
-         \"events_per_sec\":{:.0},\"messages\":{},\"dials\":{},\"trace_digest\":\"{}\"}}",
+         \"events_per_sec\":{:.0},\"messages\":{},\"dials\":{},\
+         \"tables\":{{\"entries\":{},\"misplaced\":{},\"unverified\":{},\"claims_dropped\":{}}},\
+         \"trace_digest\":\"{}\"}}",
         sc.nodes,
         r.honest,
         r.adversaries,
@@ -145,6 +152,10 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
         events_per_sec,
         r.sim.messages_delivered,
         r.sim.dials,
+        r.tables.entries,
+        r.tables.misplaced,
+        r.tables.unverified,
+        r.tables.claims_dropped,
         hex_encode(&r.trace_digest[..8]),
     )
 }

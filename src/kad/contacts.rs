@@ -59,9 +59,9 @@ impl Dht {
         self.stats.claims_dropped += dropped as u64;
     }
 
-    /// Vets the peers a responder at `from` names in `response`: implausible addresses go, and
-    /// a peer we reached ourselves is tried first at the address we reached it at, so a
-    /// third party's claim for a known id costs nothing but a fallback.
+    /// Vets the peers a responder at `from` names in `response`: implausible addresses go (and
+    /// peers left with none), and a peer we reached ourselves is tried first at the address we
+    /// reached it at, so a third party's claim for a known id costs nothing but a fallback.
     pub(super) fn vet_named_peers(&mut self, response: &mut Response, from: Option<IpAddr>) {
         let lists: Vec<&mut Vec<PeerInfo>> = match response {
             Response::Nodes { closer } | Response::Value { closer, .. } => vec![closer],
@@ -84,6 +84,9 @@ impl Dht {
                     named.addrs = addrs;
                 }
             }
+            // A peer named nowhere plausible is no candidate: it would only take the id's
+            // place in a lookup from an honest claim.
+            list.retain(|p| !p.addrs.is_empty());
         }
     }
 

@@ -17,8 +17,10 @@
 //! `MAX_ADDRS_PER_PEER`, first named first; a later answer naming a known, not yet contacted
 //! id adds its address. The request dials the first one. When that dial fails
 //! ([`Lookup::on_unreachable`]) the address is dropped and the candidate, if it has another,
-//! goes back to `NotContacted`: each (id, address) claim is tried once, and a third party
-//! naming an honest id at a dead address cannot make the lookup give up on the id.
+//! goes back to `NotContacted`; if not, it fails, but a later answer naming it at an address
+//! not tried yet revives it. Each (id, address) claim is dialled at most once, at most
+//! `MAX_ADDRS_PER_PEER` per id, and a third party naming an honest id at a dead address
+//! cannot make the lookup give up on the id.
 //!
 //! Rules:
 //! - α budget: at most `alpha` candidates `InFlight` (not `Slow`) per path.
@@ -51,6 +53,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::identity::{Distance, NodeId};
@@ -301,12 +304,20 @@ impl Lookup {
         });
         match retry {
             Some(candidate) => {
-                candidate.peer.addrs.remove(0);
+                let dead = candidate.peer.addrs.remove(0);
+                candidate.tried.push(dead);
                 set_state(&mut self.stats, candidate, State::NotContacted);
                 self.stats.retried = self.stats.retried.saturating_add(1);
             }
             None => {
-                self.take_in_flight(peer, State::Failed);
+                if self.take_in_flight(peer, State::Failed).is_some() {
+                    let distance = self.target.distance(peer);
+                    let failed =
+                        self.paths.iter_mut().find_map(|p| p.candidates.get_mut(&distance));
+                    if let Some(c) = failed {
+                        c.tried.append(&mut c.peer.addrs);
+                    }
+                }
             }
         }
         self.update_finished(now);
@@ -395,15 +406,27 @@ impl Lookup {
     /// then enforces `max_candidates`. Returns whether the peer is tracked afterwards.
     fn insert(&mut self, index: usize, info: PeerInfo, depth: u32) -> bool {
         let distance = self.target.distance(&info.id);
-        let known = self.paths.iter_mut().find_map(|p| p.candidates.get_mut(&distance));
-        if let Some(candidate) = known {
-            // Another claim for a known id: its addresses join, while it is not asked yet.
-            if candidate.state == State::NotContacted {
+        let known = self.paths.iter_mut().find_map(|p| {
+            let running = !p.finished;
+            p.candidates.get_mut(&distance).map(|c| (c, &mut p.failed, running))
+        });
+        if let Some((candidate, failed, running)) = known {
+            // Another claim for a known id: its untried addresses join while it is not asked
+            // yet, and revive it if only its named addresses failed.
+            let unreached = candidate.state == State::Failed && !candidate.tried.is_empty();
+            if running && (candidate.state == State::NotContacted || unreached) {
+                let budget = MAX_ADDRS_PER_PEER.saturating_sub(candidate.tried.len());
                 for addr in info.addrs {
-                    let addrs = &mut candidate.peer.addrs;
-                    if addrs.len() < MAX_ADDRS_PER_PEER && !addrs.contains(&addr) {
-                        addrs.push(addr);
+                    let c = &mut *candidate;
+                    let fresh = !c.peer.addrs.contains(&addr) && !c.tried.contains(&addr);
+                    if fresh && c.peer.addrs.len() < budget {
+                        c.peer.addrs.push(addr);
                     }
+                }
+                if unreached && !candidate.peer.addrs.is_empty() {
+                    *failed -= 1;
+                    set_state(&mut self.stats, candidate, State::NotContacted);
+                    self.stats.retried = self.stats.retried.saturating_add(1);
                 }
             }
             self.count_ignored(1);
@@ -414,8 +437,10 @@ impl Lookup {
             return false;
         }
         let Some(path) = self.paths.get_mut(index) else { return false };
-        path.candidates
-            .insert(distance, Candidate { peer: info, depth, state: State::NotContacted });
+        path.candidates.insert(
+            distance,
+            Candidate { peer: info, depth, state: State::NotContacted, tried: Vec::new() },
+        );
         let mut kept = true;
         while path.live() > self.config.max_candidates {
             let Some(farthest) = path.farthest_not_contacted() else { break };
@@ -531,7 +556,10 @@ impl Path {
 /// A peer tracked by one path.
 #[derive(Debug, Clone)]
 struct Candidate {
+    /// The id and the addresses not tried yet, the next to dial first.
     peer: PeerInfo,
+    /// Addresses whose dial failed (at most `MAX_ADDRS_PER_PEER`): never dialled again.
+    tried: Vec<SocketAddr>,
     /// Round trips needed to learn of it: 1 for a seed (module doc, "Rounds").
     depth: u32,
     state: State,
@@ -662,6 +690,31 @@ mod tests {
         assert_eq!(drain(&mut l, t0), [1]);
         l.on_unreachable(t0, &id(1));
         assert_eq!((l.stats(t0).retried, l.stats(t0).failed), (0, 1));
+    }
+
+    #[test]
+    fn an_id_that_failed_only_at_a_dead_address_is_revived_by_a_later_claim() {
+        let config = LookupConfig { alpha: 1, ..LookupConfig::DEFAULT };
+        let (t0, mut l) = start(&[1, 4], config);
+        let at = |n: u16, port: u16| PeerInfo {
+            id: id(n),
+            addrs: vec![std::net::SocketAddr::from(([192, 0, 2, 1], port))],
+        };
+        assert_eq!(drain(&mut l, t0), [1]);
+        // Peer 1 names 3 at a dead address; 3 is nearer than 4, so it is asked next.
+        l.on_response(t0, &id(1), vec![at(3, 1)]);
+        assert_eq!(drain(&mut l, t0), [3]);
+        l.on_unreachable(t0, &id(3));
+        assert_eq!(l.stats(t0).failed, 1);
+        assert_eq!(drain(&mut l, t0), [4]);
+        // Peer 4 names 3 at the same dead address (not dialled again) and at its real one.
+        l.on_response(t0, &id(4), vec![at(3, 1), at(3, 2)]);
+        let again = l.next_request(t0).unwrap();
+        assert_eq!(again.addrs, at(3, 2).addrs);
+        l.on_response(t0, &id(3), Vec::new());
+        assert!(l.is_finished());
+        assert_eq!(nums(&l.closest_answered()), [1, 3, 4]);
+        assert_eq!(l.stats(t0).retried, 1);
     }
 
     // ---- The α budget and the slow timeout ----

@@ -23,6 +23,11 @@
 //!   nearest its target, which answer alike, so a single-path lookup that learns of them is
 //!   captured: its k nearest candidates fill with adversaries that all answer. The simulator
 //!   answers for them, since only it knows every colluder.
+//! - `DeadAddresses` answers lookups with the real honest nodes nearest the target, each at an
+//!   unroutable address: a third party's false claim about honest ids, which must cost a
+//!   lookup a dial and the honest nodes nothing (their routing entries stay). `LoopbackClaims`
+//!   names them at 127.0.0.1, which no peer on a network can truthfully claim for another
+//!   host. The simulator answers for both, since only it knows the honest nodes.
 //! - `Flood` answers like a minimal honest node; its attack (dialling honest nodes and
 //!   sending `FindNode` at a fixed rate) is driven by the simulator's ticks.
 //! - `Honest` is a minimal well-behaved responder without a core: PONG, empty lists, and
@@ -62,6 +67,10 @@ pub enum NodeKind {
     /// nearest the target (real, reachable, answering the same way) and never names an honest
     /// node; claims to store everything and keeps nothing. The attack disjoint paths are for.
     Eclipse,
+    /// Names the honest nodes nearest a lookup's target at addresses where nothing listens.
+    DeadAddresses,
+    /// Names the honest nodes nearest a lookup's target at loopback addresses.
+    LoopbackClaims,
     /// Dials honest nodes and sends `FindNode` with random targets at this rate, ignoring the
     /// answers.
     Flood {
@@ -133,8 +142,11 @@ impl Adversary {
             NodeKind::FabricateCloser => Some(self.fabricate(observed, request)),
             NodeKind::BadRecords => Some(self.bad_records(observed, request)),
             NodeKind::Honest | NodeKind::Flood { .. } => Some(minimal(observed, request)),
-            // Answered by the simulator, which knows the colluders (`Sim::eclipse_answer`).
-            NodeKind::Eclipse => Some(minimal(observed, request)),
+            // Answered by the simulator, which knows the colluders and the honest nodes
+            // (`Sim::eclipse_answer`, `Sim::misdirect_answer`).
+            NodeKind::Eclipse | NodeKind::DeadAddresses | NodeKind::LoopbackClaims => {
+                Some(minimal(observed, request))
+            }
         };
         match response {
             Some(_) => self.stats.answered += 1,
@@ -255,17 +267,19 @@ impl Sim {
     ) {
         let Message::Request { id, body } = msg else { return }; // answers are ignored
         let observed = from.and_then(|f| self.addr(f)).unwrap_or(UNSPECIFIED);
-        let eclipse = matches!(
-            self.nodes.get(idx.0).map(|n| &n.role),
-            Some(Role::Adversary(a)) if a.kind() == NodeKind::Eclipse
-        );
-        let response = if eclipse {
-            Some(self.eclipse_answer(observed, body))
-        } else {
-            match self.nodes.get_mut(idx.0).map(|n| &mut n.role) {
+        let kind = match self.nodes.get(idx.0).map(|n| &n.role) {
+            Some(Role::Adversary(a)) => a.kind(),
+            _ => return,
+        };
+        let response = match kind {
+            NodeKind::Eclipse => Some(self.eclipse_answer(observed, body)),
+            NodeKind::DeadAddresses | NodeKind::LoopbackClaims => {
+                Some(self.misdirect_answer(kind, observed, body))
+            }
+            _ => match self.nodes.get_mut(idx.0).map(|n| &mut n.role) {
                 Some(Role::Adversary(a)) => a.respond(observed, body),
                 _ => None,
-            }
+            },
         };
         if let Some(body) = response {
             self.send(link, side, Message::Response { id, body });
@@ -289,6 +303,37 @@ impl Sim {
             Request::Store { .. } => Response::Stored,
             Request::AddProvider { .. } => Response::ProviderAdded,
             Request::Ping => Response::Pong { observed },
+        }
+    }
+
+    /// What a `DeadAddresses` or `LoopbackClaims` node answers: the honest nodes nearest the
+    /// target, at addresses that are not theirs.
+    fn misdirect_answer(&self, kind: NodeKind, observed: SocketAddr, request: Request) -> Response {
+        let nearest = |target: &Key| -> Vec<PeerInfo> {
+            let mut ranked: Vec<(NodeId, usize)> =
+                self.honest.iter().filter_map(|&idx| Some((self.node_id(idx)?, idx.0))).collect();
+            ranked.sort_by_key(|(id, _)| id.distance(target));
+            ranked
+                .into_iter()
+                .take(MAX_PEERS_PER_RESPONSE)
+                .map(|(id, n)| {
+                    let addr = match kind {
+                        NodeKind::LoopbackClaims => {
+                            SocketAddr::from((Ipv4Addr::LOCALHOST, 4000 + (n % 1000) as u16))
+                        }
+                        _ => unroutable(n as u64),
+                    };
+                    PeerInfo { id, addrs: vec![addr] }
+                })
+                .collect()
+        };
+        match request {
+            Request::FindNode { target } => Response::Nodes { closer: nearest(&target) },
+            Request::FindValue { key } => Response::Value { record: None, closer: nearest(&key) },
+            Request::GetProviders { key } => {
+                Response::Providers { providers: Vec::new(), closer: nearest(&key) }
+            }
+            other => minimal(observed, other),
         }
     }
 
@@ -377,6 +422,8 @@ impl fmt::Display for NodeKind {
             Self::FabricateCloser => f.write_str("fabricate-closer"),
             Self::BadRecords => f.write_str("bad-records"),
             Self::Eclipse => f.write_str("eclipse"),
+            Self::DeadAddresses => f.write_str("dead-addresses"),
+            Self::LoopbackClaims => f.write_str("loopback-claims"),
             Self::Flood { requests_per_sec } => write!(f, "flood({requests_per_sec}/s)"),
         }
     }

@@ -138,6 +138,8 @@ pub struct DhtReport {
     pub virtual_s: f64,
     /// The simulator's counters.
     pub sim: SimStats,
+    /// The honest nodes' routing tables at the end.
+    pub tables: TableCheck,
     /// Digest of every event: equal for equal scenarios.
     pub trace_digest: [u8; 32],
 }
@@ -150,6 +152,39 @@ impl DhtReport {
         }
         self.succeeded as f64 / self.lookups as f64
     }
+}
+
+/// What the honest nodes' routing tables hold at the end of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableCheck {
+    /// Entries, all honest nodes together.
+    pub entries: usize,
+    /// Entries whose first address is not where their id listens: a claim that got in.
+    pub misplaced: usize,
+    /// Entries not yet verified by a dial.
+    pub unverified: usize,
+    /// Addresses the honest nodes dropped as implausible.
+    pub claims_dropped: u64,
+}
+
+/// Reads every honest node's routing table.
+fn check_tables(net: &DhtNet) -> TableCheck {
+    let mut check = TableCheck::default();
+    for &idx in &net.honest {
+        let Some(core) = net.sim.core(idx) else { continue };
+        check.claims_dropped += core.dht().stats().claims_dropped;
+        for e in core.dht().routing().iter() {
+            check.entries += 1;
+            let home = e.peer.addrs.first().and_then(|a| net.sim.node_at(*a));
+            if home.and_then(|h| net.sim.node_id(h)) != Some(e.peer.id) {
+                check.misplaced += 1;
+            }
+            if e.source == crate::kad::routing::Source::Inbound {
+                check.unverified += 1;
+            }
+        }
+    }
+    check
 }
 
 /// A running scenario network: the simulator and who is who.
@@ -454,6 +489,7 @@ pub fn run(sc: &DhtScenario) -> DhtReport {
         latency_ms: Spread::of(stats.iter().map(|s| s.duration.as_secs_f64() * 1e3).collect()),
         virtual_s: net.sim.elapsed().as_secs_f64(),
         sim: net.sim.stats(),
+        tables: check_tables(&net),
         trace_digest: net.sim.trace_digest(),
     }
 }
