@@ -190,6 +190,10 @@ pub struct Trouble {
     pub connect_timeouts: u64,
     /// Accepts that failed for want of descriptors.
     pub accept_errors: u64,
+    /// Connections established (each a TLS handshake and a Hello exchange).
+    pub established: u64,
+    /// Dial-backs of inbound peers' claimed addresses (each a TLS handshake).
+    pub dial_backs: u64,
 }
 
 impl Trouble {
@@ -202,13 +206,15 @@ impl Trouble {
         self.dial_failures += s.peers.dial_failures;
         self.connect_timeouts += s.peers.connect_timeouts;
         self.accept_errors += s.reactor.accept_errors;
+        self.established += s.peers.established;
+        self.dial_backs += s.core.probes_started;
     }
 
     fn json(&self) -> String {
         format!(
             "{{\"requests_timed_out\":{},\"requests_unsent\":{},\"refused_inbound\":{},\
              \"connections_pruned\":{},\"duplicates_closed\":{},\"dial_failures\":{},\
-             \"connect_timeouts\":{},\"accept_errors\":{}}}",
+             \"connect_timeouts\":{},\"accept_errors\":{},\"established\":{},\"dial_backs\":{}}}",
             self.requests_timed_out,
             self.requests_unsent,
             self.refused_inbound,
@@ -216,7 +222,9 @@ impl Trouble {
             self.duplicates_closed,
             self.dial_failures,
             self.connect_timeouts,
-            self.accept_errors
+            self.accept_errors,
+            self.established,
+            self.dial_backs
         )
     }
 }

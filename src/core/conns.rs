@@ -23,7 +23,7 @@
 //! connection's is made by the driver that accepted the socket ([`ConnId::inbound`]). The two
 //! ranges are disjoint (even and odd), and neither ever reuses an id.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -66,6 +66,9 @@ pub struct PeerLimits {
     /// connection idle the longest, if it has been idle at least this long (default 30 s; a
     /// value at or above `idle_timeout` turns this off). Active peers are never displaced.
     pub inbound_prune_idle: Duration,
+    /// Dial-backs running at once (default 4). They take no outbound slot, only room under
+    /// `max_connections`, so verifying addresses never starves the requests.
+    pub max_probes: usize,
 }
 
 impl PeerLimits {
@@ -84,6 +87,7 @@ impl PeerLimits {
         breaker_open_interval: Duration::from_secs(30),
         max_tracked_addrs: 4096,
         inbound_prune_idle: Duration::from_secs(30),
+        max_probes: 4,
     };
 
     /// Clamps values that would overflow timer arithmetic: durations to [`MAX_INTERVAL`], the
@@ -310,8 +314,10 @@ pub struct ConnectionTable {
     conns: HashMap<ConnId, Connection>,
     /// Per peer: its connections (dialling it, or authenticated as it) and its primary one.
     peers: BTreeMap<NodeId, PeerConns>,
-    /// Connections per direction, indexed by `direction_index`.
+    /// Connections per direction, indexed by `direction_index`; dial-backs are not counted.
     counts: [usize; 2],
+    /// Dial-backs running ([`ConnectionTable::start_probe`]).
+    probes: BTreeSet<ConnId>,
     /// Connect deadlines, and idle deadlines as of the last re-arm (see the module doc).
     deadlines: Deadlines<ConnId>,
     next_dial: u64,
@@ -335,6 +341,7 @@ impl ConnectionTable {
             conns: HashMap::new(),
             peers: BTreeMap::new(),
             counts: [0; 2],
+            probes: BTreeSet::new(),
             deadlines: Deadlines::new(),
             next_dial: 0,
             dials: DialBook::new(limits, rng_seed),
@@ -410,7 +417,10 @@ impl ConnectionTable {
         let conn = ConnId::outbound(self.next_dial);
         self.next_dial += 1;
         self.insert(now, conn, Direction::Outbound, addr, Some(expected));
-        if !probe {
+        if probe {
+            self.counts[direction_index(Direction::Outbound)] -= 1;
+            self.probes.insert(conn);
+        } else {
             self.peers.entry(expected).or_default().conns.push(conn);
         }
         Ok(conn)
@@ -642,7 +652,9 @@ impl ConnectionTable {
     /// lowest-numbered established connection left, if any.
     fn remove(&mut self, conn: ConnId) -> Option<Connection> {
         let removed = self.conns.remove(&conn)?;
-        self.counts[direction_index(removed.direction)] -= 1;
+        if !self.probes.remove(&conn) {
+            self.counts[direction_index(removed.direction)] -= 1;
+        }
         self.deadlines.clear(conn);
         let Some(peer) = removed.peer() else { return Some(removed) };
         let Some(p) = self.peers.get_mut(&peer) else { return Some(removed) };
@@ -683,6 +695,13 @@ impl ConnectionTable {
             return Err(DialError::AlreadyConnected);
         }
         self.dials.may_dial(now, addr)?;
+        if probe {
+            let full = self.conns.len() >= self.limits.max_connections;
+            if full || self.probes.len() >= self.limits.max_probes {
+                return Err(DialError::LimitReached);
+            }
+            return Ok(());
+        }
         self.check_slot(Direction::Outbound).map_err(|_| DialError::LimitReached)
     }
 
@@ -855,6 +874,28 @@ mod tests {
         // The inbound share is separate.
         assert!(admit(&mut t, now, 3).is_ok());
         assert_eq!((t.count(Direction::Inbound), t.count(Direction::Outbound)), (1, 1));
+    }
+
+    #[test]
+    fn dial_backs_have_slots_of_their_own_and_no_part_in_the_peer_rules() {
+        let now = Instant::now();
+        let mut t = table(PeerLimits { max_outbound: 1, max_probes: 2, ..LIMITS });
+        t.start_dial(now, addr(1), id(1)).unwrap();
+        // The outbound share is full, and peer 1 is being dialled: dial-backs still run,
+        // up to their own bound.
+        let p1 = t.start_probe(now, addr(2), id(1)).unwrap();
+        t.start_probe(now, addr(3), id(2)).unwrap();
+        assert_eq!(t.start_probe(now, addr(4), id(3)), Err(DialError::LimitReached));
+        assert_eq!(t.count(Direction::Outbound), 1, "dial-backs take no outbound slot");
+        assert_eq!(t.conns_of(&id(1)).len(), 1, "nor a place among the peer's connections");
+        // One authenticates: a success for its address, and its slot frees.
+        assert!(t.on_probed(p1).is_some());
+        assert!(t.connection(p1).is_none());
+        t.start_probe(now, addr(4), id(3)).unwrap();
+        // Never beyond the total.
+        let mut t = table(PeerLimits { max_connections: 1, ..LIMITS });
+        admit(&mut t, now, 5).unwrap();
+        assert_eq!(t.start_probe(now, addr(6), id(6)), Err(DialError::LimitReached));
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //!   not the honest peer its slot.
 //!
 //! Dial-backs are bounded: `max_probes` in flight, `max_probe_queue` waiting (the oldest is
-//! dropped and counted).
+//! dropped and counted). One the router could not start (no probe slot, the address backing
+//! off) waits again, and the queue pauses until a running dial-back ends or the next
+//! maintenance tick.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -128,16 +130,26 @@ impl Dht {
 
     /// Asks for a dial-back of `peer` at `addr`, now or when a slot frees.
     pub(super) fn probe(&mut self, peer: NodeId, addr: SocketAddr) {
-        if self.probes_in_flight < self.config.max_probes {
+        if !self.probes_paused && self.probes_in_flight < self.config.max_probes {
             self.probes_in_flight += 1;
             self.outputs.push_back(Action::Probe { peer, addr });
             return;
         }
+        self.queue_probe(peer, addr);
+    }
+
+    fn queue_probe(&mut self, peer: NodeId, addr: SocketAddr) {
         self.probe_queue.push_back((peer, addr));
         while self.probe_queue.len() > self.config.max_probe_queue {
             self.probe_queue.pop_front();
             self.stats.probe_queue_drops += 1;
         }
+    }
+
+    /// Lets waiting dial-backs start again (the maintenance tick).
+    pub(super) fn resume_probes(&mut self) {
+        self.probes_paused = false;
+        self.next_probes();
     }
 
     /// The result of a dial-back.
@@ -162,15 +174,22 @@ impl Dht {
                     self.routing.remove(&peer);
                 }
             }
-            ProbeResult::NotTried => self.stats.probes_not_tried += 1,
+            ProbeResult::NotTried => {
+                // Not the address's fault: it waits, and so does the queue.
+                self.stats.probes_not_tried += 1;
+                self.queue_probe(peer, addr);
+                self.probes_paused = true;
+                return;
+            }
         }
+        self.probes_paused = false;
         self.next_probes();
     }
 
     /// Starts waiting dial-backs while slots are free, skipping peers that left the table or
     /// were verified meanwhile.
     fn next_probes(&mut self) {
-        while self.probes_in_flight < self.config.max_probes {
+        while !self.probes_paused && self.probes_in_flight < self.config.max_probes {
             let Some((peer, addr)) = self.probe_queue.pop_front() else { return };
             let unproven = self.routing.get(&peer).is_some_and(|e| e.source == Source::Inbound);
             if unproven {

@@ -113,7 +113,8 @@ pub struct DhtConfig {
     /// Accept loopback and private addresses from any peer (a LAN or a test bed); otherwise
     /// a claim may be no more local than the peer that makes it ([`super::claims`]).
     pub local_network: bool,
-    /// Dial-backs of inbound peers' claims in flight at once.
+    /// Dial-backs of inbound peers' claims in flight at once (the router has its own bound,
+    /// `PeerLimits::max_probes`).
     pub max_probes: usize,
     /// Dial-backs waiting for a slot; beyond it the oldest is dropped and counted.
     pub max_probe_queue: usize,
@@ -144,7 +145,7 @@ impl DhtConfig {
             max_deferred: 1024,
             local_addrs: Vec::new(),
             local_network: false,
-            max_probes: 16,
+            max_probes: 4,
             max_probe_queue: 256,
             rng_seed: 0,
         }
@@ -387,6 +388,8 @@ pub struct Dht {
     /// Inbound peers' claimed addresses waiting for a dial-back.
     pub(super) probe_queue: VecDeque<(NodeId, SocketAddr)>,
     pub(super) probes_in_flight: usize,
+    /// The router could not start the last one: wait for a result or the next tick.
+    pub(super) probes_paused: bool,
     pub(super) outputs: VecDeque<DhtAction>,
     pub(super) stats: DhtStats,
 }
@@ -413,6 +416,7 @@ impl Dht {
             joined: false,
             probe_queue: VecDeque::new(),
             probes_in_flight: 0,
+            probes_paused: false,
             outputs: VecDeque::new(),
             stats: DhtStats::default(),
         }

@@ -480,6 +480,28 @@ fn dial_backs_are_bounded_in_flight_and_waiting() {
 }
 
 #[test]
+fn a_dial_back_the_router_could_not_start_waits_for_the_next_result_or_tick() {
+    let t0 = Instant::now();
+    let mut d = dht(DhtConfig { max_probes: 1, ..quiet() });
+    inbound(&mut d, t0, 1, public(1, 1), vec![public(1, 1)]);
+    inbound(&mut d, t0, 2, public(2, 1), vec![public(2, 1)]);
+    assert_eq!(drain(&mut d), vec![Action::Probe { peer: id(1), addr: public(1, 1) }]);
+    // No slot at the router: it waits again, and nothing more starts for now.
+    d.handle_probe(t0, id(1), public(1, 1), ProbeResult::NotTried);
+    assert!(drain(&mut d).is_empty());
+    assert_eq!(d.stats().probes_not_tried, 1);
+    // The maintenance tick resumes the queue, oldest first.
+    let mut ticking = dht(DhtConfig { max_probes: 1, maintenance_interval: S, ..quiet() });
+    inbound(&mut ticking, t0, 1, public(1, 1), vec![public(1, 1)]);
+    inbound(&mut ticking, t0, 2, public(2, 1), vec![public(2, 1)]);
+    drain(&mut ticking);
+    ticking.handle_probe(t0, id(1), public(1, 1), ProbeResult::NotTried);
+    ticking.handle_timeout(t0 + S);
+    let out = drain(&mut ticking);
+    assert!(out.contains(&Action::Probe { peer: id(2), addr: public(2, 1) }), "{out:?}");
+}
+
+#[test]
 fn one_host_cannot_fill_a_bucket_by_claiming_many_subnets() {
     let t0 = Instant::now();
     let mut d = dht(quiet());

@@ -31,6 +31,7 @@ impl Dht {
         self.refresh_buckets(now);
         self.republish(now);
         self.replicate(now);
+        self.resume_probes();
     }
 
     /// Remembers a record we published, to publish it again every `republish_interval`; at
