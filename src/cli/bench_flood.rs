@@ -49,7 +49,8 @@
 //!   attacker is *free* when it was never throttled and none of its connections was ended by
 //!   the victim.
 //! - The victim, from its own counters ([`crate::Handle::snapshot`] before and after):
-//!   `frames_accepted` is the requests it answered during the run less the honest pings;
+//!   `frames_accepted` is the requests it answered during the run less the honest pings (the
+//!   honest peer's few DHT requests of its own remain in it);
 //!   `victim` holds closes by cause, refusals, backlogs and high-water marks.
 //!
 //! Limits: the victim keeps every default except the per-source admission rate, raised to the
