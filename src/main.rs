@@ -22,6 +22,9 @@ commands:
                                           TLS handshake rate and framed throughput on loopback
   bench dht [--nodes N] [--records R] [--value-size B] [--seed S] [--degree D]
       [--concurrency C] [--json]          N nodes on loopback: bootstrap, PUT and GET over TLS
+  bench flood --attack find-value|find-node|store|no-read|oversized|garbage|many-ids
+      [--attackers A] [--seconds T] [--json]
+                                          one node under attack while an honest peer pings it
   sim dht [--nodes N] [--lookups L] [--seed S] [--latency-ms A..B] [--loss P] [--churn P]
       [--adversarial F --attack silent|fabricate|bad-records|flood] [--disjoint D] [--get]
                                           a DHT scenario on the simulator (one JSON object)

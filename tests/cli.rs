@@ -1,5 +1,5 @@
-//! The `petrel` binary end to end: init/id, devnet --json, bench transport --json, run without a
-//! key file.
+//! The `petrel` binary end to end: init/id, devnet --json, bench transport --json, bench flood
+//! --json, run without a key file.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -79,6 +79,34 @@ fn bench_transport_prints_one_json_object() {
     let err = petrel(&["bench", "nosuch"]);
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("kinds: transport"), "{err:?}");
+}
+
+#[test]
+fn bench_flood_prints_one_json_object() {
+    let args = ["--attack", "find-value", "--attackers", "4", "--seconds", "2", "--json"];
+    let out = petrel(&[&["bench", "flood"][..], &args].concat());
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["bench"], "flood", "{text}");
+    assert_eq!(v["attack"], "find-value", "{text}");
+    assert_eq!((v["attackers"].as_u64(), v["seconds"].as_u64()), (Some(4), Some(2)), "{text}");
+    for field in ["victim_peak_rss_mib", "victim_final_rss_mib"] {
+        assert!(v[field].as_f64().is_some(), "{field} in {text}");
+    }
+    for field in ["p50", "p99", "max"] {
+        assert!(v["honest_ping_ms"][field].as_f64().is_some(), "{field} in {text}");
+    }
+    // Ten pings a second for 2 s; the node answers the attackers until they are held back.
+    assert!(v["honest_ping_ms"]["n"].as_u64().unwrap() > 0, "{text}");
+    assert!(v["honest_ping_failures"].as_u64().is_some(), "{text}");
+    assert!(v["frames_accepted"].as_u64().unwrap() > 0, "{text}");
+    assert!(v["attackers_throttled"].as_u64().unwrap() <= 4, "{text}");
+    assert!(v["attackers_disconnected"].is_object(), "{text}");
+    let err = petrel(&["bench", "flood"]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("many-ids"), "{err:?}");
 }
 
 #[test]

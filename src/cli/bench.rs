@@ -5,6 +5,8 @@
 //! - `transport`: TLS 1.3 handshake rate against one [`Node`], then framed throughput over one
 //!   TLS connection to it. See [`run_transport`] for the method.
 //! - `dht`: N nodes bootstrap, PUT and GET records; see [`super::bench_dht`].
+//! - `flood`: one node under attack by many connections while an honest peer pings it; see
+//!   [`super::bench_flood`] (its attackers are clients of their own, one thread each).
 //!
 //! A kind is a `*Options` type parsed from the remaining arguments, a `run_*` function
 //! returning a report, and the report's `human()` and `json()`. The client side of every bench
@@ -31,7 +33,7 @@ use crate::wire::messages::{
 };
 
 /// The benchmark kinds `petrel bench` knows, in the order of its usage text.
-pub const KINDS: &[&str] = &["transport", "dht"];
+pub const KINDS: &[&str] = &["transport", "dht", "flood"];
 
 /// Runs `petrel bench KIND [options]` with its command-line arguments.
 pub fn main(args: &[String]) -> Result<(), String> {
@@ -50,6 +52,15 @@ pub fn main(args: &[String]) -> Result<(), String> {
         "dht" => {
             let opts = super::bench_dht::DhtOptions::parse(rest)?;
             let report = super::bench_dht::run(&opts)?;
+            eprintln!("{}", report.human());
+            if opts.json {
+                println!("{}", report.json());
+            }
+            Ok(())
+        }
+        "flood" => {
+            let opts = super::bench_flood::FloodOptions::parse(rest)?;
+            let report = super::bench_flood::run(&opts)?;
             eprintln!("{}", report.human());
             if opts.json {
                 println!("{}", report.json());

@@ -1,7 +1,8 @@
 //! The `petrel` subcommands that run nodes: [`run`] (one node until a signal), [`devnet`]
 //! (many nodes in one process, with a ping workload and a resource summary) and
-//! [`bench`](mod@bench) (system benchmarks on loopback sockets: `petrel bench transport`, and
-//! `petrel bench dht` in [`bench_dht`]).
+//! [`bench`](mod@bench) (system benchmarks on loopback sockets: `petrel bench transport`,
+//! `petrel bench dht` in [`bench_dht`], and `petrel bench flood`, a node under attack, in
+//! [`bench_flood`]).
 //!
 //! [`sim`] runs `petrel sim dht` on the simulator.
 //!
@@ -11,6 +12,7 @@
 
 pub mod bench;
 pub mod bench_dht;
+pub mod bench_flood;
 pub mod devnet;
 pub mod fleet;
 pub mod report;
