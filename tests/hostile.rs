@@ -191,3 +191,62 @@ fn sixty_half_sent_frames_are_bounded_node_wide_and_time_out() {
         drop(sender.join().unwrap());
     }
 }
+
+#[test]
+fn a_peer_arriving_while_the_read_budget_is_in_debt_gets_its_turn() {
+    let _serial = one_at_a_time();
+    // Ten peers send 32 KiB frames as fast as they can, well over the node's inbound budget
+    // (4 MB/s here), so the node reads in rounds as the budget refills. A peer connecting in
+    // the middle is read in the next round: before, each round began with the earliest
+    // connections and the budget ran out before the newcomer's turn, for as long as the
+    // flood lasted.
+    let limiter = LimiterConfig {
+        global_inbound_bytes_per_sec: 4 << 20,
+        global_inbound_bytes_burst: 256 << 10,
+        peer_bytes_per_sec: 1 << 30,
+        peer_bytes_burst: 1 << 30,
+        ..admit_everyone()
+    };
+    let n = start(Config { limiter, ..config(110) });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let value = vec![7u8; 32 << 10];
+    let store = Message::Request {
+        id: 1,
+        body: Request::Store {
+            record: petrel::wire::messages::Record::Immutable { value: value.into() },
+            ttl_secs: 60,
+            expected_seq: None,
+        },
+    };
+    let mut frame = Vec::new();
+    codec::encode_frame(&store, DEFAULT_MAX_FRAME_BYTES, &mut frame).unwrap();
+    let flooders: Vec<_> = (0..10u8)
+        .map(|i| {
+            let mut raw = RawPeer::connect(111 + i, &n);
+            let (stop, frame) = (stop.clone(), frame.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if raw.try_send_raw(&frame).is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for("the inbound budget in debt", || {
+        n.handle().snapshot().unwrap().limiter.inbound_refusals > 20
+    });
+    let honest = node(121);
+    let started = Instant::now();
+    honest.handle().connect(n.peer_addr()).unwrap();
+    for _ in 0..5 {
+        honest.handle().ping(n.id()).unwrap();
+    }
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in flooders {
+        let _ = f.join();
+    }
+    eprintln!("connect and five pings during the flood: {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}

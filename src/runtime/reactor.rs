@@ -25,7 +25,7 @@
 //! outbound token buckets. When one is in debt, no socket is read (or written) until it is
 //! repaid; the kernel's socket buffers and TCP flow control then slow the peers down.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +59,12 @@ const FIRST_CONN: usize = 2;
 /// Bytes read from a socket per `read` call: exactly the pool's 16 KiB class, small on a host
 /// running many nodes; a full TLS record (16 KiB plus overhead) then takes two reads.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Frames one connection has handled per turn before the others get theirs. A flood costs the
+/// other peers at most one turn of each flooding connection, not its whole burst.
+const FRAMES_PER_TURN: usize = 32;
+/// Socket reads per turn (each at most `READ_CHUNK_BYTES`): the turn's bound in bytes, so a
+/// peer sending large frames takes no more of a scarce global budget than the others.
+const READS_PER_TURN: usize = 4;
 /// Event subscriptions a node keeps at once.
 pub const MAX_EVENT_SUBSCRIBERS: usize = 8;
 /// How long a closed connection may take to flush what it still has queued (a Goodbye, the
@@ -147,6 +153,8 @@ struct Entry {
     partial: Option<(u64, usize)>,
     /// Not read while the node holds too many bytes of partly received frames.
     partial_held: bool,
+    /// In `Reactor::turns`: it used up its turn with frames or bytes left to handle.
+    queued_turn: bool,
     interest: Interest,
 }
 
@@ -160,6 +168,10 @@ pub(crate) struct Reactor {
     keys: HashMap<ConnId, usize>,
     /// Slab keys touched in this wake-up: flushed, closed or re-registered in `sweep`.
     dirty: Vec<usize>,
+    /// Connections that used up their turn (`FRAMES_PER_TURN`) with more to handle, in the
+    /// order they get their next one: a busy peer is served a turn at a time, between the
+    /// others, instead of until its socket is empty.
+    turns: VecDeque<usize>,
     /// Peers paused by their rate limiter, by slab key.
     paused: Deadlines<usize>,
     /// Closed connections still flushing (a Goodbye, an alert), by slab key: dropped at the
@@ -212,6 +224,10 @@ pub(crate) struct Reactor {
     reads_paused_until: Option<Instant>,
     /// The global outbound budget is in debt: no writes before then.
     writes_paused_until: Option<Instant>,
+    /// Where the next resume after a global inbound (outbound) debt starts: the connection the
+    /// last one did not reach, so a refill is not always spent on the same first connections.
+    read_cursor: usize,
+    write_cursor: usize,
     /// An accept failed for want of resources: try again then.
     accept_retry_at: Option<Instant>,
     stats: ReactorStats,
@@ -262,6 +278,7 @@ impl Reactor {
             entries: Slab::new(),
             keys: HashMap::new(),
             dirty: Vec::new(),
+            turns: VecDeque::new(),
             paused: Deadlines::new(),
             lingering: Deadlines::new(),
             stalled: Deadlines::new(),
@@ -292,6 +309,8 @@ impl Reactor {
             max_read_bytes,
             max_write_bytes,
             reads_paused_until: None,
+            read_cursor: 0,
+            write_cursor: 0,
             writes_paused_until: None,
             accept_retry_at: None,
             stats: ReactorStats::default(),
@@ -305,7 +324,11 @@ impl Reactor {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         loop {
-            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = match self.turns.is_empty() {
+                // Connections wait for their next turn: look for new events, do not sleep.
+                false => Some(Duration::ZERO),
+                true => self.next_deadline().map(|d| d.saturating_duration_since(Instant::now())),
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -320,6 +343,7 @@ impl Reactor {
                     Token(t) => self.on_ready(now, t - FIRST_CONN, event.is_writable()),
                 }
             }
+            self.take_turns(now);
             self.drain_jobs(now);
             self.on_timers(now);
             self.drain_core(now);
@@ -433,6 +457,7 @@ impl Reactor {
             accounted: 0,
             partial: None,
             partial_held: false,
+            queued_turn: false,
             interest,
         }));
         self.keys.insert(id, key);
@@ -491,10 +516,18 @@ impl Reactor {
         }
     }
 
-    /// Reads until `WouldBlock` (or until the rate limiter pauses the peer) and hands every
-    /// event to the core.
+    /// Reads until `WouldBlock`, or until the rate limiter pauses the peer, and hands every
+    /// event to the core, at most [`FRAMES_PER_TURN`] frames and [`READS_PER_TURN`] reads in
+    /// this turn: a connection with more to handle takes its place in the queue of turns and
+    /// goes on there.
     fn read(&mut self, now: Instant, key: usize) {
+        let mut budget = FRAMES_PER_TURN;
+        let mut reads = 0;
         loop {
+            // What is decoded already goes first.
+            if self.entries.get(key).is_some_and(|e| e.conn.has_events() && !e.backlogged) {
+                budget = self.deliver_events(now, key, budget);
+            }
             if self.reads_paused_until.is_some() {
                 return;
             }
@@ -503,6 +536,10 @@ impl Reactor {
             if e.paused_until.is_some() || held || e.dead || e.conn.error().is_some() {
                 return;
             }
+            if budget == 0 || reads == READS_PER_TURN || e.conn.has_events() {
+                return self.queue_turn(key);
+            }
+            reads += 1;
             // One read never takes more than the budget's burst, so the bytes handled by time
             // t stay below burst + rate * t + one read.
             let buf = self.read_buf.as_mut_vec();
@@ -512,9 +549,10 @@ impl Reactor {
                 Ok(n) => {
                     self.reads_paused_until = self.global.charge_inbound(now, n as u64);
                     e.conn.handle_input(&self.read_buf.as_slice()[..n]);
-                    self.deliver_events(now, key);
                     self.account_partial(now, key);
                     if n == 0 {
+                        // The end of the stream: what it carried is handed on, then it goes.
+                        self.deliver_events(now, key, usize::MAX);
                         return;
                     }
                 }
@@ -528,18 +566,45 @@ impl Reactor {
         }
     }
 
+    /// Puts `key` at the back of the queue of turns, once.
+    fn queue_turn(&mut self, key: usize) {
+        if let Some(e) = self.entries.get_mut(key) {
+            if !e.queued_turn {
+                e.queued_turn = true;
+                self.turns.push_back(key);
+            }
+        }
+    }
+
+    /// Gives each connection waiting in the queue of turns one turn.
+    fn take_turns(&mut self, now: Instant) {
+        for _ in 0..self.turns.len() {
+            let Some(key) = self.turns.pop_front() else { return };
+            if let Some(e) = self.entries.get_mut(key) {
+                e.queued_turn = false;
+                self.touch(key);
+                self.read(now, key);
+            }
+        }
+    }
+
     /// Hands the connection's decoded events to the core, one at a time, and the core's
     /// answers straight back to the connections, until none is left or the connection's output
     /// is above its high-water mark: then it is backlogged, and the rest waits in the
     /// connection until its output drains.
-    fn deliver_events(&mut self, now: Instant, key: usize) {
+    fn deliver_events(&mut self, now: Instant, key: usize, mut budget: usize) -> usize {
         loop {
             if self.is_over_high_water(key) {
-                return self.backlog(now, key);
+                self.backlog(now, key);
+                return budget;
             }
-            let Some(e) = self.entries.get_mut(key) else { return };
+            if budget == 0 {
+                return 0;
+            }
+            let Some(e) = self.entries.get_mut(key) else { return budget };
             let conn = e.id;
-            let Some(event) = e.conn.poll_event() else { return };
+            let Some(event) = e.conn.poll_event() else { return budget };
+            budget -= 1;
             match event {
                 ConnEvent::Established { peer, hello } => {
                     let input = Input::Established { conn, peer: peer.node_id, hello };
@@ -648,7 +713,6 @@ impl Reactor {
             }
             self.stalled.clear(key);
             // What waited in the connection goes first, then what waits in the socket.
-            self.deliver_events(now, key);
             self.read(now, key);
         }
     }
@@ -660,15 +724,21 @@ impl Reactor {
         }
         if self.reads_paused_until.is_some_and(|at| at <= now) {
             self.reads_paused_until = None;
-            // Edge-triggered: bytes that arrived while paused raise no new event.
-            let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
-            for key in keys {
+            // Edge-triggered: bytes that arrived while paused raise no new event. The round
+            // starts where the last one ran out of budget, so every connection gets its turn.
+            for key in self.keys_from(self.read_cursor) {
                 self.resume(now, key);
+                if self.reads_paused_until.is_some() {
+                    self.read_cursor = key + 1;
+                    break;
+                }
             }
         }
         if self.writes_paused_until.is_some_and(|at| at <= now) {
             self.writes_paused_until = None;
-            let keys: Vec<usize> = self.entries.iter().map(|(k, _)| k).collect();
+            // Flushes go in touch order: start each round one connection further on.
+            let keys = self.keys_from(self.write_cursor);
+            self.write_cursor = keys.first().map_or(0, |k| k + 1);
             for key in keys {
                 self.touch(key);
             }
@@ -701,6 +771,14 @@ impl Reactor {
             self.resume(now, key);
         }
         self.core.handle_timeout(now);
+    }
+
+    /// Every connection's key, from `start` on and then wrapping round.
+    fn keys_from(&self, start: usize) -> Vec<usize> {
+        let (mut later, earlier): (Vec<usize>, Vec<usize>) =
+            self.entries.iter().map(|(k, _)| k).partition(|&k| k >= start);
+        later.extend(earlier);
+        later
     }
 
     /// Reads what arrived while `key` was paused.

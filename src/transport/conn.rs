@@ -272,6 +272,11 @@ impl Connection {
         self.decoder.partial()
     }
 
+    /// Whether decoded events wait for [`poll_event`](Self::poll_event).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Bytes queued for the peer and not yet written to the socket (see `queued_bytes`).
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
