@@ -209,6 +209,7 @@ impl Config {
             ("limits.breaker_open_interval", l.breaker_open_interval),
             ("limits.inbound_prune_idle", l.inbound_prune_idle),
             ("limiter.strike_window", self.limiter.strike_window),
+            ("limiter.limiter_retention", self.limiter.limiter_retention),
             ("request_timeout", self.request_timeout),
             ("answer_timeout", self.answer_timeout),
             ("call_timeout", self.call_timeout),

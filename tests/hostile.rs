@@ -250,3 +250,64 @@ fn a_peer_arriving_while_the_read_budget_is_in_debt_gets_its_turn() {
     eprintln!("connect and five pings during the flood: {took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
+
+/// `count` PING requests, as one buffer of frames.
+fn pings(first_id: u64, count: u64) -> Vec<u8> {
+    let mut frames = Vec::new();
+    for id in first_id..first_id + count {
+        let ping = Message::Request { id, body: Request::Ping };
+        codec::encode_frame(&ping, DEFAULT_MAX_FRAME_BYTES, &mut frames).unwrap();
+    }
+    frames
+}
+
+/// Reads `count` frames; how long they took.
+fn read_frames(raw: &mut RawPeer, count: usize) -> Duration {
+    let started = Instant::now();
+    for i in 0..count {
+        match raw.read_frame() {
+            common::Read1::Frame(Message::Response { .. }) => {}
+            other => panic!("frame {i} of {count}: {other:?}"),
+        }
+    }
+    started.elapsed()
+}
+
+#[test]
+fn reconnecting_with_the_same_key_buys_no_fresh_burst() {
+    let _serial = one_at_a_time();
+    // The default budget is 2,000 frames at once and 1,000 a second. The peer spends all but
+    // 100 of it, closes, and reconnects with the same key at once. Its next 500 frames go 400
+    // over what it has left: the node slows it down, and slows it again with each read,
+    // until it closes it as over its rate. With a fresh burst on reconnecting (before), all
+    // 500 were answered at once.
+    let burst = LimiterConfig::DEFAULT.peer_frames_burst;
+    let n = start(config(130));
+    let mut raw = RawPeer::connect(131, &n);
+    raw.send_raw(&pings(0, burst - 100));
+    read_frames(&mut raw, (burst - 100) as usize);
+    drop(raw);
+    wait_for("the budget remembered", || {
+        n.handle().snapshot().unwrap().reactor.budgets_remembered >= 1
+    });
+    let mut again = RawPeer::connect(131, &n);
+    again.send_raw(&pings(0, 500));
+    let started = Instant::now();
+    let mut answered = 0;
+    let ended = loop {
+        match again.read_frame() {
+            common::Read1::Frame(Message::Response { .. }) => answered += 1,
+            other => break Some(other),
+        }
+        if answered == 500 {
+            break None;
+        }
+    };
+    let took = started.elapsed();
+    eprintln!("after reconnecting: {answered} answered in {took:?}, then {ended:?}");
+    let limited = common::Read1::Frame(Message::Goodbye(petrel::wire::messages::Goodbye {
+        reason: petrel::wire::messages::GoodbyeReason::RateLimited,
+    }));
+    assert!(ended == Some(limited) || took >= Duration::from_millis(250), "{answered} {took:?}");
+    assert!(answered < 500 || took >= Duration::from_millis(250), "{answered} in {took:?}");
+}

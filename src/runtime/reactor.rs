@@ -40,7 +40,9 @@ use crate::core::{Budget, Command, CommandId, ConnId, Event, Input, NodeCore, Ou
 use crate::identity::NodeId;
 use crate::protocol::{Job, JobId, JobResult};
 use crate::runtime::buffers::{BufferPool, PooledBuf};
-use crate::runtime::limiter::{GlobalLimiter, LimiterConfig, PeerLimiter, Verdict};
+use crate::runtime::limiter::{
+    GlobalLimiter, LimiterConfig, LimiterMemory, PeerLimiter, Source, Verdict,
+};
 use crate::runtime::snapshot::Snapshot;
 use crate::runtime::workers::{Outcome, WorkerPool};
 use crate::timers::Deadlines;
@@ -124,6 +126,10 @@ pub struct ReactorStats {
     pub accept_errors: u64,
     /// Worker jobs that panicked (a bug; their owner hears the job was refused).
     pub jobs_panicked: u64,
+    /// Budgets of closed connections remembered now, by address and by id.
+    pub budgets_remembered: usize,
+    /// Remembered budgets forgotten early because the memory was full.
+    pub budgets_forgotten: u64,
     /// Events dropped because the application did not take them in time.
     pub events_dropped: u64,
     /// Connections in the slab now, connecting or established.
@@ -155,6 +161,8 @@ struct Entry {
     partial_held: bool,
     /// In `Reactor::turns`: it used up its turn with frames or bytes left to handle.
     queued_turn: bool,
+    /// The peer's address (dialled, or accepted from).
+    remote: Option<SocketAddr>,
     interest: Interest,
 }
 
@@ -207,6 +215,8 @@ pub(crate) struct Reactor {
     hello: Hello,
     limiter_config: LimiterConfig,
     global: GlobalLimiter,
+    /// Budgets of closed connections, for their peers' next connections.
+    budgets: LimiterMemory,
     control: Receiver<Control>,
     /// Where the node's events go: one bounded queue per subscriber.
     subscribers: Vec<Sender<Event>>,
@@ -298,6 +308,10 @@ impl Reactor {
             conn_config: p.conn_config,
             hello: p.hello,
             global: GlobalLimiter::new(&p.limiter_config, now),
+            budgets: LimiterMemory::new(
+                p.limiter_config.max_remembered,
+                p.limiter_config.limiter_retention,
+            ),
             limiter_config: p.limiter_config,
             control: p.control,
             subscribers: Vec::new(),
@@ -370,6 +384,8 @@ impl Reactor {
                 entries: self.entries.len(),
                 pending_output_bytes: self.pending_output,
                 partial_frame_bytes: self.partial_bytes,
+                budgets_remembered: self.budgets.len(),
+                budgets_forgotten: self.budgets.evicted(),
                 ..self.stats
             },
             limiter: self.global.stats(),
@@ -421,7 +437,7 @@ impl Reactor {
         let conn = ConnId::inbound(self.next_inbound);
         self.next_inbound += 1;
         // The core may refuse it: its Disconnect comes out with this wake-up's outputs.
-        if self.insert(now, conn, stream, tls.into(), false).is_some() {
+        if self.insert(now, conn, stream, tls.into(), addr, false).is_some() {
             self.core.handle(now, Input::Accepted { conn, addr });
         }
     }
@@ -433,6 +449,7 @@ impl Reactor {
         id: ConnId,
         mut stream: TcpStream,
         tls: rustls::Connection,
+        remote: SocketAddr,
         connecting: bool,
     ) -> Option<usize> {
         let _ = stream.set_nodelay(true);
@@ -443,7 +460,11 @@ impl Reactor {
         if self.poll.registry().register(&mut stream, Token(key + FIRST_CONN), interest).is_err() {
             return None;
         }
-        let limiter = PeerLimiter::new(&self.limiter_config, now);
+        // A peer reconnecting from the same address starts from the budget it left with.
+        let mut limiter = PeerLimiter::new(&self.limiter_config, now);
+        if let Some(source) = Source::of_ip(remote.ip()) {
+            limiter = self.budgets.stricter(now, source, limiter);
+        }
         slot.insert(Box::new(Entry {
             id,
             stream,
@@ -458,6 +479,7 @@ impl Reactor {
             partial: None,
             partial_held: false,
             queued_turn: false,
+            remote: Some(remote),
             interest,
         }));
         self.keys.insert(id, key);
@@ -607,6 +629,11 @@ impl Reactor {
             budget -= 1;
             match event {
                 ConnEvent::Established { peer, hello } => {
+                    // And a peer reconnecting with the same key, from the budget it left with.
+                    let fresh = PeerLimiter::new(&self.limiter_config, now);
+                    let current = std::mem::replace(&mut e.limiter, fresh);
+                    let source = Source::Id(peer.node_id);
+                    e.limiter = self.budgets.stricter(now, source, current);
                     let input = Input::Established { conn, peer: peer.node_id, hello };
                     self.core.handle(now, input);
                 }
@@ -898,7 +925,7 @@ impl Reactor {
         let Ok(tls) = self.tls.dial(peer) else {
             return self.core.handle(now, failed);
         };
-        match self.insert(now, conn, stream, tls.into(), true) {
+        match self.insert(now, conn, stream, tls.into(), addr, true) {
             Some(key) if probe => {
                 if let Some(e) = self.entries.get_mut(key) {
                     e.conn.probe_only();
@@ -974,6 +1001,13 @@ impl Reactor {
         let partial = e.partial.map_or(0, |p| p.1);
         self.partial_bytes = self.partial_bytes.saturating_sub(partial);
         self.partial_held.retain(|&k| k != key);
+        // Its budget outlives it (limiter module doc, "Memory across reconnects").
+        if let Some(source) = e.remote.and_then(|a| Source::of_ip(a.ip())) {
+            self.budgets.remember(now, source, &e.limiter);
+        }
+        if let Some(peer) = e.conn.peer() {
+            self.budgets.remember(now, Source::Id(peer.node_id), &e.limiter);
+        }
         let cause = e.conn.error().map_or(CloseCause::TcpFailed, |err| err.cause());
         if cause.is_misbehaviour() {
             self.stats.closed_misbehaving += 1;

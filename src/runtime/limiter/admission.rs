@@ -131,13 +131,16 @@ struct IpEntry {
 
 /// A connection source: an IPv4 address, or an IPv6 /64 prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum IpKey {
+pub enum IpKey {
+    /// An IPv4 address (an IPv4-mapped IPv6 address counts as its IPv4 address).
     V4([u8; 4]),
+    /// The first 64 bits of an IPv6 address.
     V6Prefix([u8; 8]),
 }
 
 impl IpKey {
-    fn of(ip: IpAddr) -> IpKey {
+    /// The source `ip` counts as.
+    pub fn of(ip: IpAddr) -> IpKey {
         match ip {
             IpAddr::V4(v4) => IpKey::V4(v4.octets()),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

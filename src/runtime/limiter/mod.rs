@@ -54,22 +54,31 @@
 //! Choosing the entry scans the map, which is bounded and happens at most once per admitted
 //! connection, itself bounded by the global rate.
 //!
+//! # Memory across reconnects ([`LimiterMemory`])
+//!
+//! A peer's budget outlives its connection: when a connection closes, a budget that is not
+//! full, or has strikes, is remembered under the source address and the peer's id for
+//! `limiter_retention`, and a new connection from either starts from the stricter of a fresh
+//! budget and what is remembered. Reconnecting buys no burst and clears no strike.
+//!
 //! # Files
 //!
 //! One concept per file: `bucket.rs` holds the token bucket and its nanotoken arithmetic,
-//! `peer.rs` the per-peer policy, `admission.rs` new-connection admission and the tracked
-//! sources, and `global.rs` the node-wide byte budgets behind [`GlobalLimiter`], which admits
-//! connections through `admission.rs`. This file holds the configuration, its defaults and the
-//! counters.
+//! `peer.rs` the per-peer policy, `memory.rs` budgets kept across reconnects, `admission.rs`
+//! new-connection admission and the tracked sources, and `global.rs` the node-wide byte
+//! budgets behind [`GlobalLimiter`], which admits connections through `admission.rs`. This
+//! file holds the configuration, its defaults and the counters.
 
 mod admission;
 mod bucket;
 mod global;
+mod memory;
 mod peer;
 
-pub use admission::AdmitError;
+pub use admission::{AdmitError, IpKey};
 pub use bucket::{TakeError, TokenBucket};
 pub use global::GlobalLimiter;
+pub use memory::{LimiterMemory, Source};
 pub use peer::{PeerLimiter, Verdict};
 
 use std::time::Duration;
@@ -126,6 +135,10 @@ pub struct LimiterConfig {
     /// Good behaviour that forgives one strike, and so the longest gap between slow-downs
     /// that still counts them as consecutive.
     pub strike_window: Duration,
+    /// How long a closed connection's budget is remembered for its address and id.
+    pub limiter_retention: Duration,
+    /// Budgets remembered at most; past it the oldest is forgotten.
+    pub max_remembered: usize,
 }
 
 impl LimiterConfig {
@@ -146,6 +159,8 @@ impl LimiterConfig {
         max_tracked_ips: DEFAULT_MAX_TRACKED_IPS,
         max_strikes: DEFAULT_MAX_STRIKES,
         strike_window: DEFAULT_STRIKE_WINDOW,
+        limiter_retention: DEFAULT_LIMITER_RETENTION,
+        max_remembered: DEFAULT_MAX_TRACKED_IPS,
     };
 }
 
@@ -183,6 +198,9 @@ pub const DEFAULT_MAX_TRACKED_IPS: usize = 4_096;
 pub const DEFAULT_MAX_STRIKES: u32 = 3;
 /// Default strike window.
 pub const DEFAULT_STRIKE_WINDOW: Duration = Duration::from_secs(10);
+/// Default time a closed connection's budget is remembered: long enough for every default
+/// bucket to refill and every strike to decay, so forgetting it gives nothing away.
+pub const DEFAULT_LIMITER_RETENTION: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

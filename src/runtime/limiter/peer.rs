@@ -89,6 +89,29 @@ impl PeerLimiter {
         self.strikes.saturating_sub(u32::try_from(windows).unwrap_or(u32::MAX))
     }
 
+    /// Whether this budget remembers nothing at `now`: both buckets full, no strike, no
+    /// slow-down.
+    pub fn is_clean(&self, now: Instant) -> bool {
+        self.frames.is_full(now)
+            && self.bytes.is_full(now)
+            && self.strikes(now) == 0
+            && self.slowed_until(now).is_none()
+    }
+
+    /// Whether this budget leaves the peer less at `now` than `other`: more strikes, then a
+    /// later end of slow-down, then fewer frames, then fewer bytes.
+    pub fn is_stricter_than(&self, other: &PeerLimiter, now: Instant) -> bool {
+        let key = |l: &PeerLimiter| {
+            (
+                l.strikes(now),
+                l.slowed_until(now),
+                std::cmp::Reverse(l.frames.available(now)),
+                std::cmp::Reverse(l.bytes.available(now)),
+            )
+        };
+        key(self) > key(other)
+    }
+
     /// Charges both buckets; the later repaid instant if either went into debt.
     fn charge(&mut self, now: Instant, frame_bytes: usize) -> Result<Option<Instant>, TakeError> {
         let frame_bytes = u64::try_from(frame_bytes).unwrap_or(u64::MAX);
