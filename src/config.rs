@@ -245,6 +245,8 @@ impl Config {
             ("limits.max_inbound", l.max_inbound),
             ("limits.max_outbound", l.max_outbound),
             ("limits.max_per_peer", l.max_per_peer),
+            ("limits.max_inbound_per_ip", l.max_inbound_per_ip),
+            ("limits.max_inbound_per_subnet", l.max_inbound_per_subnet),
             ("max_pending_requests", self.max_pending_requests),
             ("command_queue", self.command_queue),
             ("event_queue", self.event_queue),

@@ -311,3 +311,22 @@ fn reconnecting_with_the_same_key_buys_no_fresh_burst() {
     assert!(ended == Some(limited) || took >= Duration::from_millis(250), "{answered} {took:?}");
     assert!(answered < 500 || took >= Duration::from_millis(250), "{answered} in {took:?}");
 }
+
+#[test]
+fn a_peer_refused_for_want_of_a_slot_hears_why() {
+    let _serial = one_at_a_time();
+    // One inbound slot, taken by an active peer: a newcomer completes TLS and its first frame
+    // is Goodbye(TooManyConnections), not a silent close at accept (handshake.md §5: it
+    // should back off).
+    let limits = petrel::core::PeerLimits { max_inbound: 1, ..petrel::core::PeerLimits::DEFAULT };
+    let n = start(Config { limits, limiter: admit_everyone(), ..config(140) });
+    let _first = RawPeer::connect(141, &n);
+    let mut second = RawPeer::handshake(142, &n);
+    let refused = common::Read1::Frame(Message::Goodbye(petrel::wire::messages::Goodbye {
+        reason: petrel::wire::messages::GoodbyeReason::TooManyConnections,
+    }));
+    assert_eq!(second.read_frame(), refused);
+    assert_eq!(second.read_frame(), common::Read1::Closed);
+    let s = n.handle().snapshot().unwrap();
+    assert_eq!((s.peers.refused_inbound_limit, s.core.refused_inbound), (1, 1));
+}

@@ -69,6 +69,11 @@ pub struct PeerLimits {
     /// Dial-backs running at once (default 4). They take no outbound slot, only room under
     /// `max_connections`, so verifying addresses never starves the requests.
     pub max_probes: usize,
+    /// Inbound connections from one address (an IPv6 /64 counts as one) at once (default 8;
+    /// loopback exempt, so a one-host devnet works).
+    pub max_inbound_per_ip: usize,
+    /// Inbound connections from one IPv4 /24 or IPv6 /48 at once (default 32).
+    pub max_inbound_per_subnet: usize,
 }
 
 impl PeerLimits {
@@ -88,6 +93,8 @@ impl PeerLimits {
         max_tracked_addrs: 4096,
         inbound_prune_idle: Duration::from_secs(30),
         max_probes: 4,
+        max_inbound_per_ip: 8,
+        max_inbound_per_subnet: 32,
     };
 
     /// Clamps values that would overflow timer arithmetic: durations to [`MAX_INTERVAL`], the
@@ -233,6 +240,8 @@ pub enum LimitError {
     },
     /// The peer already has `max_per_peer` authenticated connections.
     PerPeerLimitReached,
+    /// Its address, or its subnet, has its maximum of inbound connections.
+    PerSourceLimitReached,
 }
 
 impl fmt::Display for LimitError {
@@ -242,6 +251,9 @@ impl fmt::Display for LimitError {
                 write!(f, "no {direction} connection slot is free")
             }
             Self::PerPeerLimitReached => f.write_str("the peer has its maximum of connections"),
+            Self::PerSourceLimitReached => {
+                f.write_str("the address or its subnet has its maximum of inbound connections")
+            }
         }
     }
 }
@@ -263,6 +275,8 @@ pub struct PeerStats {
     pub established: u64,
     /// Inbound connections refused: no inbound slot.
     pub refused_inbound_limit: u64,
+    /// Inbound connections refused: their address or subnet had its maximum.
+    pub refused_inbound_per_source: u64,
     /// Authenticated connections refused: per-peer limit.
     pub refused_per_peer_limit: u64,
     /// Dials refused: no outbound slot.
@@ -318,11 +332,44 @@ pub struct ConnectionTable {
     counts: [usize; 2],
     /// Dial-backs running ([`ConnectionTable::start_probe`]).
     probes: BTreeSet<ConnId>,
+    /// Inbound connections per source address and per subnet (loopback not counted).
+    inbound_sources: HashMap<InboundSource, usize>,
     /// Connect deadlines, and idle deadlines as of the last re-arm (see the module doc).
     deadlines: Deadlines<ConnId>,
     next_dial: u64,
     dials: DialBook,
     stats: PeerStats,
+}
+
+/// What the per-source inbound caps count: an address (IPv6: its /64) and a subnet (IPv4 /24,
+/// IPv6 /48).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum InboundSource {
+    V4([u8; 4]),
+    V6([u8; 8]),
+    V4Subnet([u8; 3]),
+    V6Subnet([u8; 6]),
+}
+
+impl InboundSource {
+    /// The address and the subnet of `addr`, in that order; neither for loopback. An
+    /// IPv4-mapped IPv6 address counts as its IPv4 address.
+    fn of(addr: SocketAddr) -> [Option<InboundSource>; 2] {
+        match addr.ip().to_canonical() {
+            ip if ip.is_loopback() => [None, None],
+            std::net::IpAddr::V4(v4) => {
+                let o = v4.octets();
+                [Some(Self::V4(o)), Some(Self::V4Subnet([o[0], o[1], o[2]]))]
+            }
+            std::net::IpAddr::V6(v6) => {
+                let o = v6.octets();
+                let (mut host, mut net) = ([0u8; 8], [0u8; 6]);
+                host.copy_from_slice(&o[..8]);
+                net.copy_from_slice(&o[..6]);
+                [Some(Self::V6(host)), Some(Self::V6Subnet(net))]
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -342,6 +389,7 @@ impl ConnectionTable {
             peers: BTreeMap::new(),
             counts: [0; 2],
             probes: BTreeSet::new(),
+            inbound_sources: HashMap::new(),
             deadlines: Deadlines::new(),
             next_dial: 0,
             dials: DialBook::new(limits, rng_seed),
@@ -370,6 +418,18 @@ impl ConnectionTable {
         if let Err(e) = self.check_slot(Direction::Inbound) {
             self.stats.refused_inbound_limit += 1;
             return Err(e);
+        }
+        let sources = InboundSource::of(addr);
+        let caps = [self.limits.max_inbound_per_ip, self.limits.max_inbound_per_subnet];
+        let at_cap = sources.iter().zip(caps).any(|(s, cap)| {
+            s.is_some_and(|s| self.inbound_sources.get(&s).copied().unwrap_or(0) >= cap)
+        });
+        if at_cap {
+            self.stats.refused_inbound_per_source += 1;
+            return Err(LimitError::PerSourceLimitReached);
+        }
+        for source in sources.into_iter().flatten() {
+            *self.inbound_sources.entry(source).or_insert(0) += 1;
         }
         self.stats.admitted_inbound += 1;
         self.insert(now, conn, Direction::Inbound, addr, None);
@@ -655,6 +715,16 @@ impl ConnectionTable {
         if !self.probes.remove(&conn) {
             self.counts[direction_index(removed.direction)] -= 1;
         }
+        if removed.direction == Direction::Inbound {
+            for source in InboundSource::of(removed.addr).into_iter().flatten() {
+                if let Some(n) = self.inbound_sources.get_mut(&source) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.inbound_sources.remove(&source);
+                    }
+                }
+            }
+        }
         self.deadlines.clear(conn);
         let Some(peer) = removed.peer() else { return Some(removed) };
         let Some(p) = self.peers.get_mut(&peer) else { return Some(removed) };
@@ -874,6 +944,36 @@ mod tests {
         // The inbound share is separate.
         assert!(admit(&mut t, now, 3).is_ok());
         assert_eq!((t.count(Direction::Inbound), t.count(Direction::Outbound)), (1, 1));
+    }
+
+    #[test]
+    fn inbound_connections_are_capped_per_address_and_per_subnet_loopback_exempt() {
+        let now = Instant::now();
+        let limits = PeerLimits { max_inbound_per_ip: 2, max_inbound_per_subnet: 3, ..LIMITS };
+        let mut t = table(limits);
+        let from =
+            |ip: [u8; 4], n: u64| (ConnId::inbound(n), SocketAddr::from((ip, 40_000 + n as u16)));
+        let mut admit_from = |ip: [u8; 4], n: u64| {
+            let (conn, addr) = from(ip, n);
+            t.admit_inbound(now, conn, addr)
+        };
+        assert!(admit_from([203, 0, 113, 1], 1).is_ok());
+        assert!(admit_from([203, 0, 113, 1], 2).is_ok());
+        // A third from the same address is refused; another address of the /24 fits once.
+        assert_eq!(admit_from([203, 0, 113, 1], 3), Err(LimitError::PerSourceLimitReached));
+        assert!(admit_from([203, 0, 113, 2], 4).is_ok());
+        assert_eq!(admit_from([203, 0, 113, 3], 5), Err(LimitError::PerSourceLimitReached));
+        // Other subnets and loopback are not affected.
+        assert!(admit_from([198, 51, 100, 1], 6).is_ok());
+        for n in 7..17 {
+            assert!(admit_from([127, 0, 0, 1], n).is_ok());
+        }
+        assert_eq!(t.stats().refused_inbound_per_source, 2);
+        // A connection that closes frees its place.
+        t.on_closed(ConnId::inbound(1));
+        assert!(t.admit_inbound(now, ConnId::inbound(3), from([203, 0, 113, 1], 3).1).is_ok());
+        let err = t.admit_inbound(now, ConnId::inbound(5), from([203, 0, 113, 9], 5).1);
+        assert_eq!(err, Err(LimitError::PerSourceLimitReached), "the /24 is at its cap again");
     }
 
     #[test]

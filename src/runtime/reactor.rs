@@ -822,7 +822,7 @@ impl Reactor {
             match output {
                 Output::Dial { conn, peer, addr, probe } => self.dial(now, conn, peer, addr, probe),
                 Output::Send { conn, msg } => self.send(now, conn, &msg),
-                Output::Disconnect { conn, reason } => self.disconnect(conn, reason),
+                Output::Disconnect { conn, reason } => self.disconnect(now, conn, reason),
                 Output::Reply { id, reply } => {
                     if let Some(tx) = self.replies.remove(&id.0) {
                         let _ = tx.try_send(reply); // the caller may have timed out and left
@@ -905,11 +905,16 @@ impl Reactor {
     }
 
     /// Closes `conn` as the core decided: a Goodbye if it is established, at once if not.
-    fn disconnect(&mut self, conn: ConnId, reason: GoodbyeReason) {
+    fn disconnect(&mut self, now: Instant, conn: ConnId, reason: GoodbyeReason) {
         let Some(&key) = self.keys.get(&conn) else { return };
         if let Some(e) = self.entries.get_mut(key) {
             if e.conn.is_established() {
                 e.conn.close(reason);
+            } else if reason == GoodbyeReason::TooManyConnections && !e.connecting {
+                // Refused for want of a slot: the peer hears why once TLS is done (it should
+                // back off, handshake.md §5), within LINGER, else it is dropped unanswered.
+                e.conn.refuse(reason);
+                self.lingering.set(key, now + LINGER);
             } else {
                 e.dead = true;
             }

@@ -140,6 +140,8 @@ pub struct Connection {
     error: Option<ConnError>,
     /// A dial-back: no Hello, closed as soon as TLS has authenticated the peer.
     probe: bool,
+    /// Once TLS is done, send this Goodbye instead of a Hello and close.
+    refusal: Option<GoodbyeReason>,
 }
 
 impl Connection {
@@ -160,6 +162,7 @@ impl Connection {
             events: VecDeque::new(),
             error: None,
             probe: false,
+            refusal: None,
         }
     }
 
@@ -169,6 +172,17 @@ impl Connection {
     /// connection it already has with us is left alone.
     pub fn probe_only(&mut self) {
         self.probe = true;
+        self.refusal = Some(GoodbyeReason::DuplicateConnection);
+    }
+
+    /// Refuses the peer with a Goodbye that says why: at once if TLS is done, else as soon as
+    /// it is, instead of a Hello (a peer must hear `TooManyConnections`, handshake.md §5, and
+    /// a Goodbye can only travel inside TLS). The owner bounds how long it waits for TLS.
+    pub fn refuse(&mut self, reason: GoodbyeReason) {
+        match self.state {
+            State::Handshaking => self.refusal = Some(reason),
+            _ => self.close(reason),
+        }
     }
 
     /// Feeds bytes received from the socket. An empty slice means end of stream.
@@ -300,7 +314,9 @@ impl Connection {
         self.set_state(State::AwaitingHello);
         if self.probe {
             self.events.push_back(ConnEvent::Probed { peer });
-            return self.close(GoodbyeReason::DuplicateConnection);
+        }
+        if let Some(reason) = self.refusal {
+            return self.close(reason);
         }
         let hello = Message::Hello(self.local_hello.clone());
         if let Err(e) = self.write_message(&hello) {

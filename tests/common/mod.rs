@@ -59,6 +59,21 @@ impl RawPeer {
         RawPeer::connect_to(seed, target.id(), target.local_addr())
     }
 
+    /// Completes TLS as `seed`'s key and sends a Hello, without reading the node's first
+    /// frame (a Hello, or a Goodbye that refuses us). It sends no Hello either.
+    pub fn handshake(seed: u8, target: &Node) -> RawPeer {
+        let tls_config = TlsConfig::new(&Keypair::from_seed([seed; 32]), 0).unwrap();
+        let tls = tls_config.dial(target.id()).unwrap();
+        let sock = TcpStream::connect(target.local_addr()).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        sock.set_write_timeout(Some(WAIT)).unwrap();
+        let mut peer = RawPeer { tls, sock };
+        while peer.tls.is_handshaking() {
+            peer.tls.complete_io(&mut peer.sock).expect("TLS handshake");
+        }
+        peer
+    }
+
     /// Like [`RawPeer::connect`], for a node known by its id and address.
     pub fn connect_to(
         seed: u8,
