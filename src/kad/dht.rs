@@ -108,6 +108,9 @@ pub struct DhtConfig {
     /// STORE requests waiting for a worker; beyond this one is answered `Overloaded`. The
     /// router bounds how long the requester waits (`CoreConfig::answer_timeout`).
     pub max_deferred: usize,
+    /// Of those, STOREs one peer, or one address (loopback excepted), may have waiting: its
+    /// fair share, so one sender's flood of bad signatures does not get everyone `Overloaded`.
+    pub max_deferred_per_source: usize,
     /// Our own listen addresses, announced in ADD_PROVIDER.
     pub local_addrs: Vec<std::net::SocketAddr>,
     /// Accept loopback and private addresses from any peer (a LAN or a test bed); otherwise
@@ -143,6 +146,7 @@ impl DhtConfig {
             max_records_per_get: 20,
             verify_in_workers: true,
             max_deferred: 1024,
+            max_deferred_per_source: 64,
             local_addrs: Vec::new(),
             local_network: false,
             max_probes: 4,
@@ -322,6 +326,8 @@ pub struct DhtStats {
     /// STOREs answered `Overloaded`: `max_deferred` waited already, or the worker pool
     /// refused the job.
     pub overloaded: u64,
+    /// Of those, STOREs refused because their sender had its share waiting.
+    pub deferred_share_refusals: u64,
     /// Requests we sent that are waiting for their outcome.
     pub requests_in_flight: usize,
     /// Addresses dropped as implausible from where they came ([`super::claims`]).
@@ -564,7 +570,7 @@ impl Protocol for Dht {
         ticket: ReplyTicket,
     ) -> Option<Response> {
         self.contact(now, from);
-        self.serve(now, &from.id, request, ticket)
+        self.serve(now, from, request, ticket)
     }
 
     fn handle_outcome(

@@ -557,3 +557,46 @@ fn one_responders_provider_list_does_not_end_the_search() {
     assert_eq!(found.providers[0], real, "named by three responders, ranked first");
     assert_eq!(found.providers.len(), 20);
 }
+
+#[test]
+fn one_sender_gets_its_share_of_the_stores_waiting_for_a_worker_not_all_of_them() {
+    let t0 = Instant::now();
+    let config = DhtConfig { max_deferred: 8, max_deferred_per_source: 3, ..quiet() };
+    let mut d = dht(config);
+    let key = Keypair::from_seed([9; 32]);
+    let store = |seq: u64| Request::Store {
+        record: Record::Mutable(MutableRecord::sign(&key, b"s".to_vec(), seq, b"v".to_vec())),
+        ttl_secs: 60,
+        expected_seq: None,
+    };
+    let overloaded = |r: Option<Response>| {
+        matches!(r, Some(Response::Error { code: ErrorCode::Overloaded, .. }))
+    };
+    let h = hello(vec![]);
+    let at = |n: u8, ip: [u8; 4]| Peer {
+        id: id(n),
+        addr: SocketAddr::from((ip, 4000)),
+        direction: Direction::Inbound,
+        hello: &h,
+    };
+    // Peer 1 floods: three wait, the fourth is refused.
+    for seq in 0..3 {
+        assert_eq!(
+            d.handle_request(t0, &at(1, [203, 0, 113, 1]), store(seq), ReplyTicket(seq)),
+            None
+        );
+    }
+    assert!(overloaded(d.handle_request(t0, &at(1, [203, 0, 113, 1]), store(3), ReplyTicket(3))));
+    // A fresh id from the same address gets nothing more: the address's share is used too.
+    assert!(overloaded(d.handle_request(t0, &at(2, [203, 0, 113, 1]), store(4), ReplyTicket(4))));
+    // Another sender is still served.
+    assert_eq!(d.handle_request(t0, &at(3, [198, 51, 100, 3]), store(5), ReplyTicket(5)), None);
+    assert_eq!(d.stats().deferred_share_refusals, 2);
+    // Loopback senders are counted by id only (one host runs many nodes in a devnet).
+    for (n, seq) in [(4, 6), (5, 7), (6, 8)] {
+        assert_eq!(
+            d.handle_request(t0, &at(n, [127, 0, 0, 1]), store(seq), ReplyTicket(seq)),
+            None
+        );
+    }
+}

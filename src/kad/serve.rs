@@ -7,9 +7,11 @@
 //!
 //! A STORE of a mutable record is answered later: its signature is checked on a worker
 //! (`Action::Job`), and the answer goes out with the request's [`ReplyTicket`] when the result
-//! comes back. At most `max_deferred` wait; beyond that, or when the pool refuses the job, the
+//! comes back. At most `max_deferred` wait, and at most `max_deferred_per_source` from one peer
+//! or one address (loopback excepted); beyond that, or when the pool refuses the job, the
 //! answer is `Overloaded`. How long the requester waits is the router's deadline.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::dht::Dht;
@@ -17,7 +19,7 @@ use super::memstore::{Origin, RecordStore};
 use super::records::{self, RecordError};
 use super::routing::RoutingTable;
 use crate::identity::NodeId;
-use crate::protocol::{Action, Job, JobKey, JobResult, ReplyTicket};
+use crate::protocol::{Action, Job, JobKey, JobResult, Peer, ReplyTicket};
 use crate::wire::messages::{
     ErrorCode, MutableRecord, PeerInfo, Record, Request, Response, MAX_PEERS_PER_RESPONSE,
 };
@@ -88,6 +90,8 @@ pub fn answer(
 #[derive(Debug, Clone)]
 pub(super) struct Deferred {
     from: NodeId,
+    /// The sender's address, unless loopback: its share is counted there too.
+    ip: Option<IpAddr>,
     record: Record,
     ttl_secs: u32,
     expected_seq: Option<u64>,
@@ -99,15 +103,17 @@ impl Dht {
     pub(super) fn serve(
         &mut self,
         now: Instant,
-        from: &NodeId,
+        peer: &Peer<'_>,
         request: Request,
         ticket: ReplyTicket,
     ) -> Option<Response> {
+        let from = &peer.id;
         let request = match request {
             Request::Store { record: Record::Mutable(m), ttl_secs, expected_seq }
                 if self.config.verify_in_workers =>
             {
-                return self.defer_store(*from, m, ttl_secs, expected_seq, ticket);
+                let ip = Some(peer.addr.ip()).filter(|ip| !ip.to_canonical().is_loopback());
+                return self.defer_store(*from, ip, m, ttl_secs, expected_seq, ticket);
             }
             other => other,
         };
@@ -145,6 +151,7 @@ impl Dht {
     fn defer_store(
         &mut self,
         from: NodeId,
+        ip: Option<IpAddr>,
         record: MutableRecord,
         ttl_secs: u32,
         expected_seq: Option<u64>,
@@ -155,11 +162,23 @@ impl Dht {
             self.stats.requests_served += 1;
             return Some(error(ErrorCode::Overloaded, "too many stores waiting"));
         }
+        // Its fair share: the bound is a scan of at most `max_deferred` entries, paid only by
+        // STOREs that need a worker anyway.
+        let share = self.config.max_deferred_per_source;
+        let (by_peer, by_ip) = self.deferred.values().fold((0, 0), |(p, i), d| {
+            (p + usize::from(d.from == from), i + usize::from(ip.is_some() && d.ip == ip))
+        });
+        if by_peer >= share || by_ip >= share {
+            self.stats.overloaded += 1;
+            self.stats.deferred_share_refusals += 1;
+            self.stats.requests_served += 1;
+            return Some(error(ErrorCode::Overloaded, "too many of your stores waiting"));
+        }
         let key = JobKey(self.next_job);
         self.next_job += 1;
         let job = Job::VerifyRecord(Box::new(record.clone()));
         let record = Record::Mutable(record);
-        self.deferred.insert(key, Deferred { from, record, ttl_secs, expected_seq, ticket });
+        self.deferred.insert(key, Deferred { from, ip, record, ttl_secs, expected_seq, ticket });
         self.outputs.push_back(Action::Job { key, job });
         None
     }
