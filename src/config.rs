@@ -12,6 +12,7 @@ use crate::runtime::limiter::LimiterConfig;
 use crate::runtime::workers::WorkerConfig;
 use crate::transport::conn::ConnConfig;
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::wire::messages::MAX_LISTEN_ADDRS;
 
 /// Default network name.
 pub const DEFAULT_NETWORK: &str = "petrel";
@@ -55,6 +56,10 @@ pub struct Config {
     pub keypair: Option<Keypair>,
     /// Where to listen.
     pub listen: SocketAddr,
+    /// Where peers reach us, announced in Hello and in provider records. Empty: the listen
+    /// address; if that is unspecified (`0.0.0.0`), the address of the interface that routes
+    /// to the first bootstrap peer, with the listen port (see `Node::start`).
+    pub announce: Vec<SocketAddr>,
     /// Peers to connect to at start.
     pub bootstrap: Vec<PeerAddr>,
     /// Network name (Hello); peers of other networks are refused.
@@ -116,6 +121,7 @@ impl Default for Config {
             keypair: None,
             // The constant is a valid socket address literal.
             listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| unreachable!()),
+            announce: Vec::new(),
             bootstrap: Vec::new(),
             network: DEFAULT_NETWORK.into(),
             id_pow_bits: 0,
@@ -256,6 +262,13 @@ impl Config {
         for (key, value) in counts {
             check(key, value, value > 0, "at least 1")?;
         }
+        for addr in &self.announce {
+            let dialable = !addr.ip().is_unspecified() && !addr.ip().is_multicast();
+            let ok = dialable && addr.port() != 0;
+            check("announce", addr, ok, "a dialable address with a port")?;
+        }
+        let announced = self.announce.len();
+        check("announce", announced, announced <= MAX_LISTEN_ADDRS, "at most 8 addresses")?;
         let frame = self.max_frame_bytes;
         let frame_ok =
             (MIN_FRAME_BYTES..=crate::runtime::buffers::MAX_CLASS_BYTES).contains(&frame);

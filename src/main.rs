@@ -14,8 +14,8 @@ usage: petrel <command> [options]
 commands:
   init --data-dir DIR [--id-pow-bits N]   create DIR/node.key (mode 0600)
   id --data-dir DIR                       print this node's id (64 hex digits)
-  run --data-dir DIR [--listen ADDR] [--bootstrap NODEID@HOST:PORT]... [--log LEVEL]
-      [--status-secs N]                   run the node until SIGINT or SIGTERM
+  run --data-dir DIR [--listen ADDR] [--announce ADDR]... [--bootstrap NODEID@HOST:PORT]...
+      [--log LEVEL] [--status-secs N]     run the node until SIGINT or SIGTERM
   devnet --nodes N [--seconds T] [--seed S] [--json]
                                           N nodes in one process, pinging each other
   bench transport [--handshakes N] [--frames-mib M] [--json]

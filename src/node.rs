@@ -70,7 +70,7 @@ impl Node {
             Some(s) => s,
             None => os_seed().map_err(StartError::Identity)?,
         };
-        let hello = hello(&config, local_addr);
+        let hello = hello(&config, announced(&config, local_addr));
         let wake = Arc::clone(&waker);
         let workers = WorkerPool::start(
             config.workers,
@@ -362,14 +362,37 @@ impl fmt::Debug for Handle {
     }
 }
 
-fn hello(config: &Config, local_addr: SocketAddr) -> Hello {
+fn hello(config: &Config, listen_addrs: Vec<SocketAddr>) -> Hello {
     Hello {
         version: PROTOCOL_VERSION,
         network: config.network.clone(),
         id_pow_bits: config.id_pow_bits,
         features: FEATURE_KAD,
         agent: config.agent.clone(),
-        listen_addrs: if local_addr.ip().is_unspecified() { vec![] } else { vec![local_addr] },
+        listen_addrs,
+    }
+}
+
+/// Where peers can reach us: `config.announce`; else the bound address; else, bound to an
+/// unspecified address, the address of the interface that routes to the first bootstrap peer
+/// with the bound port (a connected UDP socket asks the kernel's routing table and sends
+/// nothing); else nothing, and the DHT refuses to announce us as a provider.
+fn announced(config: &Config, local_addr: SocketAddr) -> Vec<SocketAddr> {
+    if !config.announce.is_empty() {
+        return config.announce.clone();
+    }
+    if !local_addr.ip().is_unspecified() {
+        return vec![local_addr];
+    }
+    let Some(first) = config.bootstrap.first() else { return Vec::new() };
+    let unspecified = SocketAddr::new(local_addr.ip(), 0);
+    let routed = std::net::UdpSocket::bind(unspecified)
+        .and_then(|udp| udp.connect(first.addr).and_then(|()| udp.local_addr()));
+    match routed {
+        Ok(route) if !route.ip().is_unspecified() => {
+            vec![SocketAddr::new(route.ip(), local_addr.port())]
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -184,3 +184,51 @@ fn find_node_returns_the_closest_peers_in_order() {
     assert!(distances.windows(2).all(|w| w[0] < w[1]), "sorted nearest first");
     assert!(found.stats.rpcs >= 1 && found.stats.rounds >= 1, "{:?}", found.stats);
 }
+
+#[test]
+fn a_node_bound_to_every_interface_announces_a_reachable_address_or_refuses_to_provide() {
+    let a = start(30);
+    let unspecified: std::net::SocketAddr = "0.0.0.0:0".parse().unwrap();
+    let key = immutable_key(b"announced");
+    // Bound to 0.0.0.0 with a bootstrap peer: the interface that routes to it, and our port.
+    let config = Config {
+        keypair: Some(Keypair::from_seed([31; 32])),
+        listen: unspecified,
+        bootstrap: vec![a.peer_addr()],
+        ..Config::default()
+    };
+    let b = Node::start(config).expect("node starts");
+    b.handle().connect(a.peer_addr()).expect("b reaches a");
+    let seen = a.handle().peers().unwrap();
+    let from_b = seen.iter().find(|p| p.id == b.id()).expect("b dialled a");
+    let routed = std::net::SocketAddr::from(([127, 0, 0, 1], b.local_addr().port()));
+    assert_eq!(from_b.listen_addrs, vec![routed]);
+    let published = b.handle().provide(key).expect("provide");
+    assert_eq!(published.stored, 1);
+    let found = a.handle().providers(key).expect("providers");
+    assert_eq!(found.providers[0].addrs, vec![routed]);
+    // `announce` wins over both.
+    let announce = vec!["127.0.0.1:4999".parse().unwrap()];
+    let c = Node::start(Config {
+        keypair: Some(Keypair::from_seed([32; 32])),
+        listen: unspecified,
+        announce: announce.clone(),
+        bootstrap: vec![a.peer_addr()],
+        ..Config::default()
+    })
+    .expect("node starts");
+    c.handle().connect(a.peer_addr()).expect("c reaches a");
+    let seen = a.handle().peers().unwrap();
+    assert_eq!(seen.iter().find(|p| p.id == c.id()).unwrap().listen_addrs, announce);
+    // Nothing to announce: provide says so instead of announcing an unreachable provider.
+    let d = Node::start(Config {
+        keypair: Some(Keypair::from_seed([33; 32])),
+        listen: unspecified,
+        ..Config::default()
+    })
+    .expect("node starts");
+    d.handle().connect(a.peer_addr()).unwrap();
+    let refused = d.handle().provide(key).unwrap_err();
+    assert_eq!(refused, CallError::Dht(DhtError::NoAddress));
+    assert!(refused.to_string().contains("announce"), "{refused}");
+}

@@ -59,6 +59,8 @@ pub struct RunOptions {
     pub data_dir: PathBuf,
     /// Listen address; `None` keeps the configuration default.
     pub listen: Option<SocketAddr>,
+    /// Addresses to announce instead of the listen address (`--announce`, repeatable).
+    pub announce: Vec<SocketAddr>,
     /// Peers to dial at start.
     pub bootstrap: Vec<PeerAddr>,
     /// Verbosity: `--log`, else `PETREL_LOG`, else `info`.
@@ -69,11 +71,15 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// Parses `--data-dir DIR [--listen ADDR] [--bootstrap NODEID@HOST:PORT]... [--log LEVEL]
-    /// [--status-secs N]`.
+    /// Parses `--data-dir DIR [--listen ADDR] [--announce ADDR]... [--bootstrap
+    /// NODEID@HOST:PORT]... [--log LEVEL] [--status-secs N]`.
     pub fn parse(args: &[String]) -> Result<RunOptions, String> {
         let data_dir = flag(args, "--data-dir")?.ok_or("--data-dir DIR is required")?.into();
         let listen = parse_flag(args, "--listen")?;
+        let announce = flag_all(args, "--announce")?
+            .into_iter()
+            .map(|s| s.parse().map_err(|e| format!("--announce {s:?}: {e}")))
+            .collect::<Result<_, String>>()?;
         let bootstrap = flag_all(args, "--bootstrap")?
             .into_iter()
             .map(|s| s.parse().map_err(|e| format!("--bootstrap {s:?}: {e}")))
@@ -90,7 +96,7 @@ impl RunOptions {
             return Err("--status-secs must be at least 1".into());
         }
         let status_every = Duration::from_secs(status_secs);
-        Ok(RunOptions { data_dir, listen, bootstrap, log, status_every })
+        Ok(RunOptions { data_dir, listen, announce, bootstrap, log, status_every })
     }
 }
 
@@ -139,6 +145,7 @@ fn start(opts: &RunOptions) -> Result<Node, String> {
         config.listen = listen;
     }
     config.bootstrap = opts.bootstrap.clone();
+    config.announce = opts.announce.clone();
     // One node: its connection slots, connecting ones included, must fit the limit.
     let limit = descriptors::raise_limit().map_err(|e| format!("descriptor limit: {e}"))?;
     let wanted = (config.limits.max_connections + config.limits.max_inbound) as u64;

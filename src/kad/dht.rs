@@ -279,6 +279,9 @@ pub enum DhtError {
     NotStored(Option<ErrorCode>),
     /// Too many queries are running.
     Busy,
+    /// We have no address to announce (bound to an unspecified address with no `announce`
+    /// configured and no route found), so we cannot be announced as a provider.
+    NoAddress,
 }
 
 /// One query kind's counters.
@@ -444,6 +447,10 @@ impl Dht {
             }
             DhtCommand::Provide { key } => {
                 let me = self.local_info();
+                if me.addrs.is_empty() {
+                    // Peers could not reach a provider announced without an address.
+                    return self.reply(command, DhtReply::Provide(Err(DhtError::NoAddress)));
+                }
                 let _ = self.store.add_provider(now, key, me, self.config.provider_ttl);
                 self.start(now, Some(command), key, Goal::Provide { key });
             }
@@ -668,6 +675,10 @@ impl fmt::Display for DhtError {
             Self::NotStored(Some(code)) => write!(f, "no peer stored it (first refusal {code:?})"),
             Self::NotStored(None) => f.write_str("no peer stored it"),
             Self::Busy => f.write_str("too many DHT queries running"),
+            Self::NoAddress => f.write_str(
+                "no address to announce: bound to an unspecified address; set announce \
+                 (--announce ADDR)",
+            ),
         }
     }
 }
