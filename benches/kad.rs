@@ -50,7 +50,7 @@ fn routing(c: &mut Criterion) {
     c.bench_function("kad/serve_find_node", |b| {
         b.iter(|| {
             let req = Request::FindNode { target: black_box(target) };
-            serve::answer(now, &from, req, &t, &mut store, 20)
+            serve::answer(now, &from, None, req, &t, &mut store, 20)
         })
     });
 }
@@ -93,7 +93,7 @@ fn store(c: &mut Criterion) {
             || Record::Immutable { value: ByteBuf(rng.bytes32().repeat(8)) },
             |record| {
                 let ttl = Duration::from_secs(3600);
-                let (key, _) = s.put(now, Origin::Peer(from), record, ttl, None).expect("stored");
+                let (key, _) = s.put(now, Origin::Peer(from, None), record, ttl, None).expect("stored");
                 black_box(s.get(now, &key).is_some());
                 s.remove(&key);
             },

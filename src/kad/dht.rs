@@ -410,7 +410,7 @@ impl Dht {
         Dht {
             local,
             routing: RoutingTable::new(local, config.routing),
-            store: MemoryStore::new(config.store),
+            store: MemoryStore::for_node(local, config.store),
             rng: Rng::new(config.rng_seed),
             config,
             queries: BTreeMap::new(),

@@ -6,8 +6,17 @@
 //! every map is a `BTreeMap`, so equal inputs give equal states and equal iteration orders.
 //!
 //! Accounting. A record is *charged* to its [`Origin`]: a peer's records count toward that
-//! peer's quota (`per_peer_records`, `per_peer_bytes`) and toward the global caps
-//! (`max_records`, `max_bytes`); our own (`Origin::Local`) count toward the global caps only.
+//! peer's quota (`per_peer_records`, `per_peer_bytes`), toward the quota of the subnet its
+//! connection came from (`per_subnet_records`, `per_subnet_bytes`: ids are free, addresses are
+//! not) and toward the global caps (`max_records`, `max_bytes`); our own (`Origin::Local`)
+//! count toward the global caps only.
+//!
+//! Full. A store that knows its node's id ([`MemoryStore::for_node`]) and is at a global cap
+//! makes room for a record by evicting peers' records whose keys are farther from our id than
+//! its key, farthest first: the records a node is responsible for are the ones near it
+//! (Kademlia stores on the k closest), so a flood of far keys cannot keep near ones out. A
+//! record that would need a nearer one evicted is refused (`StorageFull`); our own are never
+//! evicted.
 //! A record's size is its value length plus its salt length; keys, signatures and bookkeeping
 //! are not counted, as they are fixed per record and bounded by `max_records`. Every
 //! successful put charges the record to the putter, so a replacement or refresh by another
@@ -22,7 +31,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::records::{self, RecordError, Replace};
-use crate::identity::NodeId;
+use super::routing::Subnet;
+use crate::identity::{Distance, NodeId};
 use crate::wire::messages::{
     Key, PeerInfo, Record, MAX_ADDRS_PER_PEER, MAX_PEERS_PER_RESPONSE, MAX_VALUE_BYTES,
 };
@@ -38,6 +48,14 @@ pub struct StoreConfig {
     pub per_peer_records: usize,
     /// Record bytes (value + salt) one peer may have stored here.
     pub per_peer_bytes: usize,
+    /// Records the peers of one /24 (IPv6 /64) may have stored here, all ids together
+    /// (loopback is exempt, so a one-host devnet works).
+    pub per_subnet_records: usize,
+    /// Record bytes the peers of one /24 (IPv6 /64) may have stored here.
+    pub per_subnet_bytes: usize,
+    /// Provider entries of one key from the peers of one /24 (IPv6 /64): a subnet cannot
+    /// fill a key's provider list with ids of its own.
+    pub max_providers_per_key_per_subnet: usize,
     /// Largest value accepted (records.md §3 step 6); values above `MAX_VALUE_BYTES` are
     /// refused whatever this says.
     pub max_value_bytes: usize,
@@ -62,6 +80,9 @@ impl StoreConfig {
         max_bytes: 64 << 20,
         per_peer_records: 256,
         per_peer_bytes: 4 << 20,
+        per_subnet_records: 1_024,
+        per_subnet_bytes: 16 << 20,
+        max_providers_per_key_per_subnet: 4,
         max_value_bytes: MAX_VALUE_BYTES,
         max_ttl: Duration::from_secs(36 * 3600),
         max_providers_per_key: MAX_PEERS_PER_RESPONSE,
@@ -83,8 +104,9 @@ pub enum Origin {
     /// This node (its own puts): counts toward the global caps only.
     Local,
     /// The authenticated peer that sent the STORE (not the record's author, records.md §3
-    /// step 7): counts toward that peer's quota and the global caps.
-    Peer(NodeId),
+    /// step 7), and the subnet its connection came from (`None`: loopback, exempt): counts
+    /// toward both quotas and the global caps.
+    Peer(NodeId, Option<Subnet>),
 }
 
 /// A record as held, with its bookkeeping.
@@ -152,6 +174,8 @@ pub struct StoreStats {
     pub providers_refreshed: u64,
     /// Provider entries deleted because they expired.
     pub providers_expired: u64,
+    /// Peers' records evicted to make room for a record nearer our id.
+    pub evicted_far: u64,
     /// Refused puts and provider announcements, indexed by [`RecordError::index`].
     pub rejected: [u64; RecordError::COUNT],
 }
@@ -219,6 +243,20 @@ pub trait RecordStore {
         key: Key,
         provider: PeerInfo,
         ttl: Duration,
+    ) -> Result<(), RecordError> {
+        self.add_provider_from(now, key, provider, None, ttl)
+    }
+
+    /// [`RecordStore::add_provider`] from a peer whose connection came from `net` (`None`:
+    /// ourselves, or loopback): a new provider is also refused (`QuotaExceeded`) when the key
+    /// already has `max_providers_per_key_per_subnet` providers from that subnet.
+    fn add_provider_from(
+        &mut self,
+        now: Instant,
+        key: Key,
+        provider: PeerInfo,
+        net: Option<Subnet>,
+        ttl: Duration,
     ) -> Result<(), RecordError>;
 
     /// Unexpired providers of `key` in id order, at most `max_providers_per_key` and at most
@@ -261,6 +299,12 @@ pub struct MemoryStore {
     expiry: BTreeSet<(Instant, Key)>,
     /// Records and bytes charged to each peer; a peer with nothing charged has no entry.
     usage: BTreeMap<NodeId, Usage>,
+    /// The same per subnet.
+    subnet_usage: BTreeMap<Subnet, Usage>,
+    /// Our id, when known: full, the store keeps the keys nearest it.
+    local: Option<NodeId>,
+    /// `(distance to our id, key)` of every record charged to a peer, when `local` is known.
+    by_distance: BTreeSet<(Distance, Key)>,
     bytes: usize,
     providers: BTreeMap<Key, BTreeMap<NodeId, ProviderEntry>>,
     /// `(expires_at, key, provider)` of every provider entry.
@@ -279,6 +323,9 @@ impl MemoryStore {
             records: BTreeMap::new(),
             expiry: BTreeSet::new(),
             usage: BTreeMap::new(),
+            subnet_usage: BTreeMap::new(),
+            local: None,
+            by_distance: BTreeSet::new(),
             bytes: 0,
             providers: BTreeMap::new(),
             provider_expiry: BTreeSet::new(),
@@ -286,6 +333,12 @@ impl MemoryStore {
             provider_count: 0,
             stats: StoreStats::default(),
         }
+    }
+
+    /// An empty store of the node `local`: when full, it keeps the keys nearest `local`
+    /// (module doc, "Full").
+    pub fn for_node(local: NodeId, config: StoreConfig) -> MemoryStore {
+        MemoryStore { local: Some(local), ..MemoryStore::new(config) }
     }
 
     /// The limits this store enforces.
@@ -343,7 +396,17 @@ impl MemoryStore {
             }
         };
         records::check_value_size(&record, self.config.max_value_bytes)?;
-        self.check_quota(origin, held, charge_bytes(&record))?;
+        let bytes = charge_bytes(&record);
+        let evict = match self.check_quota(origin, held, bytes) {
+            Err(RecordError::StorageFull) if held.is_none() => {
+                self.room_near(origin, &key, bytes).ok_or(RecordError::StorageFull)?
+            }
+            other => other.map(|()| Vec::new())?,
+        };
+        for far in evict {
+            self.detach(&far);
+            self.stats.evicted_far += 1;
+        }
 
         // Validation passed: from here on nothing fails.
         let previous = self.detach(&key);
@@ -377,9 +440,9 @@ impl MemoryStore {
         held: Option<&StoredRecord>,
         bytes: usize,
     ) -> Result<(), RecordError> {
-        if let Origin::Peer(peer) = origin {
+        if let Origin::Peer(peer, subnet) = origin {
             let (mut peer_records, mut peer_bytes) = self.peer_usage(&peer);
-            if let Some(h) = held.filter(|h| h.origin == origin) {
+            if let Some(h) = held.filter(|h| h.origin.peer() == Some(peer)) {
                 peer_records = peer_records.saturating_sub(1);
                 peer_bytes = peer_bytes.saturating_sub(h.charge_bytes());
             }
@@ -387,6 +450,19 @@ impl MemoryStore {
                 || peer_bytes.saturating_add(bytes) > self.config.per_peer_bytes
             {
                 return Err(RecordError::QuotaExceeded);
+            }
+            if let Some(net) = subnet {
+                let used = self.subnet_usage.get(&net).copied().unwrap_or_default();
+                let (mut records, mut used_bytes) = (used.records, used.bytes);
+                if let Some(h) = held.filter(|h| h.origin.subnet() == Some(net)) {
+                    records = records.saturating_sub(1);
+                    used_bytes = used_bytes.saturating_sub(h.charge_bytes());
+                }
+                if records >= self.config.per_subnet_records
+                    || used_bytes.saturating_add(bytes) > self.config.per_subnet_bytes
+                {
+                    return Err(RecordError::QuotaExceeded);
+                }
             }
         }
         let (held_records, held_bytes) = held.map_or((0, 0), |h| (1, h.charge_bytes()));
@@ -400,13 +476,49 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// The peers' records to evict, farthest from our id first, so that a new record under
+    /// `key` of `bytes` from `origin` fits the global caps; `None` if that would take a record
+    /// at least as near as `key`, or if this store does not know our id.
+    fn room_near(&self, origin: Origin, key: &Key, bytes: usize) -> Option<Vec<Key>> {
+        let local = self.local?;
+        origin.peer()?;
+        let near = key.distance(&local);
+        let (mut records, mut total) = (self.records.len(), self.bytes);
+        let mut evict = Vec::new();
+        for &(distance, far) in self.by_distance.iter().rev() {
+            if records < self.config.max_records
+                && total.saturating_add(bytes) <= self.config.max_bytes
+            {
+                break;
+            }
+            if distance <= near || evict.len() >= MAX_EVICTIONS_PER_PUT {
+                return None;
+            }
+            let freed = self.records.get(&far).map_or(0, StoredRecord::charge_bytes);
+            records -= 1;
+            total = total.saturating_sub(freed);
+            evict.push(far);
+        }
+        let fits =
+            records < self.config.max_records && total.saturating_add(bytes) <= self.config.max_bytes;
+        fits.then_some(evict)
+    }
+
     /// Inserts a record known not to be held, with its index entry and charge.
     fn attach(&mut self, stored: StoredRecord) {
         let bytes = stored.charge_bytes();
-        if let Origin::Peer(peer) = stored.origin {
+        if let Origin::Peer(peer, subnet) = stored.origin {
             let usage = self.usage.entry(peer).or_default();
             usage.records += 1;
             usage.bytes += bytes;
+            if let Some(net) = subnet {
+                let usage = self.subnet_usage.entry(net).or_default();
+                usage.records += 1;
+                usage.bytes += bytes;
+            }
+            if let Some(local) = self.local {
+                self.by_distance.insert((stored.key.distance(&local), stored.key));
+            }
         }
         self.bytes += bytes;
         self.expiry.insert((stored.expires_at, stored.key));
@@ -417,13 +529,13 @@ impl MemoryStore {
     fn detach(&mut self, key: &Key) -> Option<StoredRecord> {
         let stored = self.records.remove(key)?;
         let bytes = stored.charge_bytes();
-        if let Origin::Peer(peer) = stored.origin {
-            if let Some(usage) = self.usage.get_mut(&peer) {
-                usage.records = usage.records.saturating_sub(1);
-                usage.bytes = usage.bytes.saturating_sub(bytes);
-                if usage.records == 0 {
-                    self.usage.remove(&peer);
-                }
+        if let Origin::Peer(peer, subnet) = stored.origin {
+            release(&mut self.usage, &peer, bytes);
+            if let Some(net) = subnet {
+                release(&mut self.subnet_usage, &net, bytes);
+            }
+            if let Some(local) = self.local {
+                self.by_distance.remove(&(stored.key.distance(&local), stored.key));
             }
         }
         self.bytes = self.bytes.saturating_sub(bytes);
@@ -436,6 +548,7 @@ impl MemoryStore {
         now: Instant,
         key: Key,
         provider: PeerInfo,
+        net: Option<Subnet>,
         ttl: Duration,
     ) -> Result<(), RecordError> {
         if provider.addrs.len() > MAX_ADDRS_PER_PEER {
@@ -450,10 +563,11 @@ impl MemoryStore {
             let expires_at = old.expires_at.max(expires_at);
             self.provider_expiry.remove(&(old.expires_at, key, id));
             self.provider_expiry.insert((expires_at, key, id));
+            let net = old.net;
             self.providers
                 .entry(key)
                 .or_default()
-                .insert(id, ProviderEntry { info: provider, expires_at });
+                .insert(id, ProviderEntry { info: provider, expires_at, net });
             self.stats.providers_refreshed += 1;
             return Ok(());
         }
@@ -461,6 +575,12 @@ impl MemoryStore {
             >= self.config.per_peer_provider_records
         {
             return Err(RecordError::QuotaExceeded);
+        }
+        if let Some(net) = net {
+            let same = entries.map_or(0, |e| e.values().filter(|p| p.net == Some(net)).count());
+            if same >= self.config.max_providers_per_key_per_subnet {
+                return Err(RecordError::QuotaExceeded);
+            }
         }
         if entries.map_or(0, BTreeMap::len) >= self.config.max_providers_per_key
             || self.provider_count >= self.config.max_provider_records
@@ -470,7 +590,7 @@ impl MemoryStore {
         self.providers
             .entry(key)
             .or_default()
-            .insert(id, ProviderEntry { info: provider, expires_at });
+            .insert(id, ProviderEntry { info: provider, expires_at, net });
         self.provider_expiry.insert((expires_at, key, id));
         *self.provider_usage.entry(id).or_default() += 1;
         self.provider_count += 1;
@@ -554,14 +674,15 @@ impl RecordStore for MemoryStore {
         Some(removed)
     }
 
-    fn add_provider(
+    fn add_provider_from(
         &mut self,
         now: Instant,
         key: Key,
         provider: PeerInfo,
+        net: Option<Subnet>,
         ttl: Duration,
     ) -> Result<(), RecordError> {
-        let result = self.try_add_provider(now, key, provider, ttl);
+        let result = self.try_add_provider(now, key, provider, net, ttl);
         if let Err(e) = &result {
             self.stats.rejected[e.index()] += 1;
         }
@@ -628,7 +749,7 @@ impl RecordStore for MemoryStore {
     }
 }
 
-/// Records and bytes charged to one peer.
+/// Records and bytes charged to one peer or one subnet.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 struct Usage {
     records: usize,
@@ -640,6 +761,41 @@ struct Usage {
 struct ProviderEntry {
     info: PeerInfo,
     expires_at: Instant,
+    /// The subnet of the connection that announced it (`None`: ours, or loopback).
+    net: Option<Subnet>,
+}
+
+/// Takes one record of `bytes` off `owner`'s usage, dropping the entry at zero.
+fn release<K: Ord>(usage: &mut BTreeMap<K, Usage>, owner: &K, bytes: usize) {
+    if let Some(u) = usage.get_mut(owner) {
+        u.records = u.records.saturating_sub(1);
+        u.bytes = u.bytes.saturating_sub(bytes);
+        if u.records == 0 {
+            usage.remove(owner);
+        }
+    }
+}
+
+/// Most records one put may evict to make room (module doc, "Full"): a put is never an
+/// unbounded amount of work.
+const MAX_EVICTIONS_PER_PUT: usize = 64;
+
+impl Origin {
+    /// The peer a record is charged to, if any.
+    pub fn peer(&self) -> Option<NodeId> {
+        match self {
+            Origin::Local => None,
+            Origin::Peer(id, _) => Some(*id),
+        }
+    }
+
+    /// The subnet a record is charged to, if any.
+    pub fn subnet(&self) -> Option<Subnet> {
+        match self {
+            Origin::Local => None,
+            Origin::Peer(_, net) => *net,
+        }
+    }
 }
 
 /// Bytes a record is charged: value plus salt.
@@ -671,6 +827,9 @@ mod tests {
         max_bytes: 1000,
         per_peer_records: 3,
         per_peer_bytes: 300,
+        per_subnet_records: 5,
+        per_subnet_bytes: 500,
+        max_providers_per_key_per_subnet: 2,
         max_value_bytes: 400,
         max_ttl: Duration::from_secs(10 * 3600),
         max_providers_per_key: 3,
@@ -683,8 +842,14 @@ mod tests {
         NodeId::from_bytes([n; 32])
     }
 
+    /// Peer `n`, alone in its subnet.
     fn from(n: u8) -> Origin {
-        Origin::Peer(peer(n))
+        Origin::Peer(peer(n), Subnet::of_ip(std::net::IpAddr::from([10, n, 0, 1])))
+    }
+
+    /// Peer `n` connecting from the subnet 203.0.113.0/24, shared with others.
+    fn from_shared(n: u8) -> Origin {
+        Origin::Peer(peer(n), Subnet::of_ip(std::net::IpAddr::from([203, 0, 113, n])))
     }
 
     fn immutable(value: &[u8]) -> Record {
@@ -703,20 +868,32 @@ mod tests {
     /// Recounts every total from the held records and compares with the running ones.
     fn assert_accounting(s: &MemoryStore) {
         let mut usage: BTreeMap<NodeId, Usage> = BTreeMap::new();
+        let mut subnets: BTreeMap<Subnet, Usage> = BTreeMap::new();
+        let mut near = BTreeSet::new();
         let mut bytes = 0;
         for (key, r) in &s.records {
             assert_eq!(*key, r.key);
             assert!(s.expiry.contains(&(r.expires_at, r.key)));
             bytes += r.charge_bytes();
-            if let Origin::Peer(p) = r.origin {
+            if let Origin::Peer(p, net) = r.origin {
                 let u = usage.entry(p).or_default();
                 u.records += 1;
                 u.bytes += r.charge_bytes();
+                if let Some(net) = net {
+                    let u = subnets.entry(net).or_default();
+                    u.records += 1;
+                    u.bytes += r.charge_bytes();
+                }
+                if let Some(local) = s.local {
+                    near.insert((r.key.distance(&local), r.key));
+                }
             }
         }
         assert_eq!(s.expiry.len(), s.records.len());
         assert_eq!(s.bytes, bytes);
         assert_eq!(s.usage, usage);
+        assert_eq!(s.subnet_usage, subnets);
+        assert_eq!(s.by_distance, near);
         let mut provider_usage: BTreeMap<NodeId, usize> = BTreeMap::new();
         let mut count = 0;
         for (key, entries) in &s.providers {
@@ -989,6 +1166,86 @@ mod tests {
         let err = bytes.put(now, from(1), immutable(&[3; 201]), HOUR, None);
         assert_eq!(err, Err(RecordError::StorageFull));
         assert!(bytes.put(now, from(1), immutable(&[3; 200]), HOUR, None).is_ok());
+    }
+
+    #[test]
+    fn the_peers_of_one_subnet_share_a_quota_whatever_their_ids() {
+        let now = Instant::now();
+        let mut s = MemoryStore::new(SMALL);
+        let put = |s: &mut MemoryStore, origin, v: u8| {
+            s.put(now, origin, immutable(&[v; 10]), HOUR, None)
+        };
+        // Per-peer quota 3, per-subnet quota 5: peer 1 stores 3, peer 2 of the same /24 two.
+        let (first, _) = put(&mut s, from_shared(1), 0).unwrap();
+        for v in 1..3 {
+            put(&mut s, from_shared(1), v).unwrap();
+        }
+        for v in 3..5 {
+            put(&mut s, from_shared(2), v).unwrap();
+        }
+        assert_eq!(put(&mut s, from_shared(3), 5), Err(RecordError::QuotaExceeded));
+        // Another subnet, and a loopback peer (exempt), still fit.
+        assert!(put(&mut s, from(9), 6).is_ok());
+        let mut lo = MemoryStore::new(SMALL);
+        for (n, v) in [(1, 0), (2, 1), (3, 2), (4, 3), (5, 4), (6, 5)] {
+            put(&mut lo, Origin::Peer(peer(n), None), v).unwrap();
+        }
+        // A record removed frees the subnet's place.
+        s.remove(&first);
+        assert!(put(&mut s, from_shared(3), 7).is_ok());
+        assert_accounting(&s);
+        assert_accounting(&lo);
+    }
+
+    #[test]
+    fn one_subnet_cannot_fill_a_keys_provider_list() {
+        let now = Instant::now();
+        let mut s = MemoryStore::new(SMALL);
+        let key = peer(99);
+        let shared = from_shared(1).subnet();
+        for n in [1, 2] {
+            s.add_provider_from(now, key, provider(n), shared, HOUR).unwrap();
+        }
+        let third = s.add_provider_from(now, key, provider(3), shared, HOUR);
+        assert_eq!(third, Err(RecordError::QuotaExceeded));
+        // A known provider refreshes; another subnet, and ourselves, still fit.
+        s.add_provider_from(now, key, provider(2), shared, HOUR).unwrap();
+        s.add_provider_from(now, key, provider(4), from(4).subnet(), HOUR).unwrap();
+        assert_eq!(s.providers(now, &key).len(), 3);
+        assert_accounting(&s);
+    }
+
+    #[test]
+    fn a_full_store_keeps_the_keys_nearest_its_node() {
+        let now = Instant::now();
+        let local = NodeId::from_bytes([0; 32]);
+        let mut s = MemoryStore::for_node(local, SMALL);
+        // Six records from three peers fill it (max_records 6), and one of our own fits no
+        // more: ours are never evicted.
+        let values: Vec<Vec<u8>> = (0..40u8).map(|v| vec![v; 10]).collect();
+        let mut by_distance: Vec<&Vec<u8>> = values.iter().collect();
+        by_distance.sort_by_key(|v| immutable(v).key().distance(&local));
+        // The middle twelve of forty values, so nearer and farther ones remain.
+        let middle = &by_distance[14..20];
+        for (i, v) in middle.iter().enumerate() {
+            s.put(now, from(1 + (i / 2) as u8), immutable(v), HOUR, None).unwrap();
+        }
+        let farthest = immutable(middle[5]).key();
+        // A farther key than every held one is refused.
+        let far = s.put(now, from(4), immutable(by_distance[39]), HOUR, None);
+        assert_eq!(far, Err(RecordError::StorageFull));
+        // A nearer one takes the farthest one's place.
+        s.put(now, from(4), immutable(by_distance[0]), HOUR, None).unwrap();
+        assert!(s.get(now, &farthest).is_none());
+        assert_eq!((s.len(), s.stats().evicted_far), (6, 1));
+        assert_accounting(&s);
+        // Without our id (the first-come store), the nearer one is refused.
+        let mut first_come = MemoryStore::new(SMALL);
+        for (i, v) in middle.iter().enumerate() {
+            first_come.put(now, from(1 + (i / 2) as u8), immutable(v), HOUR, None).unwrap();
+        }
+        let near = first_come.put(now, from(4), immutable(by_distance[0]), HOUR, None);
+        assert_eq!(near, Err(RecordError::StorageFull));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use super::dht::Dht;
 use super::memstore::{Origin, RecordStore};
 use super::records::{self, RecordError};
-use super::routing::RoutingTable;
+use super::routing::{RoutingTable, Subnet};
 use crate::identity::NodeId;
 use crate::protocol::{Action, Job, JobKey, JobResult, Peer, ReplyTicket};
 use crate::wire::messages::{
@@ -35,11 +35,12 @@ pub enum Served {
     NotKad,
 }
 
-/// The answer to `request` from `from`. `k` bounds every peer list, which names only peers we
-/// reached ourselves (handshake.md §3.5).
+/// The answer to `request` from `from`, whose connection came from `net` (`None`: loopback).
+/// `k` bounds every peer list, which names only peers we reached ourselves (handshake.md §3).
 pub fn answer(
     now: Instant,
     from: &NodeId,
+    net: Option<Subnet>,
     request: Request,
     routing: &RoutingTable,
     store: &mut dyn RecordStore,
@@ -66,7 +67,7 @@ pub fn answer(
         }
         Request::Store { record, ttl_secs, expected_seq } => {
             let ttl = Duration::from_secs(u64::from(ttl_secs));
-            match store.put(now, Origin::Peer(*from), record, ttl, expected_seq) {
+            match store.put(now, Origin::Peer(*from, net), record, ttl, expected_seq) {
                 Ok(_) => (Response::Stored, Served::Ok),
                 Err(e) => (error(e.code(), e.name()), Served::Rejected(e)),
             }
@@ -77,7 +78,7 @@ pub fn answer(
                 return (error(e.code(), e.name()), Served::Rejected(e));
             }
             let ttl = Duration::from_secs(u64::from(ttl_secs));
-            match store.add_provider(now, key, provider, ttl) {
+            match store.add_provider_from(now, key, provider, net, ttl) {
                 Ok(()) => (Response::ProviderAdded, Served::Ok),
                 Err(e) => (error(e.code(), e.name()), Served::Rejected(e)),
             }
@@ -118,7 +119,9 @@ impl Dht {
             other => other,
         };
         let k = self.config.lookup.k;
-        let (response, served) = answer(now, from, request, &self.routing, &mut self.store, k);
+        let net = Subnet::of(&peer.addr);
+        let store = &mut self.store;
+        let (response, served) = answer(now, from, net, request, &self.routing, store, k);
         self.stats.requests_served += 1;
         if let Served::Rejected(e) = served {
             *self.stats.rejections.entry(e.name()).or_default() += 1;
@@ -133,7 +136,7 @@ impl Dht {
         let response = match result {
             Some(JobResult::RecordVerified(true)) => {
                 let ttl = Duration::from_secs(u64::from(d.ttl_secs));
-                let origin = Origin::Peer(d.from);
+                let origin = Origin::Peer(d.from, d.ip.and_then(Subnet::of_ip));
                 match self.store.put_verified(now, origin, d.record, ttl, d.expected_seq) {
                     Ok(_) => Response::Stored,
                     Err(e) => self.rejected(e),
