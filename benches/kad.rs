@@ -93,7 +93,8 @@ fn store(c: &mut Criterion) {
             || Record::Immutable { value: ByteBuf(rng.bytes32().repeat(8)) },
             |record| {
                 let ttl = Duration::from_secs(3600);
-                let (key, _) = s.put(now, Origin::Peer(from, None), record, ttl, None).expect("stored");
+                let (key, _) =
+                    s.put(now, Origin::Peer(from, None), record, ttl, None).expect("stored");
                 black_box(s.get(now, &key).is_some());
                 s.remove(&key);
             },

@@ -499,8 +499,8 @@ impl MemoryStore {
             total = total.saturating_sub(freed);
             evict.push(far);
         }
-        let fits =
-            records < self.config.max_records && total.saturating_add(bytes) <= self.config.max_bytes;
+        let fits = records < self.config.max_records
+            && total.saturating_add(bytes) <= self.config.max_bytes;
         fits.then_some(evict)
     }
 
