@@ -61,6 +61,9 @@ const FIRST_CONN: usize = 2;
 /// Bytes read from a socket per `read` call: exactly the pool's 16 KiB class, small on a host
 /// running many nodes; a full TLS record (16 KiB plus overhead) then takes two reads.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Most bytes one socket write takes: a write may put the outbound budget in debt by at most
+/// this much, so the pause it causes every other connection stays around a millisecond.
+const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 /// Frames one connection has handled per turn before the others get theirs. A flood costs the
 /// other peers at most one turn of each flooding connection, not its whole burst.
 const FRAMES_PER_TURN: usize = 32;
@@ -228,16 +231,15 @@ pub(crate) struct Reactor {
     max_frame_bytes: usize,
     /// Bytes per socket read: the read buffer, or the inbound budget's burst if smaller.
     max_read_bytes: usize,
-    /// Bytes per socket write: the outbound budget's burst.
+    /// Bytes per socket write: `WRITE_CHUNK_BYTES`, or the outbound budget's burst if smaller.
     max_write_bytes: usize,
     /// The global inbound budget is in debt: no reads before then.
     reads_paused_until: Option<Instant>,
     /// The global outbound budget is in debt: no writes before then.
     writes_paused_until: Option<Instant>,
-    /// Where the next resume after a global inbound (outbound) debt starts: the connection the
-    /// last one did not reach, so a refill is not always spent on the same first connections.
+    /// Where the next resume after a global inbound debt starts: the connection the last one
+    /// did not reach, so a refill is not always spent on the same first connections.
     read_cursor: usize,
-    write_cursor: usize,
     /// An accept failed for want of resources: try again then.
     accept_retry_at: Option<Instant>,
     stats: ReactorStats,
@@ -281,7 +283,8 @@ impl Reactor {
         })?;
         let max_frame_bytes = p.conn_config.max_frame_bytes;
         let max_read_bytes = clamp_usize(p.limiter_config.global_inbound_bytes_burst);
-        let max_write_bytes = clamp_usize(p.limiter_config.global_outbound_bytes_burst);
+        let max_write_bytes =
+            clamp_usize(p.limiter_config.global_outbound_bytes_burst).min(WRITE_CHUNK_BYTES);
         Ok(Reactor {
             poll: p.poll,
             listener: p.listener,
@@ -324,7 +327,6 @@ impl Reactor {
             max_write_bytes,
             reads_paused_until: None,
             read_cursor: 0,
-            write_cursor: 0,
             writes_paused_until: None,
             accept_retry_at: None,
             stats: ReactorStats::default(),
@@ -763,10 +765,16 @@ impl Reactor {
         }
         if self.writes_paused_until.is_some_and(|at| at <= now) {
             self.writes_paused_until = None;
-            // Flushes go in touch order: start each round one connection further on.
-            let keys = self.keys_from(self.write_cursor);
-            self.write_cursor = keys.first().map_or(0, |k| k + 1);
-            for key in keys {
+            // Flushes go in touch order: the least queued first, so a ping's answer is not
+            // stuck behind a bulk sender's megabytes when the budget is scarce.
+            let mut waiting: Vec<(usize, usize)> = self
+                .entries
+                .iter()
+                .filter(|(_, e)| e.conn.wants_write())
+                .map(|(k, e)| (e.conn.queued_bytes(), k))
+                .collect();
+            waiting.sort_unstable();
+            for (_, key) in waiting {
                 self.touch(key);
             }
         }
