@@ -230,6 +230,7 @@ impl Config {
             ("dht.lookup.slow_timeout", d.lookup.slow_timeout),
             ("dht.store.max_ttl", d.store.max_ttl),
             ("dht.store.max_provider_ttl", d.store.max_provider_ttl),
+            ("dht.forgery_window", d.forgery_window),
         ];
         for (key, value) in durations {
             check(key, value, value <= MAX_DURATION, "at most a year")?;

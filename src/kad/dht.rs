@@ -111,6 +111,12 @@ pub struct DhtConfig {
     /// Of those, STOREs one peer, or one address (loopback excepted), may have waiting: its
     /// fair share, so one sender's flood of bad signatures does not get everyone `Overloaded`.
     pub max_deferred_per_source: usize,
+    /// STOREs with a bad signature one peer may send within `forgery_window` before it is
+    /// dropped with `Goodbye(LowScore)`: an honest node stores and republishes only records
+    /// it has validated.
+    pub max_forgeries: u32,
+    /// See `max_forgeries`.
+    pub forgery_window: Duration,
     /// Our own listen addresses, announced in ADD_PROVIDER.
     pub local_addrs: Vec<std::net::SocketAddr>,
     /// Accept loopback and private addresses from any peer (a LAN or a test bed); otherwise
@@ -147,6 +153,8 @@ impl DhtConfig {
             verify_in_workers: true,
             max_deferred: 1024,
             max_deferred_per_source: 64,
+            max_forgeries: 8,
+            forgery_window: Duration::from_secs(60),
             local_addrs: Vec::new(),
             local_network: false,
             max_probes: 4,
@@ -331,6 +339,8 @@ pub struct DhtStats {
     pub overloaded: u64,
     /// Of those, STOREs refused because their sender had its share waiting.
     pub deferred_share_refusals: u64,
+    /// Times a peer was dropped for sending `max_forgeries` forged records.
+    pub dropped_for_forgeries: u64,
     /// Requests we sent that are waiting for their outcome.
     pub requests_in_flight: usize,
     /// Addresses dropped as implausible from where they came ([`super::claims`]).
@@ -391,6 +401,8 @@ pub struct Dht {
     pub(super) replicate_to: VecDeque<Replication>,
     /// Inbound STOREs waiting for their signature check, by job.
     pub(super) deferred: BTreeMap<JobKey, Deferred>,
+    /// Forged STOREs per peer: how many, since when (bounded, see `serve`).
+    pub(super) forgers: BTreeMap<NodeId, (u32, Instant)>,
     pub(super) next_job: u64,
     pub(super) timers: Deadlines<Timer>,
     pub(super) joined: bool,
@@ -420,6 +432,7 @@ impl Dht {
             republish_at: Deadlines::new(),
             replicate_to: VecDeque::new(),
             deferred: BTreeMap::new(),
+            forgers: BTreeMap::new(),
             next_job: 0,
             timers: Deadlines::new(),
             joined: false,

@@ -13,8 +13,8 @@ use crate::protocol::{
     RequestFailure, RequestKey,
 };
 use crate::wire::messages::{
-    ErrorCode, Hello, MutableRecord, PeerInfo, Record, Request, Response, FEATURE_KAD,
-    PROTOCOL_VERSION,
+    ErrorCode, GoodbyeReason, Hello, MutableRecord, PeerInfo, Record, Request, Response,
+    FEATURE_KAD, PROTOCOL_VERSION,
 };
 
 const LOCAL: NodeId = NodeId::from_bytes([0x80; 32]);
@@ -599,4 +599,40 @@ fn one_sender_gets_its_share_of_the_stores_waiting_for_a_worker_not_all_of_them(
             None
         );
     }
+}
+
+#[test]
+fn a_peer_that_keeps_sending_forged_records_is_dropped_with_low_score() {
+    let t0 = Instant::now();
+    let mut d = dht(DhtConfig { max_forgeries: 3, ..quiet() });
+    let h = hello(vec![]);
+    let from = Peer { id: id(1), addr: addr(1), direction: Direction::Inbound, hello: &h };
+    let forged = |seq: u64| {
+        let mut m =
+            MutableRecord::sign(&Keypair::from_seed([9; 32]), b"s".to_vec(), seq, b"v".to_vec());
+        m.seq += 1; // the signature covered the old sequence number
+        Request::Store { record: Record::Mutable(m), ttl_secs: 60, expected_seq: None }
+    };
+    let mut dropped = Vec::new();
+    for n in 0..3u64 {
+        assert_eq!(d.handle_request(t0, &from, forged(n * 10), ReplyTicket(n)), None);
+        let out = drain(&mut d);
+        let [Action::Job { key, job }] = &out[..] else { panic!("{out:?}") };
+        let result = crate::protocol::jobs::run(job.clone());
+        assert_eq!(result, JobResult::RecordVerified(false));
+        d.handle_job_done(t0, *key, Some(result));
+        dropped
+            .extend(drain(&mut d).into_iter().filter(|a| matches!(a, Action::Disconnect { .. })));
+    }
+    // The first two are refused; the third also drops the peer.
+    let reason = GoodbyeReason::LowScore;
+    assert_eq!(dropped, vec![Action::Disconnect { peer: id(1), reason }]);
+    assert_eq!(d.stats().dropped_for_forgeries, 1);
+    // A window later the count starts again.
+    let later = t0 + 60 * S;
+    assert_eq!(d.handle_request(later, &from, forged(100), ReplyTicket(9)), None);
+    let out = drain(&mut d);
+    let [Action::Job { key, .. }] = &out[..] else { panic!("{out:?}") };
+    d.handle_job_done(later, *key, Some(JobResult::RecordVerified(false)));
+    assert!(drain(&mut d).iter().all(|a| !matches!(a, Action::Disconnect { .. })));
 }

@@ -21,8 +21,12 @@ use super::routing::{RoutingTable, Subnet};
 use crate::identity::NodeId;
 use crate::protocol::{Action, Job, JobKey, JobResult, Peer, ReplyTicket};
 use crate::wire::messages::{
-    ErrorCode, MutableRecord, PeerInfo, Record, Request, Response, MAX_PEERS_PER_RESPONSE,
+    ErrorCode, GoodbyeReason, MutableRecord, PeerInfo, Record, Request, Response,
+    MAX_PEERS_PER_RESPONSE,
 };
+
+/// Peers whose forged STOREs are counted at once ([`Dht::count_forgery`]).
+const MAX_TRACKED_FORGERS: usize = 1024;
 
 /// What serving a request did, for the caller's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +129,9 @@ impl Dht {
         self.stats.requests_served += 1;
         if let Served::Rejected(e) = served {
             *self.stats.rejections.entry(e.name()).or_default() += 1;
+            if e == RecordError::BadSignature {
+                self.count_forgery(now, *from);
+            }
         }
         Some(response)
     }
@@ -142,7 +149,10 @@ impl Dht {
                     Err(e) => self.rejected(e),
                 }
             }
-            Some(JobResult::RecordVerified(false)) => self.rejected(RecordError::BadSignature),
+            Some(JobResult::RecordVerified(false)) => {
+                self.count_forgery(now, d.from);
+                self.rejected(RecordError::BadSignature)
+            }
             None => {
                 self.stats.overloaded += 1;
                 error(ErrorCode::Overloaded, "workers busy")
@@ -184,6 +194,31 @@ impl Dht {
         self.deferred.insert(key, Deferred { from, ip, record, ttl_secs, expected_seq, ticket });
         self.outputs.push_back(Action::Job { key, job });
         None
+    }
+
+    /// `peer` asked us to store a record with a bad signature. An honest node validates what it
+    /// stores and republishes, so past `max_forgeries` within `forgery_window` the peer is
+    /// dropped (`Goodbye(LowScore)`); the count outlives its connection. Bounded: at most
+    /// `MAX_TRACKED_FORGERS` peers are counted, the stalest forgotten first.
+    fn count_forgery(&mut self, now: Instant, peer: NodeId) {
+        let window = self.config.forgery_window;
+        let entry = self.forgers.entry(peer).or_insert((0, now));
+        if now.saturating_duration_since(entry.1) >= window {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        let count = entry.0;
+        if self.forgers.len() > MAX_TRACKED_FORGERS {
+            let stalest = self.forgers.iter().min_by_key(|(_, (_, since))| *since).map(|(p, _)| *p);
+            if let Some(p) = stalest.filter(|p| *p != peer) {
+                self.forgers.remove(&p);
+            }
+        }
+        if count >= self.config.max_forgeries {
+            self.stats.dropped_for_forgeries += 1;
+            let reason = GoodbyeReason::LowScore;
+            self.outputs.push_back(Action::Disconnect { peer, reason });
+        }
     }
 
     fn rejected(&mut self, e: RecordError) -> Response {
