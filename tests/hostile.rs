@@ -330,3 +330,84 @@ fn a_peer_refused_for_want_of_a_slot_hears_why() {
     let s = n.handle().snapshot().unwrap();
     assert_eq!((s.peers.refused_inbound_limit, s.core.refused_inbound), (1, 1));
 }
+
+#[test]
+fn the_connection_slab_is_capped_and_frees_itself() {
+    let _serial = one_at_a_time();
+    // Two inbound slots, four in all: the reactor holds at most six entries (slots, and
+    // refused newcomers waiting to hear why). Twenty bare TCP connections that never start
+    // TLS: past six the reactor refuses them at accept, and every entry is gone once the
+    // refusals' linger (1 s) and the connect deadline (here 1 s) pass.
+    let limits = petrel::core::PeerLimits {
+        max_connections: 4,
+        max_inbound: 2,
+        max_outbound: 2,
+        connect_timeout: Duration::from_secs(1),
+        ..petrel::core::PeerLimits::DEFAULT
+    };
+    let n = start(Config { limits, limiter: admit_everyone(), ..config(160) });
+    let bare: Vec<std::net::TcpStream> =
+        (0..20).map(|_| std::net::TcpStream::connect(n.local_addr()).unwrap()).collect();
+    wait_for("the cap to refuse the rest", || {
+        let s = n.handle().snapshot().unwrap();
+        s.reactor.refused_entries >= 14
+    });
+    let s = n.handle().snapshot().unwrap();
+    assert!(s.reactor.entries <= 6, "{:?}", s.reactor);
+    wait_for("every entry to go", || n.handle().snapshot().unwrap().reactor.entries == 0);
+    drop(bare);
+    // And the node serves again.
+    let honest = node(161);
+    honest.handle().connect(n.peer_addr()).unwrap();
+    honest.handle().ping(n.id()).unwrap();
+}
+
+#[test]
+fn a_full_worker_queue_answers_overloaded_and_loses_no_request() {
+    let _serial = one_at_a_time();
+    // One worker, one place in its queue: forty signed STOREs at once. Each is answered,
+    // stored or Overloaded (the job the pool refused), none is left waiting.
+    let workers = petrel::runtime::workers::WorkerConfig { threads: 1, queue_capacity: 1 };
+    let n = start(Config { workers, ..config(162) });
+    let mut raw = RawPeer::connect(163, &n);
+    let key = petrel::identity::Keypair::from_seed([164; 32]);
+    let mut frames = Vec::new();
+    for id in 0..40u64 {
+        let record = petrel::wire::messages::MutableRecord::sign(
+            &key,
+            id.to_le_bytes().to_vec(),
+            1,
+            vec![1; 256],
+        );
+        let store = Message::Request {
+            id,
+            body: Request::Store {
+                record: petrel::wire::messages::Record::Mutable(record),
+                ttl_secs: 60,
+                expected_seq: None,
+            },
+        };
+        codec::encode_frame(&store, DEFAULT_MAX_FRAME_BYTES, &mut frames).unwrap();
+    }
+    raw.send_raw(&frames);
+    let (mut stored, mut overloaded) = (0, 0);
+    for _ in 0..40 {
+        match raw.read_frame() {
+            common::Read1::Frame(Message::Response { body, .. }) => match body {
+                petrel::wire::messages::Response::Stored => stored += 1,
+                petrel::wire::messages::Response::Error { code, .. } => {
+                    assert_eq!(code, petrel::wire::messages::ErrorCode::Overloaded);
+                    overloaded += 1;
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+    eprintln!("{stored} stored, {overloaded} overloaded");
+    assert_eq!(stored + overloaded, 40);
+    assert!(stored >= 1 && overloaded >= 1, "{stored} stored, {overloaded} overloaded");
+    let s = n.handle().snapshot().unwrap();
+    assert_eq!(s.answers_owed, 0);
+    assert!(s.workers.rejected_full >= 1, "{:?}", s.workers);
+}
