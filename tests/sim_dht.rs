@@ -125,9 +125,10 @@ fn honest_ids_named_at_false_addresses_cost_the_honest_nodes_nothing() {
 #[cfg_attr(debug_assertions, ignore = "release only: make test runs it")]
 fn disjoint_paths_help_against_colluding_eclipse_nodes() {
     // Measured with seed 7, 1,000 nodes, 300 GETs each (successes of 300), since peers are
-    // named only once dialled (the dial-back of inbound claims):
-    //   10 % eclipse: one path 288, three disjoint paths 292
-    //   20 % eclipse: one path 266, three disjoint paths 276
+    // named only once dialled (the dial-back of inbound claims, skipped in buckets with k/2
+    // verified entries already):
+    //   10 % eclipse: one path 289, three disjoint paths 292
+    //   20 % eclipse: one path 264, three disjoint paths 275
     let mut found = BTreeMap::new();
     for (fraction, percent) in [(0.1, 10), (0.2, 20)] {
         for d in [0, 3] {
@@ -137,7 +138,7 @@ fn disjoint_paths_help_against_colluding_eclipse_nodes() {
         }
     }
     let got = |f: u32, d: usize| found[&(f, d)];
-    let floors = [((10, 0), 287), ((10, 3), 291), ((20, 0), 265), ((20, 3), 275)];
+    let floors = [((10, 0), 288), ((10, 3), 291), ((20, 0), 263), ((20, 3), 274)];
     for ((f, d), floor) in floors {
         assert!(got(f, d) >= floor, "{f} % eclipse, {d} paths: {found:?}");
     }

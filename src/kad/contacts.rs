@@ -128,6 +128,16 @@ impl Dht {
         }
     }
 
+    /// Whether `peer`'s bucket needs more verified entries: fewer than half of k are. A
+    /// bucket with that many has enough to name to others, and a dial-back costs a TLS
+    /// handshake on both sides, so a new inbound peer there is used but not dialled back.
+    pub(super) fn wants_verified(&self, peer: &NodeId) -> bool {
+        let Some(b) = self.routing.bucket_index(peer) else { return false };
+        let verified =
+            self.routing.bucket_entries(b).iter().filter(|e| e.source == Source::Verified).count();
+        verified < self.config.routing.k.div_ceil(2)
+    }
+
     /// Asks for a dial-back of `peer` at `addr`, now or when a slot frees.
     pub(super) fn probe(&mut self, peer: NodeId, addr: SocketAddr) {
         if !self.probes_paused && self.probes_in_flight < self.config.max_probes {

@@ -523,7 +523,7 @@ impl Dht {
         let was_empty = self.routing.is_empty();
         match self.routing.observe_from(now, peer.clone(), source, seen_at) {
             InsertOutcome::Added => {
-                if source == Source::Inbound {
+                if source == Source::Inbound && self.wants_verified(&peer.id) {
                     self.probe(peer.id, peer.addrs[0]);
                 }
                 self.queue_replication(peer);

@@ -636,3 +636,20 @@ fn a_peer_that_keeps_sending_forged_records_is_dropped_with_low_score() {
     d.handle_job_done(later, *key, Some(JobResult::RecordVerified(false)));
     assert!(drain(&mut d).iter().all(|a| !matches!(a, Action::Disconnect { .. })));
 }
+
+#[test]
+fn a_bucket_with_half_its_entries_verified_does_not_dial_back_newcomers() {
+    let t0 = Instant::now();
+    let mut config = quiet();
+    config.routing.k = 4;
+    let mut d = dht(config);
+    // Ids 1 to 4 share a bucket. One verified entry: a newcomer is dialled back.
+    dialled(&mut d, t0, &[1]);
+    inbound(&mut d, t0, 2, public(2, 1), vec![public(2, 1)]);
+    assert_eq!(drain(&mut d), vec![Action::Probe { peer: id(2), addr: public(2, 1) }]);
+    // Two verified (k/2): the next newcomer is kept, used, not named, and not dialled back.
+    dialled(&mut d, t0, &[3]);
+    inbound(&mut d, t0, 4, public(4, 1), vec![public(4, 1)]);
+    assert!(drain(&mut d).is_empty());
+    assert_eq!(d.routing().get(&id(4)).unwrap().source, Source::Inbound);
+}
