@@ -70,6 +70,10 @@ const FRAMES_PER_TURN: usize = 32;
 /// Socket reads per turn (each at most `READ_CHUNK_BYTES`): the turn's bound in bytes, so a
 /// peer sending large frames takes no more of a scarce global budget than the others.
 const READS_PER_TURN: usize = 4;
+/// Output one connection's frames may produce per turn: a peer asking for large answers (a
+/// 64 KiB record, again and again) costs the others one answer's worth of encryption per
+/// turn, not a write queue's.
+const OUTPUT_PER_TURN: usize = 128 * 1024;
 /// Event subscriptions a node keeps at once.
 pub const MAX_EVENT_SUBSCRIBERS: usize = 8;
 /// How long a closed connection may take to flush what it still has queued (a Goodbye, the
@@ -541,16 +545,18 @@ impl Reactor {
     }
 
     /// Reads until `WouldBlock`, or until the rate limiter pauses the peer, and hands every
-    /// event to the core, at most [`FRAMES_PER_TURN`] frames and [`READS_PER_TURN`] reads in
-    /// this turn: a connection with more to handle takes its place in the queue of turns and
-    /// goes on there.
+    /// event to the core, at most [`FRAMES_PER_TURN`] frames, [`READS_PER_TURN`] reads and
+    /// [`OUTPUT_PER_TURN`] bytes of answers in this turn: a connection with more to handle
+    /// takes its place in the queue of turns and goes on there.
     fn read(&mut self, now: Instant, key: usize) {
         let mut budget = FRAMES_PER_TURN;
         let mut reads = 0;
+        let Some(start) = self.entries.get(key).map(|e| e.conn.queued_bytes()) else { return };
+        let output_cap = start.saturating_add(OUTPUT_PER_TURN);
         loop {
             // What is decoded already goes first.
             if self.entries.get(key).is_some_and(|e| e.conn.has_events() && !e.backlogged) {
-                budget = self.deliver_events(now, key, budget);
+                budget = self.deliver_events(now, key, budget, output_cap);
             }
             if self.reads_paused_until.is_some() {
                 return;
@@ -576,7 +582,7 @@ impl Reactor {
                     self.account_partial(now, key);
                     if n == 0 {
                         // The end of the stream: what it carried is handed on, then it goes.
-                        self.deliver_events(now, key, usize::MAX);
+                        self.deliver_events(now, key, usize::MAX, usize::MAX);
                         return;
                     }
                 }
@@ -615,17 +621,25 @@ impl Reactor {
     /// Hands the connection's decoded events to the core, one at a time, and the core's
     /// answers straight back to the connections, until none is left or the connection's output
     /// is above its high-water mark: then it is backlogged, and the rest waits in the
-    /// connection until its output drains.
-    fn deliver_events(&mut self, now: Instant, key: usize, mut budget: usize) -> usize {
+    /// connection until its output drains. Also stops when `budget` frames are handed on or
+    /// its output reaches `output_cap` bytes (the turn is over: 0 is returned); else returns
+    /// what is left of `budget`.
+    fn deliver_events(
+        &mut self,
+        now: Instant,
+        key: usize,
+        mut budget: usize,
+        output_cap: usize,
+    ) -> usize {
         loop {
             if self.is_over_high_water(key) {
                 self.backlog(now, key);
                 return budget;
             }
-            if budget == 0 {
+            let Some(e) = self.entries.get_mut(key) else { return budget };
+            if budget == 0 || e.conn.queued_bytes() >= output_cap {
                 return 0;
             }
-            let Some(e) = self.entries.get_mut(key) else { return budget };
             let conn = e.id;
             let Some(event) = e.conn.poll_event() else { return budget };
             budget -= 1;
