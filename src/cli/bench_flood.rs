@@ -21,6 +21,11 @@
 //!   (well within a peer's budget), close_notify, and at once the next connection: many ids
 //!   from one address.
 //!
+//! Attacker threads run at the lowest CPU priority (`renice -n 19` on their thread, when the
+//! tool is there; `attackers_niced` says how many): real attackers run on their own machines,
+//! and on a shared host of two cores their busy threads would otherwise put their own CPU into
+//! the victim's latency.
+//!
 //! An attacker whose connection ends comes back (with its own key; a fresh one for
 //! `many-ids`) 50 ms later, or at once when it left by itself, until T is over: each of its
 //! connections has an outcome.
@@ -200,9 +205,26 @@ pub struct FloodReport {
     pub cpu_s: f64,
 }
 
+/// Puts the calling thread at nice 19 (module doc); whether it worked. Linux names a thread's
+/// id in `/proc/thread-self`, and `renice` takes it.
+fn lower_priority() -> bool {
+    let Ok(link) = std::fs::read_link("/proc/thread-self") else { return false };
+    let Some(tid) = link.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
+        return false;
+    };
+    std::process::Command::new("renice")
+        .args(["-n", "19", "-p", &tid])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// What happened to one attacker, from its side.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
+    /// Its thread runs at nice 19.
+    pub niced: bool,
     /// Connections it tried.
     pub connections: u64,
     /// Connections that got as far as the attack: the Hellos exchanged (raw garbage: the
@@ -539,7 +561,7 @@ impl Shared {
 
 /// One attacker: connection after connection until T.
 fn attacker(shared: &Shared, index: usize) -> Tally {
-    let mut tally = Tally::default();
+    let mut tally = Tally { niced: lower_priority(), ..Tally::default() };
     let mut rng = Rng::new(ATTACKER_RNG_SEED ^ index as u64);
     while !shared.stopped() {
         tally.connections += 1;
@@ -1153,7 +1175,8 @@ impl FloodReport {
              \"baseline_rss_mib\":{:.1},\
              \"honest_ping_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3},\"n\":{}}},\
              \"honest_ping_failures\":{},\"frames_sent\":{},\"frames_accepted\":{},\
-             \"answers_read\":{},\"attackers_throttled\":{},\"attackers_free\":{},\
+             \"answers_read\":{},\"attackers_niced\":{},\"attackers_throttled\":{},\
+             \"attackers_free\":{},\
              \"attackers_disconnected\":{},\
              \"connections\":{{\"attempted\":{},\"established\":{},\"left\":{},\"open_at_end\":{}}},\
              \"victim\":{},\"wall_s\":{:.3},\"cpu_s\":{:.2}}}",
@@ -1171,6 +1194,7 @@ impl FloodReport {
             self.sum(|t| t.frames_sent),
             self.frames_accepted,
             self.sum(|t| t.answers_read),
+            self.count(|t| t.niced),
             self.count(|t| t.throttled),
             self.count(Tally::is_free),
             json_object(self.disconnected()),
@@ -1291,6 +1315,7 @@ mod tests {
 
     fn tally(ends: &[(&'static str, u64)], throttled: bool) -> Tally {
         Tally {
+            niced: true,
             connections: ends.iter().map(|e| e.1).sum(),
             established: 1,
             ends: ends.iter().copied().collect(),
