@@ -53,6 +53,16 @@ fn routing(c: &mut Criterion) {
             serve::answer(now, &from, None, req, &t, &mut store, 20)
         })
     });
+    // A 64 KiB record asked for again and again: what one answer costs before its encoding.
+    let record = Record::Immutable { value: ByteBuf::from(vec![7u8; 64 * 1024]) };
+    let ttl = Duration::from_secs(3600);
+    let (key, _) = store.put(now, Origin::Local, record, ttl, None).expect("stored");
+    c.bench_function("kad/serve_find_value_64k", |b| {
+        b.iter(|| {
+            let req = Request::FindValue { key: black_box(key) };
+            serve::answer(now, &from, None, req, &t, &mut store, 20)
+        })
+    });
 }
 
 /// One full lookup: 1,000 nodes, each with a table of the others' ids, answering instantly.
@@ -90,7 +100,7 @@ fn store(c: &mut Criterion) {
     c.bench_function("kad/store_put_get_256B", |b| {
         let mut s = MemoryStore::new(StoreConfig::DEFAULT);
         b.iter_batched(
-            || Record::Immutable { value: ByteBuf(rng.bytes32().repeat(8)) },
+            || Record::Immutable { value: ByteBuf::from(rng.bytes32().repeat(8)) },
             |record| {
                 let ttl = Duration::from_secs(3600);
                 let (key, _) =

@@ -96,7 +96,7 @@ fn throughput(c: &mut Criterion) {
         let mut buf = Vec::new();
         settle(&mut a, &mut s, &mut buf);
         let msg = Message::Gossip(Gossip::Publish(GossipMessage {
-            payload: ByteBuf(vec![7; size]),
+            payload: ByteBuf::from(vec![7; size]),
             ..GossipMessage::sign(&ck, 1, "t".into(), vec![])
         }));
         const BATCH: usize = 16;

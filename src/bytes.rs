@@ -6,6 +6,7 @@
 //! are lower-case hex strings, so vectors can be read and written by hand.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::{SerializeTuple, Serializer};
@@ -21,8 +22,28 @@ pub struct Bytes64(pub [u8; 64]);
 
 /// A length-prefixed byte string (values, payloads, salts). Its bound is enforced by the
 /// message that contains it, not here.
+///
+/// Shared, not copied: a clone is a reference count, so a record served to many peers, or a
+/// payload sent to many, is one allocation however many answers carry it.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct ByteBuf(pub Vec<u8>);
+pub struct ByteBuf(pub Arc<[u8]>);
+
+impl ByteBuf {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Their length.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// Lower-case hex of `bytes`.
 pub fn hex_encode(bytes: &[u8]) -> String {
@@ -134,13 +155,13 @@ impl<'de> Deserialize<'de> for ByteBuf {
                 f.write_str("a byte string")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteBuf, E> {
-                hex_decode(v).map(ByteBuf).ok_or_else(|| E::custom("invalid hex"))
+                hex_decode(v).map(ByteBuf::from).ok_or_else(|| E::custom("invalid hex"))
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
-                Ok(ByteBuf(v.to_vec()))
+                Ok(ByteBuf(v.into()))
             }
             fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
-                Ok(ByteBuf(v))
+                Ok(ByteBuf::from(v))
             }
         }
         if d.is_human_readable() {
@@ -164,7 +185,7 @@ impl fmt::Debug for ByteBuf {
 
 impl From<Vec<u8>> for ByteBuf {
     fn from(v: Vec<u8>) -> ByteBuf {
-        ByteBuf(v)
+        ByteBuf(v.into())
     }
 }
 

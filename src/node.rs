@@ -248,7 +248,7 @@ impl Handle {
     /// Stores `value` as an immutable record under `SHA-256(value)` on the k closest peers
     /// and locally; the key is in the answer.
     pub fn put(&self, value: Vec<u8>) -> Result<Published, CallError> {
-        self.put_record(Record::Immutable { value: ByteBuf(value) }, None)
+        self.put_record(Record::Immutable { value: ByteBuf::from(value) }, None)
     }
 
     /// Stores a record (a mutable one signed with `MutableRecord::sign`). `expected_seq`:

@@ -172,7 +172,7 @@ fn stores_over_tls_are_checked_on_the_worker_pool_and_refused_when_forged() {
     let author = Keypair::from_seed([42; 32]);
     let good = MutableRecord::sign(&author, b"salt".to_vec(), 1, b"value".to_vec());
     let mut forged = MutableRecord::sign(&author, b"salt".to_vec(), 2, b"value".to_vec());
-    forged.value.0 = b"tampered".to_vec();
+    forged.value = b"tampered".to_vec().into();
     let store = |record: MutableRecord| Request::Store {
         record: Record::Mutable(record),
         ttl_secs: 60,

@@ -25,7 +25,7 @@ fn scenario(seed: u64) -> DhtScenario {
 }
 
 fn put(net: &mut DhtNet, from: NodeIdx, value: &[u8]) -> Key {
-    let record = Record::Immutable { value: ByteBuf(value.to_vec()) };
+    let record = Record::Immutable { value: ByteBuf::from(value.to_vec()) };
     let put = DhtCommand::Put { record, expected_seq: None };
     let id = net.sim.command(from, Command::Dht(put)).unwrap();
     let replies = net.collect(&[(id, from)].into_iter().collect(), Duration::from_secs(30));

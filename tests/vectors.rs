@@ -1792,7 +1792,7 @@ fn grow(mut msg: Message, bound: Bound) -> Result<(Message, &'static str), Strin
         }
         PublishTopic | PublishPayload => {
             let Message::Gossip(Gossip::Publish(m)) = &mut msg else { return Err(wrong()) };
-            let (mut topic, mut payload) = (m.topic.clone(), m.payload.0.clone());
+            let (mut topic, mut payload) = (m.topic.clone(), m.payload.as_slice().to_vec());
             match bound {
                 PublishTopic => topic.push('-'),
                 _ => payload.push(0x5a),
@@ -1839,15 +1839,15 @@ fn grow(mut msg: Message, bound: Bound) -> Result<(Message, &'static str), Strin
 fn grow_record(record: &mut Record, bound: Bound) -> Result<&'static str, String> {
     match (record, bound) {
         (Record::Immutable { value }, Bound::StoreImmutableValue | Bound::ValueImmutableValue) => {
-            value.0.push(0xa5);
+            *value = [value.as_slice(), &[0xa5]].concat().into();
         }
         (Record::Mutable(m), Bound::StoreMutableSalt | Bound::ValueMutableSalt) => {
-            let salt = [m.salt.0.as_slice(), b"-"].concat();
-            *m = resign_record(m, salt, m.value.0.clone())?;
+            let salt = [m.salt.as_slice(), b"-"].concat();
+            *m = resign_record(m, salt, m.value.as_slice().to_vec())?;
         }
         (Record::Mutable(m), _) => {
-            let value = [m.value.0.as_slice(), &[0xa5]].concat();
-            *m = resign_record(m, m.salt.0.clone(), value)?;
+            let value = [m.value.as_slice(), &[0xa5]].concat();
+            *m = resign_record(m, m.salt.as_slice().to_vec(), value)?;
         }
         (Record::Immutable { .. }, _) => {
             return Err(format!("{} needs a mutable record", bound.field()))

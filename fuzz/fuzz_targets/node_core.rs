@@ -63,7 +63,7 @@ impl Script<'_> {
     fn record(&mut self) -> Record {
         if self.byte() % 2 == 0 {
             let len = usize::from(self.byte());
-            return Record::Immutable { value: ByteBuf(self.bytes(len)) };
+            return Record::Immutable { value: ByteBuf::from(self.bytes(len)) };
         }
         let kp = Keypair::from_seed([self.byte(); 32]);
         let len = usize::from(self.byte());

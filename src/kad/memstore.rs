@@ -853,7 +853,7 @@ mod tests {
     }
 
     fn immutable(value: &[u8]) -> Record {
-        Record::Immutable { value: ByteBuf(value.to_vec()) }
+        Record::Immutable { value: ByteBuf::from(value.to_vec()) }
     }
 
     fn mutable(seed: u8, salt: &[u8], seq: u64, value: &[u8]) -> Record {
@@ -977,7 +977,9 @@ mod tests {
         let mut bad_sig = good.clone();
         bad_sig.signature.0[5] ^= 0x40;
         let mut bad_salt = good.clone();
-        bad_salt.salt.0[0] ^= 1;
+        let mut salt = bad_salt.salt.as_slice().to_vec();
+        salt[0] ^= 1;
+        bad_salt.salt = salt.into();
         for bad in [bad_sig, bad_salt] {
             let err = s.put(now, from(1), Record::Mutable(bad), HOUR, None);
             assert_eq!(err, Err(RecordError::BadSignature));

@@ -322,7 +322,7 @@ mod tests {
     use crate::wire::signing::immutable_key;
 
     fn immutable(value: &[u8]) -> Record {
-        Record::Immutable { value: ByteBuf(value.to_vec()) }
+        Record::Immutable { value: ByteBuf::from(value.to_vec()) }
     }
 
     fn signed(seed: u8, salt: &[u8], seq: u64, value: &[u8]) -> MutableRecord {
@@ -392,7 +392,7 @@ mod tests {
     fn tampered_salt_fails_signature_and_moves_key() {
         let good = signed(1, b"s", 7, b"hi");
         let mut bad = good.clone();
-        bad.salt.0 = b"t".to_vec();
+        bad.salt = b"t".to_vec().into();
         assert_ne!(good.key(), bad.key());
         let bad = Record::Mutable(bad);
         assert_eq!(validate(&bad, MAX_VALUE_BYTES), Err(RecordError::BadSignature));

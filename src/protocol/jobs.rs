@@ -57,7 +57,9 @@ mod tests {
         let good = MutableRecord::sign(&kp, b"s".to_vec(), 1, b"v".to_vec());
         assert_eq!(run(Job::VerifyRecord(Box::new(good.clone()))), JobResult::RecordVerified(true));
         let mut forged = good;
-        forged.value.0.push(1);
+        let mut value = forged.value.as_slice().to_vec();
+        value.push(1);
+        forged.value = value.into();
         assert_eq!(run(Job::VerifyRecord(Box::new(forged))), JobResult::RecordVerified(false));
     }
 }

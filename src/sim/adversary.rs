@@ -222,13 +222,13 @@ impl Adversary {
             // raised sequence number and the new value.
             Some(Record::Mutable(m)) => Record::Mutable(MutableRecord {
                 seq: m.seq.saturating_add(1),
-                value: ByteBuf(FORGED_VALUE.to_vec()),
+                value: ByteBuf::from(FORGED_VALUE.to_vec()),
                 ..m.clone()
             }),
             Some(Record::Immutable { value }) => {
-                let mut value = value.0.clone();
+                let mut value = value.as_slice().to_vec();
                 value.extend_from_slice(FORGED_VALUE);
-                Record::Immutable { value: ByteBuf(value) }
+                Record::Immutable { value: ByteBuf::from(value) }
             }
             None => self.invent_record(),
         }
@@ -242,13 +242,13 @@ impl Adversary {
             signature[32..].copy_from_slice(&self.rng.bytes32());
             Record::Mutable(MutableRecord {
                 public_key: Bytes32(self.rng.bytes32()),
-                salt: ByteBuf(Vec::new()),
+                salt: ByteBuf::from(Vec::new()),
                 seq: u64::MAX,
-                value: ByteBuf(FORGED_VALUE.to_vec()),
+                value: ByteBuf::from(FORGED_VALUE.to_vec()),
                 signature: Bytes64(signature),
             })
         } else {
-            Record::Immutable { value: ByteBuf(FORGED_VALUE.to_vec()) }
+            Record::Immutable { value: ByteBuf::from(FORGED_VALUE.to_vec()) }
         }
     }
 }
@@ -549,7 +549,7 @@ mod tests {
 
     #[test]
     fn bad_records_serves_a_stored_immutable_value_that_misses_its_key() {
-        let record = Record::Immutable { value: ByteBuf(b"content".to_vec()) };
+        let record = Record::Immutable { value: ByteBuf::from(b"content".to_vec()) };
         let key = record.key();
         let mut adv = adversary(NodeKind::BadRecords);
         adv.respond(from(), Request::Store { record, ttl_secs: 60, expected_seq: None });
@@ -588,7 +588,7 @@ mod tests {
     fn bad_records_keeps_at_most_max_records_and_counts_the_rest() {
         let mut adv = adversary(NodeKind::BadRecords);
         for i in 0..5u8 {
-            let record = Record::Immutable { value: ByteBuf(vec![i]) };
+            let record = Record::Immutable { value: ByteBuf::from(vec![i]) };
             let store = Request::Store { record, ttl_secs: 1, expected_seq: None };
             assert_eq!(adv.respond(from(), store), Some(Response::Stored));
         }
@@ -606,7 +606,7 @@ mod tests {
             adv.respond(from(), Request::FindValue { key: TARGET }),
             Some(Response::Value { record: None, closer: Vec::new() })
         );
-        let record = Record::Immutable { value: ByteBuf(Vec::new()) };
+        let record = Record::Immutable { value: ByteBuf::from(Vec::new()) };
         assert_eq!(
             adv.respond(from(), Request::Store { record, ttl_secs: 1, expected_seq: None }),
             Some(Response::Error { code: ErrorCode::Unsupported, text: String::new() })

@@ -347,7 +347,7 @@ pub fn run(sc: &DhtScenario) -> DhtReport {
             records.push((immutable_key(&value), value.clone()));
             let Some(from) = net.random_honest() else { break };
             let put = DhtCommand::Put {
-                record: Record::Immutable { value: ByteBuf(value) },
+                record: Record::Immutable { value: ByteBuf::from(value) },
                 expected_seq: None,
             };
             if let Ok(id) = net.sim.command(from, Command::Dht(put)) {

@@ -815,7 +815,7 @@ mod tests {
             id: 1,
             body: Request::Store {
                 record: crate::wire::messages::Record::Immutable {
-                    value: crate::bytes::ByteBuf(vec![0; 60_000]),
+                    value: crate::bytes::ByteBuf::from(vec![0; 60_000]),
                 },
                 ttl_secs: 1,
                 expected_seq: None,

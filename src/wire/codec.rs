@@ -272,7 +272,7 @@ mod tests {
         let store = Message::Request {
             id: 1,
             body: Request::Store {
-                record: Record::Immutable { value: ByteBuf(vec![]) },
+                record: Record::Immutable { value: ByteBuf::from(vec![]) },
                 ttl_secs: 1,
                 expected_seq: None,
             },
@@ -356,7 +356,7 @@ mod tests {
         let msg = Message::Request {
             id: 1,
             body: Request::Store {
-                record: Record::Immutable { value: ByteBuf(vec![0; 1000]) },
+                record: Record::Immutable { value: ByteBuf::from(vec![0; 1000]) },
                 ttl_secs: 0,
                 expected_seq: None,
             },

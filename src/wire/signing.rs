@@ -68,9 +68,9 @@ impl MutableRecord {
         let signature = keypair.sign(&mutable_record_signing_input(&salt, seq, &value));
         MutableRecord {
             public_key: Bytes32(keypair.public_key()),
-            salt: ByteBuf(salt),
+            salt: ByteBuf::from(salt),
             seq,
-            value: ByteBuf(value),
+            value: ByteBuf::from(value),
             signature: Bytes64(signature),
         }
     }
@@ -95,7 +95,7 @@ impl GossipMessage {
             author: Bytes32(keypair.public_key()),
             seqno,
             topic,
-            payload: ByteBuf(payload),
+            payload: ByteBuf::from(payload),
             signature: Bytes64(signature),
         }
     }
@@ -133,8 +133,8 @@ mod tests {
         assert!(rec.verify());
         for tamper in [
             |r: &mut MutableRecord| r.seq += 1,
-            |r: &mut MutableRecord| r.value.0.push(0),
-            |r: &mut MutableRecord| r.salt.0.clear(),
+            |r: &mut MutableRecord| r.value = [r.value.as_slice(), &[0]].concat().into(),
+            |r: &mut MutableRecord| r.salt = Vec::new().into(),
             |r: &mut MutableRecord| r.public_key.0[0] ^= 1,
         ] {
             let mut bad = rec.clone();
@@ -156,7 +156,7 @@ mod tests {
     fn record_keys_follow_the_spec() {
         let v = b"hello".to_vec();
         let expected: [u8; 32] = Sha256::digest(&v).into();
-        let rec = Record::Immutable { value: ByteBuf(v) };
+        let rec = Record::Immutable { value: ByteBuf::from(v) };
         assert_eq!(rec.key().as_bytes(), &expected);
 
         let kp = Keypair::from_seed([2; 32]);
@@ -189,9 +189,9 @@ mod tests {
         let g = GossipMessage::sign(&kp, 1, "x".into(), b"v".to_vec());
         let as_record = MutableRecord {
             public_key: g.author,
-            salt: ByteBuf(b"x".to_vec()),
+            salt: ByteBuf::from(b"x".to_vec()),
             seq: 1,
-            value: ByteBuf(b"v".to_vec()),
+            value: ByteBuf::from(b"v".to_vec()),
             signature: g.signature,
         };
         assert!(!as_record.verify());
