@@ -47,6 +47,10 @@ pub struct Node {
 pub struct Handle {
     control: Sender<Control>,
     waker: Arc<Waker>,
+    /// Disconnected once the reactor is gone: a call racing the shutdown hears `Stopped` at
+    /// once instead of waiting out its timeout for a reply that will never come (its request
+    /// may sit in the control queue, which outlives the reactor while handles exist).
+    alive: Receiver<()>,
     call_timeout: Duration,
     event_queue: usize,
 }
@@ -66,6 +70,7 @@ impl Node {
         let listener = mio::net::TcpListener::bind(config.listen).map_err(StartError::Io)?;
         let local_addr = listener.local_addr().map_err(StartError::Io)?;
         let (control_tx, control_rx) = bounded(config.command_queue);
+        let (alive_tx, alive_rx) = bounded(0);
         let seed = match config.rng_seed {
             Some(s) => s,
             None => os_seed().map_err(StartError::Identity)?,
@@ -96,6 +101,7 @@ impl Node {
             hello,
             limiter_config: config.limiter,
             control: control_rx,
+            alive: alive_tx,
             max_entries,
             shutdown_timeout: config.shutdown_timeout,
             buffer_pool_bytes: config.buffer_pool_bytes,
@@ -112,6 +118,7 @@ impl Node {
         let handle = Handle {
             control: control_tx,
             waker,
+            alive: alive_rx,
             call_timeout: config.call_timeout,
             event_queue: config.event_queue,
         };
@@ -199,11 +206,9 @@ impl Handle {
         let (tx, rx) = bounded(self.event_queue.max(1));
         let (ok_tx, ok_rx) = bounded(1);
         self.send(Control::Subscribe(tx, ok_tx))?;
-        match ok_rx.recv_timeout(self.call_timeout) {
-            Ok(true) => Ok(rx),
-            Ok(false) => Err(CallError::Busy),
-            Err(e) if e.is_timeout() => Err(CallError::Timeout),
-            Err(_) => Err(CallError::Stopped),
+        match self.wait(&ok_rx, self.call_timeout)? {
+            true => Ok(rx),
+            false => Err(CallError::Busy),
         }
     }
 
@@ -211,13 +216,7 @@ impl Handle {
     pub fn snapshot(&self) -> Result<Snapshot, CallError> {
         let (tx, rx) = bounded(1);
         self.send(Control::Snapshot(tx))?;
-        rx.recv_timeout(self.call_timeout).map_err(|e| {
-            if e.is_timeout() {
-                CallError::Timeout
-            } else {
-                CallError::Stopped
-            }
-        })
+        self.wait(&rx, self.call_timeout)
     }
 
     /// The connected peers.
@@ -346,13 +345,18 @@ impl Handle {
     fn call(&self, command: Command, timeout: Duration) -> Result<Reply, CallError> {
         let (tx, rx) = bounded(1);
         self.send(Control::Command(Box::new(command), tx))?;
-        rx.recv_timeout(timeout).map_err(|e| {
-            if e.is_timeout() {
-                CallError::Timeout
-            } else {
-                CallError::Stopped
-            }
-        })
+        self.wait(&rx, timeout)
+    }
+
+    /// The reply on `rx`; `Stopped` as soon as the reactor is gone, `Timeout` after `timeout`.
+    fn wait<T>(&self, rx: &Receiver<T>, timeout: Duration) -> Result<T, CallError> {
+        crossbeam_channel::select! {
+            recv(rx) -> reply => reply.map_err(|_| CallError::Stopped),
+            // Never sent on: ready only when the reactor drops its end. A reply sent just
+            // before that is still taken.
+            recv(self.alive) -> _ => rx.try_recv().map_err(|_| CallError::Stopped),
+            default(timeout) => Err(CallError::Timeout),
+        }
     }
 }
 

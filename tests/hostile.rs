@@ -411,3 +411,59 @@ fn a_full_worker_queue_answers_overloaded_and_loses_no_request() {
     assert_eq!(s.answers_owed, 0);
     assert!(s.workers.rejected_full >= 1, "{:?}", s.workers);
 }
+
+#[test]
+fn a_connection_arriving_during_shutdown_is_refused_at_accept() {
+    let _serial = one_at_a_time();
+    // A peer that reads nothing keeps the node's output for it queued, so after the shutdown
+    // request the node lingers on it (up to its linger deadline): the window in which a
+    // newcomer must be refused at accept, not handed a fresh TLS session.
+    let n = start(config(100));
+    let value = vec![3u8; 60_000];
+    let key = petrel::wire::signing::immutable_key(&value);
+    let _ = n.handle().put(value);
+    let mut raw = RawPeer::connect(101, &n);
+    let mut sent = 0;
+    // Until output waits for it across several looks: its socket buffers are full.
+    let mut waiting = 0;
+    while waiting < 3 {
+        assert!(sent < 400_000, "the node never held output for a peer that reads nothing");
+        raw.try_send_raw(&find_values(sent, 8, key)).expect("still connected");
+        sent += 8;
+        let pending = n.handle().snapshot().unwrap().reactor.pending_output_bytes;
+        waiting = if pending > 0 { waiting + 1 } else { 0 };
+        if pending > 0 {
+            std::thread::sleep(Duration::from_millis(20)); // a look apart, not a wait for an outcome
+        }
+    }
+    let handle = n.handle();
+    let listen = n.local_addr();
+    let refused_before = handle.snapshot().unwrap().reactor.refused_entries;
+    let stopping = std::thread::spawn(move || n.shutdown());
+    // The node is shutting down once it has said Goodbye to everyone it can reach; its reactor
+    // still answers snapshots while it lingers on the peer that does not read.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (newcomer, refused) = loop {
+        assert!(Instant::now() < deadline, "no accept was refused during shutdown");
+        let mut tcp = std::net::TcpStream::connect(listen).expect("listener still open");
+        // Short: a newcomer that slipped in before the shutdown began waits for a handshake
+        // that our junk bytes never complete, and the linger window is about a second.
+        tcp.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let _ = std::io::Write::write_all(&mut tcp, &[0x16, 0x03, 0x01, 0x00, 0x01, 0x01]);
+        let mut buf = [0u8; 64];
+        let read = std::io::Read::read(&mut tcp, &mut buf);
+        match handle.snapshot() {
+            Ok(s) if s.reactor.refused_entries > refused_before => break (read, s.reactor),
+            Ok(_) => continue, // accepted before the shutdown began: try again
+            Err(e) => panic!("the node stopped before a newcomer arrived: {e:?}"),
+        }
+    };
+    // The newcomer got nothing: no ServerHello, just the close.
+    match newcomer {
+        Ok(got) => assert_eq!(got, 0, "a refused newcomer was sent {got} bytes"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(refused.refused_entries > refused_before, "{refused:?}");
+    stopping.join().unwrap();
+    drop(raw);
+}

@@ -225,6 +225,7 @@ pub(crate) struct Reactor {
     /// Budgets of closed connections, for their peers' next connections.
     budgets: LimiterMemory,
     control: Receiver<Control>,
+    _alive: Sender<()>,
     /// Where the node's events go: one bounded queue per subscriber.
     subscribers: Vec<Sender<Event>>,
     replies: HashMap<u64, Sender<Reply>>,
@@ -267,6 +268,8 @@ pub(crate) struct ReactorParts {
     pub hello: Hello,
     pub limiter_config: LimiterConfig,
     pub control: Receiver<Control>,
+    /// Dropped with the reactor, which tells every handle it is gone (never sent on).
+    pub alive: Sender<()>,
     pub max_entries: usize,
     pub shutdown_timeout: Duration,
     pub buffer_pool_bytes: usize,
@@ -321,6 +324,7 @@ impl Reactor {
             ),
             limiter_config: p.limiter_config,
             control: p.control,
+            _alive: p.alive,
             subscribers: Vec::new(),
             replies: HashMap::new(),
             next_command: 0,
