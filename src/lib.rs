@@ -61,6 +61,7 @@ pub mod rng;
 pub mod runtime;
 pub mod sim;
 pub mod stats;
+pub mod store;
 pub mod timers;
 pub mod transport;
 pub mod wire;
