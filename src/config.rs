@@ -49,6 +49,13 @@ pub const DEFAULT_BUFFER_POOL_BYTES: usize = 4 << 20;
 /// Bound on a graceful shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Default of `Config::sync_batch_interval`.
+pub const DEFAULT_SYNC_BATCH_INTERVAL: Duration = Duration::from_millis(2);
+/// Default of `Config::store_max_bytes`: twice the store's value cap, room for compaction.
+pub const DEFAULT_STORE_MAX_BYTES: u64 = 256 << 20;
+/// Default of `Config::max_restored_peers`.
+pub const DEFAULT_MAX_RESTORED_PEERS: usize = 64;
+
 /// A node's configuration. `Config::default()` is a working loopback node with a fresh key.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -113,6 +120,19 @@ pub struct Config {
     pub dht: DhtConfig,
     /// The worker pool: threads (default 2) and job queue bound (default 1024).
     pub workers: WorkerConfig,
+    /// Where records, provider entries and the routing table are kept across restarts
+    /// (`DIR/records.log`, proto-spec/store.md). `None`: in memory only.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Durability of an acknowledged write: `None` (handed to the OS: survives a crash of
+    /// the process), `Batch` (also one fdatasync per batch: survives power loss; the
+    /// default), `Always` (an fdatasync per write).
+    pub sync: crate::store::SyncMode,
+    /// Longest a batch waits for its fdatasync with `sync = batch`.
+    pub sync_batch_interval: Duration,
+    /// Cap on the log file; beyond it writes are refused `StorageFull`.
+    pub store_max_bytes: u64,
+    /// Saved routing-table peers dialled at start (most recently saved first).
+    pub max_restored_peers: usize,
 }
 
 impl Default for Config {
@@ -145,6 +165,11 @@ impl Default for Config {
             rng_seed: None,
             dht: DhtConfig::default(),
             workers: WorkerConfig::default(),
+            data_dir: None,
+            sync: crate::store::SyncMode::Batch,
+            sync_batch_interval: DEFAULT_SYNC_BATCH_INTERVAL,
+            store_max_bytes: DEFAULT_STORE_MAX_BYTES,
+            max_restored_peers: DEFAULT_MAX_RESTORED_PEERS,
         }
     }
 }
@@ -164,7 +189,11 @@ impl Config {
     /// the DHT as ours.
     pub fn core_config(&self, rng_seed: u64, listen_addrs: Vec<SocketAddr>) -> CoreConfig {
         CoreConfig {
-            dht: DhtConfig { local_addrs: listen_addrs, ..self.dht.clone() },
+            dht: DhtConfig {
+                local_addrs: listen_addrs,
+                persist: self.data_dir.is_some(),
+                ..self.dht.clone()
+            },
             limits: self.limits,
             request_timeout: self.request_timeout,
             answer_timeout: self.answer_timeout,

@@ -57,6 +57,7 @@ pub mod identity;
 pub mod kad;
 pub mod node;
 pub mod protocol;
+pub mod restart;
 pub mod rng;
 pub mod runtime;
 pub mod sim;

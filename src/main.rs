@@ -15,7 +15,9 @@ commands:
   init --data-dir DIR [--id-pow-bits N]   create DIR/node.key (mode 0600)
   id --data-dir DIR                       print this node's id (64 hex digits)
   run --data-dir DIR [--listen ADDR] [--announce ADDR]... [--bootstrap NODEID@HOST:PORT]...
-      [--log LEVEL] [--status-secs N]     run the node until SIGINT or SIGTERM
+      [--log LEVEL] [--status-secs N] [--sync none|batch|always]
+                                          run the node until SIGINT or SIGTERM; records,
+                                          providers and peers persist in DIR/records.log
   devnet --nodes N [--seconds T] [--seed S] [--json]
                                           N nodes in one process, pinging each other
   bench transport [--handshakes N] [--frames-mib M] [--json]
@@ -25,6 +27,8 @@ commands:
   bench flood --attack find-value|find-node|store|no-read|oversized|garbage|many-ids
       [--attackers A] [--seconds T] [--json]
                                           one node under attack while an honest peer pings it
+  bench store [--records N] [--value-size B] [--sync none|batch|always] [--writers W]
+      [--dir DIR] [--json]                the node's log on disk: put, get, compaction, restart
   sim dht [--nodes N] [--lookups L] [--seed S] [--latency-ms A..B] [--loss P] [--churn P]
       [--adversarial F --attack silent|fabricate|bad-records|flood] [--disjoint D] [--get]
                                           a DHT scenario on the simulator (one JSON object)

@@ -26,10 +26,12 @@ use crate::kad::dht::{
 };
 use crate::kad::lookup::LookupStats;
 use crate::protocol::jobs::{self, Job, JobId};
+use crate::restart::{self, Restored};
 pub use crate::runtime::reactor::MAX_EVENT_SUBSCRIBERS;
 use crate::runtime::reactor::{self, Control, Reactor, ReactorParts};
 use crate::runtime::snapshot::Snapshot;
 use crate::runtime::workers::WorkerPool;
+use crate::store::{Log, LogConfig};
 use crate::transport::tls::{TlsConfig, TlsSetupError};
 use crate::wire::messages::{Hello, Key, MutableRecord, Record, FEATURE_KAD, PROTOCOL_VERSION};
 
@@ -40,6 +42,7 @@ pub struct Node {
     thread: Option<JoinHandle<()>>,
     id: NodeId,
     local_addr: SocketAddr,
+    restored: Restored,
 }
 
 /// A cheap, cloneable way to call into a running node from any thread.
@@ -76,12 +79,15 @@ impl Node {
             None => os_seed().map_err(StartError::Identity)?,
         };
         let hello = hello(&config, announced(&config, local_addr));
+        let log = open_log(&config)?;
         let wake = Arc::clone(&waker);
+        let job_log = log.clone();
         let workers = WorkerPool::start(
             config.workers,
             // A job that panics still answers, with nothing: its owner hears it was refused.
-            Arc::new(|(id, job): (JobId, Job)| {
-                let result = std::panic::catch_unwind(move || jobs::run(job));
+            Arc::new(move |(id, job): (JobId, Job)| {
+                let log = job_log.as_deref();
+                let result = std::panic::catch_unwind(move || jobs::run(job, log));
                 (id, result.ok())
             }),
             Arc::new(move || {
@@ -91,10 +97,19 @@ impl Node {
         .map_err(|e| StartError::Io(io::Error::other(e.to_string())))?;
         let core_config = config.core_config(seed, hello.listen_addrs.clone());
         let max_entries = config.limits.max_connections + config.limits.max_inbound;
+        let mut core = NodeCore::new(id, core_config);
+        let restored = match &log {
+            Some(log) => {
+                let now = std::time::Instant::now();
+                restart::restore(&mut core, log, now, config.max_restored_peers)
+                    .map_err(|e| StartError::Store(e.to_string()))?
+            }
+            None => Restored::default(),
+        };
         let parts = ReactorParts {
             poll,
             listener,
-            core: NodeCore::new(id, core_config),
+            core,
             workers,
             tls,
             conn_config: config.conn_config(),
@@ -122,10 +137,10 @@ impl Node {
             call_timeout: config.call_timeout,
             event_queue: config.event_queue,
         };
-        for peer in &config.bootstrap {
+        for peer in config.bootstrap.iter().chain(&restored.peers) {
             handle.connect_async(*peer);
         }
-        Ok(Node { handle, thread: Some(thread), id, local_addr })
+        Ok(Node { handle, thread: Some(thread), id, local_addr, restored })
     }
 
     /// A handle for calls into the node.
@@ -146,6 +161,11 @@ impl Node {
     /// `NODEID@address`, for others to dial.
     pub fn peer_addr(&self) -> PeerAddr {
         PeerAddr { id: self.id, addr: self.local_addr }
+    }
+
+    /// What the node read back from its data directory at start.
+    pub fn restored(&self) -> &Restored {
+        &self.restored
     }
 
     /// Says Goodbye to every peer and stops; bounded by `Config::shutdown_timeout`.
@@ -400,6 +420,20 @@ fn announced(config: &Config, local_addr: SocketAddr) -> Vec<SocketAddr> {
     }
 }
 
+/// Opens (or creates) the log in `config.data_dir`, recovering it; `None` without one.
+fn open_log(config: &Config) -> Result<Option<Arc<Log>>, StartError> {
+    let Some(dir) = &config.data_dir else { return Ok(None) };
+    let log_config = LogConfig {
+        sync: config.sync,
+        batch_interval: config.sync_batch_interval,
+        max_bytes: config.store_max_bytes,
+        ..LogConfig::new(dir.clone())
+    };
+    let (log, _recovery) =
+        Log::open(log_config, jobs::unix_ms()).map_err(|e| StartError::Store(e.to_string()))?;
+    Ok(Some(Arc::new(log)))
+}
+
 fn os_seed() -> Result<u64, IdentityError> {
     let mut b = [0u8; 8];
     getrandom::getrandom(&mut b).map_err(|e| IdentityError::Entropy(e.to_string()))?;
@@ -417,6 +451,8 @@ pub enum StartError {
     Tls(TlsSetupError),
     /// Binding, polling or spawning failed.
     Io(io::Error),
+    /// The data directory's log could not be opened or read back.
+    Store(String),
 }
 
 impl fmt::Display for StartError {
@@ -426,6 +462,7 @@ impl fmt::Display for StartError {
             Self::Identity(e) => e.fmt(f),
             Self::Tls(e) => e.fmt(f),
             Self::Io(e) => write!(f, "cannot start node: {e}"),
+            Self::Store(e) => write!(f, "cannot open the data directory's log: {e}"),
         }
     }
 }

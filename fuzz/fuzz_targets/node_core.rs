@@ -204,7 +204,7 @@ fuzz_target!(|data: &[u8]| {
                 if s.byte() % 4 == 0 {
                     core.handle(now, Input::JobRefused { id });
                 } else {
-                    core.handle(now, Input::JobDone { id, result: jobs::run(job) });
+                    core.handle(now, Input::JobDone { id, result: jobs::run(job, None) });
                 }
             }
             7 => {

@@ -5,6 +5,8 @@
 //! - `transport`: TLS 1.3 handshake rate against one [`Node`], then framed throughput over one
 //!   TLS connection to it. See [`run_transport`] for the method.
 //! - `dht`: N nodes bootstrap, PUT and GET records; see [`super::bench_dht`].
+//! - `store`: the node's log on disk: put, get, compaction, restart; see
+//!   [`super::bench_store`].
 //! - `flood`: one node under attack by many connections while an honest peer pings it; see
 //!   [`super::bench_flood`] (its attackers are clients of their own, one thread each).
 //!
@@ -33,7 +35,7 @@ use crate::wire::messages::{
 };
 
 /// The benchmark kinds `petrel bench` knows, in the order of its usage text.
-pub const KINDS: &[&str] = &["transport", "dht", "flood"];
+pub const KINDS: &[&str] = &["transport", "dht", "flood", "store"];
 
 /// Runs `petrel bench KIND [options]` with its command-line arguments.
 pub fn main(args: &[String]) -> Result<(), String> {
@@ -61,6 +63,15 @@ pub fn main(args: &[String]) -> Result<(), String> {
         "flood" => {
             let opts = super::bench_flood::FloodOptions::parse(rest)?;
             let report = super::bench_flood::run(&opts)?;
+            eprintln!("{}", report.human());
+            if opts.json {
+                println!("{}", report.json());
+            }
+            Ok(())
+        }
+        "store" => {
+            let opts = super::bench_store::StoreOptions::parse(rest)?;
+            let report = super::bench_store::run(&opts)?;
             eprintln!("{}", report.human());
             if opts.json {
                 println!("{}", report.json());

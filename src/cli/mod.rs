@@ -13,6 +13,7 @@
 pub mod bench;
 pub mod bench_dht;
 pub mod bench_flood;
+pub mod bench_store;
 pub mod devnet;
 pub mod fleet;
 pub mod report;

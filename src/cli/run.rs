@@ -17,6 +17,7 @@ use crate::core::Event;
 use crate::identity::Keypair;
 use crate::node::{Handle, Node};
 use crate::runtime::descriptors;
+use crate::store::SyncMode;
 
 /// How often the main thread checks for a signal.
 const SIGNAL_POLL: Duration = Duration::from_millis(100);
@@ -68,11 +69,13 @@ pub struct RunOptions {
     /// Seconds between status lines; each one also pings every connected peer and logs the
     /// round-trip time (`--status-secs`, default 10).
     pub status_every: Duration,
+    /// Durability of acknowledged writes (`--sync none|batch|always`, default batch).
+    pub sync: SyncMode,
 }
 
 impl RunOptions {
     /// Parses `--data-dir DIR [--listen ADDR] [--announce ADDR]... [--bootstrap
-    /// NODEID@HOST:PORT]... [--log LEVEL] [--status-secs N]`.
+    /// NODEID@HOST:PORT]... [--log LEVEL] [--status-secs N] [--sync MODE]`.
     pub fn parse(args: &[String]) -> Result<RunOptions, String> {
         let data_dir = flag(args, "--data-dir")?.ok_or("--data-dir DIR is required")?.into();
         let listen = parse_flag(args, "--listen")?;
@@ -96,7 +99,13 @@ impl RunOptions {
             return Err("--status-secs must be at least 1".into());
         }
         let status_every = Duration::from_secs(status_secs);
-        Ok(RunOptions { data_dir, listen, announce, bootstrap, log, status_every })
+        let sync = match flag(args, "--sync")? {
+            None | Some("batch") => SyncMode::Batch,
+            Some("none") => SyncMode::None,
+            Some("always") => SyncMode::Always,
+            Some(other) => return Err(format!("--sync {other:?}: one of none, batch, always")),
+        };
+        Ok(RunOptions { data_dir, listen, announce, bootstrap, log, status_every, sync })
     }
 }
 
@@ -146,11 +155,25 @@ fn start(opts: &RunOptions) -> Result<Node, String> {
     }
     config.bootstrap = opts.bootstrap.clone();
     config.announce = opts.announce.clone();
+    // Records, providers and the routing table survive a restart (DIR/records.log).
+    config.data_dir = Some(opts.data_dir.clone());
+    config.sync = opts.sync;
     // One node: its connection slots, connecting ones included, must fit the limit.
     let limit = descriptors::raise_limit().map_err(|e| format!("descriptor limit: {e}"))?;
     let wanted = (config.limits.max_connections + config.limits.max_inbound) as u64;
     descriptors::budget(1, limit, wanted, wanted).map_err(|e| e.to_string())?;
-    Node::start(config).map_err(|e| e.to_string())
+    let node = Node::start(config).map_err(|e| e.to_string())?;
+    let r = node.restored();
+    if opts.log >= LogLevel::Info && (r.records + r.providers > 0 || !r.peers.is_empty()) {
+        eprintln!(
+            "petrel: restored {} records, {} provider entries ({} skipped), dialling {} saved peers",
+            r.records,
+            r.providers,
+            r.skipped,
+            r.peers.len()
+        );
+    }
+    Ok(node)
 }
 
 /// Waits for SIGINT or SIGTERM. Status lines and peer events are logged by threads of their

@@ -168,6 +168,11 @@ impl NodeCore {
         &self.protocols.kad
     }
 
+    /// The DHT, to restore what the node's log holds before the node runs.
+    pub fn dht_mut(&mut self) -> &mut Dht {
+        &mut self.protocols.kad
+    }
+
     /// The established peers, in id order.
     pub fn connected_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.conns.established().map(|(id, _, _)| id)

@@ -967,7 +967,7 @@ fn a_mutable_store_waits_for_its_signature_check_on_a_worker() {
     assert!(sends(&out).is_empty(), "{out:?}");
     let [(job_id, Job::VerifyRecord(job_record))] = &jobs_of(&out)[..] else { panic!("{out:?}") };
     assert_eq!(**job_record, record);
-    let result = jobs::run(Job::VerifyRecord(job_record.clone()));
+    let result = jobs::run(Job::VerifyRecord(job_record.clone()), None);
     let out = handle(&mut core, t0 + MS, Input::JobDone { id: *job_id, result });
     assert_eq!(sends(&out), vec![(conn, Message::Response { id: 9, body: Response::Stored })]);
     assert_eq!(core.dht().store().len(), 1);
@@ -1042,7 +1042,8 @@ fn stores_beyond_the_waiting_bound_are_overloaded_and_late_ones_expire() {
     assert_eq!(core.requests_pending(), (0, 0));
     // The checks end late: their answers go nowhere, and the DHT's waiting slots are free.
     for (id, job) in jobs {
-        let out = handle(&mut core, deadline + MS, Input::JobDone { id, result: jobs::run(job) });
+        let out =
+            handle(&mut core, deadline + MS, Input::JobDone { id, result: jobs::run(job, None) });
         assert!(sends(&out).is_empty(), "{out:?}");
     }
     assert_eq!(core.stats().answers_late, 2);

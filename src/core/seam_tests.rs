@@ -189,7 +189,7 @@ fn a_second_protocol_is_hosted_beside_kad_through_every_verb() {
     let out = handle(&mut core, t0, Input::Frame { conn, msg: Message::Gossip(publish) });
     let [Output::Job { id, job }] = &out[..] else { panic!("{out:?}") };
     assert_eq!((id.owner, id.key), (ProtocolId(1), JobKey(42)));
-    let result = crate::protocol::jobs::run(job.clone());
+    let result = crate::protocol::jobs::run(job.clone(), None);
     assert!(handle(&mut core, t0, Input::JobDone { id: *id, result }).is_empty());
     assert_eq!(lines(&log), vec!["job 42 Some(RecordVerified(true))".to_string()]);
 

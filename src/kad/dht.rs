@@ -129,6 +129,13 @@ pub struct DhtConfig {
     pub max_probe_queue: usize,
     /// Seed of the DHT's randomness (refresh targets); the router derives it from its own.
     pub rng_seed: u64,
+    /// Write what we hold to the node's log (`Job::Persist`) and answer STOREs, provider
+    /// announcements and our own puts only once written ([`super::persist`]).
+    pub persist: bool,
+    /// Writes in flight at once; beyond it a STORE is answered `Overloaded`.
+    pub max_pending_writes: usize,
+    /// How often the verified routing entries are written (zero: never).
+    pub routing_save_interval: Duration,
 }
 
 impl DhtConfig {
@@ -151,6 +158,9 @@ impl DhtConfig {
             max_replication_checks_per_tick: 4096,
             max_records_per_get: 20,
             verify_in_workers: true,
+            persist: false,
+            max_pending_writes: 4096,
+            routing_save_interval: Duration::from_secs(60),
             max_deferred: 1024,
             max_deferred_per_source: 64,
             max_forgeries: 8,
@@ -290,6 +300,8 @@ pub enum DhtError {
     /// We have no address to announce (bound to an unspecified address with no `announce`
     /// configured and no route found), so we cannot be announced as a provider.
     NoAddress,
+    /// Our own copy did not reach the disk (the network may hold it).
+    LocalStorage(crate::protocol::PersistError),
 }
 
 /// One query kind's counters.
@@ -316,6 +328,22 @@ pub const QUERY_KINDS: [&str; 8] =
 pub struct DhtStats {
     /// Per query kind, indexed like [`QUERY_KINDS`].
     pub queries: [QueryCounters; 8],
+    /// Writes to the log asked for (each a STORE, provider, put or routing save).
+    pub persist_writes: u64,
+    /// Write jobs: writes go to the workers in batches, one batch in flight at a time.
+    pub persist_batches: u64,
+    /// Of those, writes that failed (answered `StorageFull` or `Overloaded`).
+    pub persist_failed: u64,
+    /// Of those, writes refused because the disk or the log's cap was full.
+    pub persist_full: u64,
+    /// STOREs refused because `max_pending_writes` were in flight.
+    pub persist_refused: u64,
+    /// Routing-table saves.
+    pub routing_saves: u64,
+    /// Records restored from the log at start.
+    pub restored_records: u64,
+    /// Provider entries restored from the log at start.
+    pub restored_providers: u64,
     /// Commands refused because `max_queries` were running.
     pub refused_busy: u64,
     /// Inbound Kademlia requests answered.
@@ -413,6 +441,8 @@ pub struct Dht {
     pub(super) probes_paused: bool,
     pub(super) outputs: VecDeque<DhtAction>,
     pub(super) stats: DhtStats,
+    /// Writes to the log in flight and the replies waiting for them.
+    pub(super) persistence: super::persist::Persistence,
 }
 
 impl Dht {
@@ -441,6 +471,7 @@ impl Dht {
             probes_paused: false,
             outputs: VecDeque::new(),
             stats: DhtStats::default(),
+            persistence: Default::default(),
         }
     }
 
@@ -464,7 +495,10 @@ impl Dht {
                     // Peers could not reach a provider announced without an address.
                     return self.reply(command, DhtReply::Provide(Err(DhtError::NoAddress)));
                 }
-                let _ = self.store.add_provider(now, key, me, self.config.provider_ttl);
+                let ttl = self.config.provider_ttl;
+                if self.store.add_provider(now, key, me.clone(), ttl).is_ok() && self.persisting() {
+                    self.persist_provider(key, me, None, ttl, super::persist::Waiter::Nobody);
+                }
                 self.start(now, Some(command), key, Goal::Provide { key });
             }
             DhtCommand::Providers { key } => {
@@ -619,7 +653,13 @@ impl Protocol for Dht {
     }
 
     fn handle_job_done(&mut self, now: Instant, key: JobKey, result: Option<JobResult>) {
-        self.on_job_done(now, key, result);
+        let written = match result {
+            Some(JobResult::Persisted(r)) => Some(r),
+            _ => None,
+        };
+        if !self.on_persisted(now, key, written) {
+            self.on_job_done(now, key, result);
+        }
     }
 
     /// Fires due lookup deadlines and the maintenance tick.
@@ -692,6 +732,12 @@ impl fmt::Display for DhtError {
                 "no address to announce: bound to an unspecified address; set announce \
                  (--announce ADDR)",
             ),
+            Self::LocalStorage(crate::protocol::PersistError::Full) => {
+                f.write_str("our own copy was not written: the disk or the log's cap is full")
+            }
+            Self::LocalStorage(crate::protocol::PersistError::Io) => {
+                f.write_str("our own copy was not written: I/O error on the log")
+            }
         }
     }
 }

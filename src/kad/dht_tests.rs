@@ -244,7 +244,7 @@ fn a_mutable_store_waits_for_its_signature_check_and_answers_with_its_ticket() {
         panic!("{out:?}")
     };
     assert_eq!(*peer, id(1));
-    let result = crate::protocol::jobs::run(job.clone());
+    let result = crate::protocol::jobs::run(job.clone(), None);
     assert_eq!(result, JobResult::RecordVerified(true));
     d.handle_job_done(t0, *key, Some(result));
     let out = drain(&mut d);
@@ -618,7 +618,7 @@ fn a_peer_that_keeps_sending_forged_records_is_dropped_with_low_score() {
         assert_eq!(d.handle_request(t0, &from, forged(n * 10), ReplyTicket(n)), None);
         let out = drain(&mut d);
         let [Action::Job { key, job }] = &out[..] else { panic!("{out:?}") };
-        let result = crate::protocol::jobs::run(job.clone());
+        let result = crate::protocol::jobs::run(job.clone(), None);
         assert_eq!(result, JobResult::RecordVerified(false));
         d.handle_job_done(t0, *key, Some(result));
         dropped

@@ -32,6 +32,7 @@ impl Dht {
         self.republish(now);
         self.replicate(now);
         self.resume_probes();
+        self.maybe_save_routing(now);
     }
 
     /// Remembers a record we published, to publish it again every `republish_interval`; at

@@ -11,6 +11,7 @@
 //! - [`memstore`]: the `RecordStore` trait and the in-memory store with TTLs, quotas and caps.
 //! - [`serve`]: answers to inbound Kademlia requests, and STOREs that wait for a worker.
 //! - [`dht`]: `Dht`, the protocol the router hosts: its inputs, commands and counters.
+//! - [`persist`]: what the DHT writes to the node's log, and the answers that wait for it.
 //! - `query` and `maintenance`: a query's life, and the periodic upkeep (refresh, republish,
 //!   replication).
 
@@ -20,6 +21,7 @@ pub mod dht;
 pub mod lookup;
 mod maintenance;
 pub mod memstore;
+pub mod persist;
 mod query;
 pub mod records;
 pub mod routing;
@@ -27,3 +29,5 @@ pub mod serve;
 
 #[cfg(test)]
 mod dht_tests;
+#[cfg(test)]
+mod persist_tests;

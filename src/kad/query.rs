@@ -14,6 +14,7 @@ use super::dht::{
 };
 use super::lookup::{Lookup, LookupStats};
 use super::memstore::{Origin, RecordStore};
+use super::persist::Waiter;
 use super::records::{self, RecordError};
 use crate::identity::NodeId;
 use crate::protocol::{CommandId, RequestFailure};
@@ -122,12 +123,19 @@ impl Dht {
         // Keep our own copy; a local refusal (an older sequence than we hold, a CAS mismatch)
         // is the caller's error, while quota or space trouble here does not stop publishing.
         let ttl = self.config.record_ttl;
-        if let Err(e) = self.store.put(now, Origin::Local, record.clone(), ttl, expected_seq) {
-            if !matches!(e, RecordError::StorageFull | RecordError::QuotaExceeded) {
+        let before = self.store.get(now, &key).cloned().filter(|_| self.persisting());
+        match self.store.put(now, Origin::Local, record.clone(), ttl, expected_seq) {
+            Err(e) if !matches!(e, RecordError::StorageFull | RecordError::QuotaExceeded) => {
                 return self.reply(command, DhtReply::Put(Err(DhtError::Invalid(e))));
             }
+            Err(_) => self.remember_originated(now, key, record.clone()),
+            Ok(_) => {
+                self.remember_originated(now, key, record.clone());
+                if self.persisting() {
+                    self.persist_record(now, key, before, Waiter::Local { key });
+                }
+            }
         }
-        self.remember_originated(now, key, record.clone());
         self.start(now, Some(command), key, Goal::Put { record, expected_seq });
     }
 
@@ -368,7 +376,8 @@ impl Dht {
                 Goal::Provide { .. } => DhtReply::Provide(result),
                 _ => DhtReply::Put(result),
             };
-            self.reply(c, reply);
+            // A put is acknowledged only once our own copy is written too.
+            self.reply_after_write(key, c, reply);
         }
     }
 

@@ -185,8 +185,11 @@ impl fmt::Display for RejectReason {
 
 impl std::error::Error for RejectReason {}
 
-/// The network a peer's address belongs to, for the IP-diversity limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The network a peer's address belongs to, for the IP-diversity limits (also written to
+/// the log with what it stored, so its quotas hold across a restart).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Subnet {
     /// An IPv4 /24: its first three bytes.
     V4([u8; 3]),
@@ -231,6 +234,8 @@ impl Subnet {
 pub struct RoutingStats {
     /// Entries now.
     pub entries: usize,
+    /// Of those, entries at an address we reached ourselves (`Source::Verified`).
+    pub verified: usize,
     /// Replacement candidates now.
     pub replacements: usize,
     /// Buckets with a ping in flight now.
@@ -626,6 +631,7 @@ impl RoutingTable {
     pub fn stats(&self) -> RoutingStats {
         RoutingStats {
             entries: self.len(),
+            verified: self.iter().filter(|e| e.source == Source::Verified).count(),
             replacements: self.buckets.iter().map(|b| b.replacements.len()).sum(),
             pings_in_flight: self.buckets.iter().filter(|b| b.pending_ping.is_some()).count(),
             ..self.stats.clone()

@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 
 use super::dht::Dht;
 use super::memstore::{Origin, RecordStore};
+use super::persist::Waiter;
 use super::records::{self, RecordError};
 use super::routing::{RoutingTable, Subnet};
 use crate::identity::NodeId;
 use crate::protocol::{Action, Job, JobKey, JobResult, Peer, ReplyTicket};
 use crate::wire::messages::{
-    ErrorCode, GoodbyeReason, MutableRecord, PeerInfo, Record, Request, Response,
+    ErrorCode, GoodbyeReason, Key, MutableRecord, PeerInfo, Record, Request, Response,
     MAX_PEERS_PER_RESPONSE,
 };
 
@@ -29,10 +30,14 @@ use crate::wire::messages::{
 const MAX_TRACKED_FORGERS: usize = 1024;
 
 /// What serving a request did, for the caller's counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Served {
     /// Answered with data or success.
     Ok,
+    /// Stored (or refreshed) the record under this key.
+    Stored(Key),
+    /// Added (or refreshed) this provider of this key, for this long.
+    Provided(Key, PeerInfo, Duration),
     /// Refused a STORE or ADD_PROVIDER, for this reason.
     Rejected(RecordError),
     /// Not a Kademlia request this module serves (PING is the connection layer's).
@@ -72,7 +77,7 @@ pub fn answer(
         Request::Store { record, ttl_secs, expected_seq } => {
             let ttl = Duration::from_secs(u64::from(ttl_secs));
             match store.put(now, Origin::Peer(*from, net), record, ttl, expected_seq) {
-                Ok(_) => (Response::Stored, Served::Ok),
+                Ok((key, _)) => (Response::Stored, Served::Stored(key)),
                 Err(e) => (error(e.code(), e.name()), Served::Rejected(e)),
             }
         }
@@ -82,8 +87,8 @@ pub fn answer(
                 return (error(e.code(), e.name()), Served::Rejected(e));
             }
             let ttl = Duration::from_secs(u64::from(ttl_secs));
-            match store.add_provider_from(now, key, provider, net, ttl) {
-                Ok(()) => (Response::ProviderAdded, Served::Ok),
+            match store.add_provider_from(now, key, provider.clone(), net, ttl) {
+                Ok(()) => (Response::ProviderAdded, Served::Provided(key, provider, ttl)),
                 Err(e) => (error(e.code(), e.name()), Served::Rejected(e)),
             }
         }
@@ -124,14 +129,33 @@ impl Dht {
         };
         let k = self.config.lookup.k;
         let net = Subnet::of(&peer.addr);
+        // The version held before a STORE, put back if the new one does not reach the disk.
+        let before = match (&request, self.persisting()) {
+            (Request::Store { record, .. }, true) => records::validate(record, usize::MAX)
+                .ok()
+                .and_then(|key| self.store.get(now, &key).cloned()),
+            _ => None,
+        };
         let store = &mut self.store;
         let (response, served) = answer(now, from, net, request, &self.routing, store, k);
         self.stats.requests_served += 1;
-        if let Served::Rejected(e) = served {
-            *self.stats.rejections.entry(e.name()).or_default() += 1;
-            if e == RecordError::BadSignature {
-                self.count_forgery(now, *from);
+        match served {
+            Served::Rejected(e) => {
+                *self.stats.rejections.entry(e.name()).or_default() += 1;
+                if e == RecordError::BadSignature {
+                    self.count_forgery(now, *from);
+                }
             }
+            Served::Stored(key) if self.persisting() => {
+                self.persist_record(now, key, before, Waiter::Peer { ticket, response });
+                return None; // answered once written
+            }
+            Served::Provided(key, provider, ttl) if self.persisting() => {
+                let waiter = Waiter::Peer { ticket, response };
+                self.persist_provider(key, provider, net, ttl, waiter);
+                return None;
+            }
+            _ => {}
         }
         Some(response)
     }
@@ -144,11 +168,23 @@ impl Dht {
             Some(JobResult::RecordVerified(true)) => {
                 let ttl = Duration::from_secs(u64::from(d.ttl_secs));
                 let origin = Origin::Peer(d.from, d.ip.and_then(Subnet::of_ip));
+                let key = records::validate(&d.record, usize::MAX).ok();
+                let before = match (key, self.persisting()) {
+                    (Some(key), true) => self.store.get(now, &key).cloned(),
+                    _ => None,
+                };
                 match self.store.put_verified(now, origin, d.record, ttl, d.expected_seq) {
+                    Ok((key, _)) if self.persisting() => {
+                        let waiter = Waiter::Peer { ticket: d.ticket, response: Response::Stored };
+                        // Answered when written (or refused at once, as an output).
+                        self.persist_record(now, key, before, waiter);
+                        return;
+                    }
                     Ok(_) => Response::Stored,
                     Err(e) => self.rejected(e),
                 }
             }
+            Some(JobResult::Persisted(_)) => return, // not a verification: never deferred
             Some(JobResult::RecordVerified(false)) => {
                 self.count_forgery(now, d.from);
                 self.rejected(RecordError::BadSignature)

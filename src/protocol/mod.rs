@@ -24,7 +24,7 @@ pub mod jobs;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-pub use jobs::{Job, JobId, JobKey, JobResult};
+pub use jobs::{Job, JobId, JobKey, JobResult, PersistEntry, PersistError, PersistKind};
 
 use crate::identity::NodeId;
 use crate::wire::messages::{ErrorCode, GoodbyeReason, Gossip, Hello, PeerInfo, Request, Response};

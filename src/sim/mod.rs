@@ -651,7 +651,7 @@ impl Sim {
             // from the runtime, and the run stays deterministic.
             Output::Job { id, job } => {
                 self.stats.jobs_run += 1;
-                let result = jobs::run(job);
+                let result = jobs::run(job, None);
                 let now = self.now();
                 if let Some(core) = self.live_core(idx) {
                     core.handle(now, Input::JobDone { id, result });

@@ -1,0 +1,94 @@
+//! A node restarted on the same data directory (issue: persistent records): it answers for
+//! the records it acknowledged before, and finds its old peers again with no bootstrap.
+//! Real sockets, TLS and disk; every wait is bounded.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{config, wait_for};
+use petrel::store::SyncMode;
+use petrel::wire::messages::Record;
+use petrel::wire::signing::immutable_key;
+use petrel::{Config, Node};
+
+/// A fresh directory under the system's temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("petrel-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn persistent(seed: u8, dir: &TempDir) -> Config {
+    let mut c = Config { data_dir: Some(dir.0.clone()), sync: SyncMode::Batch, ..config(seed) };
+    // A short tick and save interval, so the routing table is saved within the test.
+    c.dht.maintenance_interval = Duration::from_millis(100);
+    c.dht.routing_save_interval = Duration::from_millis(100);
+    c
+}
+
+#[test]
+fn a_restarted_node_answers_for_what_it_stored_and_finds_its_peers_again() {
+    let dir = TempDir::new("restart");
+    let holder = Node::start(persistent(110, &dir)).unwrap();
+    let listen = holder.local_addr();
+    let publisher = Node::start(config(111)).unwrap();
+    publisher.handle().connect(holder.peer_addr()).unwrap();
+    let value = b"kept across a restart".to_vec();
+    let put = publisher.handle().put(value.clone()).unwrap();
+    assert_eq!(put.stored, 1, "{put:?}");
+    let key = immutable_key(&value);
+    assert_eq!(holder.handle().holds(key), Ok(true));
+    // The holder saves its routing table on its tick: the publisher is in it once dialled
+    // back, and the save is visible in its counters.
+    wait_for("the publisher to be verified", || {
+        holder.handle().snapshot().unwrap().routing.verified >= 1
+    });
+    let saves = holder.handle().snapshot().unwrap().dht.routing_saves;
+    wait_for("the routing table to be saved", || {
+        holder.handle().snapshot().unwrap().dht.routing_saves > saves + 1
+    });
+    holder.shutdown();
+
+    // Same key, same directory, same port, no bootstrap.
+    let restarted = Node::start(Config { listen, ..persistent(110, &dir) }).unwrap();
+    assert_eq!(restarted.restored().records, 1, "{:?}", restarted.restored());
+    let peers: Vec<_> = restarted.restored().peers.iter().map(|p| p.id).collect();
+    assert_eq!(peers, vec![publisher.id()]);
+    assert_eq!(restarted.handle().holds(key), Ok(true));
+    let found = restarted.handle().get(key).unwrap().expect("found locally");
+    assert!(found.local);
+    assert_eq!(found.record, Record::Immutable { value: value.clone().into() });
+    wait_for("the restarted node to dial its saved peer", || {
+        restarted.handle().peers().unwrap().iter().any(|p| p.id == publisher.id())
+    });
+    // A third node that knows only the publisher finds the record on the restarted holder.
+    let reader = Node::start(config(112)).unwrap();
+    reader.handle().connect(publisher.peer_addr()).unwrap();
+    reader.handle().bootstrap().unwrap();
+    let found = reader.handle().get(key).unwrap().expect("found over the network");
+    assert_eq!(found.record, Record::Immutable { value: value.into() });
+}
+
+#[test]
+fn a_node_whose_data_directory_is_unusable_does_not_start() {
+    let dir = TempDir::new("bad-log");
+    std::fs::write(dir.0.join("records.log"), b"not a petrel log at all").unwrap();
+    let started = Node::start(persistent(113, &dir));
+    let Err(err) = started else { panic!("a node started on a log it cannot read") };
+    assert!(err.to_string().contains("log"), "{err}");
+    // And the file is left as it was, for the operator to look at.
+    assert_eq!(std::fs::read(dir.0.join("records.log")).unwrap(), b"not a petrel log at all");
+}
