@@ -129,6 +129,8 @@ pub struct DhtConfig {
     pub max_probe_queue: usize,
     /// Seed of the DHT's randomness (refresh targets); the router derives it from its own.
     pub rng_seed: u64,
+    /// Records fetched by our GETs, kept for the next GET ([`super::cache`]).
+    pub cache: super::cache::CacheConfig,
     /// Write what we hold to the node's log (`Job::Persist`) and answer STOREs, provider
     /// announcements and our own puts only once written ([`super::persist`]).
     pub persist: bool,
@@ -158,6 +160,7 @@ impl DhtConfig {
             max_replication_checks_per_tick: 4096,
             max_records_per_get: 20,
             verify_in_workers: true,
+            cache: super::cache::CacheConfig::DEFAULT,
             persist: false,
             max_pending_writes: 4096,
             routing_save_interval: Duration::from_secs(60),
@@ -328,6 +331,10 @@ pub const QUERY_KINDS: [&str; 8] =
 pub struct DhtStats {
     /// Per query kind, indexed like [`QUERY_KINDS`].
     pub queries: [QueryCounters; 8],
+    /// The cache of records our GETs fetched ([`super::cache`]).
+    pub get_cache: super::cache::CacheStats,
+    /// Our GETs answered from our own store.
+    pub get_store_hits: u64,
     /// Writes to the log asked for (each a STORE, provider, put or routing save).
     pub persist_writes: u64,
     /// Write jobs: writes go to the workers in batches, one batch in flight at a time.
@@ -443,6 +450,8 @@ pub struct Dht {
     pub(super) stats: DhtStats,
     /// Writes to the log in flight and the replies waiting for them.
     pub(super) persistence: super::persist::Persistence,
+    /// Records our GETs fetched, for the next GET of the same key.
+    pub(super) cache: super::cache::RecordCache,
 }
 
 impl Dht {
@@ -453,6 +462,7 @@ impl Dht {
             local,
             routing: RoutingTable::new(local, config.routing),
             store: MemoryStore::for_node(local, config.store),
+            cache: super::cache::RecordCache::new(config.cache),
             rng: Rng::new(config.rng_seed),
             config,
             queries: BTreeMap::new(),
@@ -523,7 +533,11 @@ impl Dht {
 
     /// Counters of the DHT.
     pub fn stats(&self) -> DhtStats {
-        DhtStats { requests_in_flight: self.in_flight, ..self.stats.clone() }
+        DhtStats {
+            requests_in_flight: self.in_flight,
+            get_cache: self.cache.stats(),
+            ..self.stats.clone()
+        }
     }
 
     /// Counters of the routing table.

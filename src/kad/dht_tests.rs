@@ -653,3 +653,40 @@ fn a_bucket_with_half_its_entries_verified_does_not_dial_back_newcomers() {
     assert!(drain(&mut d).is_empty());
     assert_eq!(d.routing().get(&id(4)).unwrap().source, Source::Inbound);
 }
+
+#[test]
+fn a_record_fetched_by_a_get_answers_the_next_get_from_the_node_itself() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    dialled(&mut d, t0, &[1, 2]);
+    let record = Record::Immutable { value: b"fetched".to_vec().into() };
+    let key = record.key();
+    let held = record.clone();
+    d.handle_command(t0, CommandId(1), DhtCommand::Get { key });
+    let out = drain(&mut d);
+    let out = answer_all(&mut d, t0, out, move |_, _| {
+        Ok(Response::Value { record: Some(held.clone()), closer: Vec::new() })
+    });
+    let [DhtReply::Get(Ok(first))] = &replies(&out)[..] else { panic!("{out:?}") };
+    assert!(!first.local);
+    assert_eq!(d.store().len(), 0, "a fetched record is cached, not stored");
+
+    d.handle_command(t0, CommandId(2), DhtCommand::Get { key });
+    let out = drain(&mut d);
+    assert!(requests(&out).is_empty(), "asked nobody: {out:?}");
+    let [DhtReply::Get(Ok(second))] = &replies(&out)[..] else { panic!("{out:?}") };
+    assert!(second.local);
+    assert_eq!(second.record, record);
+    assert_eq!(d.stats().get_cache.hits, 1);
+
+    // A forged answer is never cached: its hash does not match the key.
+    let other = Record::Immutable { value: b"wanted".to_vec().into() };
+    let wanted = other.key();
+    d.handle_command(t0, CommandId(3), DhtCommand::Get { key: wanted });
+    let out = drain(&mut d);
+    let forged = Record::Immutable { value: b"forged".to_vec().into() };
+    answer_all(&mut d, t0, out, move |_, _| {
+        Ok(Response::Value { record: Some(forged.clone()), closer: Vec::new() })
+    });
+    assert_eq!(d.stats().get_cache.entries, 1);
+}

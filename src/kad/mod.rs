@@ -9,12 +9,14 @@
 //!   termination on the k closest, optional disjoint paths.
 //! - [`records`]: record validation (keys, signatures, sequence numbers, compare-and-swap).
 //! - [`memstore`]: the `RecordStore` trait and the in-memory store with TTLs, quotas and caps.
+//! - [`cache`]: records our GETs fetched, so a repeated GET answers from the node itself.
 //! - [`serve`]: answers to inbound Kademlia requests, and STOREs that wait for a worker.
 //! - [`dht`]: `Dht`, the protocol the router hosts: its inputs, commands and counters.
 //! - [`persist`]: what the DHT writes to the node's log, and the answers that wait for it.
 //! - `query` and `maintenance`: a query's life, and the periodic upkeep (refresh, republish,
 //!   replication).
 
+pub mod cache;
 pub mod claims;
 mod contacts;
 pub mod dht;

@@ -94,7 +94,12 @@ pub(super) struct Storing {
 
 impl Dht {
     pub(super) fn get(&mut self, now: Instant, command: CommandId, key: Key) {
-        let local = self.store.get(now, &key).map(|s| s.record.clone());
+        let held = self.store.get(now, &key).map(|s| s.record.clone());
+        if held.is_some() {
+            self.stats.get_store_hits += 1;
+        }
+        // Ours, else a copy an earlier GET fetched: an immutable one is the answer.
+        let local = held.or_else(|| self.cache.get(now, &key));
         if let Some(record @ Record::Immutable { .. }) = local {
             let found = FoundRecord { record, local: true, stats: LookupStats::default() };
             let kind = &mut self.stats.queries[Goal::Get { key }.kind()];
@@ -251,6 +256,9 @@ impl Dht {
                     Some(r) => match records::validate_for_key(&r, &key, max_value) {
                         Ok(()) => {
                             let immutable = matches!(r, Record::Immutable { .. });
+                            // Checked above: safe to answer a later GET with.
+                            self.cache.insert(now, key, r.clone());
+                            let Some(q) = self.queries.get_mut(&id) else { return };
                             if q.found.len() < max_records && !q.found.contains(&r) {
                                 q.found.push(r);
                             }
