@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
@@ -228,7 +228,7 @@ impl Log {
     /// `compact_min_bytes` and its garbage share at least `compact_garbage_ratio`.
     pub fn needs_compaction(&self) -> bool {
         let inner = self.lock();
-        let garbage = inner.end - HEADER_BYTES - inner.live_bytes;
+        let garbage = inner.end.saturating_sub(HEADER_BYTES + inner.live_bytes);
         inner.end >= self.cfg.compact_min_bytes
             && garbage as f64 >= self.cfg.compact_garbage_ratio * inner.end as f64
     }
@@ -375,7 +375,7 @@ pub(super) fn open_rw(path: &Path, truncate: bool) -> io::Result<File> {
 }
 
 /// Makes the directory's entries (a new file, a rename, a removal) durable.
-pub(super) fn sync_dir(dir: &PathBuf) -> io::Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -376,6 +376,23 @@ fn a_huge_length_field_is_refused_without_allocating() {
 }
 
 #[test]
+fn an_entry_over_the_length_bound_is_refused_even_with_a_good_crc() {
+    let dir = TempDir::new("over-bound");
+    let mut body = vec![entry::KIND_RECORD];
+    body.extend_from_slice(&[0; 80]); // key, sub, seq, expires_ms
+    body.resize(body.len() + entry::MAX_PAYLOAD_BYTES + 1, 0xab);
+    let crc = super::crc32c::crc32c(&body);
+    let mut bytes = entry::HEADER.to_vec();
+    bytes.extend_from_slice(&(body.len() as u32 + 4).to_le_bytes());
+    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    fs::write(dir.log_path(), &bytes).unwrap();
+    let (_, recovery) = open(dir.cfg());
+    assert_eq!(recovery.entries, 0);
+    assert_eq!(recovery.truncated_bytes, bytes.len() as u64 - HEADER_BYTES);
+}
+
+#[test]
 fn unknown_kinds_are_skipped_and_counted() {
     let dir = TempDir::new("unknown");
     drop(open(dir.cfg()));
