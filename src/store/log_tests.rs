@@ -342,8 +342,76 @@ fn a_corrupt_middle_entry_is_skipped_whichever_byte_is_hit() {
         let (log, recovery) = open(dir.cfg());
         assert_eq!(state(&log), vec![rec(1, 1), rec(3, 1)], "byte {at}");
         assert_eq!((recovery.corrupt_skipped, recovery.truncated_bytes), (1, 0), "byte {at}");
-        assert_eq!(fs::metadata(dir.log_path()).unwrap().len(), bytes.len() as u64);
+        // The stretch is compacted away at once: nothing of entry 2 is left.
+        let len = bytes.len() as u64 - (third - second);
+        assert_eq!(fs::metadata(dir.log_path()).unwrap().len(), len, "byte {at}");
+        assert_eq!(log.stats().compactions, 1);
     }
+}
+
+#[test]
+fn a_corrupt_stretch_cannot_swallow_later_appends() {
+    // Entry 2's length is forged to run past the end of the file, exactly over the append
+    // that will follow, and 4 bytes of its body are forged so that its CRC will then match:
+    // the first open skips it (it runs past the end) and resyncs at entry 3. Without the
+    // compaction at open, the append lands right after entry 3 and the reopen takes the
+    // forged entry for good, losing entries 3 and 4.
+    let dir = TempDir::new("swallow");
+    let (mut bytes, [_, second, _]) = three_entries(&dir);
+    let mut append = Vec::new();
+    let r = rec(4, 1);
+    entry::encode(&entry::raw(&r.id, r.seq, r.expires_ms, &r.payload), &mut append).unwrap();
+    let x = second as usize;
+    let fake_len = bytes.len() - (x + 4) + append.len();
+    bytes[x..x + 4].copy_from_slice(&(fake_len as u32).to_le_bytes());
+    let mut covered = bytes[x + 4..].to_vec();
+    covered.extend_from_slice(&append[..append.len() - 4]);
+    let target = u32::from_le_bytes(append[append.len() - 4..].try_into().unwrap());
+    force_crc(&mut covered, 81, target); // entry 2's first payload bytes
+    bytes[x + 4 + 81..x + 4 + 85].copy_from_slice(&covered[81..85]);
+    fs::write(dir.log_path(), &bytes).unwrap();
+
+    let (log, recovery) = open(dir.cfg());
+    assert_eq!((recovery.corrupt_skipped, log.stats().compactions), (1, 1));
+    log.append(&[rec(4, 1)]).unwrap();
+    drop(log);
+    let (log, recovery) = open(dir.cfg());
+    assert_eq!(state(&log), vec![rec(1, 1), rec(3, 1), rec(4, 1)]);
+    assert_eq!(recovery.corrupt_skipped, 0);
+}
+
+/// Sets the 4 bytes of `data` at `at` so that its CRC32C is `target`. CRC is affine over
+/// GF(2), so the 32 bits are found by elimination over the effect of flipping each one.
+fn force_crc(data: &mut [u8], at: usize, target: u32) {
+    use super::crc32c::crc32c;
+    data[at..at + 4].fill(0);
+    let base = crc32c(data);
+    // basis[b]: (effect, bits flipped) with highest set bit b.
+    let mut basis: [Option<(u32, u32)>; 32] = [None; 32];
+    for bit in 0..32 {
+        data[at + bit / 8] ^= 1 << (bit % 8);
+        let (mut v, mut m) = (crc32c(data) ^ base, 1u32 << bit);
+        data[at + bit / 8] ^= 1 << (bit % 8);
+        while v != 0 {
+            let top = 31 - v.leading_zeros() as usize;
+            match basis[top] {
+                Some((bv, bm)) => (v, m) = (v ^ bv, m ^ bm),
+                None => {
+                    basis[top] = Some((v, m));
+                    break;
+                }
+            }
+        }
+    }
+    let (mut want, mut flips) = (target ^ base, 0u32);
+    while want != 0 {
+        let (bv, bm) = basis[31 - want.leading_zeros() as usize].expect("full rank");
+        (want, flips) = (want ^ bv, flips ^ bm);
+    }
+    for bit in (0..32).filter(|b| flips >> b & 1 == 1) {
+        data[at + bit / 8] ^= 1 << (bit % 8);
+    }
+    assert_eq!(crc32c(data), target);
 }
 
 #[test]
