@@ -8,6 +8,7 @@ use crate::addr::PeerAddr;
 use crate::core::{CoreConfig, PeerLimits};
 use crate::identity::Keypair;
 use crate::kad::dht::DhtConfig;
+use crate::kad::memstore::StoreConfig;
 use crate::runtime::limiter::LimiterConfig;
 use crate::runtime::workers::WorkerConfig;
 use crate::transport::conn::ConnConfig;
@@ -53,6 +54,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_SYNC_BATCH_INTERVAL: Duration = Duration::from_millis(2);
 /// Default of `Config::store_max_bytes`: twice the store's value cap, room for compaction.
 pub const DEFAULT_STORE_MAX_BYTES: u64 = 256 << 20;
+/// Default of `Config::store_hot_bytes`: an eighth of the store's 64 MiB cap.
+pub const DEFAULT_STORE_HOT_BYTES: usize = 8 << 20;
 /// Default of `Config::max_restored_peers`.
 pub const DEFAULT_MAX_RESTORED_PEERS: usize = 64;
 
@@ -133,6 +136,9 @@ pub struct Config {
     pub store_max_bytes: u64,
     /// Saved routing-table peers dialled at start (most recently saved first).
     pub max_restored_peers: usize,
+    /// With a data directory: value bytes kept in memory (the hot tier); the rest is read
+    /// back from the log when asked for. Without one every value stays in memory.
+    pub store_hot_bytes: usize,
 }
 
 impl Default for Config {
@@ -170,6 +176,7 @@ impl Default for Config {
             sync_batch_interval: DEFAULT_SYNC_BATCH_INTERVAL,
             store_max_bytes: DEFAULT_STORE_MAX_BYTES,
             max_restored_peers: DEFAULT_MAX_RESTORED_PEERS,
+            store_hot_bytes: DEFAULT_STORE_HOT_BYTES,
         }
     }
 }
@@ -192,6 +199,14 @@ impl Config {
             dht: DhtConfig {
                 local_addrs: listen_addrs,
                 persist: self.data_dir.is_some(),
+                store: match self.data_dir {
+                    Some(_) => StoreConfig {
+                        hot_max_bytes: self.store_hot_bytes,
+                        pin_writes: true,
+                        ..self.dht.store
+                    },
+                    None => self.dht.store,
+                },
                 ..self.dht.clone()
             },
             limits: self.limits,

@@ -62,8 +62,11 @@ fn a_restarted_node_answers_for_what_it_stored_and_finds_its_peers_again() {
     });
     holder.shutdown();
 
-    // Same key, same directory, same port, no bootstrap.
-    let restarted = Node::start(Config { listen, ..persistent(110, &dir) }).unwrap();
+    // Same key, same directory, same port, no bootstrap; and no value kept in memory, so
+    // every answer below reads its value back from the log.
+    let restarted =
+        Node::start(Config { listen, store_hot_bytes: 0, ..persistent(110, &dir) }).unwrap();
+    assert_eq!(restarted.handle().snapshot().unwrap().store.cold_records, 1);
     assert_eq!(restarted.restored().records, 1, "{:?}", restarted.restored());
     let peers: Vec<_> = restarted.restored().peers.iter().map(|p| p.id).collect();
     assert_eq!(peers, vec![publisher.id()]);
@@ -80,6 +83,10 @@ fn a_restarted_node_answers_for_what_it_stored_and_finds_its_peers_again() {
     reader.handle().bootstrap().unwrap();
     let found = reader.handle().get(key).unwrap().expect("found over the network");
     assert_eq!(found.record, Record::Immutable { value: value.into() });
+    let s = restarted.handle().snapshot().unwrap();
+    assert!(s.dht.cold_reads >= 2, "our GET and the reader's FIND_VALUE: {:?}", s.dht);
+    assert_eq!(s.dht.cold_reads_failed, 0);
+    assert_eq!(s.store.cold_records, 1, "back out of memory after each read");
 }
 
 #[test]

@@ -335,6 +335,16 @@ pub struct DhtStats {
     pub get_cache: super::cache::CacheStats,
     /// Our GETs answered from our own store.
     pub get_store_hits: u64,
+    /// FIND_VALUEs answered from a value in memory (the hot tier).
+    pub values_served_hot: u64,
+    /// FIND_VALUEs whose value had to be read back from the log (the cold tier).
+    pub values_served_cold: u64,
+    /// Cold values read back into memory.
+    pub cold_reads: u64,
+    /// Reads that came back with nothing usable (I/O error, entry gone, not the record held).
+    pub cold_reads_failed: u64,
+    /// Requests refused because too many reads were waiting.
+    pub cold_reads_refused: u64,
     /// Writes to the log asked for (each a STORE, provider, put or routing save).
     pub persist_writes: u64,
     /// Write jobs: writes go to the workers in batches, one batch in flight at a time.
@@ -452,6 +462,8 @@ pub struct Dht {
     pub(super) persistence: super::persist::Persistence,
     /// Records our GETs fetched, for the next GET of the same key.
     pub(super) cache: super::cache::RecordCache,
+    /// Cold values being read back from the log, and who waits for them.
+    pub(super) cold_reads: super::cold::ColdReads,
 }
 
 impl Dht {
@@ -463,6 +475,7 @@ impl Dht {
             routing: RoutingTable::new(local, config.routing),
             store: MemoryStore::for_node(local, config.store),
             cache: super::cache::RecordCache::new(config.cache),
+            cold_reads: Default::default(),
             rng: Rng::new(config.rng_seed),
             config,
             queries: BTreeMap::new(),
@@ -667,12 +680,22 @@ impl Protocol for Dht {
     }
 
     fn handle_job_done(&mut self, now: Instant, key: JobKey, result: Option<JobResult>) {
-        let written = match result {
-            Some(JobResult::Persisted(r)) => Some(r),
-            _ => None,
-        };
-        if !self.on_persisted(now, key, written) {
-            self.on_job_done(now, key, result);
+        match result {
+            Some(JobResult::Read(r)) => {
+                self.on_read(now, key, Some(r));
+            }
+            Some(JobResult::Persisted(r)) => {
+                self.on_persisted(now, key, Some(r));
+            }
+            other => {
+                // A job the pool refused or lost: whichever kind it was hears nothing came.
+                if other.is_none()
+                    && (self.on_read(now, key, None) || self.on_persisted(now, key, None))
+                {
+                    return;
+                }
+                self.on_job_done(now, key, other);
+            }
         }
     }
 

@@ -246,7 +246,7 @@ fn a_mutable_store_waits_for_its_signature_check_and_answers_with_its_ticket() {
     assert_eq!(*peer, id(1));
     let result = crate::protocol::jobs::run(job.clone(), None);
     assert_eq!(result, JobResult::RecordVerified(true));
-    d.handle_job_done(t0, *key, Some(result));
+    d.handle_job_done(t0, *key, Some(result.clone()));
     let out = drain(&mut d);
     assert_eq!(out, vec![Action::Respond { ticket, response: Response::Stored }]);
     assert_eq!(d.store().len(), 1);

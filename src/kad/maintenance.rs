@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use super::cold::ReadWaiter;
 use super::dht::{Dht, Purpose};
 use super::memstore::RecordStore;
 use super::query::Goal;
@@ -109,6 +110,12 @@ impl Dht {
                     continue;
                 }
                 let Some(held) = self.store.get(now, &key) else { continue };
+                if held.cold {
+                    // Sent once read back from the log.
+                    self.read_cold(key, ReadWaiter::Replicate { peer: peer.clone() });
+                    sent += 1;
+                    continue;
+                }
                 // Never more than the remaining life (records.md §4); nothing if under 1 s.
                 let ttl_secs = held.remaining_ttl_secs(now);
                 if ttl_secs == 0 {

@@ -70,6 +70,13 @@ pub struct StoreConfig {
     pub per_peer_provider_records: usize,
     /// Longest provider lifetime granted.
     pub max_provider_ttl: Duration,
+    /// Value bytes kept in memory (the hot tier); past it the least recently used values
+    /// that are already in the log go *cold*: only their bookkeeping stays, and the DHT reads
+    /// the value back from the log when asked for it. `usize::MAX` (no log): all stay hot.
+    pub hot_max_bytes: usize,
+    /// Every put pins its record hot until [`MemoryStore::written`] says its log entry is
+    /// written (a value must not go cold before it can be read back).
+    pub pin_writes: bool,
 }
 
 impl StoreConfig {
@@ -89,6 +96,8 @@ impl StoreConfig {
         max_provider_records: 16_384,
         per_peer_provider_records: 256,
         max_provider_ttl: Duration::from_secs(36 * 3600),
+        hot_max_bytes: usize::MAX,
+        pin_writes: false,
     };
 }
 
@@ -122,12 +131,21 @@ pub struct StoredRecord {
     pub stored_at: Instant,
     /// The record is absent from this instant on.
     pub expires_at: Instant,
+    /// The value's length, also while it is cold.
+    pub value_len: usize,
+    /// The value is not in memory: `record` holds an empty value, and the DHT reads the
+    /// record back from the log ([`MemoryStore::warm`]).
+    pub cold: bool,
+    /// Its place in the hot tier's recency order.
+    stamp: u64,
+    /// Log writes of it not yet done; a pinned record stays hot.
+    pins: u32,
 }
 
 impl StoredRecord {
     /// Bytes charged for the record: value length plus salt length.
     pub fn charge_bytes(&self) -> usize {
-        charge_bytes(&self.record)
+        self.value_len + records::salt_len(&self.record)
     }
 
     /// Seconds of life left at `now`, rounded down: the `ttl_secs` to send when replicating
@@ -176,6 +194,14 @@ pub struct StoreStats {
     pub providers_expired: u64,
     /// Peers' records evicted to make room for a record nearer our id.
     pub evicted_far: u64,
+    /// Value bytes in memory now (the hot tier).
+    pub hot_bytes: usize,
+    /// Records whose value is in the log only now.
+    pub cold_records: usize,
+    /// Values moved out of memory.
+    pub cooled: u64,
+    /// Values read back from the log into memory.
+    pub warmed: u64,
     /// Refused puts and provider announcements, indexed by [`RecordError::index`].
     pub rejected: [u64; RecordError::COUNT],
 }
@@ -312,6 +338,8 @@ pub struct MemoryStore {
     /// Provider entries of each provider; no entry at zero.
     provider_usage: BTreeMap<NodeId, usize>,
     provider_count: usize,
+    /// The values in memory, in recency order.
+    hot: super::hot::HotSet,
     stats: StoreStats,
 }
 
@@ -331,6 +359,7 @@ impl MemoryStore {
             provider_expiry: BTreeSet::new(),
             provider_usage: BTreeMap::new(),
             provider_count: 0,
+            hot: super::hot::HotSet::default(),
             stats: StoreStats::default(),
         }
     }
@@ -386,7 +415,7 @@ impl MemoryStore {
         let held = self.records.get(&key);
         let live = held.filter(|h| now < h.expires_at);
         let outcome = match live {
-            Some(h) => match records::check_replace(&h.record, &record, expected_seq)? {
+            Some(h) => match check_replace_held(h, &record, expected_seq)? {
                 Replace::Refresh => PutOutcome::Refreshed,
                 Replace::Newer => PutOutcome::Replaced,
             },
@@ -410,14 +439,32 @@ impl MemoryStore {
 
         // Validation passed: from here on nothing fails.
         let previous = self.detach(&key);
-        let fresh = StoredRecord { key, record, origin, stored_at: now, expires_at };
+        let value_len = records::value_len(&record);
+        let pins = u32::from(self.config.pin_writes);
+        let fresh = StoredRecord {
+            key,
+            record,
+            origin,
+            stored_at: now,
+            expires_at,
+            value_len,
+            cold: false,
+            stamp: 0,
+            pins,
+        };
         let stored = match (previous, outcome) {
-            (Some(old), PutOutcome::Refreshed) => {
-                StoredRecord { expires_at: old.expires_at.max(expires_at), origin, ..old }
-            }
-            (Some(old), PutOutcome::Replaced) => {
-                StoredRecord { expires_at: old.expires_at.max(expires_at), ..fresh }
-            }
+            // The same content: the new copy carries the value, so a cold record is warm again.
+            (Some(old), PutOutcome::Refreshed) => StoredRecord {
+                expires_at: old.expires_at.max(expires_at),
+                pins: old.pins + pins,
+                stored_at: old.stored_at,
+                ..fresh
+            },
+            (Some(old), PutOutcome::Replaced) => StoredRecord {
+                expires_at: old.expires_at.max(expires_at),
+                pins: old.pins + pins,
+                ..fresh
+            },
             (Some(_expired), PutOutcome::Stored) => {
                 self.stats.expired += 1;
                 fresh
@@ -522,7 +569,12 @@ impl MemoryStore {
         }
         self.bytes += bytes;
         self.expiry.insert((stored.expires_at, stored.key));
+        let mut stored = stored;
+        if !stored.cold {
+            stored.stamp = self.hot.insert(stored.key, stored.value_len);
+        }
         self.records.insert(stored.key, stored);
+        self.cool_down();
     }
 
     /// Takes out the record under `key` with its index entry and charge.
@@ -540,7 +592,73 @@ impl MemoryStore {
         }
         self.bytes = self.bytes.saturating_sub(bytes);
         self.expiry.remove(&(stored.expires_at, stored.key));
+        if !stored.cold {
+            self.hot.remove(stored.stamp, stored.value_len);
+        }
         Some(stored)
+    }
+
+    /// Moves the least recently used unpinned values out of memory until the hot tier fits
+    /// `hot_max_bytes` (or only pinned ones are left).
+    fn cool_down(&mut self) {
+        let max = self.config.hot_max_bytes;
+        if self.hot.bytes() <= max {
+            return;
+        }
+        let mut pinned = Vec::new();
+        while self.hot.bytes() > max {
+            let Some((stamp, key)) = self.hot.pop_oldest() else { break };
+            let Some(r) = self.records.get_mut(&key) else { continue };
+            if r.pins > 0 {
+                pinned.push((stamp, key));
+                continue;
+            }
+            self.hot.unaccount(r.value_len);
+            r.record = records::without_value(&r.record);
+            r.cold = true;
+            self.stats.cooled += 1;
+        }
+        // Pinned values stay, in their place (the tier may stay over until they are written).
+        for (stamp, key) in pinned {
+            self.hot.restore(stamp, key);
+        }
+    }
+
+    /// Marks one log write of the record under `key` done: once none is left it may go cold.
+    pub fn written(&mut self, key: &Key) {
+        if let Some(r) = self.records.get_mut(key) {
+            r.pins = r.pins.saturating_sub(1);
+        }
+        self.cool_down();
+    }
+
+    /// The record under `key` was just used: it is the last to go cold.
+    pub fn touch(&mut self, key: &Key) {
+        if let Some(r) = self.records.get_mut(key).filter(|r| !r.cold) {
+            r.stamp = self.hot.touch(r.stamp, *key);
+        }
+    }
+
+    /// Puts back the value of the cold record under `key`, read from the log: only if
+    /// `record` is the one held (same key and, for a mutable record, same sequence number
+    /// and signature). Whether it is hot now.
+    pub fn warm(&mut self, key: &Key, record: Record) -> bool {
+        let Some(r) = self.records.get_mut(key) else { return false };
+        if !r.cold {
+            return true;
+        }
+        let same = record.key() == *key
+            && records::value_len(&record) == r.value_len
+            && records::without_value(&record) == r.record;
+        if !same {
+            return false;
+        }
+        r.record = record;
+        r.cold = false;
+        r.stamp = self.hot.insert(*key, r.value_len);
+        self.stats.warmed += 1;
+        self.cool_down();
+        true
     }
 
     fn try_add_provider(
@@ -744,6 +862,8 @@ impl RecordStore for MemoryStore {
             records: self.records.len(),
             bytes: self.bytes,
             provider_records: self.provider_count,
+            hot_bytes: self.hot.bytes(),
+            cold_records: self.records.len() - self.hot.len(),
             ..self.stats
         }
     }
@@ -803,6 +923,29 @@ fn charge_bytes(record: &Record) -> usize {
     records::value_len(record) + records::salt_len(record)
 }
 
+/// records.md §3 steps 4 and 5 against a held record whose value may be cold: equal keys of
+/// immutable records mean equal values, and a mutable record of the same sequence number is
+/// the same one exactly when its signature is (Ed25519 signatures are deterministic, so the
+/// author signing the same value again gives the same signature).
+fn check_replace_held(
+    held: &StoredRecord,
+    new: &Record,
+    expected_seq: Option<u64>,
+) -> Result<Replace, RecordError> {
+    if !held.cold {
+        return records::check_replace(&held.record, new, expected_seq);
+    }
+    let replace = records::check_replace(&held.record, &records::without_value(new), expected_seq)?;
+    match (&held.record, new) {
+        (Record::Mutable(h), Record::Mutable(n))
+            if h.seq == n.seq && h.signature != n.signature =>
+        {
+            Err(RecordError::SequenceConflict)
+        }
+        _ => Ok(replace),
+    }
+}
+
 /// `now + min(ttl, max)`; a zero `ttl` or an instant past the platform's range is `BadTtl`.
 fn expiry_at(now: Instant, ttl: Duration, max: Duration) -> Result<Instant, RecordError> {
     if ttl.is_zero() {
@@ -836,7 +979,107 @@ mod tests {
         max_provider_records: 5,
         per_peer_provider_records: 4,
         max_provider_ttl: Duration::from_secs(2 * 3600),
+        hot_max_bytes: usize::MAX,
+        pin_writes: false,
     };
+
+    /// SMALL with a hot tier of 100 value bytes, values pinned until written.
+    const TIERED: StoreConfig = StoreConfig { hot_max_bytes: 100, pin_writes: true, ..SMALL };
+
+    fn value_of(s: &MemoryStore, now: Instant, key: &Key) -> Option<usize> {
+        s.get(now, key).filter(|r| !r.cold).map(|r| records::value_len(&r.record))
+    }
+
+    #[test]
+    fn values_past_the_hot_tier_go_cold_least_recently_used_first_once_written() {
+        let now = Instant::now();
+        let mut s = MemoryStore::new(TIERED);
+        let (a, b, c) = (immutable(&[1; 40]), immutable(&[2; 40]), immutable(&[3; 40]));
+        for r in [&a, &b, &c] {
+            s.put(now, Origin::Local, r.clone(), HOUR, None).unwrap();
+        }
+        // 120 bytes over a 100-byte tier, but none is written yet: all stay in memory.
+        assert_eq!(s.stats().hot_bytes, 120);
+        assert_eq!(s.stats().cold_records, 0);
+        s.touch(&a.key()); // b is now the least recently used
+        for r in [&b, &c, &a] {
+            s.written(&r.key());
+        }
+        let st = s.stats();
+        assert_eq!((st.hot_bytes, st.cold_records, st.cooled), (80, 1, 1));
+        assert_eq!(value_of(&s, now, &b.key()), None, "b went cold");
+        let cold = s.get(now, &b.key()).unwrap();
+        assert!(cold.cold);
+        // Its bookkeeping stays: its charge, its expiry, its key.
+        assert_eq!((cold.value_len, cold.charge_bytes()), (40, 40));
+        assert_eq!(s.stats().bytes, 120);
+        assert_eq!(value_of(&s, now, &a.key()), Some(40));
+        assert_accounting(&s);
+
+        // Warming puts the value back (and pushes the least recently used out).
+        assert!(s.warm(&b.key(), b.clone()));
+        assert_eq!(value_of(&s, now, &b.key()), Some(40));
+        assert_eq!(s.stats().cold_records, 1);
+        assert_eq!(s.stats().warmed, 1);
+        assert_accounting(&s);
+    }
+
+    #[test]
+    fn only_the_record_held_warms_a_cold_one() {
+        let now = Instant::now();
+        let config = StoreConfig { hot_max_bytes: 0, ..TIERED };
+        let mut s = MemoryStore::new(config);
+        let v1 = mutable(1, b"s", 1, b"one");
+        let key = v1.key();
+        s.put(now, Origin::Local, v1.clone(), HOUR, None).unwrap();
+        s.written(&key);
+        assert!(s.get(now, &key).unwrap().cold);
+        // Another sequence number, or the same one with another value, is not it.
+        assert!(!s.warm(&key, mutable(1, b"s", 2, b"two")));
+        assert!(!s.warm(&key, mutable(1, b"s", 1, b"uno")));
+        assert!(!s.warm(&key, immutable(b"one")));
+        assert!(s.get(now, &key).unwrap().cold);
+        // It is: back in memory (then out again, the tier is 0 bytes, once nothing pins it).
+        assert!(s.warm(&key, v1.clone()));
+        assert_eq!(s.stats().warmed, 1);
+    }
+
+    #[test]
+    fn a_cold_record_keeps_its_replacement_rules() {
+        let now = Instant::now();
+        let config = StoreConfig { hot_max_bytes: 0, ..TIERED };
+        let mut s = MemoryStore::new(config);
+        let v1 = mutable(1, b"s", 1, b"one");
+        let key = v1.key();
+        s.put(now, from(1), v1.clone(), HOUR, None).unwrap();
+        s.written(&key);
+        assert!(s.get(now, &key).unwrap().cold);
+        // Same sequence, another value: a conflict, though the held value is not in memory.
+        let conflict = s.put(now, from(1), mutable(1, b"s", 1, b"uno"), HOUR, None);
+        assert_eq!(conflict, Err(RecordError::SequenceConflict));
+        assert_eq!(
+            s.put(now, from(1), mutable(1, b"s", 0, b"z"), HOUR, None).map(|r| r.1),
+            Err(RecordError::StaleSequence)
+        );
+        // The same record again is a refresh, and brings the value back into memory.
+        assert_eq!(
+            s.put(now, from(1), v1.clone(), HOUR, None).map(|r| r.1),
+            Ok(PutOutcome::Refreshed)
+        );
+        assert!(!s.get(now, &key).unwrap().cold, "pinned until its write is done");
+        // An immutable cold record refreshes as well.
+        let i = immutable(b"imm");
+        s.put(now, from(2), i.clone(), HOUR, None).unwrap();
+        s.written(&i.key());
+        s.written(&key);
+        assert!(s.get(now, &i.key()).unwrap().cold);
+        assert_eq!(
+            s.put(now, from(2), i.clone(), HOUR, None).map(|r| r.1),
+            Ok(PutOutcome::Refreshed)
+        );
+        assert_eq!(s.peer_usage(&peer(1)), (1, 4), "charge of a cold record unchanged");
+        assert_accounting(&s);
+    }
 
     fn peer(n: u8) -> NodeId {
         NodeId::from_bytes([n; 32])
@@ -891,6 +1134,12 @@ mod tests {
         }
         assert_eq!(s.expiry.len(), s.records.len());
         assert_eq!(s.bytes, bytes);
+        let hot: Vec<&StoredRecord> = s.records.values().filter(|r| !r.cold).collect();
+        assert_eq!(s.hot.bytes(), hot.iter().map(|r| r.value_len).sum::<usize>());
+        assert_eq!(s.hot.len(), hot.len());
+        for r in s.records.values().filter(|r| r.cold) {
+            assert_eq!(records::value_len(&r.record), 0, "a cold record holds no value");
+        }
         assert_eq!(s.usage, usage);
         assert_eq!(s.subnet_usage, subnets);
         assert_eq!(s.by_distance, near);

@@ -173,6 +173,7 @@ impl Dht {
         };
         if self.persistence.pending >= self.config.max_pending_writes {
             self.stats.persist_refused += 1;
+            self.store.written(&key); // the put's pin: no write is coming
             self.undo(now, Undo { key, written: held.record, before });
             return self.release(waiter, Err(PersistError::Io));
         }
@@ -277,9 +278,13 @@ impl Dht {
                 if e == PersistError::Full {
                     self.stats.persist_full += 1;
                 }
-                if let Some(undo) = write.undo {
-                    self.undo(now, undo);
+                if let Some(undo) = &write.undo {
+                    self.undo(now, undo.clone());
                 }
+            }
+            if let Some(undo) = &write.undo {
+                // Written (or not): the value may leave memory now.
+                self.store.written(&undo.key);
             }
             self.release(write.waiter, result);
         }
@@ -351,8 +356,10 @@ impl Dht {
         self.store.remove(&undo.key);
         if let Some(before) = undo.before {
             let ttl = before.expires_at.saturating_duration_since(now);
-            if !ttl.is_zero() {
-                let _ = self.store.put_verified(now, before.origin, before.record, ttl, None);
+            if !ttl.is_zero()
+                && self.store.put_verified(now, before.origin, before.record, ttl, None).is_ok()
+            {
+                self.store.written(&undo.key); // it is the version the log has: no write comes
             }
         }
     }
@@ -412,6 +419,7 @@ impl Dht {
             .store
             .put_verified(now, origin, p.record.clone(), ttl, None)
             .map_err(RestoreError::Refused)?;
+        self.store.written(&key); // it is in the log: it may go cold
         if p.originated {
             self.remember_originated(now, key, p.record);
         }

@@ -15,7 +15,7 @@ use crate::protocol::{
     Protocol, ReplyTicket,
 };
 use crate::wire::messages::{
-    ErrorCode, Hello, MutableRecord, Record, Request, Response, FEATURE_KAD, PROTOCOL_VERSION,
+    ErrorCode, Hello, Key, MutableRecord, Record, Request, Response, FEATURE_KAD, PROTOCOL_VERSION,
 };
 
 const LOCAL: NodeId = NodeId::from_bytes([0x80; 32]);
@@ -388,4 +388,108 @@ fn payload_encodings_match_the_store_spec_vectors() {
         "00",                                                               // subnet: None
     );
     assert_eq!(hex(&encoded), expected);
+}
+
+// ---- The cold tier ----
+
+/// A persisting DHT whose hot tier holds nothing once written.
+fn all_cold() -> Dht {
+    let mut config = persisting_config();
+    config.store.hot_max_bytes = 0;
+    config.store.pin_writes = true;
+    Dht::new(LOCAL, config)
+}
+
+/// Stores `record` from peer 1 and completes its write; the payload written.
+fn stored_and_written(d: &mut Dht, now: Instant, record: Record) -> Vec<u8> {
+    store_from(d, now, 1, record, 1);
+    let [(job, Job::Persist(entries))] = &writes(&drain(d))[..] else { panic!() };
+    let payload = entries[0].payload.clone();
+    d.handle_job_done(now, *job, Some(JobResult::Persisted(Ok(()))));
+    drain(d);
+    payload
+}
+
+fn find_value(d: &mut Dht, now: Instant, n: u8, key: Key, ticket: u64) -> Option<Response> {
+    let h = hello(n);
+    let peer = Peer { id: id(n), addr: addr(n), direction: Direction::Outbound, hello: &h };
+    d.handle_peer_up(now, &peer);
+    d.handle_request(now, &peer, Request::FindValue { key }, ReplyTicket(ticket))
+}
+
+fn reads(out: &[DhtAction]) -> Vec<JobKey> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Job { key, job: Job::Read(PersistKind::Record, _, _) } => Some(*key),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_cold_value_is_read_back_once_for_every_peer_waiting_on_it() {
+    let t0 = Instant::now();
+    let mut d = all_cold();
+    let record = Record::Immutable { value: vec![7; 64].into() };
+    let key = record.key();
+    let payload = stored_and_written(&mut d, t0, record.clone());
+    assert!(d.store().get(t0, &key).unwrap().cold);
+
+    assert_eq!(find_value(&mut d, t0, 2, key, 10), None, "answered once read");
+    assert_eq!(find_value(&mut d, t0, 3, key, 11), None);
+    let out = drain(&mut d);
+    let [read] = reads(&out)[..] else { panic!("one read for both: {out:?}") };
+    d.handle_job_done(t0, read, Some(JobResult::Read(Ok(Some(payload)))));
+    let answered = responses(&drain(&mut d));
+    assert_eq!(answered.len(), 2);
+    for (_, response) in answered {
+        let Response::Value { record: Some(r), .. } = response else { panic!("{response:?}") };
+        assert_eq!(r, record);
+    }
+    let s = d.stats();
+    assert_eq!((s.values_served_cold, s.cold_reads, s.cold_reads_failed), (2, 1, 0));
+}
+
+#[test]
+fn a_cold_read_that_fails_answers_without_the_value_and_changes_nothing() {
+    let t0 = Instant::now();
+    let mut d = all_cold();
+    let record = Record::Immutable { value: vec![7; 64].into() };
+    let key = record.key();
+    stored_and_written(&mut d, t0, record);
+    find_value(&mut d, t0, 2, key, 10);
+    let [read] = reads(&drain(&mut d))[..] else { panic!() };
+    d.handle_job_done(t0, read, Some(JobResult::Read(Err(PersistError::Io))));
+    let [(ReplyTicket(10), Response::Value { record: None, .. })] = &responses(&drain(&mut d))[..]
+    else {
+        panic!()
+    };
+    // Still held, still cold; a bad payload is refused the same way.
+    assert!(d.store().get(t0, &key).unwrap().cold);
+    find_value(&mut d, t0, 2, key, 11);
+    let [read] = reads(&drain(&mut d))[..] else { panic!() };
+    d.handle_job_done(t0, read, Some(JobResult::Read(Ok(Some(vec![0xff; 9])))));
+    let [(_, Response::Value { record: None, .. })] = &responses(&drain(&mut d))[..] else {
+        panic!()
+    };
+    assert_eq!(d.stats().cold_reads_failed, 2);
+}
+
+#[test]
+fn our_own_get_of_a_cold_record_reads_it_back_and_answers_locally() {
+    let t0 = Instant::now();
+    let mut d = all_cold();
+    let record = Record::Immutable { value: vec![9; 64].into() };
+    let key = record.key();
+    let payload = stored_and_written(&mut d, t0, record.clone());
+    d.handle_command(t0, CommandId(4), DhtCommand::Get { key });
+    let out = drain(&mut d);
+    let [read] = reads(&out)[..] else { panic!("{out:?}") };
+    d.handle_job_done(t0, read, Some(JobResult::Read(Ok(Some(payload)))));
+    let out = drain(&mut d);
+    let [Action::Reply { reply: DhtReply::Get(Ok(found)), .. }] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert!(found.local);
+    assert_eq!(found.record, record);
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::cold::ReadWaiter;
 use super::dht::{
     secs, Dht, DhtError, DhtReply, FoundPeers, FoundProviders, FoundRecord, Published, Purpose,
     Timer,
@@ -94,12 +95,28 @@ pub(super) struct Storing {
 
 impl Dht {
     pub(super) fn get(&mut self, now: Instant, command: CommandId, key: Key) {
+        if self.is_cold(now, &key) {
+            // Ours, but in the log only: read it back first (then this runs again).
+            return self.read_cold(key, ReadWaiter::Get { command });
+        }
         let held = self.store.get(now, &key).map(|s| s.record.clone());
         if held.is_some() {
             self.stats.get_store_hits += 1;
         }
         // Ours, else a copy an earlier GET fetched: an immutable one is the answer.
         let local = held.or_else(|| self.cache.get(now, &key));
+        self.get_from(now, command, key, local);
+    }
+
+    /// A GET of `key` given the copy we have (`local`): an immutable one is the answer, a
+    /// mutable one seeds the lookup.
+    pub(super) fn get_from(
+        &mut self,
+        now: Instant,
+        command: CommandId,
+        key: Key,
+        local: Option<Record>,
+    ) {
         if let Some(record @ Record::Immutable { .. }) = local {
             let found = FoundRecord { record, local: true, stats: LookupStats::default() };
             let kind = &mut self.stats.queries[Goal::Get { key }.kind()];

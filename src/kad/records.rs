@@ -22,9 +22,11 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use crate::bytes::ByteBuf;
 use crate::identity::NodeId;
 use crate::wire::messages::{
-    ErrorCode, Key, PeerInfo, Record, MAX_ADDRS_PER_PEER, MAX_SALT_BYTES, MAX_VALUE_BYTES,
+    ErrorCode, Key, MutableRecord, PeerInfo, Record, MAX_ADDRS_PER_PEER, MAX_SALT_BYTES,
+    MAX_VALUE_BYTES,
 };
 
 /// Why a record or provider announcement was refused. Each variant maps to one wire
@@ -295,6 +297,17 @@ pub fn best<'a>(records: impl IntoIterator<Item = &'a Record>) -> Option<&'a Rec
         (Some(Record::Mutable(b)), Record::Mutable(c)) if c.seq > b.seq => Some(candidate),
         (Some(b), _) => Some(b),
     })
+}
+
+/// `record` with an empty value: what a holder keeps of a record whose value went cold
+/// (everything else, signature included, stays, so the record's identity can be checked).
+pub fn without_value(record: &Record) -> Record {
+    match record {
+        Record::Immutable { .. } => Record::Immutable { value: ByteBuf::default() },
+        Record::Mutable(m) => {
+            Record::Mutable(MutableRecord { value: ByteBuf::default(), ..m.clone() })
+        }
+    }
 }
 
 /// Bytes of the record's value.

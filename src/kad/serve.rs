@@ -14,6 +14,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use super::cold::ReadWaiter;
 use super::dht::Dht;
 use super::memstore::{Origin, RecordStore};
 use super::persist::Waiter;
@@ -127,6 +128,18 @@ impl Dht {
             }
             other => other,
         };
+        if let Request::FindValue { key } = &request {
+            if self.is_cold(now, key) {
+                self.stats.values_served_cold += 1;
+                let closer = self.closer_to(from, key);
+                self.read_cold(*key, ReadWaiter::Peer { ticket, closer });
+                return None; // answered once read back
+            }
+            if self.store.get(now, key).is_some() {
+                self.stats.values_served_hot += 1;
+                self.store.touch(key);
+            }
+        }
         let k = self.config.lookup.k;
         let net = Subnet::of(&peer.addr);
         // The version held before a STORE, put back if the new one does not reach the disk.
@@ -184,7 +197,8 @@ impl Dht {
                     Err(e) => self.rejected(e),
                 }
             }
-            Some(JobResult::Persisted(_)) => return, // not a verification: never deferred
+            // Not a verification: never deferred.
+            Some(JobResult::Persisted(_) | JobResult::Read(_)) => return,
             Some(JobResult::RecordVerified(false)) => {
                 self.count_forgery(now, d.from);
                 self.rejected(RecordError::BadSignature)

@@ -44,6 +44,8 @@ pub enum Job {
     Persist(Vec<PersistEntry>),
     /// Delete entries from the log (tombstones); nobody waits on the answer.
     Forget(Vec<(PersistKind, [u8; 32], [u8; 32])>),
+    /// Read an entry's payload back from the log (a cold value).
+    Read(PersistKind, [u8; 32], [u8; 32]),
     /// Drop expired entries from the log's index and compact it if its garbage ratio says
     /// so (live entries rewritten to a new file; reads and appends go on meanwhile).
     Housekeep,
@@ -87,12 +89,14 @@ pub enum PersistError {
 }
 
 /// What a job found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobResult {
     /// Whether the record's signature verified.
     RecordVerified(bool),
     /// Whether the entries reached the log.
     Persisted(Result<(), PersistError>),
+    /// The payload read back, if the log holds the entry.
+    Read(Result<Option<Vec<u8>>, PersistError>),
 }
 
 /// Runs `job`, writing to `log` if it is a log job. Without a log, a write succeeds at once.
@@ -117,6 +121,13 @@ pub fn run(job: Job, log: Option<&store::Log>) -> JobResult {
                 }
             }
             JobResult::Persisted(result)
+        }
+        Job::Read(kind, key, sub) => {
+            let Some(log) = log else { return JobResult::Read(Ok(None)) };
+            let id = store::EntryKey { kind: store_kind(kind), key, sub };
+            JobResult::Read(
+                log.get(&id).map(|e| e.map(|e| e.payload)).map_err(|_| PersistError::Io),
+            )
         }
         Job::Housekeep => {
             let Some(log) = log else { return JobResult::Persisted(Ok(())) };
