@@ -51,7 +51,7 @@ pub const DEFAULT_BUFFER_POOL_BYTES: usize = 4 << 20;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Default of `Config::sync_batch_interval`.
-pub const DEFAULT_SYNC_BATCH_INTERVAL: Duration = Duration::from_millis(2);
+pub const DEFAULT_SYNC_BATCH_INTERVAL: Duration = Duration::ZERO;
 /// Default of `Config::store_max_bytes`: twice the store's value cap, room for compaction.
 pub const DEFAULT_STORE_MAX_BYTES: u64 = 256 << 20;
 /// Default of `Config::store_hot_bytes`: an eighth of the store's 64 MiB cap.
@@ -130,7 +130,9 @@ pub struct Config {
     /// the process), `Batch` (also one fdatasync per batch: survives power loss; the
     /// default), `Always` (an fdatasync per write).
     pub sync: crate::store::SyncMode,
-    /// Longest a batch waits for its fdatasync with `sync = batch`.
+    /// With `sync = batch`, the least time between two fdatasyncs. 0 (the default): a sync
+    /// starts as soon as the last one ends, and every write that arrived meanwhile shares it
+    /// (a lone writer pays one sync, not the interval).
     pub sync_batch_interval: Duration,
     /// Cap on the log file; beyond it writes are refused `StorageFull`.
     pub store_max_bytes: u64,

@@ -211,7 +211,7 @@ pub struct LogStats {
 }
 
 /// Default [`LogConfig::batch_interval`].
-pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(2);
+pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::ZERO;
 /// Default [`LogConfig::max_bytes`]: 1 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 /// Default [`LogConfig::compact_garbage_ratio`].
