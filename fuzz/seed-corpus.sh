@@ -107,5 +107,22 @@ for kind in ("valid", "invalid"):
         put(f"{kind}-{path.stem}", whole, max_sel=max_sel)
         seeded += 1
 
+# store_recovery: the whole-file vectors of proto-spec/store.md §6 (```hex blocks; `#`
+# comments and spaces are not bytes), plus an empty file.
+store_dir = corpus / "store_recovery"
+store_dir.mkdir(parents=True, exist_ok=True)
+(store_dir / "empty").write_bytes(b"")
+store_md = vectors.parent / "store.md"
+if store_md.is_file():
+    blocks = store_md.read_text().split("```hex")[1:]
+    for n, block in enumerate(blocks):
+        text = block.split("```")[0]
+        hexdigits = "".join(line.split("#")[0] for line in text.splitlines()).replace(" ", "")
+        try:
+            (store_dir / f"store-md-{n}").write_bytes(bytes.fromhex(hexdigits))
+            seeded += 1
+        except ValueError as e:
+            print(f"seed-corpus: skipping store.md block {n}: {e}", file=sys.stderr)
+
 print(f"seed-corpus: {seeded} vectors from {vectors}, plus hand-made seeds, in {corpus}")
 PY

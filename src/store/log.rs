@@ -24,12 +24,14 @@ use std::time::Instant;
 use super::entry::{self, HEADER_BYTES, MAX_PAYLOAD_BYTES};
 use super::recovery::{self, is_expired, Index, Slot};
 use super::{Entry, EntryKey, Kind, LogConfig, LogStats, Recovery, StoreError, SyncMode};
-use super::{LOG_FILE, TMP_FILE};
+use super::{LOCK_FILE, LOG_FILE, TMP_FILE};
 
 /// The append-only log of one node's data directory. Share it as `Arc<Log>`: every method
 /// takes `&self` and is safe to call from any thread.
 #[derive(Debug)]
 pub struct Log {
+    /// `DIR/LOCK`, locked for as long as the log is open.
+    _lock: fs::File,
     pub(super) cfg: LogConfig,
     pub(super) inner: Mutex<Inner>,
     sync: Mutex<SyncState>,
@@ -87,6 +89,20 @@ impl Log {
     /// stretch inside is compacted at once.
     pub fn open(cfg: LogConfig, now_ms: u64) -> Result<(Log, Recovery), StoreError> {
         fs::create_dir_all(&cfg.dir)?;
+        // One process per directory: two writers would interleave appends and each compact
+        // the other's entries away. A lock file, not the log itself, since compaction
+        // renames a new file over the log. The kernel drops the lock when the process dies.
+        let lock = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(cfg.dir.join(LOCK_FILE))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Locked),
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
         let file = open_rw(&cfg.dir.join(LOG_FILE), false)?;
         let scanned = recovery::recover(&file, now_ms, cfg.max_entries)?;
         match fs::remove_file(cfg.dir.join(TMP_FILE)) {
@@ -107,6 +123,7 @@ impl Log {
             fail_next_write: None,
         };
         let log = Log {
+            _lock: lock,
             cfg,
             inner: Mutex::new(inner),
             sync: Mutex::new(SyncState::default()),

@@ -784,3 +784,17 @@ fn spec_vectors_match_byte_for_byte_and_open_as_specified() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused_while_the_first_holds_it() {
+    let dir = TempDir::new("lock");
+    let (first, _) = open(dir.cfg());
+    let second = Log::open(dir.cfg(), 0);
+    assert!(matches!(second, Err(StoreError::Locked)), "{:?}", second.err());
+    // Released with the first (and by the kernel if its process dies).
+    drop(first);
+    let (again, _) = open(dir.cfg());
+    // Compaction renames a new log over the old one: the lock is on LOCK, so it holds.
+    again.compact(0).unwrap();
+    assert!(matches!(Log::open(dir.cfg(), 0), Err(StoreError::Locked)));
+}

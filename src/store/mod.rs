@@ -135,6 +135,8 @@ pub enum StoreError {
     BadMagic,
     /// `records.log` has a version byte this code does not know; left untouched.
     UnsupportedVersion(u8),
+    /// Another process has this directory's log open (its `LOCK` file is locked).
+    Locked,
 }
 
 impl fmt::Display for StoreError {
@@ -146,6 +148,9 @@ impl fmt::Display for StoreError {
             StoreError::TooLarge => f.write_str("log entry payload too large"),
             StoreError::BadMagic => f.write_str("not a petrel log (bad magic)"),
             StoreError::UnsupportedVersion(v) => write!(f, "unsupported log version {v}"),
+            StoreError::Locked => {
+                f.write_str("another process has this data directory's log open (LOCK)")
+            }
         }
     }
 }
@@ -225,6 +230,8 @@ pub const DEFAULT_MAX_ENTRIES: usize = 1 << 20;
 pub const LOG_FILE: &str = "records.log";
 /// Where compaction writes the new file before renaming it over [`LOG_FILE`].
 pub const TMP_FILE: &str = "records.log.tmp";
+/// The file locked by the process that has the log open.
+pub const LOCK_FILE: &str = "LOCK";
 
 /// "No space left on device", the same number on Linux and the BSDs.
 const ENOSPC: i32 = 28;
