@@ -60,11 +60,14 @@ pub struct DhtOptions {
     pub concurrency: usize,
     /// Print one JSON object on stdout.
     pub json: bool,
+    /// Give node i the data directory `DIR/node-i` (`--persist DIR`): every STORE is
+    /// answered once written to its log (sync = batch); the directory is emptied first.
+    pub persist: Option<std::path::PathBuf>,
 }
 
 impl DhtOptions {
     /// Parses `--nodes N --records R --value-size B --seed S [--degree D] [--concurrency C]
-    /// [--json]`; defaults 100, 200, 256, 1, 3, 1 (one call at a time: latencies without
+    /// [--persist DIR] [--json]`; defaults 100, 200, 256, 1, 3, 1 (one call at a time: latencies without
     /// queueing; raise `--concurrency` to load the nodes).
     pub fn parse(args: &[String]) -> Result<DhtOptions, String> {
         let opts = DhtOptions {
@@ -75,6 +78,7 @@ impl DhtOptions {
             degree: parse_flag(args, "--degree")?.unwrap_or(3),
             concurrency: parse_flag(args, "--concurrency")?.unwrap_or(1),
             json: switch(args, "--json"),
+            persist: crate::cli::flag(args, "--persist")?.map(std::path::PathBuf::from),
         };
         if !(2..=2000).contains(&opts.nodes) {
             return Err("--nodes must be 2..=2000".into());
@@ -327,6 +331,9 @@ fn start_nodes(opts: &DhtOptions, rng: &mut Rng) -> Result<Vec<Node>, String> {
         ..LimiterConfig::DEFAULT
     };
     let (limits, _) = fleet::limits(opts.nodes)?;
+    if let Some(dir) = &opts.persist {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     (0..opts.nodes)
         .map(|i| {
             let config = Config {
@@ -334,6 +341,7 @@ fn start_nodes(opts: &DhtOptions, rng: &mut Rng) -> Result<Vec<Node>, String> {
                 rng_seed: Some(rng.next_u64()),
                 limiter: limiter.clone(),
                 limits,
+                data_dir: opts.persist.as_ref().map(|d| d.join(format!("node-{i}"))),
                 ..Config::default()
             };
             Node::start(config).map_err(|e| format!("node {i}: {e}"))
@@ -430,6 +438,7 @@ impl DhtReport {
         let o = &self.opts;
         format!(
             "{{\"bench\":\"dht\",\"nodes\":{},\"records\":{},\"value_size\":{},\"seed\":{},\
+             \"persist\":{},\
              \"degree\":{},\"concurrency\":{},\"bootstrap_s\":{:.3},\"bootstrap_failures\":{},\
              \"put_success_fraction\":{:.4},\"get_success_fraction\":{:.4},\
              \"put_latency_ms\":{},\"get_latency_ms\":{},\"put_rpcs_mean\":{:.2},\
@@ -440,6 +449,7 @@ impl DhtReport {
             o.records,
             o.value_size,
             o.seed,
+            o.persist.is_some(),
             o.degree,
             o.concurrency,
             self.bootstrap_s,
