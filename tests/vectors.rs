@@ -567,7 +567,7 @@ fn expand(json: Value) -> Result<Value, String> {
             let mut out = Vec::with_capacity(items.len());
             for item in items {
                 match item.as_object().map(run).transpose()?.flatten() {
-                    Some((x, n)) => out.extend(std::iter::repeat(expand(x.clone())?).take(n)),
+                    Some((x, n)) => out.extend(std::iter::repeat_n(expand(x.clone())?, n)),
                     None => out.push(expand(item)?),
                 }
             }
@@ -2636,7 +2636,7 @@ fn compact(json: Json) -> Json {
                 if count >= RUN_MIN_ELEMENTS {
                     out.push(Json::run(item, count));
                 } else {
-                    out.extend(std::iter::repeat(item).take(count));
+                    out.extend(std::iter::repeat_n(item, count));
                 }
             }
             Json::Arr(out)

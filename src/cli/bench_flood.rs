@@ -583,7 +583,7 @@ fn attacker(shared: &Shared, index: usize) -> Tally {
 /// One connection of attacker `index`, from connect to its end.
 fn connection(shared: &Shared, index: usize, rng: &mut Rng, tally: &mut Tally) -> End {
     // Garbage alternates between after-TLS and instead-of-TLS, the attackers out of step.
-    if shared.attack == Attack::Garbage && (tally.connections + index as u64) % 2 == 0 {
+    if shared.attack == Attack::Garbage && (tally.connections + index as u64).is_multiple_of(2) {
         return garbage_without_tls(shared, rng, tally);
     }
     let fresh;

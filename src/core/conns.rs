@@ -804,7 +804,7 @@ impl ConnectionTable {
             }
             if c.direction == direction {
                 same += 1;
-            } else if opposite.map_or(true, |o| id < o) {
+            } else if opposite.is_none_or(|o| id < o) {
                 opposite = Some(id);
             }
         }

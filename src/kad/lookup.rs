@@ -455,7 +455,7 @@ impl Lookup {
     /// deadline into `Failed`; then re-evaluates termination.
     fn apply_deadlines(&mut self, now: Instant) {
         self.last_now = self.last_now.max(now);
-        if self.is_finished() || self.due_at.map_or(true, |due| now < due) {
+        if self.is_finished() || self.due_at.is_none_or(|due| now < due) {
             return;
         }
         let mut next_due: Option<Instant> = None;

@@ -425,7 +425,7 @@ impl Sim {
             if done(self) {
                 return true;
             }
-            if !self.queue.peek_time().is_some_and(|at| at <= max) {
+            if self.queue.peek_time().is_none_or(|at| at > max) {
                 break;
             }
             self.step();
@@ -687,7 +687,7 @@ impl Sim {
         if fired && at <= now {
             at = now.saturating_add(TIMER_RETRY);
         }
-        if at <= MAX_VIRTUAL_TIME && node.timer_at.map_or(true, |t| at < t) {
+        if at <= MAX_VIRTUAL_TIME && node.timer_at.is_none_or(|t| at < t) {
             node.timer_at = Some(at);
             self.queue.push(at, SimEvent::Timer { node: idx });
         }
@@ -698,7 +698,7 @@ impl Sim {
         let Some(node) = self.nodes.get_mut(idx.0) else { return };
         let is_flood =
             matches!(&node.role, Role::Adversary(a) if matches!(a.kind(), NodeKind::Flood { .. }));
-        let due = at <= MAX_VIRTUAL_TIME && node.timer_at.map_or(true, |t| at < t);
+        let due = at <= MAX_VIRTUAL_TIME && node.timer_at.is_none_or(|t| at < t);
         if is_flood && node.alive && due {
             node.timer_at = Some(at);
             self.queue.push(at, SimEvent::Timer { node: idx });
