@@ -23,7 +23,7 @@ commands:
   bench transport [--handshakes N] [--frames-mib M] [--json]
                                           TLS handshake rate and framed throughput on loopback
   bench dht [--nodes N] [--records R] [--value-size B] [--seed S] [--degree D]
-      [--concurrency C] [--persist DIR] [--json]
+      [--concurrency C] [--persist DIR [--sync MODE]] [--json]
                                           N nodes on loopback: bootstrap, PUT and GET over TLS
   bench flood --attack find-value|find-node|store|no-read|oversized|garbage|many-ids
       [--attackers A] [--seconds T] [--json]

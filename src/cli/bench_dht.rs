@@ -63,11 +63,13 @@ pub struct DhtOptions {
     /// Give node i the data directory `DIR/node-i` (`--persist DIR`): every STORE is
     /// answered once written to its log (sync = batch); the directory is emptied first.
     pub persist: Option<std::path::PathBuf>,
+    /// With `--persist`: the durability mode (`--sync none|batch|always`, default batch).
+    pub sync: crate::store::SyncMode,
 }
 
 impl DhtOptions {
     /// Parses `--nodes N --records R --value-size B --seed S [--degree D] [--concurrency C]
-    /// [--persist DIR] [--json]`; defaults 100, 200, 256, 1, 3, 1 (one call at a time: latencies without
+    /// [--persist DIR [--sync MODE]] [--json]`; defaults 100, 200, 256, 1, 3, 1 (one call at a time: latencies without
     /// queueing; raise `--concurrency` to load the nodes).
     pub fn parse(args: &[String]) -> Result<DhtOptions, String> {
         let opts = DhtOptions {
@@ -79,6 +81,12 @@ impl DhtOptions {
             concurrency: parse_flag(args, "--concurrency")?.unwrap_or(1),
             json: switch(args, "--json"),
             persist: crate::cli::flag(args, "--persist")?.map(std::path::PathBuf::from),
+            sync: match crate::cli::flag(args, "--sync")? {
+                None | Some("batch") => crate::store::SyncMode::Batch,
+                Some("none") => crate::store::SyncMode::None,
+                Some("always") => crate::store::SyncMode::Always,
+                Some(other) => return Err(format!("--sync {other:?}: one of none, batch, always")),
+            },
         };
         if !(2..=2000).contains(&opts.nodes) {
             return Err("--nodes must be 2..=2000".into());
@@ -342,6 +350,7 @@ fn start_nodes(opts: &DhtOptions, rng: &mut Rng) -> Result<Vec<Node>, String> {
                 limiter: limiter.clone(),
                 limits,
                 data_dir: opts.persist.as_ref().map(|d| d.join(format!("node-{i}"))),
+                sync: opts.sync,
                 ..Config::default()
             };
             Node::start(config).map_err(|e| format!("node {i}: {e}"))
