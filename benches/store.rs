@@ -96,14 +96,15 @@ fn append(c: &mut Criterion) {
     g.bench_function("batch_8_threads", |b| {
         b.iter_custom(|iters| appends(SyncMode::Batch, 8, iters))
     });
-    // batch_interval = 0: classic group commit, the leader syncs at once and whoever
-    // arrives meanwhile waits for the next sync.
-    let zero = Duration::ZERO;
-    g.bench_function("batch0_1_thread", |b| {
-        b.iter_custom(|n| appends_with(SyncMode::Batch, zero, 1, n))
+    // The default batch_interval is 0 (classic group commit: the leader syncs at once and
+    // whoever arrives meanwhile waits for the next sync); 2 ms was the first default, kept
+    // here to show why it changed.
+    let two_ms = Duration::from_millis(2);
+    g.bench_function("batch2ms_1_thread", |b| {
+        b.iter_custom(|n| appends_with(SyncMode::Batch, two_ms, 1, n))
     });
-    g.bench_function("batch0_8_threads", |b| {
-        b.iter_custom(|n| appends_with(SyncMode::Batch, zero, 8, n))
+    g.bench_function("batch2ms_8_threads", |b| {
+        b.iter_custom(|n| appends_with(SyncMode::Batch, two_ms, 8, n))
     });
     g.bench_function("always_8_threads", |b| {
         b.iter_custom(|iters| appends(SyncMode::Always, 8, iters))
