@@ -37,6 +37,10 @@ use crate::wire::messages::{
     Key, PeerInfo, Record, MAX_ADDRS_PER_PEER, MAX_PEERS_PER_RESPONSE, MAX_VALUE_BYTES,
 };
 
+/// Evicted keys kept for [`MemoryStore::take_evicted`] at most (the DHT takes them after
+/// every put, so this is only a backstop).
+const MAX_EVICTED_UNTAKEN: usize = 1024;
+
 /// Limits of a store. Every field is a hard cap; see the module doc for what counts.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct StoreConfig {
@@ -340,6 +344,9 @@ pub struct MemoryStore {
     provider_count: usize,
     /// The values in memory, in recency order.
     hot: super::hot::HotSet,
+    /// Keys evicted for nearer ones since the last [`MemoryStore::take_evicted`] (kept only
+    /// when the records are in a log, which must forget them too).
+    evicted: Vec<Key>,
     stats: StoreStats,
 }
 
@@ -360,6 +367,7 @@ impl MemoryStore {
             provider_usage: BTreeMap::new(),
             provider_count: 0,
             hot: super::hot::HotSet::default(),
+            evicted: Vec::new(),
             stats: StoreStats::default(),
         }
     }
@@ -435,6 +443,9 @@ impl MemoryStore {
         for far in evict {
             self.detach(&far);
             self.stats.evicted_far += 1;
+            if self.config.pin_writes && self.evicted.len() < MAX_EVICTED_UNTAKEN {
+                self.evicted.push(far);
+            }
         }
 
         // Validation passed: from here on nothing fails.
@@ -622,6 +633,11 @@ impl MemoryStore {
         for (stamp, key) in pinned {
             self.hot.restore(stamp, key);
         }
+    }
+
+    /// The keys evicted for nearer ones since the last call (with `pin_writes`).
+    pub fn take_evicted(&mut self) -> Vec<Key> {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Marks one log write of the record under `key` done: once none is left it may go cold.

@@ -188,6 +188,7 @@ impl Dht {
             seq: seq_of(&held.record),
             ttl: Some(held.expires_at.saturating_duration_since(now)),
             payload,
+            forget: false,
         };
         if let Waiter::Local { key } = &waiter {
             *self.persistence.local_pending.entry(*key).or_default() += 1;
@@ -217,6 +218,7 @@ impl Dht {
             seq: 0,
             ttl: Some(ttl.min(self.config.store.max_provider_ttl)),
             payload: encode(&ProviderPayload { provider, subnet }),
+            forget: false,
         };
         self.submit(vec![entry], Write { waiter, undo: None });
     }
@@ -253,6 +255,29 @@ impl Dht {
         let key = JobKey(self.next_job);
         self.next_job += 1;
         key
+    }
+
+    /// Deletes from the log the records the store evicted to make room (nearer keys came):
+    /// left there, a restart would bring them back. Nobody waits; the deletes go in the
+    /// write queue, so one cannot overtake a later write of the same key.
+    pub(super) fn forget_evicted(&mut self) {
+        let evicted = self.store.take_evicted();
+        if evicted.is_empty() || !self.persisting() {
+            return;
+        }
+        let entries = evicted
+            .into_iter()
+            .map(|key| PersistEntry {
+                kind: PersistKind::Record,
+                key: *key.as_bytes(),
+                sub: [0; 32],
+                seq: 0,
+                ttl: None,
+                payload: Vec::new(),
+                forget: true,
+            })
+            .collect();
+        self.submit(entries, Write { waiter: Waiter::Nobody, undo: None });
     }
 
     /// Whether job `key` is one of ours (then it is handled).
@@ -386,6 +411,7 @@ impl Dht {
                 seq: 0,
                 ttl: Some(PEER_RETENTION),
                 payload: encode(&e.peer),
+                forget: false,
             })
             .collect();
         self.stats.routing_saves += 1;
@@ -420,6 +446,7 @@ impl Dht {
             .put_verified(now, origin, p.record.clone(), ttl, None)
             .map_err(RestoreError::Refused)?;
         self.store.written(&key); // it is in the log: it may go cold
+        self.forget_evicted();
         if p.originated {
             self.remember_originated(now, key, p.record);
         }

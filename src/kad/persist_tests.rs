@@ -493,3 +493,38 @@ fn our_own_get_of_a_cold_record_reads_it_back_and_answers_locally() {
     assert!(found.local);
     assert_eq!(found.record, record);
 }
+
+#[test]
+fn a_record_evicted_for_a_nearer_one_is_deleted_from_the_log_too() {
+    let t0 = Instant::now();
+    let mut config = persisting_config();
+    config.store.max_records = 1;
+    config.store.pin_writes = true;
+    let mut d = Dht::new(LOCAL, config);
+    // Two records, the first farther from our id than the second.
+    let mut records: Vec<Record> =
+        (0..2u8).map(|n| Record::Immutable { value: vec![n; 8].into() }).collect();
+    records.sort_by_key(|r| std::cmp::Reverse(r.key().distance(&LOCAL)));
+    let (far, near) = (records[0].clone(), records[1].clone());
+    stored_and_written_from(&mut d, t0, 1, far.clone());
+    store_from(&mut d, t0, 2, near.clone(), 2);
+    // The delete goes first, then the new record: one write job at a time, in order.
+    let out = drain(&mut d);
+    let [(job, Job::Persist(entries))] = &writes(&out)[..] else { panic!("{out:?}") };
+    let ops: Vec<([u8; 32], bool)> = entries.iter().map(|e| (e.key, e.forget)).collect();
+    assert_eq!(ops, vec![(*far.key().as_bytes(), true)]);
+    d.handle_job_done(t0, *job, Some(JobResult::Persisted(Ok(()))));
+    let out = drain(&mut d);
+    let [(_, Job::Persist(entries))] = &writes(&out)[..] else { panic!("{out:?}") };
+    let ops: Vec<([u8; 32], bool)> = entries.iter().map(|e| (e.key, e.forget)).collect();
+    assert_eq!(ops, vec![(*near.key().as_bytes(), false)]);
+    assert!(d.store().get(t0, &far.key()).is_none());
+}
+
+/// Stores `record` from peer `n` and completes its write.
+fn stored_and_written_from(d: &mut Dht, now: Instant, n: u8, record: Record) {
+    store_from(d, now, n, record, 100 + u64::from(n));
+    let [(job, _)] = &writes(&drain(d))[..] else { panic!() };
+    d.handle_job_done(now, *job, Some(JobResult::Persisted(Ok(()))));
+    drain(d);
+}

@@ -152,6 +152,7 @@ impl Dht {
         let store = &mut self.store;
         let (response, served) = answer(now, from, net, request, &self.routing, store, k);
         self.stats.requests_served += 1;
+        self.forget_evicted();
         match served {
             Served::Rejected(e) => {
                 *self.stats.rejections.entry(e.name()).or_default() += 1;
@@ -186,7 +187,9 @@ impl Dht {
                     (Some(key), true) => self.store.get(now, &key).cloned(),
                     _ => None,
                 };
-                match self.store.put_verified(now, origin, d.record, ttl, d.expected_seq) {
+                let put = self.store.put_verified(now, origin, d.record, ttl, d.expected_seq);
+                self.forget_evicted();
+                match put {
                     Ok((key, _)) if self.persisting() => {
                         let waiter = Waiter::Peer { ticket: d.ticket, response: Response::Stored };
                         // Answered when written (or refused at once, as an output).

@@ -39,11 +39,9 @@ pub struct JobKey(pub u64);
 pub enum Job {
     /// Verify a mutable record's Ed25519 signature (boxed: the record holds its value).
     VerifyRecord(Box<MutableRecord>),
-    /// Append entries to the log; done once `write` returned (and, with `sync = batch` or
-    /// `always`, once an fdatasync covered them).
+    /// Append entries to the log, in order; done once `write` returned (and, with `sync =
+    /// batch` or `always`, once an fdatasync covered them).
     Persist(Vec<PersistEntry>),
-    /// Delete entries from the log (tombstones); nobody waits on the answer.
-    Forget(Vec<(PersistKind, [u8; 32], [u8; 32])>),
     /// Read an entry's payload back from the log (a cold value).
     Read(PersistKind, [u8; 32], [u8; 32]),
     /// Drop expired entries from the log's index and compact it if its garbage ratio says
@@ -77,6 +75,9 @@ pub struct PersistEntry {
     pub ttl: Option<Duration>,
     /// The encoded entry (`kad::persist`).
     pub payload: Vec<u8>,
+    /// Delete the entry under `(kind, key, sub)` instead (a tombstone); `seq`, `ttl` and
+    /// `payload` are unused. In the same queue as the writes, so it cannot overtake one.
+    pub forget: bool,
 }
 
 /// Why a write to the log failed.
@@ -105,22 +106,7 @@ pub fn run(job: Job, log: Option<&store::Log>) -> JobResult {
         Job::VerifyRecord(record) => JobResult::RecordVerified(record.verify()),
         Job::Persist(entries) => {
             let Some(log) = log else { return JobResult::Persisted(Ok(())) };
-            let now = unix_ms();
-            let entries: Vec<store::Entry> = entries.into_iter().map(|e| entry(e, now)).collect();
-            JobResult::Persisted(log.append(&entries).map_err(|e| match e {
-                store::StoreError::Full => PersistError::Full,
-                _ => PersistError::Io,
-            }))
-        }
-        Job::Forget(ids) => {
-            let Some(log) = log else { return JobResult::Persisted(Ok(())) };
-            let mut result = Ok(());
-            for (kind, key, sub) in ids {
-                if log.remove(&store::EntryKey { kind: store_kind(kind), key, sub }).is_err() {
-                    result = Err(PersistError::Io);
-                }
-            }
-            JobResult::Persisted(result)
+            JobResult::Persisted(persist(log, entries))
         }
         Job::Read(kind, key, sub) => {
             let Some(log) = log else { return JobResult::Read(Ok(None)) };
@@ -139,6 +125,31 @@ pub fn run(job: Job, log: Option<&store::Log>) -> JobResult {
             JobResult::Persisted(Ok(()))
         }
     }
+}
+
+/// Appends `entries` in order: runs of writes as one append each, a forget as a tombstone.
+fn persist(log: &store::Log, entries: Vec<PersistEntry>) -> Result<(), PersistError> {
+    let error = |e: store::StoreError| match e {
+        store::StoreError::Full => PersistError::Full,
+        _ => PersistError::Io,
+    };
+    let now = unix_ms();
+    let mut run = Vec::new();
+    for e in entries {
+        if !e.forget {
+            run.push(entry(e, now));
+            continue;
+        }
+        if !run.is_empty() {
+            log.append(&std::mem::take(&mut run)).map_err(error)?;
+        }
+        log.remove(&store::EntryKey { kind: store_kind(e.kind), key: e.key, sub: e.sub })
+            .map_err(error)?;
+    }
+    if run.is_empty() {
+        return Ok(());
+    }
+    log.append(&run).map_err(error)
 }
 
 /// Milliseconds since the Unix epoch, by the wall clock (0 before 1970).
@@ -187,5 +198,35 @@ mod tests {
             run(Job::VerifyRecord(Box::new(forged)), None),
             JobResult::RecordVerified(false)
         );
+    }
+
+    #[test]
+    fn a_persist_job_writes_and_forgets_in_order_on_a_real_log() {
+        let dir = std::env::temp_dir().join(format!("petrel-jobs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (log, _) = store::Log::open(store::LogConfig::new(&dir), unix_ms()).unwrap();
+        let entry = |key: u8, forget: bool| PersistEntry {
+            kind: PersistKind::Record,
+            key: [key; 32],
+            sub: [0; 32],
+            seq: 1,
+            ttl: Some(Duration::from_secs(60)),
+            payload: vec![key; 4],
+            forget,
+        };
+        // 1 written then forgotten, 2 forgotten (never there) then written.
+        let job =
+            Job::Persist(vec![entry(1, false), entry(1, true), entry(2, true), entry(2, false)]);
+        assert_eq!(run(job, Some(&log)), JobResult::Persisted(Ok(())));
+        let id =
+            |key: u8| store::EntryKey { kind: store::Kind::Record, key: [key; 32], sub: [0; 32] };
+        assert_eq!(log.get(&id(1)).unwrap(), None);
+        let two = log.get(&id(2)).unwrap().unwrap();
+        assert_eq!((two.seq, two.payload), (1, vec![2; 4]));
+        assert!(two.expires_ms > unix_ms(), "expiry stamped from the ttl");
+        let read = run(Job::Read(PersistKind::Record, [2; 32], [0; 32]), Some(&log));
+        assert_eq!(read, JobResult::Read(Ok(Some(vec![2; 4]))));
+        drop(log);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
