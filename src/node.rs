@@ -31,7 +31,7 @@ pub use crate::runtime::reactor::MAX_EVENT_SUBSCRIBERS;
 use crate::runtime::reactor::{self, Control, Reactor, ReactorParts};
 use crate::runtime::snapshot::Snapshot;
 use crate::runtime::workers::WorkerPool;
-use crate::store::{Log, LogConfig};
+use crate::store::{Log, LogConfig, Recovery};
 use crate::transport::tls::{TlsConfig, TlsSetupError};
 use crate::wire::messages::{Hello, Key, MutableRecord, Record, FEATURE_KAD, PROTOCOL_VERSION};
 
@@ -81,7 +81,7 @@ impl Node {
         let hello = hello(&config, announced(&config, local_addr));
         let log = open_log(&config)?;
         let wake = Arc::clone(&waker);
-        let job_log = log.clone();
+        let job_log = log.as_ref().map(|(log, _)| Arc::clone(log));
         let workers = WorkerPool::start(
             config.workers,
             // A job that panics still answers, with nothing: its owner hears it was refused.
@@ -99,10 +99,11 @@ impl Node {
         let max_entries = config.limits.max_connections + config.limits.max_inbound;
         let mut core = NodeCore::new(id, core_config);
         let restored = match &log {
-            Some(log) => {
+            Some((log, recovery)) => {
                 let now = std::time::Instant::now();
-                restart::restore(&mut core, log, now, config.max_restored_peers)
-                    .map_err(|e| StartError::Store(e.to_string()))?
+                let restored = restart::restore(&mut core, log, now, config.max_restored_peers)
+                    .map_err(|e| StartError::Store(e.to_string()))?;
+                Restored { recovery: Some(recovery.clone()), ..restored }
             }
             None => Restored::default(),
         };
@@ -421,7 +422,7 @@ fn announced(config: &Config, local_addr: SocketAddr) -> Vec<SocketAddr> {
 }
 
 /// Opens (or creates) the log in `config.data_dir`, recovering it; `None` without one.
-fn open_log(config: &Config) -> Result<Option<Arc<Log>>, StartError> {
+fn open_log(config: &Config) -> Result<Option<(Arc<Log>, Recovery)>, StartError> {
     let Some(dir) = &config.data_dir else { return Ok(None) };
     let log_config = LogConfig {
         sync: config.sync,
@@ -429,9 +430,9 @@ fn open_log(config: &Config) -> Result<Option<Arc<Log>>, StartError> {
         max_bytes: config.store_max_bytes,
         ..LogConfig::new(dir.clone())
     };
-    let (log, _recovery) =
+    let (log, recovery) =
         Log::open(log_config, jobs::unix_ms()).map_err(|e| StartError::Store(e.to_string()))?;
-    Ok(Some(Arc::new(log)))
+    Ok(Some((Arc::new(log), recovery)))
 }
 
 fn os_seed() -> Result<u64, IdentityError> {

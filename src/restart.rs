@@ -9,7 +9,7 @@ use crate::core::NodeCore;
 use crate::identity::NodeId;
 use crate::kad::persist;
 use crate::protocol::jobs::unix_ms;
-use crate::store::{Kind, Log, StoreError};
+use crate::store::{Kind, Log, Recovery, StoreError};
 use crate::wire::messages::Key;
 use crate::PeerAddr;
 
@@ -24,6 +24,8 @@ pub struct Restored {
     pub skipped: u64,
     /// Saved peers to dial.
     pub peers: Vec<PeerAddr>,
+    /// What opening the log found and repaired (torn tail cut, corrupt entries skipped).
+    pub recovery: Option<Recovery>,
 }
 
 /// Restores `log` into `core` at `now`, and names at most `max_peers` saved peers to dial.

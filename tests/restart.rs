@@ -68,6 +68,8 @@ fn a_restarted_node_answers_for_what_it_stored_and_finds_its_peers_again() {
         Node::start(Config { listen, store_hot_bytes: 0, ..persistent(110, &dir) }).unwrap();
     assert_eq!(restarted.handle().snapshot().unwrap().store.cold_records, 1);
     assert_eq!(restarted.restored().records, 1, "{:?}", restarted.restored());
+    let recovery = restarted.restored().recovery.clone().expect("a log was opened");
+    assert_eq!((recovery.truncated_bytes, recovery.corrupt_skipped), (0, 0), "clean shutdown");
     let peers: Vec<_> = restarted.restored().peers.iter().map(|p| p.id).collect();
     assert_eq!(peers, vec![publisher.id()]);
     assert_eq!(restarted.handle().holds(key), Ok(true));
@@ -77,19 +79,17 @@ fn a_restarted_node_answers_for_what_it_stored_and_finds_its_peers_again() {
     wait_for("the restarted node to dial its saved peer", || {
         restarted.handle().peers().unwrap().iter().any(|p| p.id == publisher.id())
     });
-    // A third node that knows only the publisher finds the record on the restarted holder.
+    // With the publisher gone, the restarted node is the only holder: a third node that
+    // knows only it gets the record from it, read back from its log.
+    publisher.shutdown();
     let reader = Node::start(config(112)).unwrap();
-    reader.handle().connect(publisher.peer_addr()).unwrap();
-    reader.handle().bootstrap().unwrap();
+    reader.handle().connect(restarted.peer_addr()).unwrap();
     let found = reader.handle().get(key).unwrap().expect("found over the network");
     assert_eq!(found.record, Record::Immutable { value: value.into() });
-    // The reader may have had its answer from the publisher first: the restarted node's
-    // read of its cold copy for the reader's FIND_VALUE completes on its own time.
-    wait_for("our GET's and the reader's reads from the log", || {
-        restarted.handle().snapshot().unwrap().dht.cold_reads >= 2
-    });
+    assert!(!found.local);
     let s = restarted.handle().snapshot().unwrap();
-    assert_eq!((s.dht.values_served_cold, s.dht.cold_reads_failed), (1, 0), "{:?}", s.dht);
+    assert!(s.dht.values_served_cold >= 1, "{:?}", s.dht);
+    assert_eq!(s.dht.cold_reads_failed, 0);
     assert_eq!(s.store.cold_records, 1, "back out of memory after each read");
 }
 

@@ -164,6 +164,15 @@ fn start(opts: &RunOptions) -> Result<Node, String> {
     descriptors::budget(1, limit, wanted, wanted).map_err(|e| e.to_string())?;
     let node = Node::start(config).map_err(|e| e.to_string())?;
     let r = node.restored();
+    if let Some(rec) = r.recovery.as_ref().filter(|_| opts.log >= LogLevel::Info) {
+        if rec.truncated_bytes + rec.corrupt_skipped + rec.unknown_skipped + rec.over_cap > 0 {
+            eprintln!(
+                "petrel: log recovery: cut a torn tail of {} bytes, skipped {} corrupt and {} \
+                 unknown entries, {} over the entry cap",
+                rec.truncated_bytes, rec.corrupt_skipped, rec.unknown_skipped, rec.over_cap
+            );
+        }
+    }
     if opts.log >= LogLevel::Info && (r.records + r.providers > 0 || !r.peers.is_empty()) {
         eprintln!(
             "petrel: restored {} records, {} provider entries ({} skipped), dialling {} saved peers",
