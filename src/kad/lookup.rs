@@ -30,6 +30,10 @@
 //! - Termination, per path: the `k` nearest non-failed candidates (slow ones included) have all
 //!   answered. This also covers "nothing left to ask and nothing in flight". The lookup is
 //!   finished when every path is, or after [`Lookup::finish`]; later answers are ignored.
+//! - Converging (Kademlia's own rule, `converge`, on by default): when an answer brings no
+//!   candidate nearer than the nearest the path already knew, the path asks *all* of its `k`
+//!   nearest not yet asked at once instead of α at a time; an answer that does bring a nearer
+//!   one puts it back to α.
 //! - Rounds: seeds have depth 1, a peer first learned from the answer of a peer at depth `d` has
 //!   depth `d + 1`; `rounds` is the largest depth of a peer that was asked, that is the number of
 //!   sequential round trips the lookup needed.
@@ -76,6 +80,9 @@ pub struct LookupConfig {
     /// Candidates that have not failed tracked per path; past it the farthest not contacted is
     /// dropped (default 4k).
     pub max_candidates: usize,
+    /// Ask all of the `k` nearest not yet asked at once when an answer brings nothing nearer
+    /// (module doc, "Converging"; default on).
+    pub converge: bool,
 }
 
 impl LookupConfig {
@@ -87,6 +94,7 @@ impl LookupConfig {
         slow_timeout: Duration::from_secs(1),
         disjoint_paths: 0,
         max_candidates: 4 * K,
+        converge: true,
     };
 
     /// Checks the configuration. [`Lookup::new`] never fails: it clamps what this refuses.
@@ -120,6 +128,7 @@ impl LookupConfig {
             slow_timeout: self.slow_timeout.min(MAX_TIMEOUT),
             disjoint_paths: self.disjoint_paths.clamp(1, MAX_DISJOINT_PATHS),
             max_candidates: self.max_candidates.max(k),
+            converge: self.converge,
         }
     }
 }
@@ -259,7 +268,8 @@ impl Lookup {
         let slow_at = deadline_after(now, self.config.slow_timeout);
         let deadline_at = deadline_after(now, self.config.request_timeout);
         for path in self.paths.iter_mut().filter(|p| !p.finished) {
-            if path.in_flight() >= alpha {
+            let budget = if path.converging { k } else { alpha };
+            if path.in_flight() >= budget {
                 continue;
             }
             let Some(candidate) = path.next_to_ask(k) else { continue };
@@ -278,10 +288,17 @@ impl Lookup {
     pub fn on_response(&mut self, now: Instant, peer: &NodeId, closer: Vec<PeerInfo>) {
         self.apply_deadlines(now);
         let Some((index, depth)) = self.take_in_flight(peer, State::Answered) else { return };
+        let nearest_before = self.paths.get(index).and_then(Path::nearest_live);
         let read = closer.len().min(self.config.k);
         self.count_ignored(closer.len() - read);
         for info in closer.into_iter().take(read) {
             self.insert(index, info, depth.saturating_add(1));
+        }
+        if let Some(path) = self.paths.get_mut(index) {
+            // Kademlia's rule: an answer with nothing nearer than the nearest known means the
+            // path is converging, and waiting α at a time for the rest only adds round trips.
+            let nearer = path.nearest_live() < nearest_before || nearest_before.is_none();
+            path.converging = self.config.converge && !nearer;
         }
         self.update_finished(now);
     }
@@ -525,9 +542,17 @@ struct Path {
     failed: usize,
     /// Terminated: its answers are no longer used and it asks no one.
     finished: bool,
+    /// The last answer brought nothing nearer than the nearest candidate already known: the
+    /// path asks all of its `k` nearest not yet asked at once (module doc, "Converging").
+    converging: bool,
 }
 
 impl Path {
+    /// The nearest candidate that has not failed.
+    fn nearest_live(&self) -> Option<Distance> {
+        self.candidates.iter().find(|(_, c)| c.state != State::Failed).map(|(d, _)| *d)
+    }
+
     /// Requests holding an α slot.
     fn in_flight(&self) -> usize {
         self.candidates.values().filter(|c| matches!(c.state, State::InFlight { .. })).count()
@@ -659,11 +684,42 @@ mod tests {
         peers.iter().map(|p| num(&p.id)).collect()
     }
 
+    // ---- Converging ----
+
+    #[test]
+    fn an_answer_with_nothing_nearer_asks_all_of_the_k_nearest_at_once() {
+        let config = LookupConfig { alpha: 2, k: 5, ..LookupConfig::DEFAULT };
+        let (t0, mut l) = start(&[2, 3, 4, 5, 6, 7, 8, 9], config);
+        assert_eq!(drain(&mut l, t0), [2, 3]);
+        // Peer 2 knows no one nearer than itself: the rest of the 5 nearest go out together.
+        l.on_response(t0 + MS, &id(2), peers(&[8]));
+        assert_eq!(drain(&mut l, t0 + MS), [4, 5, 6]);
+        // An answer that brings someone nearer goes back to α at a time: with 3 in flight,
+        // nobody more until fewer than 2 are.
+        l.on_response(t0 + MS, &id(3), peers(&[1]));
+        assert_eq!(drain(&mut l, t0 + MS), Vec::<u16>::new());
+        l.on_response(t0 + MS, &id(4), Vec::new());
+        l.on_response(t0 + MS, &id(5), Vec::new());
+        // Neither brought anyone nearer than 1: converging again. Of the 5 nearest (1 to 5)
+        // only 1 is left to ask; 6, in flight, and 7 are beyond them.
+        assert_eq!(drain(&mut l, t0 + MS), [1]);
+    }
+
+    #[test]
+    fn without_converging_the_lookup_keeps_to_alpha() {
+        let config = LookupConfig { alpha: 2, k: 5, converge: false, ..LookupConfig::DEFAULT };
+        let (t0, mut l) = start(&[1, 2, 3, 4, 5, 6, 7, 8], config);
+        assert_eq!(drain(&mut l, t0), [1, 2]);
+        l.on_response(t0 + MS, &id(1), peers(&[7]));
+        assert_eq!(drain(&mut l, t0 + MS), [3]);
+    }
+
     // ---- Addresses: each (id, address) claim on its own ----
 
     #[test]
     fn a_dead_address_named_for_an_id_does_not_fail_the_id_when_another_was_named() {
-        let config = LookupConfig { alpha: 1, ..LookupConfig::DEFAULT };
+        // One request at a time, to order the claims (converging would ask everyone at once).
+        let config = LookupConfig { alpha: 1, converge: false, ..LookupConfig::DEFAULT };
         let (t0, mut l) = start(&[1, 2], config);
         let at = |n: u16, port: u16| PeerInfo {
             id: id(n),
@@ -694,7 +750,7 @@ mod tests {
 
     #[test]
     fn an_id_that_failed_only_at_a_dead_address_is_revived_by_a_later_claim() {
-        let config = LookupConfig { alpha: 1, ..LookupConfig::DEFAULT };
+        let config = LookupConfig { alpha: 1, converge: false, ..LookupConfig::DEFAULT };
         let (t0, mut l) = start(&[1, 4], config);
         let at = |n: u16, port: u16| PeerInfo {
             id: id(n),
@@ -947,6 +1003,7 @@ mod tests {
             request_timeout: Duration::MAX,
             slow_timeout: Duration::MAX,
             disjoint_paths: usize::MAX,
+            converge: true,
         };
         assert_eq!(absurd.validate(), Err(LookupConfigError::ZeroAlpha));
         // Clamped instead of stalling or overflowing: one request at a time, still finishing.
@@ -1080,7 +1137,9 @@ mod tests {
     fn check_paths(lookup: &Lookup, alpha: usize) {
         let mut seen = BTreeSet::new();
         for path in &lookup.paths {
-            assert!(path.in_flight() <= alpha);
+            // α at a time, or up to k once the path converged (an answer bringing a nearer
+            // peer afterwards stops new requests until fewer than α are in flight).
+            assert!(path.in_flight() <= alpha.max(lookup.config.k));
             for d in path.candidates.keys() {
                 assert!(seen.insert(*d), "a peer is on two paths");
             }

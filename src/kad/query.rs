@@ -13,7 +13,7 @@ use super::dht::{
     secs, Dht, DhtError, DhtReply, FoundPeers, FoundProviders, FoundRecord, Published, Purpose,
     Timer,
 };
-use super::lookup::{Lookup, LookupStats};
+use super::lookup::{Lookup, LookupConfig, LookupStats};
 use super::memstore::{Origin, RecordStore};
 use super::persist::Waiter;
 use super::records::{self, RecordError};
@@ -186,7 +186,12 @@ impl Dht {
             }
             return None;
         }
-        let lookup = Lookup::new(now, self.local, target, seeds, self.config.lookup);
+        // A value lookup ends at its first valid value, so it keeps to α: asking the k
+        // nearest at once there multiplied its requests (`sim dht --get`, 1,000 nodes: p90
+        // 6 -> 23) for a lower median only (350 -> 250 ms).
+        let converge = self.config.lookup.converge && !matches!(goal, Goal::Get { .. });
+        let config = LookupConfig { converge, ..self.config.lookup };
+        let lookup = Lookup::new(now, self.local, target, seeds, config);
         let id = QueryId(self.next_query);
         self.next_query += 1;
         let query = Query {
