@@ -30,7 +30,8 @@ commands:
                                           one node under attack while an honest peer pings it
   bench store [--records N] [--value-size B] [--sync none|batch|always] [--writers W]
       [--dir DIR] [--json]                the node's log on disk: put, get, compaction, restart
-  sim dht [--nodes N] [--lookups L] [--seed S] [--latency-ms A..B] [--loss P] [--churn P]
+  sim dht [--nodes N] [--lookups L] [--seed S] [--latency-ms A..B] [--placement uniform|plane]
+      [--loss P] [--churn P]
       [--adversarial F --attack silent|fabricate|bad-records|flood] [--disjoint D] [--get]
                                           a DHT scenario on the simulator (one JSON object)
 ";

@@ -1,7 +1,9 @@
 //! `petrel sim dht`: a DHT scenario on the deterministic simulator, one JSON object on stdout.
 //!
-//! `petrel sim dht --nodes N --lookups L --seed S [--latency-ms A..B] [--loss P] [--churn P]
-//! [--adversarial FRACTION --attack KIND] [--disjoint D] [--get]`. KIND is `silent`,
+//! `petrel sim dht --nodes N --lookups L --seed S [--latency-ms A..B] [--placement
+//! uniform|plane] [--loss P] [--churn P] [--adversarial FRACTION --attack KIND] [--disjoint D]
+//! [--get]`. `--placement plane` puts the nodes on a plane: a link's latency grows with the
+//! distance between its ends, from A (same point) to B (across the diagonal). KIND is `silent`,
 //! `fabricate`, `bad-records`, `eclipse`, `dead-addresses`, `loopback-claims` or `flood`. `--get` measures GETs of records PUT first (implied by
 //! `--attack bad-records`) instead of FIND_NODE lookups. The method is in
 //! [`crate::sim::dht`].
@@ -39,6 +41,19 @@ pub fn parse(args: &[String]) -> Result<DhtScenario, String> {
     let mut sc = DhtScenario::new(nodes, lookups, seed);
     if let Some(range) = flag(args, "--latency-ms")? {
         sc.latency = latency(range)?;
+    }
+    match flag(args, "--placement")? {
+        None | Some("uniform") => {}
+        // Nodes on a plane: `--latency-ms A..B` becomes same-point and diagonal latency.
+        Some("plane") => {
+            let (min, max) = match sc.latency {
+                LatencyModel::Uniform { min, max } => (min, max),
+                LatencyModel::Fixed(d) => (d, d),
+                _ => (Duration::from_millis(10), Duration::from_millis(100)),
+            };
+            sc.latency = LatencyModel::Plane { min, max };
+        }
+        Some(other) => return Err(format!("--placement {other:?}: one of uniform, plane")),
     }
     sc.loss = fraction(args, "--loss")?.unwrap_or(0.0);
     sc.churn = fraction(args, "--churn")?.unwrap_or(0.0);
@@ -118,8 +133,14 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
         NodeKind::Flood { .. } => "flood",
         NodeKind::Honest => "none",
     };
+    let placement = match sc.latency {
+        LatencyModel::Plane { .. } => "plane",
+        LatencyModel::Matrix(_) => "matrix",
+        LatencyModel::Fixed(_) | LatencyModel::Uniform { .. } => "uniform",
+    };
     format!(
         "{{\"sim\":\"dht\",\"nodes\":{},\"honest\":{},\"adversaries\":{},\"attack\":\"{attack}\",\
+         \"placement\":\"{placement}\",\
          \"seed\":{},\"lookup\":\"{}\",\"disjoint\":{},\"loss\":{},\"churn\":{},\
          \"churned\":{{\"left\":{},\"returned\":{}}},\"puts\":{{\"attempted\":{},\"stored\":{}}},\
          \"lookups\":{},\"abandoned\":{},\"succeeded\":{},\"success_fraction\":{:.4},\"rounds\":{},\"rpcs\":{},\

@@ -30,6 +30,16 @@ pub enum LatencyModel {
     /// `matrix[from][to]` by node index, one-way and possibly asymmetric. Pairs outside the
     /// matrix (and unresolvable addresses) get [`MATRIX_FALLBACK`].
     Matrix(Vec<Vec<Duration>>),
+    /// Each endpoint sits at a seeded point of the unit square, and a link's one-way latency
+    /// is `min` plus the points' distance scaled so the square's diagonal costs `max`. Near
+    /// nodes are fast and far ones slow, consistently (the triangle inequality holds), which
+    /// gives adaptive peer selection something real to learn, unlike `Uniform`.
+    Plane {
+        /// Latency between two nodes at the same point.
+        min: Duration,
+        /// Latency across the diagonal.
+        max: Duration,
+    },
 }
 
 impl LatencyModel {
@@ -49,8 +59,20 @@ impl LatencyModel {
                 .zip(usize::try_from(to).ok())
                 .and_then(|(f, t)| m.get(f)?.get(t).copied())
                 .unwrap_or(MATRIX_FALLBACK),
+            Self::Plane { min, max } => {
+                let (lo, hi) = if min <= max { (*min, *max) } else { (*max, *min) };
+                let (a, b) = (point(seed, from), point(seed, to));
+                let dist = ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt();
+                lo + (hi - lo).mul_f64(dist / std::f64::consts::SQRT_2)
+            }
         }
     }
+}
+
+/// Endpoint `i`'s place on the unit square under `seed`.
+fn point(seed: u64, i: u64) -> (f64, f64) {
+    let unit = |v: u64| (v >> 11) as f64 / (1u64 << 53) as f64;
+    (unit(mix(seed, i, 0x706c_616e_6578)), unit(mix(seed, i, 0x706c_616e_6579)))
 }
 
 /// The latency endpoint of an address no node has: above every node index.
@@ -115,6 +137,32 @@ const MASK_24: u32 = (1 << 24) - 1;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_plane_model_is_symmetric_bounded_and_keeps_the_triangle_inequality() {
+        let model =
+            LatencyModel::Plane { min: Duration::from_millis(5), max: Duration::from_millis(105) };
+        let l = |a: u64, b: u64| model.one_way(7, a, b);
+        let mut spread = (Duration::MAX, Duration::ZERO);
+        for a in 0..40 {
+            assert_eq!(l(a, a), Duration::from_millis(5));
+            for b in 0..40 {
+                assert_eq!(l(a, b), l(b, a));
+                assert!(
+                    l(a, b) >= Duration::from_millis(5) && l(a, b) <= Duration::from_millis(105)
+                );
+                spread = (spread.0.min(l(a, b)), spread.1.max(l(a, b)));
+                for c in 0..40 {
+                    // Distances obey it; the constant `min` on each leg only adds slack.
+                    assert!(l(a, c) <= l(a, b) + l(b, c) + Duration::from_micros(1));
+                }
+            }
+        }
+        // Points spread over the square: both near and far pairs exist.
+        assert!(spread.1 - spread.0 > Duration::from_millis(60), "{spread:?}");
+        // Another seed places the nodes elsewhere.
+        assert_ne!(model.one_way(7, 1, 2), model.one_way(8, 1, 2));
+    }
+
     use std::collections::BTreeSet;
 
     use super::*;
