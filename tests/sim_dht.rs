@@ -73,9 +73,9 @@ fn lookups_succeed_while_a_fifth_of_the_nodes_leave_and_some_return() {
     let r = dht::run(&sc);
     // 200 nodes left and 28 came back; lookups whose origin left are abandoned, not failed.
     assert_eq!(r.churned, (200, 28), "{r:?}");
-    assert_eq!((r.lookups, r.abandoned), (292, 8), "{r:?}");
-    // Measured: 290 of 292 (lookups that converge finish sooner, so fewer are abandoned).
-    assert!(r.succeeded >= 289, "{r:?}");
+    assert_eq!((r.lookups, r.abandoned), (291, 9), "{r:?}");
+    // Measured: 289 of 291.
+    assert!(r.succeeded >= 288, "{r:?}");
 }
 
 #[test]
@@ -87,9 +87,9 @@ fn records_survive_churn_and_message_loss() {
     sc.loss = 0.05;
     let r = dht::run(&sc);
     assert_eq!((r.puts, r.churned), ((300, 300), (200, 31)), "{r:?}");
-    assert_eq!((r.lookups, r.abandoned), (297, 3), "{r:?}");
-    // Measured: 297 of 297.
-    assert!(r.succeeded >= 296, "{r:?}");
+    assert_eq!((r.lookups, r.abandoned), (298, 2), "{r:?}");
+    // Measured: 298 of 298.
+    assert!(r.succeeded >= 297, "{r:?}");
 }
 
 #[test]
@@ -140,11 +140,10 @@ fn honest_ids_named_at_false_addresses_cost_the_honest_nodes_nothing() {
 fn disjoint_paths_help_against_colluding_eclipse_nodes() {
     // Measured with seed 7, 1,000 nodes, 300 GETs each (successes of 300), since PUT lookups
     // ask all of the k nearest at once once they converge (Kademlia's rule; GETs keep to α):
-    //   10 % eclipse: one path 289, three disjoint paths 293
-    //   20 % eclipse: one path 258, three disjoint paths 276
+    //   10 % eclipse: one path 289, three disjoint paths 292
+    //   20 % eclipse: one path 258, three disjoint paths 274
     // Before that rule: 289/292 and 264/275. Converging PUTs store on the k nearest a path
-    // sees, colluders included, sooner; disjoint paths are the defence against an eclipse,
-    // and they gain.
+    // sees, colluders included, sooner.
     let mut found = BTreeMap::new();
     for (fraction, percent) in [(0.1, 10), (0.2, 20)] {
         for d in [0, 3] {
@@ -154,7 +153,7 @@ fn disjoint_paths_help_against_colluding_eclipse_nodes() {
         }
     }
     let got = |f: u32, d: usize| found[&(f, d)];
-    let floors = [((10, 0), 288), ((10, 3), 292), ((20, 0), 257), ((20, 3), 275)];
+    let floors = [((10, 0), 288), ((10, 3), 291), ((20, 0), 257), ((20, 3), 273)];
     for ((f, d), floor) in floors {
         assert!(got(f, d) >= floor, "{f} % eclipse, {d} paths: {found:?}");
     }

@@ -311,6 +311,30 @@ impl Lookup {
         self.update_finished(now);
     }
 
+    /// The connection to `peer` closed before it answered (a duplicate connection resolved
+    /// against it, a slot pruned): the peer is asked once more, over whatever connects it
+    /// next, before it counts as failed (counted in `retried`). A FIND request is safe to
+    /// repeat.
+    pub fn on_disconnected(&mut self, now: Instant, peer: &NodeId) {
+        self.apply_deadlines(now);
+        let distance = self.target.distance(peer);
+        let retry =
+            self.paths.iter_mut().filter(|p| !p.finished).find_map(|p| {
+                p.candidates.get_mut(&distance).filter(|c| c.is_waiting() && !c.reasked)
+            });
+        match retry {
+            Some(candidate) => {
+                candidate.reasked = true;
+                set_state(&mut self.stats, candidate, State::NotContacted);
+                self.stats.retried = self.stats.retried.saturating_add(1);
+            }
+            None => {
+                self.take_in_flight(peer, State::Failed);
+            }
+        }
+        self.update_finished(now);
+    }
+
     /// The dial of `peer`'s first address failed: that address is dropped, and the peer is
     /// asked again at its next one if it has another (counted in `retried`), else it failed.
     pub fn on_unreachable(&mut self, now: Instant, peer: &NodeId) {
@@ -456,7 +480,13 @@ impl Lookup {
         let Some(path) = self.paths.get_mut(index) else { return false };
         path.candidates.insert(
             distance,
-            Candidate { peer: info, depth, state: State::NotContacted, tried: Vec::new() },
+            Candidate {
+                peer: info,
+                depth,
+                state: State::NotContacted,
+                tried: Vec::new(),
+                reasked: false,
+            },
         );
         let mut kept = true;
         while path.live() > self.config.max_candidates {
@@ -588,6 +618,8 @@ struct Candidate {
     /// Round trips needed to learn of it: 1 for a seed (module doc, "Rounds").
     depth: u32,
     state: State,
+    /// Asked again after its connection closed under the request (at most once).
+    reasked: bool,
 }
 
 impl Candidate {
@@ -703,6 +735,21 @@ mod tests {
         // Neither brought anyone nearer than 1: converging again. Of the 5 nearest (1 to 5)
         // only 1 is left to ask; 6, in flight, and 7 are beyond them.
         assert_eq!(drain(&mut l, t0 + MS), [1]);
+    }
+
+    #[test]
+    fn a_peer_whose_connection_closed_under_the_request_is_asked_once_more() {
+        let config = LookupConfig { alpha: 1, converge: false, ..LookupConfig::DEFAULT };
+        let (t0, mut l) = start(&[1, 2], config);
+        assert_eq!(drain(&mut l, t0), [1]);
+        // Closed under the request (a duplicate connection resolved against it): again.
+        l.on_disconnected(t0 + MS, &id(1));
+        assert_eq!(drain(&mut l, t0 + MS), [1]);
+        assert_eq!(l.stats(t0 + MS).retried, 1);
+        // A second time it fails, and the next candidate gets the slot.
+        l.on_disconnected(t0 + MS, &id(1));
+        assert_eq!(drain(&mut l, t0 + MS), [2]);
+        assert_eq!(l.stats(t0 + MS).failed, 1);
     }
 
     #[test]
