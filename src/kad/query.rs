@@ -188,11 +188,11 @@ impl Dht {
         }
         // A value lookup ends at its first valid value, so it keeps to α: asking the k
         // nearest at once there multiplied its requests (`sim dht --get`, 1,000 nodes: p90
-        // 6 -> 23) for a lower median only (350 -> 250 ms). The join and bucket refreshes
-        // are upkeep nobody waits on; converging them made 100 nodes joining at once in
-        // `bench dht` 15 % slower.
-        let converge = self.config.lookup.converge
-            && !matches!(goal, Goal::Get { .. } | Goal::Bootstrap | Goal::Refresh);
+        // 6 -> 23) for a lower median only (350 -> 250 ms). The join converges too: tables
+        // built that way make later lookups shorter (10,000 nodes: FIND_NODE p50 1,000 ms
+        // with the join at α, 750 ms converging), though 100 nodes joining at once on two
+        // cores (`bench dht`) take about 15 % longer.
+        let converge = self.config.lookup.converge && !matches!(goal, Goal::Get { .. });
         let config = LookupConfig { converge, ..self.config.lookup };
         let lookup = Lookup::new(now, self.local, target, seeds, config);
         let id = QueryId(self.next_query);
