@@ -5,36 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use petrel::cli::{self, flag};
+use petrel::cli::{self, flag, usage};
 use petrel::identity::Keypair;
-
-const USAGE: &str = "\
-usage: petrel <command> [options]
-
-commands:
-  init --data-dir DIR [--id-pow-bits N]   create DIR/node.key (mode 0600)
-  id --data-dir DIR                       print this node's id (64 hex digits)
-  run --data-dir DIR [--listen ADDR] [--announce ADDR]... [--bootstrap NODEID@HOST:PORT]...
-      [--log LEVEL] [--status-secs N] [--sync none|batch|always]
-                                          run the node until SIGINT or SIGTERM; records,
-                                          providers and peers persist in DIR/records.log
-  devnet --nodes N [--seconds T] [--seed S] [--json]
-                                          N nodes in one process, pinging each other
-  bench transport [--handshakes N] [--frames-mib M] [--json]
-                                          TLS handshake rate and framed throughput on loopback
-  bench dht [--nodes N] [--records R] [--value-size B] [--seed S] [--degree D]
-      [--concurrency C] [--persist DIR [--sync MODE]] [--json]
-                                          N nodes on loopback: bootstrap, PUT and GET over TLS
-  bench flood --attack find-value|find-node|store|no-read|oversized|garbage|many-ids
-      [--attackers A] [--seconds T] [--json]
-                                          one node under attack while an honest peer pings it
-  bench store [--records N] [--value-size B] [--sync none|batch|always] [--writers W]
-      [--dir DIR] [--json]                the node's log on disk: put, get, compaction, restart
-  sim dht [--nodes N] [--lookups L] [--seed S] [--latency-ms A..B] [--placement uniform|plane]
-      [--loss P] [--churn P]
-      [--adversarial F --attack silent|fabricate|bad-records|flood] [--disjoint D] [--get]
-                                          a DHT scenario on the simulator (one JSON object)
-";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,7 +20,14 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let (command, rest) = args.split_first().ok_or_else(|| USAGE.to_string())?;
+    let (command, rest) = args.split_first().ok_or_else(usage::all)?;
+    let helped = match command.as_str() {
+        "init" | "id" => usage::check(command, rest)? == usage::Checked::Helped,
+        _ => false,
+    };
+    if helped {
+        return Ok(());
+    }
     match command.as_str() {
         "init" => {
             let dir = data_dir(rest)?;
@@ -75,10 +54,10 @@ fn run(args: &[String]) -> Result<(), String> {
         "bench" => cli::bench::main(rest),
         "sim" => cli::sim::main(rest),
         "-h" | "--help" | "help" => {
-            print!("{USAGE}");
+            print!("{}", usage::all());
             Ok(())
         }
-        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+        other => Err(format!("unknown command {other:?}\n{}", usage::all())),
     }
 }
 

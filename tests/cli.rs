@@ -226,3 +226,30 @@ fn shutdown_is_prompt_while_a_status_round_waits_on_silent_peers() {
     drop(silent);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn every_subcommand_answers_help_and_refuses_an_unknown_flag() {
+    for cmd in [
+        &["init"][..],
+        &["id"],
+        &["run"],
+        &["devnet"],
+        &["bench", "transport"],
+        &["bench", "dht"],
+        &["bench", "flood"],
+        &["bench", "store"],
+        &["sim", "dht"],
+    ] {
+        let help = petrel(&[cmd, &["--help"]].concat());
+        assert!(help.status.success(), "{cmd:?} --help failed");
+        let text = stdout(&help);
+        assert!(text.starts_with(&format!("usage: petrel {}", cmd.join(" "))), "{cmd:?}: {text}");
+        // A typo is an error naming the command's flags, not a run with defaults.
+        let typo = petrel(&[cmd, &["--nodez", "3"]].concat());
+        assert_eq!(typo.status.code(), Some(2), "{cmd:?} ran with an unknown flag");
+        let err = String::from_utf8_lossy(&typo.stderr);
+        assert!(err.contains("unknown flag \"--nodez\""), "{cmd:?}: {err}");
+    }
+    let all = petrel(&["--help"]);
+    assert!(stdout(&all).contains("bench store") && stdout(&all).contains("sim dht"));
+}

@@ -41,6 +41,11 @@ pub const KINDS: &[&str] = &["transport", "dht", "flood", "store"];
 pub fn main(args: &[String]) -> Result<(), String> {
     let kinds = KINDS.join(", ");
     let (kind, rest) = args.split_first().ok_or_else(|| format!("bench needs a kind: {kinds}"))?;
+    if KINDS.contains(&kind.as_str())
+        && super::usage::check(&format!("bench {kind}"), rest)? == super::usage::Checked::Helped
+    {
+        return Ok(());
+    }
     match kind.as_str() {
         "transport" => {
             let opts = TransportOptions::parse(rest)?;

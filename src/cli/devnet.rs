@@ -50,6 +50,9 @@ impl DevnetOptions {
 
 /// Runs `petrel devnet` with its command-line arguments.
 pub fn main(args: &[String]) -> Result<(), String> {
+    if super::usage::check("devnet", args)? == super::usage::Checked::Helped {
+        return Ok(());
+    }
     let opts = DevnetOptions::parse(args)?;
     let report = run(&opts)?;
     eprintln!("{}", report.human());

@@ -8,7 +8,8 @@
 //!
 //! [`report`] holds what the measuring subcommands share: CPU time and memory.
 //!
-//! Argument parsing is hand-written: `--flag value` pairs, looked up by name.
+//! Argument parsing is hand-written: `--flag value` pairs, looked up by name. [`usage`] holds
+//! every subcommand's usage and flags: `--help` prints it, and an unknown flag is an error.
 
 pub mod bench;
 pub mod bench_dht;
@@ -19,6 +20,7 @@ pub mod fleet;
 pub mod report;
 pub mod run;
 pub mod sim;
+pub mod usage;
 
 /// The value after `name`, if `name` is present; an error if it has no value.
 pub fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {

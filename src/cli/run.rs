@@ -111,6 +111,9 @@ impl RunOptions {
 
 /// Runs `petrel run` with its command-line arguments.
 pub fn main(args: &[String]) -> Result<(), String> {
+    if crate::cli::usage::check("run", args)? == crate::cli::usage::Checked::Helped {
+        return Ok(());
+    }
     run(&RunOptions::parse(args)?)
 }
 

@@ -19,6 +19,9 @@ use crate::sim::{LatencyModel, NodeKind};
 pub fn main(args: &[String]) -> Result<(), String> {
     match args.split_first() {
         Some((kind, rest)) if kind == "dht" => {
+            if super::usage::check("sim dht", rest)? == super::usage::Checked::Helped {
+                return Ok(());
+            }
             let scenario = parse(rest)?;
             let started = Instant::now();
             let report = dht::run(&scenario);
