@@ -118,6 +118,7 @@ impl Node {
             limiter_config: config.limiter,
             control: control_rx,
             alive: alive_tx,
+            log: log.as_ref().map(|(log, _)| Arc::clone(log)),
             max_entries,
             shutdown_timeout: config.shutdown_timeout,
             buffer_pool_bytes: config.buffer_pool_bytes,

@@ -66,7 +66,11 @@ fn a_restarted_node_answers_for_what_it_stored_and_finds_its_peers_again() {
     // every answer below reads its value back from the log.
     let restarted =
         Node::start(Config { listen, store_hot_bytes: 0, ..persistent(110, &dir) }).unwrap();
-    assert_eq!(restarted.handle().snapshot().unwrap().store.cold_records, 1);
+    let s = restarted.handle().snapshot().unwrap();
+    assert_eq!(s.store.cold_records, 1);
+    // The log's own counters: one live record, plus the saved peer entry.
+    let log = s.log.expect("a node with a data directory reports its log");
+    assert!(log.live_entries >= 1 && log.file_bytes > 0, "{log:?}");
     assert_eq!(restarted.restored().records, 1, "{:?}", restarted.restored());
     let recovery = restarted.restored().recovery.clone().expect("a log was opened");
     assert_eq!((recovery.truncated_bytes, recovery.corrupt_skipped), (0, 0), "clean shutdown");

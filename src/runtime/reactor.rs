@@ -226,6 +226,7 @@ pub(crate) struct Reactor {
     budgets: LimiterMemory,
     control: Receiver<Control>,
     _alive: Sender<()>,
+    log: Option<std::sync::Arc<crate::store::Log>>,
     /// Where the node's events go: one bounded queue per subscriber.
     subscribers: Vec<Sender<Event>>,
     replies: HashMap<u64, Sender<Reply>>,
@@ -270,6 +271,8 @@ pub(crate) struct ReactorParts {
     pub control: Receiver<Control>,
     /// Dropped with the reactor, which tells every handle it is gone (never sent on).
     pub alive: Sender<()>,
+    /// The node's log, read only for its counters (the workers write it).
+    pub log: Option<std::sync::Arc<crate::store::Log>>,
     pub max_entries: usize,
     pub shutdown_timeout: Duration,
     pub buffer_pool_bytes: usize,
@@ -325,6 +328,7 @@ impl Reactor {
             limiter_config: p.limiter_config,
             control: p.control,
             _alive: p.alive,
+            log: p.log,
             subscribers: Vec::new(),
             replies: HashMap::new(),
             next_command: 0,
@@ -401,6 +405,7 @@ impl Reactor {
             limiter: self.global.stats(),
             buffers: self.pool.stats(),
             workers: self.workers.stats(),
+            log: self.log.as_ref().map(|log| log.stats()),
         }
     }
 

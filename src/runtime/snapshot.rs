@@ -37,4 +37,7 @@ pub struct Snapshot {
     pub buffers: PoolStats,
     /// The worker pool.
     pub workers: WorkerStats,
+    /// The node's log on disk (appends, fdatasyncs, compactions, bytes on disk, errors);
+    /// `None` without a data directory.
+    pub log: Option<crate::store::LogStats>,
 }
