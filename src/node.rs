@@ -177,6 +177,11 @@ impl Node {
 
     fn stop(&mut self) {
         let Some(thread) = self.thread.take() else { return };
+        // The latest peers to the log first, so a restart finds them (bounded: a stuck disk
+        // must not hold up the stop).
+        if self.restored.recovery.is_some() {
+            let _ = self.handle.flush_timeout(FLUSH_ON_SHUTDOWN);
+        }
         // A full control queue cannot refuse this: shutdown waits for room (bounded by the
         // reactor draining it on every wake-up).
         if self.handle.control.send(Control::Shutdown).is_ok() {
@@ -339,6 +344,20 @@ impl Handle {
         }
     }
 
+    /// Writes the routing table to the node's log now and waits until it, and every write
+    /// queued before it, is there (a no-op without a data directory). `Node::shutdown` does
+    /// this first, bounded by `FLUSH_ON_SHUTDOWN`.
+    pub fn flush(&self) -> Result<bool, CallError> {
+        self.flush_timeout(self.call_timeout)
+    }
+
+    fn flush_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+        match self.call(Command::Dht(DhtCommand::Flush), timeout)? {
+            Reply::Dht(DhtReply::Flushed(ok)) => Ok(ok),
+            _ => Err(CallError::Stopped),
+        }
+    }
+
     fn dht(&self, command: DhtCommand) -> Result<DhtReply, CallError> {
         match self.call(Command::Dht(command), self.call_timeout)? {
             Reply::Dht(reply) => Ok(reply),
@@ -387,6 +406,9 @@ impl fmt::Debug for Handle {
         f.debug_struct("Handle").field("call_timeout", &self.call_timeout).finish()
     }
 }
+
+/// How long `Node::shutdown` waits for the routing table to reach the log.
+const FLUSH_ON_SHUTDOWN: Duration = Duration::from_millis(500);
 
 fn hello(config: &Config, listen_addrs: Vec<SocketAddr>) -> Hello {
     Hello {

@@ -107,3 +107,25 @@ fn a_node_whose_data_directory_is_unusable_does_not_start() {
     // And the file is left as it was, for the operator to look at.
     assert_eq!(std::fs::read(dir.0.join("records.log")).unwrap(), b"not a petrel log at all");
 }
+
+#[test]
+fn a_graceful_stop_saves_the_latest_peers() {
+    let dir = TempDir::new("flush");
+    // No maintenance tick, so no periodic save: only the stop writes the routing table.
+    let mut cfg = persistent(114, &dir);
+    cfg.dht.maintenance_interval = Duration::ZERO;
+    let node = Node::start(cfg).unwrap();
+    let listen = node.local_addr();
+    let peer = Node::start(config(115)).unwrap();
+    node.handle().connect(peer.peer_addr()).unwrap(); // dialled: verified at once
+    wait_for("the peer in the table", || node.handle().snapshot().unwrap().routing.verified >= 1);
+    // The peer dials us back to check our claimed address; let that finish, so the stop
+    // below has no handshake in progress to wait out.
+    wait_for("the peer's dial-back", || peer.handle().snapshot().unwrap().dht.probes_reached >= 1);
+    assert_eq!(node.handle().snapshot().unwrap().dht.routing_saves, 0);
+    node.shutdown();
+
+    let restarted = Node::start(Config { listen, ..persistent(114, &dir) }).unwrap();
+    let peers: Vec<_> = restarted.restored().peers.iter().map(|p| p.id).collect();
+    assert_eq!(peers, vec![peer.id()]);
+}

@@ -220,6 +220,9 @@ pub enum DhtCommand {
         /// The record key.
         key: Key,
     },
+    /// Write the routing table now and answer once it and every write queued before it are
+    /// in the log (a graceful stop, so a restart remembers the latest peers).
+    Flush,
 }
 
 /// The answer to a [`DhtCommand`].
@@ -239,6 +242,8 @@ pub enum DhtReply {
     Providers(Result<FoundProviders, DhtError>),
     /// Answer to `Holds`.
     Holds(bool),
+    /// Answer to `Flush`: whether the writes reached the log (true without one).
+    Flushed(bool),
 }
 
 /// Peers found by a lookup.
@@ -527,6 +532,7 @@ impl Dht {
             DhtCommand::Providers { key } => {
                 self.start(now, Some(command), key, Goal::Providers { key });
             }
+            DhtCommand::Flush => self.flush(command),
             DhtCommand::Holds { key } => {
                 let held = self.store.get(now, &key).is_some();
                 self.reply(command, DhtReply::Holds(held));

@@ -74,6 +74,8 @@ pub(super) enum Waiter {
     Local { key: Key },
     /// Nobody (a routing-table save, a provide of ours).
     Nobody,
+    /// A `Flush` command: answered when this write, and so every one before it, is done.
+    Flush { command: CommandId },
 }
 
 /// A write in flight.
@@ -321,6 +323,7 @@ impl Dht {
     fn release(&mut self, waiter: Waiter, result: Result<(), PersistError>) {
         match waiter {
             Waiter::Nobody => {}
+            Waiter::Flush { command } => self.reply(command, DhtReply::Flushed(result.is_ok())),
             Waiter::Peer { ticket, response } => {
                 let response = match result {
                     Ok(()) => response,
@@ -389,19 +392,19 @@ impl Dht {
         }
     }
 
-    /// On the maintenance tick: every `routing_save_interval`, writes the verified routing
-    /// entries (superseding the last save), and asks the log to expire and compact.
-    pub(super) fn maybe_save_routing(&mut self, now: Instant) {
-        if !self.persisting() || self.config.routing_save_interval.is_zero() {
-            return;
+    /// The `Flush` command: the verified routing entries now, answered once written. Writes
+    /// go one job at a time, in order, so every write asked for before is done by then.
+    pub(super) fn flush(&mut self, command: CommandId) {
+        if !self.persisting() {
+            return self.reply(command, DhtReply::Flushed(true));
         }
-        let due = *self.persistence.next_routing_save.get_or_insert(now);
-        if now < due {
-            return;
-        }
-        self.persistence.next_routing_save = Some(now + self.config.routing_save_interval);
-        let entries: Vec<PersistEntry> = self
-            .routing
+        let entries = self.routing_entries();
+        self.stats.routing_saves += 1;
+        self.submit(entries, Write { waiter: Waiter::Flush { command }, undo: None });
+    }
+
+    fn routing_entries(&self) -> Vec<PersistEntry> {
+        self.routing
             .iter()
             .filter(|e| e.source == Source::Verified)
             .map(|e| PersistEntry {
@@ -413,7 +416,21 @@ impl Dht {
                 payload: encode(&e.peer),
                 forget: false,
             })
-            .collect();
+            .collect()
+    }
+
+    /// On the maintenance tick: every `routing_save_interval`, writes the verified routing
+    /// entries (superseding the last save), and asks the log to expire and compact.
+    pub(super) fn maybe_save_routing(&mut self, now: Instant) {
+        if !self.persisting() || self.config.routing_save_interval.is_zero() {
+            return;
+        }
+        let due = *self.persistence.next_routing_save.get_or_insert(now);
+        if now < due {
+            return;
+        }
+        self.persistence.next_routing_save = Some(now + self.config.routing_save_interval);
+        let entries = self.routing_entries();
         self.stats.routing_saves += 1;
         if !entries.is_empty() {
             self.submit(entries, Write { waiter: Waiter::Nobody, undo: None });

@@ -528,3 +528,27 @@ fn stored_and_written_from(d: &mut Dht, now: Instant, n: u8, record: Record) {
     d.handle_job_done(now, *job, Some(JobResult::Persisted(Ok(()))));
     drain(d);
 }
+
+#[test]
+fn a_flush_writes_the_routing_table_and_answers_after_every_earlier_write() {
+    let t0 = Instant::now();
+    let mut d = persisting();
+    store_from(&mut d, t0, 1, Record::Immutable { value: b"a".to_vec().into() }, 1);
+    let [(first, _)] = &writes(&drain(&mut d))[..] else { panic!() };
+    d.handle_command(t0, CommandId(9), DhtCommand::Flush);
+    assert!(drain(&mut d).is_empty(), "queued behind the write in flight");
+    d.handle_job_done(t0, *first, Some(JobResult::Persisted(Ok(()))));
+    let out = drain(&mut d);
+    let [(flush, Job::Persist(peers))] = &writes(&out)[..] else { panic!("{out:?}") };
+    assert_eq!(peers.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![PersistKind::Peer]);
+    assert_eq!(peers[0].key, *id(1).as_bytes());
+    d.handle_job_done(t0, *flush, Some(JobResult::Persisted(Ok(()))));
+    let out = drain(&mut d);
+    assert_eq!(out, vec![Action::Reply { command: CommandId(9), reply: DhtReply::Flushed(true) }]);
+
+    // Without a log there is nothing to wait for.
+    let mut memory = Dht::new(LOCAL, DhtConfig { persist: false, ..persisting_config() });
+    memory.handle_command(t0, CommandId(1), DhtCommand::Flush);
+    let out = drain(&mut memory);
+    assert_eq!(out, vec![Action::Reply { command: CommandId(1), reply: DhtReply::Flushed(true) }]);
+}
