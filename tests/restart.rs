@@ -119,11 +119,12 @@ fn a_graceful_stop_saves_the_latest_peers() {
     let peer = Node::start(config(115)).unwrap();
     node.handle().connect(peer.peer_addr()).unwrap(); // dialled: verified at once
     wait_for("the peer in the table", || node.handle().snapshot().unwrap().routing.verified >= 1);
-    // The peer dials us back to check our claimed address; let that finish, so the stop
-    // below has no handshake in progress to wait out.
-    wait_for("the peer's dial-back", || peer.handle().snapshot().unwrap().dht.probes_reached >= 1);
     assert_eq!(node.handle().snapshot().unwrap().dht.routing_saves, 0);
+    let stopping = std::time::Instant::now();
     node.shutdown();
+    // Well inside the 2 s bound: no dial started during the stop holds it up.
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_millis(1500), "the stop took {took:?}");
 
     let restarted = Node::start(Config { listen, ..persistent(114, &dir) }).unwrap();
     let peers: Vec<_> = restarted.restored().peers.iter().map(|p| p.id).collect();

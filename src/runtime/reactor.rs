@@ -105,6 +105,8 @@ pub struct ReactorStats {
     /// Inbound connections refused because the connection slab was full or the node was
     /// shutting down.
     pub refused_entries: u64,
+    /// Dials the core asked for after the stop began, failed at once.
+    pub dials_refused_shutdown: u64,
     /// Connections closed because the peer broke the protocol.
     pub closed_misbehaving: u64,
     /// Frames not sent because the buffer pool refused a buffer.
@@ -955,6 +957,12 @@ impl Reactor {
 
     fn dial(&mut self, now: Instant, conn: ConnId, peer: NodeId, addr: SocketAddr, probe: bool) {
         let failed = Input::Closed { conn, cause: CloseCause::TcpFailed };
+        if self.shutdown_at.is_some() {
+            // A dial the core asks for while the node stops (a retry, a dial-back) would be a
+            // connection nobody says Goodbye to, holding the stop to its deadline.
+            self.stats.dials_refused_shutdown += 1;
+            return self.core.handle(now, failed);
+        }
         let Ok(stream) = TcpStream::connect(addr) else {
             return self.core.handle(now, failed);
         };
