@@ -81,12 +81,7 @@ impl DhtOptions {
             concurrency: parse_flag(args, "--concurrency")?.unwrap_or(1),
             json: switch(args, "--json"),
             persist: crate::cli::flag(args, "--persist")?.map(std::path::PathBuf::from),
-            sync: match crate::cli::flag(args, "--sync")? {
-                None | Some("batch") => crate::store::SyncMode::Batch,
-                Some("none") => crate::store::SyncMode::None,
-                Some("always") => crate::store::SyncMode::Always,
-                Some(other) => return Err(format!("--sync {other:?}: one of none, batch, always")),
-            },
+            sync: parse_flag(args, "--sync")?.unwrap_or(crate::store::SyncMode::Batch),
         };
         if !(2..=2000).contains(&opts.nodes) {
             return Err("--nodes must be 2..=2000".into());

@@ -61,12 +61,7 @@ impl StoreOptions {
         let records = parse_flag(args, "--records")?.unwrap_or(16_384);
         let value_size = parse_flag(args, "--value-size")?.unwrap_or(4096);
         let writers = parse_flag(args, "--writers")?.unwrap_or(32);
-        let sync = match flag(args, "--sync")? {
-            None | Some("batch") => SyncMode::Batch,
-            Some("none") => SyncMode::None,
-            Some("always") => SyncMode::Always,
-            Some(other) => return Err(format!("--sync {other:?}: one of none, batch, always")),
-        };
+        let sync = parse_flag(args, "--sync")?.unwrap_or(SyncMode::Batch);
         if !(1..=1 << 20).contains(&records) {
             return Err("--records must be 1..=1048576".into());
         }
@@ -103,14 +98,6 @@ pub struct StoreReport {
     cold_gets: u64,
     handle_repeat_us: Spread,
     store_get_ns: Spread,
-}
-
-fn sync_name(s: SyncMode) -> &'static str {
-    match s {
-        SyncMode::None => "none",
-        SyncMode::Batch => "batch",
-        SyncMode::Always => "always",
-    }
 }
 
 /// Immutable record `i` of `size` bytes. The update round writes the same records again
@@ -339,7 +326,7 @@ impl StoreReport {
              hot get in the store: p50 {:.0} ns p99 {:.0} ns",
             o.records,
             o.value_size,
-            sync_name(o.sync),
+            o.sync.name(),
             o.writers,
             self.puts_per_s(),
             self.put_us.p50,
@@ -382,7 +369,7 @@ impl StoreReport {
              \"handle_repeat_get_us\":{},\"store_hot_get_ns\":{}}}",
             o.records,
             o.value_size,
-            sync_name(o.sync),
+            o.sync.name(),
             o.writers,
             self.puts_per_s(),
             spread(&self.put_us),

@@ -99,12 +99,7 @@ impl RunOptions {
             return Err("--status-secs must be at least 1".into());
         }
         let status_every = Duration::from_secs(status_secs);
-        let sync = match flag(args, "--sync")? {
-            None | Some("batch") => SyncMode::Batch,
-            Some("none") => SyncMode::None,
-            Some("always") => SyncMode::Always,
-            Some(other) => return Err(format!("--sync {other:?}: one of none, batch, always")),
-        };
+        let sync = parse_flag(args, "--sync")?.unwrap_or(SyncMode::Batch);
         Ok(RunOptions { data_dir, listen, announce, bootstrap, log, status_every, sync })
     }
 }

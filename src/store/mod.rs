@@ -45,6 +45,30 @@ pub enum SyncMode {
     Always,
 }
 
+impl SyncMode {
+    /// The name the command line and reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncMode::None => "none",
+            SyncMode::Batch => "batch",
+            SyncMode::Always => "always",
+        }
+    }
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SyncMode, String> {
+        match s {
+            "none" => Ok(SyncMode::None),
+            "batch" => Ok(SyncMode::Batch),
+            "always" => Ok(SyncMode::Always),
+            _ => Err("one of none, batch, always".into()),
+        }
+    }
+}
+
 /// Where the log lives and its bounds. [`LogConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
