@@ -11,14 +11,10 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use bincode::Options;
-
 use super::dht::{Dht, DhtError, DhtReply, Purpose};
-use super::persist::RecordPayload;
-
-use crate::identity::NodeId;
+use super::persist;
 use crate::protocol::{Action, CommandId, Job, JobKey, PersistError, PersistKind, ReplyTicket};
-use crate::wire::messages::{ErrorCode, Key, PeerInfo, Request, Response, MAX_PEERS_PER_RESPONSE};
+use crate::wire::messages::{ErrorCode, Key, PeerInfo, Request, Response};
 
 /// Keys read from the log at once.
 pub const MAX_READS: usize = 256;
@@ -48,15 +44,6 @@ impl Dht {
     pub(super) fn is_cold(&self, now: Instant, key: &Key) -> bool {
         use super::memstore::RecordStore;
         self.store.get(now, key).is_some_and(|s| s.cold)
-    }
-
-    /// The peers a FIND_VALUE from `from` for `target` is answered with (as `serve::answer`).
-    pub(super) fn closer_to(&self, from: &NodeId, target: &Key) -> Vec<PeerInfo> {
-        let k = self.config.lookup.k.min(MAX_PEERS_PER_RESPONSE);
-        let mut peers = self.routing.closest_verified(target, k + 1);
-        peers.retain(|p| p.id != *from);
-        peers.truncate(k);
-        peers
     }
 
     /// Has `waiter` wait for the value of `key` from the log.
@@ -107,14 +94,7 @@ impl Dht {
             Some(Ok(Some(payload))) => Some(payload),
             _ => None,
         };
-        let record = payload.and_then(|p| {
-            bincode::DefaultOptions::new()
-                .with_fixint_encoding()
-                .with_little_endian()
-                .with_limit(1 << 21)
-                .deserialize::<RecordPayload>(&p)
-                .ok()
-        });
+        let record = payload.and_then(|p| persist::decode_record_payload(&p));
         // Only the record held, checked by `warm`; it may go cold again at once (a full
         // tier), so the waiters are answered with the copy read, not from the store.
         let record = record.map(|p| p.record).filter(|r| self.store.warm(&key, r.clone()));

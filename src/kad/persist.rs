@@ -135,6 +135,11 @@ pub fn encode_record_payload(payload: &RecordPayload) -> Vec<u8> {
     encode(payload)
 }
 
+/// Decodes a record's log payload; `None` if it does not decode.
+pub fn decode_record_payload(payload: &[u8]) -> Option<RecordPayload> {
+    options().deserialize(payload).ok()
+}
+
 /// Decodes a routing-table peer saved in the log.
 pub fn decode_peer(payload: &[u8]) -> Option<PeerInfo> {
     options().deserialize(payload).ok()
@@ -452,8 +457,7 @@ impl Dht {
         payload: &[u8],
         ttl: Duration,
     ) -> Result<Key, RestoreError> {
-        let p: RecordPayload =
-            options().deserialize(payload).map_err(|_| RestoreError::Malformed)?;
+        let p = decode_record_payload(payload).ok_or(RestoreError::Malformed)?;
         let origin = match p.origin {
             None => Origin::Local,
             Some(id) => Origin::Peer(id, p.subnet),

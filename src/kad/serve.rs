@@ -56,14 +56,7 @@ pub fn answer(
     store: &mut dyn RecordStore,
     k: usize,
 ) -> (Response, Served) {
-    let k = k.min(MAX_PEERS_PER_RESPONSE);
-    let closer = |target: &NodeId| -> Vec<PeerInfo> {
-        // One more than k, so dropping the requester still leaves k.
-        let mut peers = routing.closest_verified(target, k + 1);
-        peers.retain(|p| p.id != *from);
-        peers.truncate(k);
-        peers
-    };
+    let closer = |target: &NodeId| closer_peers(routing, from, target, k);
     match request {
         Request::FindNode { target } => (Response::Nodes { closer: closer(&target) }, Served::Ok),
         Request::FindValue { key } => {
@@ -95,6 +88,22 @@ pub fn answer(
         }
         Request::Ping => (error(ErrorCode::BadRequest, "ping"), Served::NotKad),
     }
+}
+
+/// The peers an answer to `from` about `target` names: the `k` (at most
+/// `MAX_PEERS_PER_RESPONSE`) verified peers nearest `target`, the requester left out.
+pub(super) fn closer_peers(
+    routing: &RoutingTable,
+    from: &NodeId,
+    target: &NodeId,
+    k: usize,
+) -> Vec<PeerInfo> {
+    let k = k.min(MAX_PEERS_PER_RESPONSE);
+    // One more than k, so dropping the requester still leaves k.
+    let mut peers = routing.closest_verified(target, k + 1);
+    peers.retain(|p| p.id != *from);
+    peers.truncate(k);
+    peers
 }
 
 /// An inbound STORE waiting for its signature check.
@@ -129,15 +138,18 @@ impl Dht {
             other => other,
         };
         if let Request::FindValue { key } = &request {
-            if self.is_cold(now, key) {
-                self.stats.values_served_cold += 1;
-                let closer = self.closer_to(from, key);
-                self.read_cold(*key, ReadWaiter::Peer { ticket, closer });
-                return None; // answered once read back
-            }
-            if self.store.get(now, key).is_some() {
-                self.stats.values_served_hot += 1;
-                self.store.touch(key);
+            match self.store.get(now, key).map(|held| held.cold) {
+                Some(true) => {
+                    self.stats.values_served_cold += 1;
+                    let closer = closer_peers(&self.routing, from, key, self.config.lookup.k);
+                    self.read_cold(*key, ReadWaiter::Peer { ticket, closer });
+                    return None; // answered once read back
+                }
+                Some(false) => {
+                    self.stats.values_served_hot += 1;
+                    self.store.touch(key);
+                }
+                None => {}
             }
         }
         let k = self.config.lookup.k;
