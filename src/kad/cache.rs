@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::lru::LruOrder;
 use super::records;
 use crate::wire::messages::{Key, Record};
 
@@ -59,10 +60,8 @@ struct Cached {
 pub struct RecordCache {
     config: CacheConfig,
     entries: BTreeMap<Key, Cached>,
-    /// Least recently used first: `used` stamp to key.
-    order: BTreeMap<u64, Key>,
-    clock: u64,
-    bytes: usize,
+    /// Least recently used first, and the bytes held.
+    order: LruOrder,
     stats: CacheStats,
 }
 
@@ -76,9 +75,7 @@ impl RecordCache {
         RecordCache {
             config,
             entries: BTreeMap::new(),
-            order: BTreeMap::new(),
-            clock: 0,
-            bytes: 0,
+            order: LruOrder::default(),
             stats: CacheStats::default(),
         }
     }
@@ -93,10 +90,7 @@ impl RecordCache {
             self.stats.misses += 1;
             return None;
         };
-        self.clock += 1;
-        self.order.remove(&c.used);
-        c.used = self.clock;
-        self.order.insert(c.used, *key);
+        c.used = self.order.touch(c.used, *key);
         self.stats.hits += 1;
         Some(c.record.clone())
     }
@@ -116,30 +110,29 @@ impl RecordCache {
             }
             self.remove(&key);
         }
-        while self.bytes + bytes > self.config.max_bytes
+        while self.order.bytes() + bytes > self.config.max_bytes
             || self.entries.len() >= self.config.max_entries
         {
-            let Some((_, oldest)) = self.order.pop_first() else { break };
-            self.remove(&oldest);
+            let Some((_, oldest)) = self.order.pop_oldest() else { break };
+            if let Some(c) = self.entries.remove(&oldest) {
+                self.order.unaccount(size(&c.record));
+            }
             self.stats.evicted += 1;
         }
-        self.clock += 1;
+        let used = self.order.insert(key, bytes);
         let expires_at = now + self.config.ttl;
-        self.entries.insert(key, Cached { record, expires_at, used: self.clock });
-        self.order.insert(self.clock, key);
-        self.bytes += bytes;
+        self.entries.insert(key, Cached { record, expires_at, used });
     }
 
     fn remove(&mut self, key: &Key) {
         if let Some(c) = self.entries.remove(key) {
-            self.order.remove(&c.used);
-            self.bytes -= size(&c.record);
+            self.order.remove(c.used, size(&c.record));
         }
     }
 
     /// The counters and gauges.
     pub fn stats(&self) -> CacheStats {
-        CacheStats { entries: self.entries.len(), bytes: self.bytes, ..self.stats }
+        CacheStats { entries: self.entries.len(), bytes: self.order.bytes(), ..self.stats }
     }
 }
 

@@ -343,7 +343,7 @@ pub struct MemoryStore {
     provider_usage: BTreeMap<NodeId, usize>,
     provider_count: usize,
     /// The values in memory, in recency order.
-    hot: super::hot::HotSet,
+    hot: super::lru::LruOrder,
     /// Keys evicted for nearer ones since the last [`MemoryStore::take_evicted`] (kept only
     /// when the records are in a log, which must forget them too).
     evicted: Vec<Key>,
@@ -366,7 +366,7 @@ impl MemoryStore {
             provider_expiry: BTreeSet::new(),
             provider_usage: BTreeMap::new(),
             provider_count: 0,
-            hot: super::hot::HotSet::default(),
+            hot: super::lru::LruOrder::default(),
             evicted: Vec::new(),
             stats: StoreStats::default(),
         }

@@ -10,6 +10,7 @@
 //! - [`records`]: record validation (keys, signatures, sequence numbers, compare-and-swap).
 //! - [`memstore`]: the `RecordStore` trait and the in-memory store with TTLs, quotas and caps.
 //! - [`cache`]: records our GETs fetched, so a repeated GET answers from the node itself.
+//! - `lru`: the recency order the store's hot tier and the GET cache share.
 //! - `cold`: values read back from the log when they left memory (the hot tier's misses).
 //! - [`serve`]: answers to inbound Kademlia requests, and STOREs that wait for a worker.
 //! - [`dht`]: `Dht`, the protocol the router hosts: its inputs, commands and counters.
@@ -22,8 +23,8 @@ pub mod claims;
 mod cold;
 mod contacts;
 pub mod dht;
-mod hot;
 pub mod lookup;
+mod lru;
 mod maintenance;
 pub mod memstore;
 pub mod persist;

@@ -1,5 +1,6 @@
-//! The hot tier's recency order: which values are in memory, least recently used first, and
-//! how many bytes they hold. The store decides what goes cold; this only keeps the order.
+//! A recency order of keys and the bytes they hold, least recently used first: the store's
+//! hot tier (which values are in memory) and the GET cache use it. The owner decides what
+//! leaves; this only keeps the order and the count.
 
 use std::collections::BTreeMap;
 
@@ -7,13 +8,13 @@ use crate::wire::messages::Key;
 
 /// Keys of the values in memory by a use stamp, and their bytes.
 #[derive(Debug, Default, Clone)]
-pub(super) struct HotSet {
+pub(super) struct LruOrder {
     order: BTreeMap<u64, Key>,
     clock: u64,
     bytes: usize,
 }
 
-impl HotSet {
+impl LruOrder {
     /// Adds `key` (holding `bytes`) as the most recently used; its stamp.
     pub(super) fn insert(&mut self, key: Key, bytes: usize) -> u64 {
         self.clock += 1;
@@ -40,7 +41,7 @@ impl HotSet {
     }
 
     /// Takes the least recently used entry out of the order (its bytes stay counted until
-    /// [`HotSet::unaccount`], or it goes back with [`HotSet::restore`]).
+    /// [`LruOrder::unaccount`], or it goes back with [`LruOrder::restore`]).
     pub(super) fn pop_oldest(&mut self) -> Option<(u64, Key)> {
         self.order.pop_first()
     }
@@ -55,12 +56,12 @@ impl HotSet {
         self.order.insert(stamp, key);
     }
 
-    /// Value bytes in memory.
+    /// Bytes held by the keys in the order.
     pub(super) fn bytes(&self) -> usize {
         self.bytes
     }
 
-    /// Values in memory.
+    /// Keys in the order.
     pub(super) fn len(&self) -> usize {
         self.order.len()
     }
