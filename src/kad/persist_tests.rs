@@ -552,3 +552,31 @@ fn a_flush_writes_the_routing_table_and_answers_after_every_earlier_write() {
     let out = drain(&mut memory);
     assert_eq!(out, vec![Action::Reply { command: CommandId(1), reply: DhtReply::Flushed(true) }]);
 }
+
+#[test]
+fn peers_piling_onto_one_cold_read_past_its_bound_are_refused_not_queued() {
+    use super::cold::MAX_WAITERS_PER_READ;
+    let t0 = Instant::now();
+    let mut d = all_cold();
+    let record = Record::Immutable { value: vec![5; 64].into() };
+    let key = record.key();
+    let payload = stored_and_written(&mut d, t0, record.clone());
+    // One read, however many ask; past the bound the rest hear Overloaded at once.
+    for ticket in 0..=MAX_WAITERS_PER_READ as u64 {
+        assert_eq!(find_value(&mut d, t0, 2, key, 1000 + ticket), None);
+    }
+    let out = drain(&mut d);
+    let [read] = reads(&out)[..] else { panic!("one read: {out:?}") };
+    let refused = responses(&out);
+    let [(ReplyTicket(t), Response::Error { code: ErrorCode::Overloaded, .. })] = &refused[..]
+    else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(*t, 1000 + MAX_WAITERS_PER_READ as u64);
+    assert_eq!(d.stats().cold_reads_refused, 1);
+    // The ones that waited get the value.
+    d.handle_job_done(t0, read, Some(JobResult::Read(Ok(Some(payload)))));
+    let answered = responses(&drain(&mut d));
+    assert_eq!(answered.len(), MAX_WAITERS_PER_READ);
+    assert!(answered.iter().all(|(_, r)| matches!(r, Response::Value { record: Some(_), .. })));
+}
