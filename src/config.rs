@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::addr::PeerAddr;
 use crate::core::{CoreConfig, PeerLimits};
+use crate::gossip::GossipConfig;
 use crate::identity::Keypair;
 use crate::kad::dht::DhtConfig;
 use crate::kad::memstore::StoreConfig;
@@ -121,6 +122,8 @@ pub struct Config {
     pub rng_seed: Option<u64>,
     /// The Kademlia DHT: routing table, lookups, record store, TTLs, maintenance.
     pub dht: DhtConfig,
+    /// Gossip; `None` turns it off (the node then neither announces nor serves it).
+    pub gossip: Option<GossipConfig>,
     /// The worker pool: threads (default 2) and job queue bound (default 1024).
     pub workers: WorkerConfig,
     /// Where records, provider entries and the routing table are kept across restarts
@@ -172,6 +175,7 @@ impl Default for Config {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             rng_seed: None,
             dht: DhtConfig::default(),
+            gossip: Some(GossipConfig::default()),
             workers: WorkerConfig::default(),
             data_dir: None,
             sync: crate::store::SyncMode::Batch,
@@ -211,6 +215,7 @@ impl Config {
                 },
                 ..self.dht.clone()
             },
+            gossip: self.gossip.clone(),
             limits: self.limits,
             request_timeout: self.request_timeout,
             answer_timeout: self.answer_timeout,

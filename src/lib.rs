@@ -53,6 +53,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod errors;
+pub mod gossip;
 pub mod identity;
 pub mod kad;
 pub mod node;

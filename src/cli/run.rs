@@ -253,7 +253,8 @@ fn log_events(events: &Receiver<Event>, stop: &AtomicBool) {
                 eprintln!("petrel: peer {peer:#} connected ({direction})");
             }
             Ok(Event::PeerDisconnected { peer }) => eprintln!("petrel: peer {peer:#} left"),
-            Err(RecvTimeoutError::Timeout) => {}
+            // Messages go to their subscriptions; the log does not echo payloads.
+            Ok(Event::Gossip(_)) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }

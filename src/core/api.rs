@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::conns::{ConnId, Direction, LimitError, PeerLimits};
 use super::dials::DialError;
+use crate::gossip::{GossipCommand, GossipConfig, GossipEvent, GossipReply};
 use crate::identity::NodeId;
 use crate::kad::dht::{DhtCommand, DhtConfig, DhtReply};
 pub use crate::protocol::{CommandId, Job, JobId, JobResult};
@@ -35,6 +36,8 @@ pub struct CoreConfig {
     pub rng_seed: u64,
     /// The Kademlia DHT (its `rng_seed` is derived from the core's).
     pub dht: DhtConfig,
+    /// Gossip (its `rng_seed` is derived from the core's); `None`: not hosted.
+    pub gossip: Option<GossipConfig>,
 }
 
 /// Everything the driver (the reactor, or the simulator) tells the core.
@@ -84,6 +87,13 @@ pub enum Input {
         conn: ConnId,
         /// Which budget.
         budget: Budget,
+    },
+    /// `conn`'s queued output went above (`congested`) or back below its high-water mark.
+    Congestion {
+        /// The connection.
+        conn: ConnId,
+        /// Above (true) or below.
+        congested: bool,
     },
     /// A worker finished job `id`.
     JobDone {
@@ -192,6 +202,8 @@ pub enum Command {
     Peers,
     /// A Kademlia DHT command.
     Dht(DhtCommand),
+    /// A gossip command (answered `Reply::Unsupported` when gossip is off).
+    Gossip(GossipCommand),
 }
 
 /// The answer to a [`Command`].
@@ -205,6 +217,22 @@ pub enum Reply {
     Peers(Vec<PeerSummary>),
     /// Answer to a DHT command.
     Dht(DhtReply),
+    /// Answer to a gossip command.
+    Gossip(GossipReply),
+    /// The command needs a protocol this node does not host.
+    Unsupported,
+}
+
+impl From<GossipReply> for Reply {
+    fn from(reply: GossipReply) -> Reply {
+        Reply::Gossip(reply)
+    }
+}
+
+impl From<GossipEvent> for Event {
+    fn from(event: GossipEvent) -> Event {
+        Event::Gossip(event)
+    }
 }
 
 impl From<DhtReply> for Reply {
@@ -258,6 +286,8 @@ pub enum Event {
         /// Its id.
         peer: NodeId,
     },
+    /// From gossip: a message delivered.
+    Gossip(GossipEvent),
 }
 
 impl From<Infallible> for Event {

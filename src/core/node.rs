@@ -31,6 +31,7 @@ use super::conns::{ConnId, Connection, ConnectionTable, Direction, Keep, LimitEr
 use super::dials::DialError;
 use super::protocols::{AddError, Protocols};
 use super::rpc::{Owner, Pending, Queued, Rpc};
+use crate::gossip::{GossipConfig, PubSub};
 use crate::identity::NodeId;
 use crate::kad::dht::{Dht, DhtConfig};
 use crate::protocol::{
@@ -65,6 +66,11 @@ impl NodeCore {
     pub fn new(local_id: NodeId, config: CoreConfig) -> NodeCore {
         let mut rng = Rng::new(config.rng_seed);
         let dht_config = DhtConfig { rng_seed: rng.next_u64(), ..config.dht.clone() };
+        let gossip_seed = rng.next_u64();
+        let gossip = config
+            .gossip
+            .as_ref()
+            .map(|g| PubSub::new(local_id, GossipConfig { rng_seed: gossip_seed, ..g.clone() }));
         NodeCore {
             conns: ConnectionTable::new(local_id, config.limits, config.rng_seed),
             rpc: Rpc::new(
@@ -74,7 +80,7 @@ impl NodeCore {
             ),
             waiting: BTreeMap::new(),
             waiting_count: 0,
-            protocols: Protocols::new(Dht::new(local_id, dht_config)),
+            protocols: Protocols::new(Dht::new(local_id, dht_config), gossip),
             probes: BTreeMap::new(),
             rng,
             outputs: VecDeque::new(),
@@ -108,6 +114,7 @@ impl NodeCore {
             Input::Frame { conn, msg } => self.on_frame(now, conn, msg),
             Input::Closed { conn, cause } => self.on_closed(now, conn, cause),
             Input::OverBudget { conn, budget } => self.on_over_budget(now, conn, budget),
+            Input::Congestion { conn, congested } => self.on_congestion(now, conn, congested),
             Input::JobDone { id, result } => self.on_job(now, id, Some(result)),
             Input::JobRefused { id } => self.on_job(now, id, None),
             Input::Command { id, cmd } => self.on_command(now, id, cmd),
@@ -171,6 +178,16 @@ impl NodeCore {
     /// The DHT, to restore what the node's log holds before the node runs.
     pub fn dht_mut(&mut self) -> &mut Dht {
         &mut self.protocols.kad
+    }
+
+    /// Gossip, if hosted.
+    pub fn gossip(&self) -> Option<&PubSub> {
+        self.protocols.gossip.as_ref()
+    }
+
+    /// Gossip, if hosted, for direct driving in tests and the simulator.
+    pub fn gossip_mut(&mut self) -> Option<&mut PubSub> {
+        self.protocols.gossip.as_mut()
     }
 
     /// The established peers, in id order.
@@ -315,6 +332,15 @@ impl NodeCore {
                 self.close(now, conn, GoodbyeReason::IdleTimeout);
             }
         }
+    }
+
+    fn on_congestion(&mut self, now: Instant, conn: ConnId, congested: bool) {
+        // Only the connection frames to the peer go out on counts.
+        let Some(peer) = self.conns.connection(conn).and_then(|c| c.node_id) else { return };
+        if self.conns.primary(&peer) != Some(conn) {
+            return;
+        }
+        self.protocols.each(|p| p.handle_congestion(now, peer, congested));
     }
 
     /// Closes `conn` on our decision, telling the peer `reason`.
@@ -609,6 +635,10 @@ impl NodeCore {
                 self.reply(id, reply);
             }
             Command::Dht(cmd) => self.protocols.kad.handle_command(now, id, cmd),
+            Command::Gossip(cmd) => match &mut self.protocols.gossip {
+                Some(g) => g.handle_command(now, id, cmd),
+                None => self.reply(id, Reply::Unsupported),
+            },
         }
     }
 

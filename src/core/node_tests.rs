@@ -725,9 +725,9 @@ fn a_failed_dial_fails_the_queued_dht_requests() {
 }
 
 #[test]
-fn gossip_frame_is_dropped_and_counted() {
+fn gossip_frame_is_dropped_and_counted_when_gossip_is_off() {
     let t0 = Instant::now();
-    let mut core = core(config());
+    let mut core = core(CoreConfig { gossip: None, ..config() });
     let conn = connect_inbound(&mut core, t0, PEER_A, addr(1));
     let frame = Message::Gossip(Gossip::Subscribe { topic: "news".into() });
     assert!(message(&mut core, t0, conn, frame).is_empty());

@@ -1,7 +1,8 @@
 //! The protocols the router hosts, and which one serves each message kind.
 //!
-//! Kademlia is always there (it has application commands, so the router keeps it by its type);
-//! more protocols can be added with [`crate::core::NodeCore::add_protocol`]. The router drives
+//! Kademlia is always there and gossip unless configured off (they have application commands,
+//! so the router keeps them by their types); more protocols can be added with
+//! [`crate::core::NodeCore::add_protocol`]. The router drives
 //! every one of them through [`Hosted`], the same verbs as [`Protocol`] with the protocol's
 //! replies and events already turned into the router's own, so the router's code is one path
 //! for all of them.
@@ -11,6 +12,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::api::{Event, Reply};
+use crate::gossip::PubSub;
 use crate::identity::NodeId;
 use crate::kad::dht::Dht;
 use crate::protocol::{
@@ -42,6 +44,7 @@ pub(super) trait Hosted {
     );
     fn handle_probe(&mut self, now: Instant, peer: NodeId, addr: SocketAddr, result: ProbeResult);
     fn handle_gossip(&mut self, now: Instant, from: &Peer<'_>, msg: Gossip);
+    fn handle_congestion(&mut self, now: Instant, peer: NodeId, congested: bool);
     fn handle_job_done(&mut self, now: Instant, key: JobKey, result: Option<JobResult>);
     fn handle_timeout(&mut self, now: Instant);
     fn poll_action(&mut self) -> Option<Action<Reply, Event>>;
@@ -95,6 +98,10 @@ where
         Protocol::handle_gossip(self, now, from, msg);
     }
 
+    fn handle_congestion(&mut self, now: Instant, peer: NodeId, congested: bool) {
+        Protocol::handle_congestion(self, now, peer, congested);
+    }
+
     fn handle_job_done(&mut self, now: Instant, key: JobKey, result: Option<JobResult>) {
         Protocol::handle_job_done(self, now, key, result);
     }
@@ -121,9 +128,10 @@ pub enum AddError {
     TooMany,
 }
 
-/// Kademlia, the added protocols, and the route of each message kind.
+/// Kademlia, gossip, the added protocols, and the route of each message kind.
 pub(super) struct Protocols {
     pub(super) kad: Dht,
+    pub(super) gossip: Option<PubSub>,
     added: Vec<Box<dyn Hosted + Send>>,
     routes: [Option<ProtocolId>; Kind::COUNT],
 }
@@ -131,13 +139,20 @@ pub(super) struct Protocols {
 impl Protocols {
     /// Kademlia's id.
     pub(super) const KAD: ProtocolId = ProtocolId(0);
+    /// Gossip's id (kept for it when it is off).
+    pub(super) const GOSSIP: ProtocolId = ProtocolId(1);
+    /// Ids of added protocols start here.
+    const FIRST_ADDED: usize = 2;
 
-    pub(super) fn new(kad: Dht) -> Protocols {
+    pub(super) fn new(kad: Dht, gossip: Option<PubSub>) -> Protocols {
         let mut routes = [None; Kind::COUNT];
         for kind in Protocol::kinds(&kad) {
             routes[kind.index()] = Some(Self::KAD);
         }
-        Protocols { kad, added: Vec::new(), routes }
+        for kind in gossip.iter().flat_map(Protocol::kinds) {
+            routes[kind.index()] = Some(Self::GOSSIP);
+        }
+        Protocols { kad, gossip, added: Vec::new(), routes }
     }
 
     /// Adds `protocol` and routes its kinds to it, unless one of them is taken.
@@ -145,7 +160,8 @@ impl Protocols {
         if let Some(&kind) = protocol.kinds().iter().find(|k| self.routes[k.index()].is_some()) {
             return Err(AddError::KindTaken(kind));
         }
-        let id = u8::try_from(self.added.len() + 1).map_err(|_| AddError::TooMany)?;
+        let id =
+            u8::try_from(self.added.len() + Self::FIRST_ADDED).map_err(|_| AddError::TooMany)?;
         let id = ProtocolId(id);
         for kind in protocol.kinds() {
             self.routes[kind.index()] = Some(id);
@@ -163,18 +179,28 @@ impl Protocols {
         if id == Self::KAD {
             return Some(&mut self.kad);
         }
-        let added = self.added.get_mut(usize::from(id.0).checked_sub(1)?)?;
+        if id == Self::GOSSIP {
+            return self.gossip.as_mut().map(|g| g as &mut dyn Hosted);
+        }
+        let added = self.added.get_mut(usize::from(id.0).checked_sub(Self::FIRST_ADDED)?)?;
         Some(&mut **added)
     }
 
-    /// Every protocol's id, Kademlia first.
+    /// Every protocol's id, Kademlia first, then gossip (if on), then the added ones.
     pub(super) fn ids(&self) -> impl Iterator<Item = ProtocolId> {
-        (0..=self.added.len()).filter_map(|i| u8::try_from(i).ok()).map(ProtocolId)
+        let gossip = self.gossip.is_some().then_some(Self::GOSSIP);
+        let added = (0..self.added.len())
+            .filter_map(|i| u8::try_from(i + Self::FIRST_ADDED).ok())
+            .map(ProtocolId);
+        std::iter::once(Self::KAD).chain(gossip).chain(added)
     }
 
-    /// Calls `f` on every protocol, Kademlia first.
+    /// Calls `f` on every protocol, in the order of [`Protocols::ids`].
     pub(super) fn each(&mut self, mut f: impl FnMut(&mut dyn Hosted)) {
         f(&mut self.kad);
+        if let Some(g) = &mut self.gossip {
+            f(g);
+        }
         for p in &mut self.added {
             f(&mut **p);
         }
@@ -183,7 +209,8 @@ impl Protocols {
     /// The earliest deadline of any protocol.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let added = self.added.iter().filter_map(|p| p.next_deadline());
-        Hosted::next_deadline(&self.kad).into_iter().chain(added).min()
+        let gossip = self.gossip.as_ref().and_then(Hosted::next_deadline);
+        Hosted::next_deadline(&self.kad).into_iter().chain(gossip).chain(added).min()
     }
 }
 
@@ -191,6 +218,7 @@ impl fmt::Debug for Protocols {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Protocols")
             .field("kad", &self.kad)
+            .field("gossip", &self.gossip.is_some())
             .field("added", &self.added.len())
             .field("routes", &self.routes)
             .finish()

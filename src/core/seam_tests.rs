@@ -106,10 +106,10 @@ fn core_with_echo() -> (NodeCore, Log) {
         join_on_first_contact: false,
         ..DhtConfig::default()
     };
-    let mut core = NodeCore::new(LOCAL, CoreConfig { dht, ..CoreConfig::default() });
+    let mut core = NodeCore::new(LOCAL, CoreConfig { dht, gossip: None, ..CoreConfig::default() });
     let log = Log::default();
     let id = core.add_protocol(Echo { log: log.clone(), out: Vec::new() });
-    assert_eq!(id, Ok(ProtocolId(1)));
+    assert_eq!(id, Ok(ProtocolId(2)));
     (core, log)
 }
 
@@ -188,7 +188,7 @@ fn a_second_protocol_is_hosted_beside_kad_through_every_verb() {
     ));
     let out = handle(&mut core, t0, Input::Frame { conn, msg: Message::Gossip(publish) });
     let [Output::Job { id, job }] = &out[..] else { panic!("{out:?}") };
-    assert_eq!((id.owner, id.key), (ProtocolId(1), JobKey(42)));
+    assert_eq!((id.owner, id.key), (ProtocolId(2), JobKey(42)));
     let result = crate::protocol::jobs::run(job.clone(), None);
     assert!(handle(&mut core, t0, Input::JobDone { id: *id, result }).is_empty());
     assert_eq!(lines(&log), vec!["job 42 Some(RecordVerified(true))".to_string()]);

@@ -213,7 +213,9 @@ impl Dht {
                 }
             }
             // Not a verification: never deferred.
-            Some(JobResult::Persisted(_) | JobResult::Read(_)) => return,
+            Some(JobResult::Persisted(_) | JobResult::Read(_) | JobResult::MessagesChecked(_)) => {
+                return
+            }
             Some(JobResult::RecordVerified(false)) => {
                 self.count_forgery(now, d.from);
                 self.rejected(RecordError::BadSignature)

@@ -17,8 +17,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use crate::store;
-use crate::wire::messages::MutableRecord;
+use crate::wire::messages::{GossipMessage, MutableRecord};
 
 /// Names a job across the router and the driver: the protocol that asked for it, and the
 /// protocol's own key for it. Copy it back unchanged with the result.
@@ -47,7 +49,38 @@ pub enum Job {
     /// Drop expired entries from the log's index and compact it if its garbage ratio says
     /// so (live entries rewritten to a new file; reads and appends go on meanwhile).
     Housekeep,
+    /// Check gossip messages: each author's signature, then, where `validate` says so, the
+    /// application's validator for the topic. One verdict per message, in order.
+    CheckMessages {
+        /// The messages (shared with the protocol's pending set, not copied).
+        messages: Vec<Arc<GossipMessage>>,
+        /// Per message: run the topic's validator after the signature verified.
+        validate: Vec<bool>,
+    },
 }
+
+/// What a check found of one gossip message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Verified, and accepted by the validator (or there is none): deliver and forward.
+    Accept,
+    /// The signature does not verify: drop, and score the sender down.
+    BadSignature,
+    /// The validator rejected it: drop, and score the sender down.
+    Reject,
+    /// The validator ignored it, or the check did not run: drop silently.
+    Ignore,
+}
+
+/// The application's judgement of messages of a topic, run on a worker after the signature
+/// verified (`Handle::set_validator`).
+pub trait Validator: Send + Sync {
+    /// The verdict on `message`: `Accept`, `Reject` or `Ignore`.
+    fn validate(&self, message: &GossipMessage) -> Verdict;
+}
+
+/// Finds the validator of a topic, if one is registered.
+pub type Validators<'a> = &'a (dyn Fn(&str) -> Option<Arc<dyn Validator>> + Sync);
 
 /// What a log entry holds, as the protocol names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,11 +131,22 @@ pub enum JobResult {
     Persisted(Result<(), PersistError>),
     /// The payload read back, if the log holds the entry.
     Read(Result<Option<Vec<u8>>, PersistError>),
+    /// One verdict per checked message, in order.
+    MessagesChecked(Vec<Verdict>),
 }
 
 /// Runs `job`, writing to `log` if it is a log job. Without a log, a write succeeds at once.
+/// Gossip messages are checked without validators (every verified one is accepted).
 pub fn run(job: Job, log: Option<&store::Log>) -> JobResult {
+    run_with(job, log, &|_| None)
+}
+
+/// [`run`], with the application's gossip validators.
+pub fn run_with(job: Job, log: Option<&store::Log>, validators: Validators<'_>) -> JobResult {
     match job {
+        Job::CheckMessages { messages, validate } => {
+            JobResult::MessagesChecked(check_messages(&messages, &validate, validators))
+        }
         Job::VerifyRecord(record) => JobResult::RecordVerified(record.verify()),
         Job::Persist(entries) => {
             let Some(log) = log else { return JobResult::Persisted(Ok(())) };
@@ -125,6 +169,31 @@ pub fn run(job: Job, log: Option<&store::Log>) -> JobResult {
             JobResult::Persisted(Ok(()))
         }
     }
+}
+
+/// Verifies each message's signature, then runs its topic's validator where asked. A
+/// validator that panics counts as Ignore (the worker catches the panic for the whole job
+/// otherwise, and every message of the batch would be lost).
+fn check_messages(
+    messages: &[Arc<GossipMessage>],
+    validate: &[bool],
+    validators: Validators<'_>,
+) -> Vec<Verdict> {
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if !m.verify() {
+                return Verdict::BadSignature;
+            }
+            if !validate.get(i).copied().unwrap_or(false) {
+                return Verdict::Accept;
+            }
+            let Some(v) = validators(&m.topic) else { return Verdict::Accept };
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| v.validate(m)))
+                .unwrap_or(Verdict::Ignore)
+        })
+        .collect()
 }
 
 /// Appends `entries` in order: runs of writes as one append each, a forget as a tombstone.

@@ -24,7 +24,10 @@ pub mod jobs;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-pub use jobs::{Job, JobId, JobKey, JobResult, PersistEntry, PersistError, PersistKind};
+pub use jobs::{
+    Job, JobId, JobKey, JobResult, PersistEntry, PersistError, PersistKind, Validator, Validators,
+    Verdict,
+};
 
 use crate::identity::NodeId;
 use crate::wire::messages::{ErrorCode, GoodbyeReason, Gossip, Hello, PeerInfo, Request, Response};
@@ -257,6 +260,13 @@ pub trait Protocol {
     /// A gossip frame from a connected peer (if this protocol claims [`Kind::Gossip`]).
     fn handle_gossip(&mut self, now: Instant, from: &Peer<'_>, msg: Gossip) {
         let _ = (now, from, msg);
+    }
+
+    /// `peer`'s connection went above (`true`) or back below (`false`) its write high-water
+    /// mark: the transport holds more for it than it reads. A protocol that sends much to one
+    /// peer holds frames back (and chooses which) while it is congested.
+    fn handle_congestion(&mut self, now: Instant, peer: NodeId, congested: bool) {
+        let _ = (now, peer, congested);
     }
 
     /// The result of job `key`; `None` when it did not run (the pool refused or lost it).

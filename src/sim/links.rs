@@ -13,6 +13,8 @@ use super::{NodeIdx, Role, Sim, SimEvent, ZERO};
 use crate::core::ConnId;
 use crate::identity::NodeId;
 use crate::transport::CloseCause;
+use crate::wire::codec;
+use crate::wire::frame::HEADER_BYTES;
 use crate::wire::messages::Message;
 
 /// Index of a link, issued in order and never reused.
@@ -63,6 +65,8 @@ impl Sim {
 
     pub(super) fn send(&mut self, link: LinkId, from: Side, msg: Message) {
         self.stats.messages_sent += 1;
+        let bytes = codec::payload_len(&msg).map_or(0, |n| n + HEADER_BYTES);
+        self.stats.bytes_sent += bytes as u64;
         let Some(l) = self.links.get(&link) else {
             self.stats.messages_undeliverable += 1;
             return;
@@ -78,16 +82,36 @@ impl Sim {
             self.stats.messages_lost += 1;
             return;
         }
-        let at = self.in_order(link, from);
+        let sent = self.uplink(a, bytes);
+        let at = self.in_order_after(link, from, sent);
         self.try_schedule(at, SimEvent::Deliver { link, to: from.other(), msg });
+    }
+
+    /// When the last byte of `bytes` leaves node `node`, sent now: its uplink sends one
+    /// message after another at `bandwidth` bytes per second (now, without a bandwidth).
+    fn uplink(&mut self, node: Option<NodeIdx>, bytes: usize) -> Duration {
+        let now = self.time;
+        let (Some(bw), Some(n)) =
+            (self.config.bandwidth, node.and_then(|i| self.nodes.get_mut(i.0)))
+        else {
+            return now;
+        };
+        let tx = Duration::from_secs_f64(bytes as f64 / bw.max(1) as f64);
+        let start = now.max(n.uplink_free);
+        n.uplink_free = start.saturating_add(tx);
+        n.uplink_free
     }
 
     /// When something sent now from `from` arrives: after the latency, and never before
     /// anything sent earlier in the same direction.
     pub(super) fn in_order(&mut self, link: LinkId, from: Side) -> Duration {
-        let now = self.time;
-        let Some(l) = self.links.get_mut(&link) else { return now };
-        let at = now.saturating_add(l.latency[from as usize]).max(l.last_at[from as usize]);
+        self.in_order_after(link, from, self.time)
+    }
+
+    /// [`Sim::in_order`] for a message whose last byte leaves at `sent`.
+    fn in_order_after(&mut self, link: LinkId, from: Side, sent: Duration) -> Duration {
+        let Some(l) = self.links.get_mut(&link) else { return sent };
+        let at = sent.saturating_add(l.latency[from as usize]).max(l.last_at[from as usize]);
         l.last_at[from as usize] = at;
         at
     }

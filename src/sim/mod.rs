@@ -58,6 +58,7 @@
 
 pub mod adversary;
 pub mod dht;
+pub mod gossip;
 mod links;
 pub mod net;
 pub mod queue;
@@ -73,14 +74,19 @@ pub use adversary::{Adversary, AdversaryStats, NodeKind};
 pub use net::{LatencyModel, MATRIX_FALLBACK};
 pub use queue::{EventQueue, QueueFull};
 
+use std::sync::Arc;
+
 use crate::core::{Command, CommandId, ConnId, Event, Input, NodeCore, Output, Reply};
+use crate::gossip::GossipEvent;
 use crate::identity::NodeId;
 use crate::protocol::jobs;
+use crate::protocol::{Job, JobResult, Verdict};
 use crate::rng::Rng;
 use crate::transport::CloseCause;
 use crate::wire::messages::{
     GoodbyeReason, Hello, Message, FEATURE_GOSSIP, FEATURE_KAD, PROTOCOL_VERSION,
 };
+use crate::wire::messages::{GossipMessage, MessageId};
 use links::{CloseWhy, Link, LinkId, LinkState, Side};
 use net::AddrPlan;
 
@@ -105,6 +111,12 @@ pub struct SimConfig {
     pub flood_fanout: usize,
     /// Records a `BadRecords` adversary keeps.
     pub max_adversary_records: usize,
+    /// Each node's uplink, bytes per second: its messages leave one after another, so a
+    /// large message sent to many peers takes time to reach the last. `None`: unlimited.
+    pub bandwidth: Option<u64>,
+    /// Keep gossip deliveries as `(node, time, id)` for [`Sim::take_deliveries`] instead of
+    /// as node events, up to this many (then counted in `deliveries_dropped`); 0: off.
+    pub record_deliveries: usize,
 }
 
 impl SimConfig {
@@ -119,6 +131,8 @@ impl SimConfig {
             max_collected: 1024,
             flood_fanout: 3,
             max_adversary_records: 1024,
+            bandwidth: None,
+            record_deliveries: 0,
         }
     }
 }
@@ -187,6 +201,13 @@ pub struct SimStats {
     pub adversary_records_refused: u64,
     /// Events not queued because they fell past [`MAX_VIRTUAL_TIME`].
     pub beyond_horizon: u64,
+    /// Bytes of every message sent on a link (frame header included).
+    pub bytes_sent: u64,
+    /// Gossip deliveries not recorded past `record_deliveries`.
+    pub deliveries_dropped: u64,
+    /// Gossip signature checks answered from the run's memo (every node checks the same
+    /// message; the simulator checks it once).
+    pub checks_memoized: u64,
 }
 
 /// A simulator call that names a node it cannot use.
@@ -223,6 +244,10 @@ pub struct Sim {
     next_command: u64,
     stats: SimStats,
     trace: Sha256,
+    /// Recorded gossip deliveries (see `SimConfig::record_deliveries`).
+    deliveries: Vec<(NodeIdx, Duration, MessageId)>,
+    /// Verdicts of gossip signature checks by message digest (see `checks_memoized`).
+    check_memo: HashMap<[u8; 32], bool>,
 }
 
 impl Sim {
@@ -248,6 +273,8 @@ impl Sim {
             next_command: 1,
             stats: SimStats::default(),
             trace: Sha256::new(),
+            deliveries: Vec::new(),
+            check_memo: HashMap::new(),
         }
     }
 
@@ -572,6 +599,7 @@ impl Sim {
             events: VecDeque::new(),
             next_request: 1,
             round_robin: 0,
+            uplink_free: ZERO,
         });
         self.record(TAG_ADD, idx.0 as u64, 0);
         idx
@@ -646,18 +674,74 @@ impl Sim {
                 None => self.stats.outputs_unknown_conn += 1,
             },
             Output::Reply { id, reply } => self.collect(idx, Collected::Reply(id, reply)),
+            Output::Event(Event::Gossip(GossipEvent::Message(d)))
+                if self.config.record_deliveries > 0 =>
+            {
+                if self.deliveries.len() < self.config.record_deliveries {
+                    self.deliveries.push((idx, self.time, d.id));
+                } else {
+                    self.stats.deliveries_dropped += 1;
+                }
+            }
             Output::Event(event) => self.collect(idx, Collected::Event(event)),
             // Workers run inline: a job is a pure function, so only the timing differs
             // from the runtime, and the run stays deterministic.
             Output::Job { id, job } => {
                 self.stats.jobs_run += 1;
-                let result = jobs::run(job, None);
+                let result = match job {
+                    Job::CheckMessages { messages, validate } => self.check(messages, validate),
+                    job => jobs::run(job, None),
+                };
                 let now = self.now();
                 if let Some(core) = self.live_core(idx) {
                     core.handle(now, Input::JobDone { id, result });
                 }
             }
         }
+    }
+
+    /// A gossip check job, with each signature verified once per run: the verdict is kept by
+    /// a digest of the whole message, so a copy that differs in any byte is checked anew.
+    fn check(&mut self, messages: Vec<Arc<GossipMessage>>, validate: Vec<bool>) -> JobResult {
+        if self.check_memo.len() > MAX_CHECK_MEMO {
+            self.check_memo.clear();
+        }
+        let verdicts = messages
+            .iter()
+            .map(|m| {
+                let mut h = Sha256::new();
+                h.update(m.author.0);
+                h.update(m.seqno.to_le_bytes());
+                h.update((m.topic.len() as u64).to_le_bytes());
+                h.update(m.topic.as_bytes());
+                h.update(m.payload.as_slice());
+                h.update(m.signature.0);
+                let digest: [u8; 32] = h.finalize().into();
+                let ok = match self.check_memo.get(&digest) {
+                    Some(&ok) => {
+                        self.stats.checks_memoized += 1;
+                        ok
+                    }
+                    None => {
+                        let ok = m.verify();
+                        self.check_memo.insert(digest, ok);
+                        ok
+                    }
+                };
+                if ok {
+                    Verdict::Accept
+                } else {
+                    Verdict::BadSignature
+                }
+            })
+            .collect();
+        let _ = validate; // The simulator has no application validators.
+        JobResult::MessagesChecked(verdicts)
+    }
+
+    /// The recorded gossip deliveries so far, in the order they happened.
+    pub fn take_deliveries(&mut self) -> Vec<(NodeIdx, Duration, MessageId)> {
+        std::mem::take(&mut self.deliveries)
     }
 
     fn collect(&mut self, idx: NodeIdx, item: Collected) {
@@ -962,6 +1046,8 @@ struct Node {
     next_request: u64,
     /// A flood adversary's next link.
     round_robin: usize,
+    /// When its uplink is free again (with `SimConfig::bandwidth`).
+    uplink_free: Duration,
 }
 
 #[derive(Debug)]
@@ -1006,6 +1092,8 @@ pub const TIMER_RETRY: Duration = Duration::from_millis(1);
 /// overflows an `Instant` and virtual time always moves forward.
 pub const MAX_VIRTUAL_TIME: Duration = Duration::from_secs(1 << 30);
 const ZERO: Duration = Duration::ZERO;
+/// Verdicts the check memo holds before it starts over.
+const MAX_CHECK_MEMO: usize = 1 << 20;
 const UNSPECIFIED: SocketAddr =
     SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0));
 const SIM_NETWORK: &str = "sim";

@@ -582,3 +582,13 @@ fn two_thousand_nodes_connect_quickly() {
         events as f64 / wall.as_secs_f64()
     );
 }
+
+#[test]
+fn gossip_reaches_every_subscriber_of_a_small_network() {
+    let mut sc = super::gossip::GossipScenario::new(30, 20, 7);
+    sc.settle = secs(3);
+    let report = super::gossip::run(&sc);
+    eprintln!("{}", report.json(&sc));
+    assert_eq!(report.delivered, (20 * 29, 20 * 29), "{}", report.json(&sc));
+    assert!(report.mesh.0 >= 4, "{}", report.json(&sc));
+}
