@@ -20,6 +20,7 @@ use crate::config::{Config, ConfigError};
 use crate::core::{
     Command, ConnectError, Event, NodeCore, PeerSummary, PingInfo, Reply, RequestError,
 };
+use crate::gossip::GossipError;
 use crate::identity::{IdentityError, Keypair, NodeId};
 use crate::kad::dht::{
     DhtCommand, DhtError, DhtReply, FoundPeers, FoundProviders, FoundRecord, Published,
@@ -33,7 +34,13 @@ use crate::runtime::snapshot::Snapshot;
 use crate::runtime::workers::WorkerPool;
 use crate::store::{Log, LogConfig, Recovery};
 use crate::transport::tls::{TlsConfig, TlsSetupError};
-use crate::wire::messages::{Hello, Key, MutableRecord, Record, FEATURE_KAD, PROTOCOL_VERSION};
+use crate::wire::messages::{
+    Hello, Key, MutableRecord, Record, FEATURE_GOSSIP, FEATURE_KAD, PROTOCOL_VERSION,
+};
+
+mod pubsub;
+
+pub use pubsub::Subscription;
 
 /// A running node. Dropping it shuts it down.
 #[derive(Debug)]
@@ -56,6 +63,9 @@ pub struct Handle {
     alive: Receiver<()>,
     call_timeout: Duration,
     event_queue: usize,
+    /// Gossip's share of the handle: the key messages are signed with, their sequence
+    /// numbers, the validators.
+    pubsub: Arc<pubsub::Publisher>,
 }
 
 impl Node {
@@ -82,12 +92,16 @@ impl Node {
         let log = open_log(&config)?;
         let wake = Arc::clone(&waker);
         let job_log = log.as_ref().map(|(log, _)| Arc::clone(log));
+        let publisher = Arc::new(pubsub::Publisher::new(keypair.clone(), config.gossip.is_some()));
+        let job_validators = Arc::clone(&publisher);
         let workers = WorkerPool::start(
             config.workers,
             // A job that panics still answers, with nothing: its owner hears it was refused.
             Arc::new(move |(id, job): (JobId, Job)| {
                 let log = job_log.as_deref();
-                let result = std::panic::catch_unwind(move || jobs::run(job, log));
+                let validators = &*job_validators;
+                let find = move |topic: &str| validators.validator(topic);
+                let result = std::panic::catch_unwind(move || jobs::run_with(job, log, &find));
                 (id, result.ok())
             }),
             Arc::new(move || {
@@ -126,6 +140,7 @@ impl Node {
             stall_timeout: config.stall_timeout,
             max_partial_frame_bytes: config.max_partial_frame_bytes,
             frame_timeout: config.frame_timeout,
+            max_topics: config.gossip.as_ref().map_or(0, |g| g.max_topics),
         };
         let reactor = Reactor::new(parts).map_err(StartError::Io)?;
         let thread = std::thread::Builder::new()
@@ -138,6 +153,7 @@ impl Node {
             alive: alive_rx,
             call_timeout: config.call_timeout,
             event_queue: config.event_queue,
+            pubsub: publisher,
         };
         for peer in config.bootstrap.iter().chain(&restored.peers) {
             handle.connect_async(*peer);
@@ -415,7 +431,7 @@ fn hello(config: &Config, listen_addrs: Vec<SocketAddr>) -> Hello {
         version: PROTOCOL_VERSION,
         network: config.network.clone(),
         id_pow_bits: config.id_pow_bits,
-        features: FEATURE_KAD,
+        features: if config.gossip.is_some() { FEATURE_KAD | FEATURE_GOSSIP } else { FEATURE_KAD },
         agent: config.agent.clone(),
         listen_addrs,
     }
@@ -508,6 +524,10 @@ pub enum CallError {
     Request(RequestError),
     /// The DHT command failed.
     Dht(DhtError),
+    /// The gossip command failed.
+    Gossip(GossipError),
+    /// The node does not run the protocol the call needs (gossip turned off).
+    Unsupported,
 }
 
 impl fmt::Display for CallError {
@@ -519,6 +539,8 @@ impl fmt::Display for CallError {
             Self::Connect(e) => e.fmt(f),
             Self::Request(e) => e.fmt(f),
             Self::Dht(e) => e.fmt(f),
+            Self::Gossip(e) => e.fmt(f),
+            Self::Unsupported => f.write_str("the node does not run this protocol"),
         }
     }
 }

@@ -79,6 +79,15 @@ pub trait Validator: Send + Sync {
     fn validate(&self, message: &GossipMessage) -> Verdict;
 }
 
+impl<F> Validator for F
+where
+    F: Fn(&GossipMessage) -> Verdict + Send + Sync,
+{
+    fn validate(&self, message: &GossipMessage) -> Verdict {
+        self(message)
+    }
+}
+
 /// Finds the validator of a topic, if one is registered.
 pub type Validators<'a> = &'a (dyn Fn(&str) -> Option<Arc<dyn Validator>> + Sync);
 

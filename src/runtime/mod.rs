@@ -3,6 +3,7 @@
 //! decisions (DESIGN.md, "The shape", items 2 and 3).
 
 pub mod buffers;
+pub mod deliveries;
 pub mod descriptors;
 pub mod limiter;
 pub mod reactor;

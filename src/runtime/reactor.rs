@@ -37,9 +37,11 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::core::{Budget, Command, CommandId, ConnId, Event, Input, NodeCore, Output, Reply};
+use crate::gossip::GossipEvent;
 use crate::identity::NodeId;
 use crate::protocol::{Job, JobId, JobResult};
 use crate::runtime::buffers::{BufferPool, PooledBuf};
+use crate::runtime::deliveries::{Deliveries, Sink};
 use crate::runtime::limiter::{
     GlobalLimiter, LimiterConfig, LimiterMemory, PeerLimiter, Source, Verdict,
 };
@@ -93,6 +95,10 @@ pub(crate) enum Control {
     Snapshot(Sender<Snapshot>),
     /// Send the node's events to this queue from now on; answer whether it was taken.
     Subscribe(Sender<Event>, Sender<bool>),
+    /// Deliver gossip messages of a topic to this queue; answer whether it was taken.
+    TopicSink(String, Sink, Sender<bool>),
+    /// Stop delivering a topic's messages to any queue.
+    DropSinks(String),
     /// Close every connection with Goodbye and stop, within the deadline.
     Shutdown,
 }
@@ -231,6 +237,8 @@ pub(crate) struct Reactor {
     log: Option<std::sync::Arc<crate::store::Log>>,
     /// Where the node's events go: one bounded queue per subscriber.
     subscribers: Vec<Sender<Event>>,
+    /// Where delivered gossip messages go, by topic.
+    deliveries: Deliveries,
     replies: HashMap<u64, Sender<Reply>>,
     next_command: u64,
     pool: BufferPool,
@@ -282,6 +290,8 @@ pub(crate) struct ReactorParts {
     pub stall_timeout: Duration,
     pub max_partial_frame_bytes: usize,
     pub frame_timeout: Duration,
+    /// Topics with subscriptions at once (gossip's `max_topics`).
+    pub max_topics: usize,
 }
 
 impl Reactor {
@@ -332,6 +342,7 @@ impl Reactor {
             _alive: p.alive,
             log: p.log,
             subscribers: Vec::new(),
+            deliveries: Deliveries::new(p.max_topics),
             replies: HashMap::new(),
             next_command: 0,
             pool,
@@ -396,6 +407,9 @@ impl Reactor {
             dht: dht.stats(),
             routing: dht.routing_stats(),
             store: dht.store_stats(),
+            gossip: self.core.gossip().map(|g| g.stats()),
+            gossip_scores: self.core.gossip().map(|g| g.scores().stats()),
+            subscriptions_lost: self.deliveries.lost(),
             reactor: ReactorStats {
                 entries: self.entries.len(),
                 pending_output_bytes: self.pending_output,
@@ -520,6 +534,10 @@ impl Reactor {
                     }
                     let _ = reply_to.try_send(room);
                 }
+                Control::TopicSink(topic, sink, reply_to) => {
+                    let _ = reply_to.try_send(self.deliveries.add(topic, sink));
+                }
+                Control::DropSinks(topic) => self.deliveries.remove(&topic),
                 Control::Snapshot(reply_to) => {
                     let _ = reply_to.try_send(self.snapshot()); // the caller may have left
                 }
@@ -705,8 +723,11 @@ impl Reactor {
         let Some(e) = self.entries.get_mut(key) else { return };
         if !e.backlogged {
             e.backlogged = true;
+            let conn = e.id;
             self.stats.backlogs += 1;
             self.stalled.set(key, now + self.stall_timeout);
+            // Protocols hold back what they would send it, by their own priorities.
+            self.core.handle(now, Input::Congestion { conn, congested: true });
         }
     }
 
@@ -762,10 +783,15 @@ impl Reactor {
         self.stats.pending_output_high_water =
             self.stats.pending_output_high_water.max(self.pending_output);
         if e.backlogged && !self.is_over_high_water(key) {
+            let mut conn = None;
             if let Some(e) = self.entries.get_mut(key) {
                 e.backlogged = false;
+                conn = Some(e.id);
             }
             self.stalled.clear(key);
+            if let Some(conn) = conn {
+                self.core.handle(now, Input::Congestion { conn, congested: false });
+            }
             // What waited in the connection goes first, then what waits in the socket.
             self.read(now, key);
         }
@@ -875,6 +901,11 @@ impl Reactor {
     /// Gives `event` to every subscriber; a full queue drops it for that one, a gone
     /// receiver ends its subscription.
     fn publish(&mut self, event: Event) {
+        // Messages go to their topic's subscriptions only, not to every event queue.
+        if let Event::Gossip(GossipEvent::Message(d)) = &event {
+            self.deliveries.deliver(d);
+            return;
+        }
         let mut dropped = 0;
         self.subscribers.retain(|tx| match tx.try_send(event.clone()) {
             Ok(()) => true,
@@ -931,6 +962,9 @@ impl Reactor {
         self.pool.release(buf);
         self.touch(key);
         self.account(now, key);
+        if self.is_over_high_water(key) {
+            self.backlog(now, key);
+        }
         if let Err(SendError::WriteQueueFull) = sent {
             self.stats.frames_refused_queue += 1;
             self.core.handle(now, Input::OverBudget { conn, budget: Budget::WriteQueue });

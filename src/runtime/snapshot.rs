@@ -7,6 +7,8 @@ use super::limiter::LimiterStats;
 use super::reactor::ReactorStats;
 use super::workers::WorkerStats;
 use crate::core::{CoreStats, PeerStats};
+use crate::gossip::score::ScoreStats;
+use crate::gossip::GossipStats;
 use crate::kad::dht::DhtStats;
 use crate::kad::memstore::StoreStats;
 use crate::kad::routing::RoutingStats;
@@ -29,6 +31,12 @@ pub struct Snapshot {
     pub routing: RoutingStats,
     /// The record store.
     pub store: StoreStats,
+    /// Gossip; `None` when it is off.
+    pub gossip: Option<GossipStats>,
+    /// Gossip peer scores: peers tracked, by score bucket.
+    pub gossip_scores: Option<ScoreStats>,
+    /// Delivered messages dropped from subscriptions that did not keep up (oldest first).
+    pub subscriptions_lost: u64,
     /// The reactor: connections in the slab, refusals, frames it could not send.
     pub reactor: ReactorStats,
     /// The token buckets: global budgets and connection admission.

@@ -80,6 +80,22 @@ impl RawPeer {
         id: petrel::identity::NodeId,
         addr: std::net::SocketAddr,
     ) -> RawPeer {
+        RawPeer::connect_with(seed, id, addr, 0)
+    }
+
+    /// Like [`RawPeer::connect`], announcing gossip in its Hello.
+    pub fn connect_gossip(seed: u8, target: &Node) -> RawPeer {
+        let features = petrel::wire::messages::FEATURE_GOSSIP;
+        RawPeer::connect_with(seed, target.id(), target.local_addr(), features)
+    }
+
+    /// Like [`RawPeer::connect_to`], with these Hello feature bits.
+    pub fn connect_with(
+        seed: u8,
+        id: petrel::identity::NodeId,
+        addr: std::net::SocketAddr,
+        features: u64,
+    ) -> RawPeer {
         let tls_config = TlsConfig::new(&Keypair::from_seed([seed; 32]), 0).unwrap();
         let tls = tls_config.dial(id).unwrap();
         let sock = TcpStream::connect(addr).unwrap();
@@ -94,7 +110,7 @@ impl RawPeer {
             version: PROTOCOL_VERSION,
             network: "petrel".into(),
             id_pow_bits: 0,
-            features: 0,
+            features,
             agent: "limits-test".into(),
             listen_addrs: vec![],
         });
@@ -109,6 +125,13 @@ impl RawPeer {
             other => panic!("expected the node's Hello, got {other:?}"),
         }
         peer
+    }
+
+    /// Sends `msg` as one frame.
+    pub fn send_msg(&mut self, msg: &Message) {
+        let mut frame = Vec::new();
+        codec::encode_frame(msg, DEFAULT_MAX_FRAME_BYTES, &mut frame).unwrap();
+        self.send_raw(&frame);
     }
 
     /// Sends `bytes` as application data, flushed to the socket.
