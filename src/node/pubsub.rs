@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{bounded, Receiver};
 
 use super::{CallError, Handle};
 use crate::core::{Command, Reply};
@@ -70,10 +70,7 @@ impl Subscription {
 
     /// The next message, waiting at most `timeout`; `None` if none came.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Delivery> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(d) => Some(d),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-        }
+        self.rx.recv_timeout(timeout).ok()
     }
 
     /// The next message if one is waiting.
