@@ -4,7 +4,7 @@
 //! `petrel bench dht` in [`bench_dht`], and `petrel bench flood`, a node under attack, in
 //! [`bench_flood`]).
 //!
-//! [`sim`] runs `petrel sim dht` on the simulator.
+//! [`sim`] runs `petrel sim dht` on the simulator, and [`sim_gossip`] `petrel sim gossip`.
 //!
 //! [`report`] holds what the measuring subcommands share: CPU time and memory.
 //!
@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod report;
 pub mod run;
 pub mod sim;
+pub mod sim_gossip;
 pub mod usage;
 
 /// The value after `name`, if `name` is present; an error if it has no value.

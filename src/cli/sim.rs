@@ -28,8 +28,14 @@ pub fn main(args: &[String]) -> Result<(), String> {
             println!("{}", json(&scenario, &report, started.elapsed()));
             Ok(())
         }
-        Some((other, _)) => Err(format!("unknown sim kind {other:?}; kinds: dht")),
-        None => Err("sim needs a kind: dht".into()),
+        Some((kind, rest)) if kind == "gossip" => {
+            if super::usage::check("sim gossip", rest)? == super::usage::Checked::Helped {
+                return Ok(());
+            }
+            super::sim_gossip::main(rest)
+        }
+        Some((other, _)) => Err(format!("unknown sim kind {other:?}; kinds: dht, gossip")),
+        None => Err("sim needs a kind: dht or gossip".into()),
     }
 }
 
@@ -96,8 +102,8 @@ fn fraction(args: &[String], name: &str) -> Result<Option<f64>, String> {
     }
 }
 
-/// `A..B` (milliseconds, uniform per link) or `A` (fixed).
-fn latency(range: &str) -> Result<LatencyModel, String> {
+/// `A..B` (milliseconds, uniform per link) or `A` (fixed); shared with `sim gossip`.
+pub fn latency(range: &str) -> Result<LatencyModel, String> {
     let ms = |s: &str| -> Result<Duration, String> {
         let v: u64 = s.trim().parse().map_err(|_| format!("--latency-ms {range:?}: not A..B"))?;
         Ok(Duration::from_millis(v))
@@ -134,7 +140,7 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
         NodeKind::DeadAddresses => "dead-addresses",
         NodeKind::LoopbackClaims => "loopback-claims",
         NodeKind::Flood { .. } => "flood",
-        NodeKind::Honest => "none",
+        NodeKind::Honest | NodeKind::Gossip(_) => "none",
     };
     let placement = match sc.latency {
         LatencyModel::Plane { .. } => "plane",

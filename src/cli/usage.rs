@@ -115,6 +115,29 @@ pub const COMMANDS: &[Command] = &[
         ],
         switches: &["--get"],
     },
+    Command {
+        name: "sim gossip",
+        usage: "[--nodes N] [--messages M] [--size B] [--seed S] [--latency-ms A..B]\n\
+                \x20     [--loss P] [--rate R] [--degree D] [--bandwidth BYTES_PER_S]\n\
+                \x20     [--sybils K --attack censor|invalid|covert-flash|ihave-spam|cold-boot\n\
+                \x20      [--sybil-degree D]]\n  \
+                a gossip scenario on the simulator (one JSON object)",
+        flags: &[
+            "--nodes",
+            "--messages",
+            "--size",
+            "--seed",
+            "--latency-ms",
+            "--loss",
+            "--rate",
+            "--degree",
+            "--bandwidth",
+            "--sybils",
+            "--attack",
+            "--sybil-degree",
+        ],
+        switches: &[],
+    },
 ];
 
 /// What [`check`] found.

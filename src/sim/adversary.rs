@@ -41,6 +41,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use super::gossip_adversary::{GossipAttack, GossipSybil};
 use super::links::{LinkId, LinkState, Side};
 use super::{Node, NodeIdx, Role, Sim, UNSPECIFIED};
 use crate::bytes::{ByteBuf, Bytes32, Bytes64};
@@ -77,6 +78,8 @@ pub enum NodeKind {
         /// Requests per second, all its connections together (0 = connect only).
         requests_per_sec: u32,
     },
+    /// A gossip sybil ([`super::gossip_adversary`]); answers requests like `Honest`.
+    Gossip(GossipAttack),
 }
 
 /// Counters of one adversary.
@@ -103,6 +106,8 @@ pub struct Adversary {
     /// Alternates the invented record kind for unknown keys.
     forged: u64,
     stats: AdversaryStats,
+    /// A gossip sybil's state.
+    sybil: GossipSybil,
 }
 
 impl Adversary {
@@ -116,12 +121,18 @@ impl Adversary {
             max_records,
             forged: 0,
             stats: AdversaryStats::default(),
+            sybil: GossipSybil::default(),
         }
     }
 
     /// Its kind.
     pub fn kind(&self) -> NodeKind {
         self.kind
+    }
+
+    /// A gossip sybil's state.
+    pub(super) fn sybil(&mut self) -> &mut GossipSybil {
+        &mut self.sybil
     }
 
     /// Its counters.
@@ -141,7 +152,9 @@ impl Adversary {
             NodeKind::Silent => None,
             NodeKind::FabricateCloser => Some(self.fabricate(observed, request)),
             NodeKind::BadRecords => Some(self.bad_records(observed, request)),
-            NodeKind::Honest | NodeKind::Flood { .. } => Some(minimal(observed, request)),
+            NodeKind::Honest | NodeKind::Flood { .. } | NodeKind::Gossip(_) => {
+                Some(minimal(observed, request))
+            }
             // Answered by the simulator, which knows the colluders and the honest nodes
             // (`Sim::eclipse_answer`, `Sim::misdirect_answer`).
             NodeKind::Eclipse | NodeKind::DeadAddresses | NodeKind::LoopbackClaims => {
@@ -265,7 +278,11 @@ impl Sim {
         side: Side,
         msg: Message,
     ) {
-        let Message::Request { id, body } = msg else { return }; // answers are ignored
+        let (id, body) = match msg {
+            Message::Request { id, body } => (id, body),
+            Message::Gossip(g) => return self.on_gossip_sybil(idx, link, side, g),
+            _ => return, // answers are ignored
+        };
         let observed = from.and_then(|f| self.addr(f)).unwrap_or(UNSPECIFIED);
         let kind = match self.nodes.get(idx.0).map(|n| &n.role) {
             Some(Role::Adversary(a)) => a.kind(),
@@ -425,6 +442,7 @@ impl fmt::Display for NodeKind {
             Self::DeadAddresses => f.write_str("dead-addresses"),
             Self::LoopbackClaims => f.write_str("loopback-claims"),
             Self::Flood { requests_per_sec } => write!(f, "flood({requests_per_sec}/s)"),
+            Self::Gossip(a) => write!(f, "gossip-{a:?}"),
         }
     }
 }

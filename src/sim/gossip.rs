@@ -17,7 +17,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use super::{LatencyModel, NodeIdx, Sim, SimConfig, SimStats};
+use super::gossip_adversary::GossipAttack;
+use super::{LatencyModel, NodeIdx, NodeKind, Sim, SimConfig, SimStats};
 use crate::core::{Command, CoreConfig, NodeCore};
 use crate::gossip::{GossipCommand, GossipConfig, GossipStats};
 use crate::identity::{Keypair, NodeId};
@@ -58,6 +59,15 @@ pub struct GossipScenario {
     pub drain: Duration,
     /// The gossip settings of every node (its seed is set per node).
     pub gossip: GossipConfig,
+    /// Sybils, and what they do (`None`: no sybils).
+    pub attack: Option<GossipAttack>,
+    /// How many sybils.
+    pub sybils: usize,
+    /// Honest nodes each sybil dials.
+    pub sybil_degree: usize,
+    /// The sybils connect before the honest nodes build their overlay (a cold boot into a
+    /// network of sybils).
+    pub cold_boot: bool,
 }
 
 impl GossipScenario {
@@ -81,6 +91,10 @@ impl GossipScenario {
             settle: Duration::from_secs(5),
             drain: Duration::from_secs(10),
             gossip: GossipConfig::default(),
+            attack: None,
+            sybils: 0,
+            sybil_degree: 8,
+            cold_boot: false,
         }
     }
 }
@@ -204,6 +218,25 @@ pub struct GossipNet {
 }
 
 impl GossipNet {
+    /// Adds the sybils; each dials `sybil_degree` random honest nodes (of those added so far,
+    /// or of `honest_ids` indices to come in a cold boot).
+    fn add_sybils(sim: &mut Sim, rng: &mut Rng, sc: &GossipScenario, targets: &[NodeIdx]) {
+        let Some(mut attack) = sc.attack else { return };
+        if let GossipAttack::CovertFlash { turn_at_ms: 0 } = attack {
+            // Unset: turn a third of the way through the publishing.
+            let publish = Duration::from_secs_f64(sc.messages as f64 / sc.rate.max(1e-3));
+            let at = sim.elapsed() + sc.settle + publish / 3;
+            attack = GossipAttack::CovertFlash { turn_at_ms: at.as_millis() as u64 };
+        }
+        for _ in 0..sc.sybils {
+            let idx =
+                sim.add_adversary(NodeId::from_bytes(rng.bytes32()), NodeKind::Gossip(attack));
+            for j in rng.distinct_below(targets.len(), sc.sybil_degree) {
+                sim.sybil_dial(idx, targets[j]);
+            }
+        }
+    }
+
     /// Builds the overlay (step 1) and subscribes every node (step 2), then settles.
     pub fn build(sc: &GossipScenario) -> GossipNet {
         let record = sc.nodes.saturating_mul(sc.messages).saturating_add(1024);
@@ -217,21 +250,34 @@ impl GossipNet {
         let mut sim = Sim::new(config);
         let mut rng = Rng::new(sc.seed ^ 0x6055);
         let mut honest = Vec::with_capacity(sc.nodes);
-        for i in 0..sc.nodes {
-            let id = NodeId::from_bytes(rng.bytes32());
+        let ids: Vec<NodeId> = (0..sc.nodes).map(|_| NodeId::from_bytes(rng.bytes32())).collect();
+        for &id in &ids {
             let idx = sim.add_node(id, NodeCore::new(id, core_config(sc, rng.next_u64())));
+            honest.push(idx);
+        }
+        if sc.cold_boot {
+            // The sybils are connected before any honest node knows another.
+            Self::add_sybils(&mut sim, &mut rng, sc, &honest);
+            sim.run_for(Duration::from_secs(1));
+        }
+        for i in 0..sc.nodes {
+            let idx = honest[i];
             for j in rng.distinct_below(i, sc.degree) {
                 let to = honest[j];
                 if let (Some(peer), Some(addr)) = (sim.node_id(to), sim.addr(to)) {
                     let _ = sim.command(idx, Command::Connect { peer, addr });
                 }
             }
-            honest.push(idx);
             sim.run_for(sc.join_gap);
         }
         sim.run_for(Duration::from_secs(2));
         for &idx in &honest {
             let _ = sim.command(idx, Command::Gossip(GossipCommand::Subscribe(TOPIC.into())));
+        }
+        if !sc.cold_boot {
+            // The sybils arrive in a network whose meshes have formed.
+            sim.run_for(Duration::from_secs(2));
+            Self::add_sybils(&mut sim, &mut rng, sc, &honest);
         }
         sim.run_for(sc.settle);
         for &idx in &honest {

@@ -59,6 +59,7 @@
 pub mod adversary;
 pub mod dht;
 pub mod gossip;
+pub mod gossip_adversary;
 mod links;
 pub mod net;
 pub mod queue;
@@ -780,8 +781,8 @@ impl Sim {
     /// Adversaries use the node timer for their ticks; only `Flood` needs them.
     fn schedule_tick(&mut self, idx: NodeIdx, at: Duration) {
         let Some(node) = self.nodes.get_mut(idx.0) else { return };
-        let is_flood =
-            matches!(&node.role, Role::Adversary(a) if matches!(a.kind(), NodeKind::Flood { .. }));
+        let is_flood = matches!(&node.role, Role::Adversary(a)
+            if matches!(a.kind(), NodeKind::Flood { .. } | NodeKind::Gossip(_)));
         let due = at <= MAX_VIRTUAL_TIME && node.timer_at.is_none_or(|t| at < t);
         if is_flood && node.alive && due {
             node.timer_at = Some(at);
@@ -836,6 +837,9 @@ impl Sim {
         self.stats.timers_fired += 1;
         self.record(TAG_TIMER, idx.0 as u64, 0);
         if adversary {
+            if matches!(self.kind(idx), Some(NodeKind::Gossip(_))) {
+                return self.on_gossip_tick(idx);
+            }
             return self.on_flood_tick(idx);
         }
         let now = self.now();
