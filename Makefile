@@ -23,7 +23,7 @@ build:
 # debug run they are ignored, and the second command runs them in release.
 test:
 	$(CARGO) test --locked --all-targets
-	$(CARGO) test --locked --release --test sim_dht
+	$(CARGO) test --locked --release --test sim_dht --test sim_gossip
 
 test-large:
 	$(CARGO) test --locked --release --test sim_dht --test sim_smoke -- --ignored

@@ -57,6 +57,9 @@ pub struct GossipConfig {
     pub max_ihave_messages: usize,
     /// Message ids asked of one peer per heartbeat with IWANT.
     pub max_iwant_per_heartbeat: usize,
+    /// Ids asked of one peer and not delivered yet: a peer announcing ids it never delivers
+    /// cannot fill the table of requests in flight that every peer shares.
+    pub max_promises_per_peer: usize,
     /// How long a peer has to deliver a message it announced in IHAVE and we asked for; past
     /// it the promise is broken and penalised, and the id may be asked of another peer.
     pub iwant_followup: Duration,
@@ -132,7 +135,8 @@ impl Default for GossipConfig {
             px_dials: 4,
             max_ihave_length: 5_000,
             max_ihave_messages: 10,
-            max_iwant_per_heartbeat: 5_000,
+            max_iwant_per_heartbeat: 500,
+            max_promises_per_peer: 500,
             iwant_followup: Duration::from_secs(3),
             gossip_retransmission: 3,
             idontwant_min_bytes: 1024,

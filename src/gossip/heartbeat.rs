@@ -3,7 +3,7 @@
 //! opportunistically when the mesh scores poorly, expire fanouts and top them up, announce
 //! recent messages with IHAVE, settle IWANT promises, and age every cache and counter.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -210,22 +210,23 @@ impl PubSub {
         }
     }
 
-    /// IWANTs not answered by their deadline are broken promises: the peer is penalised, and
-    /// the id may be asked of someone else.
+    /// IWANTs not answered by their deadline are broken promises: the peer is penalised once
+    /// per broken promise, and the id may be asked of someone else.
     fn settle_promises(&mut self, now: Instant) {
-        let mut broken: Vec<NodeId> = Vec::new();
+        let mut broken: BTreeMap<NodeId, u32> = BTreeMap::new();
         self.promises.retain(|_, &mut (peer, deadline)| {
             if deadline <= now {
-                broken.push(peer);
+                *broken.entry(peer).or_default() += 1;
                 return false;
             }
             true
         });
-        broken.sort();
-        broken.dedup_by(|a, b| a == b);
-        for peer in broken {
-            self.stats.broken_promises += 1;
-            self.scores.penalize(peer, 1);
+        for (peer, n) in broken {
+            self.stats.broken_promises += u64::from(n);
+            self.scores.penalize(peer, n);
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.promised = p.promised.saturating_sub(n as usize);
+            }
         }
     }
 }

@@ -75,6 +75,8 @@ pub(super) struct PeerState {
     pub(super) iwants_asked: usize,
     /// Ids served to it through IWANT this heartbeat.
     pub(super) iwants_served: usize,
+    /// Ids it announced, we asked for, and it has not delivered yet.
+    pub(super) promised: usize,
 }
 
 /// Our mesh in a topic we subscribe to.
@@ -348,7 +350,11 @@ impl PubSub {
         };
         let topic = Arc::clone(topic);
         let id = msg.id();
-        self.promises.remove(&id);
+        if let Some((promised_by, _)) = self.promises.remove(&id) {
+            if let Some(p) = self.peers.get_mut(&promised_by) {
+                p.promised = p.promised.saturating_sub(1);
+            }
+        }
         if let Some(first) = self.seen.first_seen(&id) {
             self.stats.duplicates += 1;
             if now.saturating_duration_since(first) <= self.config.score.mesh_delivery_window {
@@ -463,7 +469,9 @@ impl PubSub {
             self.stats.ignored_frames += 1;
             return;
         }
-        let room = max_ask.saturating_sub(p.iwants_asked);
+        let room = max_ask
+            .saturating_sub(p.iwants_asked)
+            .min(self.config.max_promises_per_peer.saturating_sub(p.promised));
         let deadline = now + self.config.iwant_followup;
         let mut want = Vec::new();
         for id in ids {
@@ -484,6 +492,7 @@ impl PubSub {
         }
         if let Some(p) = self.peers.get_mut(&from) {
             p.iwants_asked += want.len();
+            p.promised += want.len();
         }
         self.stats.iwant_sent += 1;
         self.send(now, from, Class::Control, Gossip::IWant { ids: want });
@@ -795,6 +804,7 @@ impl PeerState {
             ihaves: 0,
             iwants_asked: 0,
             iwants_served: 0,
+            promised: 0,
         }
     }
 

@@ -115,6 +115,9 @@ pub struct GossipReport {
     pub latency_mean_ms: f64,
     /// Mesh size per node after the settle, (min, mean).
     pub mesh: (usize, f64),
+    /// Fraction of the honest nodes' mesh slots held by sybils, after the settle and at the
+    /// end.
+    pub mesh_sybils: (f64, f64),
     /// Every node's gossip counters, summed.
     pub gossip: GossipStats,
     /// Virtual time simulated.
@@ -153,7 +156,7 @@ impl GossipReport {
                 "\"delivered_fraction\":{:.6},\"delivered_pairs\":{},\"expected_pairs\":{},",
                 "\"latency_ms\":{{\"p50\":{:.1},\"p90\":{:.1},\"p99\":{:.1},\"max\":{:.1},\"mean\":{:.1}}},",
                 "\"duplicates_per_delivery\":{:.3},\"bytes_per_delivery\":{:.0},",
-                "\"mesh_min\":{},\"mesh_mean\":{:.2},",
+                "\"mesh_min\":{},\"mesh_mean\":{:.2},\"mesh_sybils\":{{\"start\":{:.3},\"end\":{:.3}}},",
                 "\"ihave_sent\":{},\"iwant_sent\":{},\"iwant_served\":{},\"idontwant_sent\":{},",
                 "\"forwarded\":{},\"invalid\":{},\"dropped_sends\":{},\"broken_promises\":{},",
                 "\"virtual_s\":{:.1},\"messages_on_links\":{}}}"
@@ -177,6 +180,8 @@ impl GossipReport {
             self.bytes_per_delivery(),
             self.mesh.0,
             self.mesh.1,
+            self.mesh_sybils.0,
+            self.mesh_sybils.1,
             g.ihave_sent,
             g.iwant_sent,
             g.iwant_served,
@@ -298,6 +303,23 @@ impl GossipNet {
         (min, mean)
     }
 
+    /// Fraction of the honest nodes' mesh slots in the topic held by sybils.
+    pub fn mesh_sybils(&self) -> f64 {
+        let honest: HashSet<NodeId> =
+            self.honest.iter().filter_map(|&i| self.sim.node_id(i)).collect();
+        let (mut slots, mut sybil) = (0usize, 0usize);
+        for &i in &self.honest {
+            let Some(g) = self.sim.core(i).and_then(|c| c.gossip()) else { continue };
+            for p in g.mesh_peers(TOPIC) {
+                slots += 1;
+                if !honest.contains(&p) {
+                    sybil += 1;
+                }
+            }
+        }
+        sybil as f64 / slots.max(1) as f64
+    }
+
     /// Every honest node's gossip counters, summed.
     pub fn gossip_stats(&self) -> GossipStats {
         let mut sum = GossipStats::default();
@@ -328,6 +350,7 @@ impl GossipNet {
 pub fn run(sc: &GossipScenario) -> GossipReport {
     let mut net = GossipNet::build(sc);
     let mesh = net.mesh();
+    let sybils_before = net.mesh_sybils();
     let authors: HashMap<NodeIdx, Keypair> = net
         .honest
         .iter()
@@ -374,6 +397,7 @@ pub fn run(sc: &GossipScenario) -> GossipReport {
         latency_ms: Spread::of(latencies),
         latency_mean_ms: mean,
         mesh,
+        mesh_sybils: (sybils_before, net.mesh_sybils()),
         gossip: net.gossip_stats(),
         virtual_s: net.sim.elapsed().as_secs_f64(),
         sim: net.sim.stats(),
