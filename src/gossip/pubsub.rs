@@ -946,3 +946,7 @@ impl Protocol for PubSub {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "pubsub_tests.rs"]
+mod tests;

@@ -9,8 +9,9 @@
 //! Forged copies (proto-spec messages.md §5.1): the id depends on author and sequence number
 //! only, so anyone can send a message with a genuine message's id and a bad signature. The id is
 //! therefore marked seen only once a copy verified, and while the first copy waits, one copy
-//! with different signature bytes is kept as the alternate: if the first fails, the alternate is
-//! checked next. A copy with the same signature bytes as the one waiting is a plain duplicate.
+//! with different bytes is kept as the alternate: if the first fails, the alternate is checked
+//! next. Only a byte-identical copy of the one waiting is a plain duplicate (comparing the
+//! signature alone would let a forger reuse the genuine signature on other content).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -49,9 +50,9 @@ pub enum Offered {
     Queued,
     /// The same bytes as the copy waiting: noted, nothing to check.
     Duplicate,
-    /// Other signature bytes: kept as the alternate.
+    /// Other bytes: kept as the alternate.
     Alternate,
-    /// Other signature bytes, and an alternate is kept already: dropped.
+    /// Other bytes, and an alternate is kept already: dropped.
     Dropped,
     /// The topic's queue, or the byte budget, is full: dropped.
     Full,
@@ -89,7 +90,9 @@ impl Validation {
         max_bytes: usize,
     ) -> Offered {
         if let Some(p) = self.pending.get_mut(&id) {
-            if p.msg.signature == msg.signature {
+            // The same bytes, not just the same signature: a copy with the genuine signature
+            // on other content must not pass for a duplicate of the genuine message.
+            if *p.msg == *msg {
                 if p.from != from
                     && !p.also_from.contains(&from)
                     && p.also_from.len() < MAX_ALSO_FROM
@@ -240,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_is_a_duplicate_an_alternate_or_dropped_by_its_signature_bytes() {
+    fn a_copy_is_a_duplicate_an_alternate_or_dropped_by_its_bytes() {
         let t0 = Instant::now();
         let mut v = Validation::default();
         let m = msg(1, "t");

@@ -1,0 +1,294 @@
+//! Tests of [`PubSub`] driven by hand: peers come up, frames go in, the actions that come out
+//! are checked. Time is an argument; checks run inline ([`crate::protocol::jobs::run`]).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::identity::{Keypair, NodeId};
+use crate::protocol::{jobs, Action, Direction, Job, JobKey, Peer, Protocol};
+use crate::wire::messages::{Gossip, GossipMessage, Hello, FEATURE_GOSSIP, PROTOCOL_VERSION};
+
+const T: &str = "t";
+const S: Duration = Duration::from_secs(1);
+
+fn id(n: u8) -> NodeId {
+    NodeId::from_bytes([n; 32])
+}
+
+fn hello() -> Hello {
+    Hello {
+        version: PROTOCOL_VERSION,
+        network: String::new(),
+        id_pow_bits: 0,
+        features: FEATURE_GOSSIP,
+        agent: String::new(),
+        listen_addrs: Vec::new(),
+    }
+}
+
+fn addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, n], 4000))
+}
+
+type Out = Vec<Action<GossipReply, GossipEvent>>;
+
+fn drain(g: &mut PubSub) -> Out {
+    std::iter::from_fn(|| g.poll_output()).collect()
+}
+
+fn up(g: &mut PubSub, now: Instant, n: u8, direction: Direction) {
+    let h = hello();
+    let peer = Peer { id: id(n), addr: addr(n), direction, hello: &h };
+    g.handle_peer_up(now, &peer);
+}
+
+fn frame(g: &mut PubSub, now: Instant, n: u8, msg: Gossip) {
+    let h = hello();
+    let peer = Peer { id: id(n), addr: addr(n), direction: Direction::Inbound, hello: &h };
+    g.handle_gossip(now, &peer, msg);
+}
+
+/// A node with peers 1..=n up and subscribed to `T`, itself not subscribed.
+fn with_peers(now: Instant, n: u8) -> PubSub {
+    let mut g = PubSub::new(id(200), GossipConfig::default());
+    for p in 1..=n {
+        up(&mut g, now, p, if p % 2 == 0 { Direction::Outbound } else { Direction::Inbound });
+        frame(&mut g, now, p, Gossip::Subscribe { topic: T.into() });
+    }
+    drain(&mut g);
+    g
+}
+
+fn subscribe(g: &mut PubSub, now: Instant) -> Out {
+    g.handle_command(now, crate::protocol::CommandId(1), GossipCommand::Subscribe(T.into()));
+    drain(g)
+}
+
+fn sends_to(out: &Out, pred: impl Fn(&Gossip) -> bool) -> Vec<NodeId> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Send { to, msg } if pred(msg) => Some(*to),
+            _ => None,
+        })
+        .collect()
+}
+
+fn is_graft(m: &Gossip) -> bool {
+    matches!(m, Gossip::Graft { .. })
+}
+
+fn is_prune(m: &Gossip) -> bool {
+    matches!(m, Gossip::Prune { .. })
+}
+
+fn message(seqno: u64, size: usize) -> GossipMessage {
+    GossipMessage::sign(&Keypair::from_seed([9; 32]), seqno, T.into(), vec![1; size])
+}
+
+/// Runs every check job in `out` and feeds the result back; returns what followed.
+fn run_checks(g: &mut PubSub, now: Instant, out: &Out) -> Out {
+    let mut next = Vec::new();
+    for a in out {
+        if let Action::Job { key, job } = a {
+            let result = jobs::run(job.clone(), None);
+            g.handle_job_done(now, *key, Some(result));
+            next.extend(drain(g));
+        }
+    }
+    next
+}
+
+#[test]
+fn subscribing_announces_it_to_every_peer_and_grafts_d_of_the_subscribers() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 12);
+    let out = subscribe(&mut g, t0);
+    assert_eq!(sends_to(&out, |m| matches!(m, Gossip::Subscribe { .. })).len(), 12);
+    let grafted = sends_to(&out, is_graft);
+    assert_eq!(grafted.len(), 8, "D = 8");
+    assert_eq!(g.mesh_peers(T).len(), 8);
+    assert!(matches!(
+        out.last(),
+        Some(Action::Reply { reply: GossipReply::Subscribed(Ok(())), .. })
+    ));
+}
+
+#[test]
+fn the_heartbeat_tops_a_thin_mesh_up_and_cuts_a_fat_one_down_to_d() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 3);
+    subscribe(&mut g, t0);
+    assert_eq!(g.mesh_peers(T).len(), 3);
+    for p in 4..=20 {
+        up(&mut g, t0, p, Direction::Inbound);
+        frame(&mut g, t0, p, Gossip::Subscribe { topic: T.into() });
+    }
+    drain(&mut g);
+    g.handle_timeout(t0 + S);
+    let out = drain(&mut g);
+    assert_eq!(sends_to(&out, is_graft).len(), 5, "below D_low (6): grafted up to D (8)");
+    // Everyone grafts us: 20 in the mesh, above D_high (12).
+    for p in 1..=20 {
+        frame(&mut g, t0 + S, p, Gossip::Graft { topic: T.into() });
+    }
+    assert_eq!(g.mesh_peers(T).len(), 20);
+    g.handle_timeout(t0 + 2 * S);
+    let out = drain(&mut g);
+    assert_eq!(sends_to(&out, is_prune).len(), 12);
+    assert_eq!(g.mesh_peers(T).len(), 8);
+    let outbound = g.mesh_peers(T).iter().filter(|p| p.as_bytes()[0] % 2 == 0).count();
+    assert!(outbound >= 2, "D_out outbound peers are kept");
+}
+
+#[test]
+fn a_graft_during_backoff_is_refused_and_penalised() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 1);
+    subscribe(&mut g, t0);
+    frame(&mut g, t0, 1, Gossip::Prune { topic: T.into(), backoff_secs: 60, peers: Vec::new() });
+    assert!(g.mesh_peers(T).is_empty());
+    drain(&mut g);
+    // Its PRUNE set a backoff; its GRAFTs come at once, three times (a flood: 2 points each,
+    // and the penalty counts past its threshold of 2).
+    for _ in 0..3 {
+        frame(&mut g, t0 + S, 1, Gossip::Graft { topic: T.into() });
+    }
+    let out = drain(&mut g);
+    assert_eq!(sends_to(&out, is_prune), vec![id(1); 3], "each answered with PRUNE");
+    assert!(g.mesh_peers(T).is_empty());
+    assert_eq!(g.stats().grafts_refused, 3);
+    g.handle_timeout(t0 + 2 * S);
+    assert!(g.scores().score(t0 + 2 * S, &id(1)) < 0.0, "the behaviour penalty shows");
+}
+
+#[test]
+fn ihave_asks_once_for_unseen_ids_and_a_broken_promise_costs_the_peer() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 2);
+    subscribe(&mut g, t0);
+    let m = message(1, 10);
+    let ids = vec![m.id(), message(2, 10).id()];
+    frame(&mut g, t0, 1, Gossip::IHave { topic: T.into(), ids: ids.clone() });
+    let out = drain(&mut g);
+    assert!(out.iter().any(|a| matches!(a, Action::Send { to, msg: Gossip::IWant { ids: asked } }
+        if *to == id(1) && *asked == ids)));
+    // Peer 2 announces the same ids: already asked, not asked again.
+    frame(&mut g, t0, 2, Gossip::IHave { topic: T.into(), ids: ids.clone() });
+    assert!(sends_to(&drain(&mut g), |m| matches!(m, Gossip::IWant { .. })).is_empty());
+    // Peer 1 delivers one of the two; the other promise breaks after the follow-up time.
+    frame(&mut g, t0, 1, Gossip::Publish(m));
+    let out = drain(&mut g);
+    run_checks(&mut g, t0, &out);
+    for s in 1..=4 {
+        g.handle_timeout(t0 + s * S);
+        drain(&mut g);
+    }
+    assert_eq!(g.stats().broken_promises, 1);
+    assert_eq!(g.stats().delivered, 1);
+}
+
+#[test]
+fn a_verified_message_is_delivered_once_forwarded_to_the_mesh_and_idontwant_is_honoured() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 4);
+    subscribe(&mut g, t0);
+    let m = message(1, 2048);
+    // Peer 3 says it has the message already: no forward to it.
+    frame(&mut g, t0, 3, Gossip::IDontWant { ids: vec![m.id()] });
+    frame(&mut g, t0, 1, Gossip::Publish(m.clone()));
+    let out = drain(&mut g);
+    assert!(matches!(&out[..], [Action::Job { job: Job::CheckMessages { .. }, .. }]), "{out:?}");
+    // A second copy while the first waits: no second check.
+    frame(&mut g, t0, 2, Gossip::Publish(m.clone()));
+    assert!(drain(&mut g).is_empty());
+    let after = run_checks(&mut g, t0, &out);
+    let forwarded = sends_to(&after, |x| matches!(x, Gossip::Publish(_)));
+    assert_eq!(forwarded, vec![id(4)], "not back to 1 or 2, who sent it, nor to 3");
+    let idontwant = sends_to(&after, |x| matches!(x, Gossip::IDontWant { .. }));
+    assert_eq!(idontwant.len(), 2, "a large message: IDONTWANT to the mesh peers that lack it");
+    let delivered: Vec<_> =
+        after.iter().filter(|a| matches!(a, Action::Event(GossipEvent::Message(_)))).collect();
+    assert_eq!(delivered.len(), 1);
+    frame(&mut g, t0, 4, Gossip::Publish(m));
+    assert!(drain(&mut g).is_empty(), "seen: no check, no delivery");
+    assert_eq!(g.stats().duplicates, 2);
+}
+
+#[test]
+fn a_forged_copy_is_refused_and_the_genuine_alternate_is_checked_next() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 2);
+    subscribe(&mut g, t0);
+    let m = message(1, 10);
+    let mut forged = m.clone();
+    forged.payload = b"evil".to_vec().into();
+    frame(&mut g, t0, 1, Gossip::Publish(forged));
+    let out = drain(&mut g);
+    frame(&mut g, t0, 2, Gossip::Publish(m));
+    let next = run_checks(&mut g, t0, &out);
+    assert_eq!(g.stats().invalid_signature, 1);
+    assert!(matches!(&next[..], [Action::Job { .. }]), "the alternate goes to a check: {next:?}");
+    let last = run_checks(&mut g, t0, &next);
+    assert!(last.iter().any(|a| matches!(a, Action::Event(GossipEvent::Message(d))
+        if d.from == id(2))));
+}
+
+#[test]
+fn a_check_that_never_answers_is_given_up_as_ignore() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 1);
+    subscribe(&mut g, t0);
+    frame(&mut g, t0, 1, Gossip::Publish(message(1, 10)));
+    let out = drain(&mut g);
+    let Some(Action::Job { key, .. }) = out.first() else { panic!("{out:?}") };
+    let key: JobKey = *key;
+    let late = t0 + GossipConfig::default().validation_timeout;
+    g.handle_timeout(late);
+    drain(&mut g);
+    assert_eq!(g.stats().ignored, 1);
+    g.handle_job_done(late, key, None);
+    assert!(drain(&mut g).is_empty(), "the late answer changes nothing");
+    assert_eq!(g.stats().delivered, 0);
+}
+
+#[test]
+fn a_congested_peer_gets_control_first_and_stale_forwards_are_dropped() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 2);
+    subscribe(&mut g, t0);
+    g.handle_congestion(t0, id(2), true);
+    for s in 1..=3 {
+        frame(&mut g, t0, 1, Gossip::Publish(message(s, 10)));
+        let out = drain(&mut g);
+        run_checks(&mut g, t0, &out);
+    }
+    g.handle_command(t0, crate::protocol::CommandId(2), GossipCommand::Unsubscribe(T.into()));
+    drain(&mut g);
+    assert!(g.stats().queued_bytes > 0);
+    // Drained after the forward deadline: the PRUNE and UNSUBSCRIBE go, the forwards do not.
+    let late = t0 + GossipConfig::default().forward_deadline;
+    g.handle_congestion(late, id(2), false);
+    let out = drain(&mut g);
+    let kinds: Vec<&str> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to, msg } if *to == id(2) => Some(msg.kind()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["prune", "unsubscribe"]);
+    assert_eq!(g.stats().expired_forwards, 3);
+}
+
+#[test]
+fn frames_from_a_peer_over_its_topic_cap_are_refused_and_counted() {
+    let t0 = Instant::now();
+    let mut g =
+        PubSub::new(id(200), GossipConfig { max_topics_per_peer: 2, ..GossipConfig::default() });
+    up(&mut g, t0, 1, Direction::Inbound);
+    for t in ["a", "b", "c", "d"] {
+        frame(&mut g, t0, 1, Gossip::Subscribe { topic: t.into() });
+    }
+    assert_eq!(g.stats().subscriptions_refused, 2);
+}
