@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::addr::PeerAddr;
-use crate::core::{CoreConfig, PeerLimits};
+use crate::core::{CoreConfig, DiscoveryConfig, PeerLimits};
 use crate::gossip::GossipConfig;
 use crate::identity::Keypair;
 use crate::kad::dht::DhtConfig;
@@ -124,6 +124,9 @@ pub struct Config {
     pub dht: DhtConfig,
     /// Gossip; `None` turns it off (the node then neither announces nor serves it).
     pub gossip: Option<GossipConfig>,
+    /// How gossip finds its topics' subscribers through the DHT (with gossip on); `None`:
+    /// it meets only the peers the node connects to otherwise.
+    pub discovery: Option<DiscoveryConfig>,
     /// The worker pool: threads (default 2) and job queue bound (default 1024).
     pub workers: WorkerConfig,
     /// Where records, provider entries and the routing table are kept across restarts
@@ -176,6 +179,7 @@ impl Default for Config {
             rng_seed: None,
             dht: DhtConfig::default(),
             gossip: Some(GossipConfig::default()),
+            discovery: Some(DiscoveryConfig::default()),
             workers: WorkerConfig::default(),
             data_dir: None,
             sync: crate::store::SyncMode::Batch,
@@ -216,6 +220,7 @@ impl Config {
                 ..self.dht.clone()
             },
             gossip: self.gossip.clone(),
+            discovery: self.gossip.as_ref().and(self.discovery),
             limits: self.limits,
             request_timeout: self.request_timeout,
             answer_timeout: self.answer_timeout,

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{config, start, wait_for, RawPeer};
+use common::{config, start, wait_for, RawPeer, Read1};
 use petrel::bytes::Bytes64;
 use petrel::identity::Keypair;
 use petrel::protocol::Verdict;
@@ -18,7 +18,7 @@ const TOPIC: &str = "news";
 const RECV: Duration = Duration::from_secs(10);
 
 /// Waits until every node has at least one mesh peer in `TOPIC`.
-fn wait_for_meshes(nodes: &[Node]) {
+fn wait_for_meshes(nodes: &[&Node]) {
     wait_for("every node to have a mesh peer", || {
         nodes
             .iter()
@@ -34,7 +34,7 @@ fn a_published_message_reaches_every_subscriber_once() {
         nodes[i].handle().connect(nodes[i - 1].peer_addr()).unwrap();
     }
     let subs: Vec<_> = nodes.iter().map(|n| n.handle().subscribe(TOPIC).unwrap()).collect();
-    wait_for_meshes(&nodes);
+    wait_for_meshes(&nodes.iter().collect::<Vec<_>>());
     let published = nodes[0].handle().publish(TOPIC, b"hello, mesh".to_vec()).unwrap();
     assert!(published.peers >= 1);
     for (i, sub) in subs.iter().enumerate().skip(1) {
@@ -53,10 +53,8 @@ fn a_published_message_reaches_every_subscriber_once() {
 
 #[test]
 fn a_validator_decides_what_is_delivered_and_a_rejected_message_is_not_forwarded() {
-    let nodes: Vec<Node> = (11..=13).map(|s| start(config(s))).collect();
+    let nodes: Vec<Node> = (11..=12).map(|s| start(config(s))).collect();
     nodes[1].handle().connect(nodes[0].peer_addr()).unwrap();
-    nodes[2].handle().connect(nodes[1].peer_addr()).unwrap();
-    let subs: Vec<_> = nodes.iter().map(|n| n.handle().subscribe(TOPIC).unwrap()).collect();
     let no_bad = |m: &GossipMessage| {
         if m.payload.as_slice() == b"bad" {
             Verdict::Reject
@@ -64,18 +62,35 @@ fn a_validator_decides_what_is_delivered_and_a_rejected_message_is_not_forwarded
             Verdict::Accept
         }
     };
-    nodes[1].handle().set_validator(TOPIC, Arc::new(no_bad)).unwrap();
-    wait_for_meshes(&nodes);
+    let judge = nodes[1].handle();
+    judge.set_validator(TOPIC, Arc::new(no_bad)).unwrap();
+    let subs: Vec<_> = nodes.iter().map(|n| n.handle().subscribe(TOPIC).unwrap()).collect();
+    // A raw peer in the judge's mesh sees what the judge forwards.
+    let mut watcher = RawPeer::connect_gossip(13, &nodes[1]);
+    watcher.send_msg(&Message::Gossip(Gossip::Subscribe { topic: TOPIC.into() }));
+    watcher.send_msg(&Message::Gossip(Gossip::Graft { topic: TOPIC.into() }));
+    wait_for_meshes(&[&nodes[0], &nodes[1]]);
+    wait_for("the watcher in the judge's mesh", || {
+        judge.meshes().unwrap().iter().any(|(t, n)| t == TOPIC && *n == 2)
+    });
     nodes[0].handle().publish(TOPIC, b"bad".to_vec()).unwrap();
     nodes[0].handle().publish(TOPIC, b"good".to_vec()).unwrap();
-    // Node 2 hears only through node 1, which rejected the first: it gets the second only.
-    for sub in &subs[1..] {
-        let d = sub.recv_timeout(RECV).expect("the good message");
-        assert_eq!(d.message.payload.as_slice(), b"good");
-        assert_eq!(sub.recv_timeout(Duration::from_millis(200)), None);
+    let d = subs[1].recv_timeout(RECV).expect("the good message");
+    assert_eq!(d.message.payload.as_slice(), b"good");
+    assert_eq!(subs[1].recv_timeout(Duration::from_millis(200)), None, "never the bad one");
+    // Everything the judge sent the watcher up to the good message: never the bad one.
+    loop {
+        match watcher.read_frame() {
+            Read1::Frame(Message::Gossip(Gossip::Publish(m))) => {
+                assert_eq!(m.payload.as_slice(), b"good", "a rejected message was forwarded");
+                break;
+            }
+            Read1::Frame(_) => {}
+            Read1::Closed => panic!("the judge closed the watcher"),
+        }
     }
-    let middle = nodes[1].handle().snapshot().unwrap().gossip.unwrap();
-    assert_eq!((middle.rejected, middle.delivered), (1, 1));
+    let g = judge.snapshot().unwrap().gossip.unwrap();
+    assert_eq!((g.rejected, g.delivered), (1, 1));
 }
 
 #[test]
@@ -111,4 +126,31 @@ fn a_forged_copy_does_not_suppress_the_genuine_message_and_a_duplicate_is_checke
     assert_eq!((g.delivered, g.invalid_signature), (1, 1));
     assert_eq!(g.check_jobs, 2, "the forged copy and the genuine one; never the duplicate");
     assert_eq!(sub.try_recv(), None);
+}
+
+#[test]
+fn a_subscriber_found_only_through_the_dht_receives_messages() {
+    // B knows A and C; A and C do not know each other, and B is not in the topic (it relays
+    // nothing of it). A and C find each other as providers of the topic's key.
+    let nodes: Vec<Node> = (31..=33).map(|s| start(config(s))).collect();
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    a.handle().connect(b.peer_addr()).unwrap();
+    c.handle().connect(b.peer_addr()).unwrap();
+    let sub_c = c.handle().subscribe(TOPIC).unwrap();
+    let _sub_a = a.handle().subscribe(TOPIC).unwrap();
+    wait_for("A and C to find each other", || {
+        a.handle().peers().unwrap().iter().any(|p| p.id == c.id())
+    });
+    wait_for_meshes(&[a, c]);
+    let published = a.handle().publish(TOPIC, b"found you".to_vec()).unwrap();
+    let Some(d) = sub_c.recv_timeout(RECV) else {
+        let sa = a.handle().snapshot().unwrap();
+        let sc = c.handle().snapshot().unwrap();
+        panic!(
+            "C got nothing\nA: {:?}\n{:?}\nC: {:?}\n{:?}",
+            sa.gossip, sa.core, sc.gossip, sc.core
+        );
+    };
+    assert_eq!(d.id, published.id);
+    assert!(b.handle().meshes().unwrap().is_empty(), "B never joined");
 }

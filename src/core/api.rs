@@ -38,6 +38,9 @@ pub struct CoreConfig {
     pub dht: DhtConfig,
     /// Gossip (its `rng_seed` is derived from the core's); `None`: not hosted.
     pub gossip: Option<GossipConfig>,
+    /// Finding gossip subscribers through the DHT; `None`: off (gossip then meets only the
+    /// peers the node connects to otherwise).
+    pub discovery: Option<super::DiscoveryConfig>,
 }
 
 /// Everything the driver (the reactor, or the simulator) tells the core.

@@ -9,6 +9,7 @@
 //! - `dials`: per-address dial backoff and the circuit breaker.
 //! - `rpc`: request matching: requests in flight, requests waiting for a dial, owed answers.
 //! - `protocols`: the hosted protocols and the route of each message kind.
+//! - `discovery`: topic discovery, gossip's subscribers found through the DHT.
 //!
 //! Only the router's contract is public (re-exported here); the services behind it are the
 //! router's own.
@@ -16,6 +17,7 @@
 mod api;
 mod conns;
 mod dials;
+mod discovery;
 mod node;
 mod protocols;
 mod rpc;
@@ -26,6 +28,7 @@ pub use api::{
 };
 pub use conns::{ConnId, Direction, LimitError, PeerLimits, PeerStats};
 pub use dials::DialError;
+pub use discovery::DiscoveryConfig;
 pub use node::NodeCore;
 pub use protocols::AddError;
 

@@ -29,9 +29,10 @@ use super::api::{
 };
 use super::conns::{ConnId, Connection, ConnectionTable, Direction, Keep, LimitError, PeerStats};
 use super::dials::DialError;
+use super::discovery::{Discovery, Step};
 use super::protocols::{AddError, Protocols};
 use super::rpc::{Owner, Pending, Queued, Rpc};
-use crate::gossip::{GossipConfig, PubSub};
+use crate::gossip::{GossipCommand, GossipConfig, PubSub};
 use crate::identity::NodeId;
 use crate::kad::dht::{Dht, DhtConfig};
 use crate::protocol::{
@@ -59,6 +60,9 @@ pub struct NodeCore {
     rng: Rng,
     outputs: VecDeque<Output>,
     stats: CoreStats,
+    /// Topic discovery, when gossip and discovery are on.
+    discovery: Option<Discovery>,
+    local_id: NodeId,
 }
 
 impl NodeCore {
@@ -85,6 +89,11 @@ impl NodeCore {
             rng,
             outputs: VecDeque::new(),
             stats: CoreStats::default(),
+            discovery: match (&config.gossip, config.discovery) {
+                (Some(_), Some(d)) => Some(Discovery::new(d)),
+                _ => None,
+            },
+            local_id,
             config,
         }
     }
@@ -143,6 +152,7 @@ impl NodeCore {
                 p.handle_timeout(now);
             }
         });
+        self.discover(now);
         self.pump(now);
     }
 
@@ -154,7 +164,8 @@ impl NodeCore {
     /// When `handle_timeout` must next be called. Changes after every input.
     pub fn next_deadline(&self) -> Option<Instant> {
         let protocols = self.protocols.next_deadline();
-        [self.conns.next_deadline(), self.rpc.next_deadline(), protocols]
+        let discovery = self.discovery.as_ref().and_then(Discovery::next_deadline);
+        [self.conns.next_deadline(), self.rpc.next_deadline(), protocols, discovery]
             .into_iter()
             .flatten()
             .min()
@@ -258,6 +269,11 @@ impl NodeCore {
         if let Some(other) = loser {
             self.forget_conn(now, other, None);
             self.disconnect(other, GoodbyeReason::DuplicateConnection);
+            if was_up {
+                if let Some(moved) = self.conns.connection(conn).and_then(peer_of) {
+                    self.protocols.each(|p| p.handle_peer_moved(now, &moved));
+                }
+            }
         }
         self.on_reachable(now, peer);
     }
@@ -619,6 +635,9 @@ impl NodeCore {
                     self.close(now, conn, reason);
                 }
             }
+            Action::Reply { command, reply } if Discovery::is_internal(command) => {
+                self.on_discovery_reply(now, command, reply);
+            }
             Action::Reply { command, reply } => self.reply(command, reply),
             Action::Event(event) => self.outputs.push_back(Output::Event(event)),
         }
@@ -635,10 +654,25 @@ impl NodeCore {
                 self.reply(id, reply);
             }
             Command::Dht(cmd) => self.protocols.kad.handle_command(now, id, cmd),
-            Command::Gossip(cmd) => match &mut self.protocols.gossip {
-                Some(g) => g.handle_command(now, id, cmd),
-                None => self.reply(id, Reply::Unsupported),
-            },
+            Command::Gossip(cmd) => {
+                let Some(g) = &mut self.protocols.gossip else {
+                    return self.reply(id, Reply::Unsupported);
+                };
+                let topic = match &cmd {
+                    GossipCommand::Subscribe(t) | GossipCommand::Unsubscribe(t) => Some(t.clone()),
+                    _ => None,
+                };
+                g.handle_command(now, id, cmd);
+                // Discovery follows what gossip subscribes to now, whatever the command was.
+                if let (Some(topic), Some(d)) = (topic, &mut self.discovery) {
+                    if g.is_subscribed(&topic) {
+                        d.add(now, &topic);
+                    } else {
+                        d.remove(&topic);
+                    }
+                }
+                self.discover(now);
+            }
         }
     }
 
@@ -683,7 +717,43 @@ impl NodeCore {
     }
 
     fn reply(&mut self, id: CommandId, reply: Reply) {
-        self.outputs.push_back(Output::Reply { id, reply });
+        // The router's own commands (discovery's dials) have no caller to answer.
+        if !Discovery::is_internal(id) {
+            self.outputs.push_back(Output::Reply { id, reply });
+        }
+    }
+
+    // ---- Topic discovery ----
+
+    /// Runs discovery's due DHT commands.
+    fn discover(&mut self, now: Instant) {
+        let Some(d) = &mut self.discovery else { return };
+        if d.next_deadline().is_none_or(|at| at > now) {
+            return;
+        }
+        let gossip = self.protocols.gossip.as_ref();
+        let steps = d.poll(now, |topic| gossip.is_some_and(|g| g.is_thin(topic)));
+        self.run_steps(now, steps);
+    }
+
+    fn on_discovery_reply(&mut self, now: Instant, id: CommandId, reply: Reply) {
+        let Some(d) = &mut self.discovery else { return };
+        let conns = &self.conns;
+        let steps = d.on_reply(now, id, reply, self.local_id, |p| conns.primary(p).is_some());
+        self.run_steps(now, steps);
+    }
+
+    fn run_steps(&mut self, now: Instant, steps: Vec<Step>) {
+        for step in steps {
+            match step {
+                Step::Dht(id, cmd) => self.protocols.kad.handle_command(now, id, cmd),
+                Step::Connect(id, p) => {
+                    if let Some(&addr) = p.addrs.first() {
+                        self.on_connect(now, id, p.id, addr);
+                    }
+                }
+            }
+        }
     }
 
     fn peer_summaries(&self) -> Vec<PeerSummary> {

@@ -27,6 +27,7 @@ pub(super) trait Hosted {
     fn kinds(&self) -> &'static [Kind];
     fn handle_peer_up(&mut self, now: Instant, peer: &Peer<'_>);
     fn handle_peer_down(&mut self, now: Instant, peer: NodeId);
+    fn handle_peer_moved(&mut self, now: Instant, peer: &Peer<'_>);
     fn handle_request(
         &mut self,
         now: Instant,
@@ -67,6 +68,10 @@ where
 
     fn handle_peer_down(&mut self, now: Instant, peer: NodeId) {
         Protocol::handle_peer_down(self, now, peer);
+    }
+
+    fn handle_peer_moved(&mut self, now: Instant, peer: &Peer<'_>) {
+        Protocol::handle_peer_moved(self, now, peer);
     }
 
     fn handle_request(

@@ -179,6 +179,16 @@ impl PubSub {
         self.mesh.get(topic).map(|m| m.peers.iter().copied().collect()).unwrap_or_default()
     }
 
+    /// Whether we subscribe to `topic`.
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.mesh.contains_key(topic)
+    }
+
+    /// Whether our mesh of `topic` is below D_low (topic discovery looks for more peers).
+    pub fn is_thin(&self, topic: &str) -> bool {
+        self.mesh.get(topic).is_some_and(|m| m.peers.len() < self.config.d_low)
+    }
+
     /// The topics we subscribe to.
     pub fn topics(&self) -> Vec<String> {
         self.mesh.keys().map(|t| t.to_string()).collect()
@@ -552,6 +562,13 @@ impl PubSub {
             self.prune(now, from, &name, self.config.prune_backoff, false);
             return;
         }
+        // A GRAFT says the peer is in the topic, whether or not its SUBSCRIBE reached us.
+        if self.subs.subscribe(from, &name).is_err() {
+            self.stats.subscriptions_refused += 1;
+            self.stats.grafts_refused += 1;
+            self.prune(now, from, &name, self.config.prune_backoff, false);
+            return;
+        }
         if let Some(m) = self.mesh.get_mut(&name) {
             m.peers.insert(from);
         }
@@ -862,6 +879,26 @@ impl Protocol for PubSub {
         self.scores.peer_up(now, peer.id, peer.addr.ip());
         for topic in self.mesh.keys().map(|t| t.to_string()).collect::<Vec<_>>() {
             self.send(now, peer.id, Class::Control, Gossip::Subscribe { topic });
+        }
+    }
+
+    fn handle_peer_moved(&mut self, now: Instant, peer: &Peer<'_>) {
+        self.begin(now);
+        if !self.peers.contains_key(&peer.id) {
+            return;
+        }
+        // What went out on the closing connection may be lost: our subscriptions, and our
+        // GRAFTs (a GRAFT to a peer with us in its mesh already changes nothing).
+        for (topic, mesh) in self
+            .mesh
+            .iter()
+            .map(|(t, m)| (t.to_string(), m.peers.contains(&peer.id)))
+            .collect::<Vec<_>>()
+        {
+            self.send(now, peer.id, Class::Control, Gossip::Subscribe { topic: topic.clone() });
+            if mesh {
+                self.send(now, peer.id, Class::Control, Gossip::Graft { topic });
+            }
         }
     }
 

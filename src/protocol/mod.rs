@@ -224,6 +224,14 @@ pub trait Protocol {
         let _ = (now, peer);
     }
 
+    /// `peer`, up already, now speaks over another connection: a simultaneous dial won the
+    /// duplicate rule (handshake.md) and the connection frames went out on is closing, so
+    /// what was sent on it may never have arrived. A protocol that keeps state in the peer
+    /// by one-way frames sends it again.
+    fn handle_peer_moved(&mut self, now: Instant, peer: &Peer<'_>) {
+        let _ = (now, peer);
+    }
+
     /// An inbound request of a kind this protocol serves. `Some`: the answer, sent at once.
     /// `None`: the answer comes later as [`Action::Respond`] with `ticket`.
     fn handle_request(

@@ -207,6 +207,8 @@ pub fn core_config(sc: &GossipScenario, seed: u64) -> CoreConfig {
             ..DhtConfig::default()
         },
         gossip: Some(sc.gossip.clone()),
+        // The overlay is the scenario's: no DHT traffic in the figures.
+        discovery: None,
         ..CoreConfig::default()
     }
 }

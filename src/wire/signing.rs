@@ -17,6 +17,8 @@ pub const MUTABLE_RECORD_DOMAIN: &[u8] = b"petrel/v1/mutable-record";
 pub const GOSSIP_MESSAGE_DOMAIN: &[u8] = b"petrel/v1/gossip-message";
 /// Domain separator of the gossip message id hash.
 pub const MESSAGE_ID_DOMAIN: &[u8] = b"petrel/v1/message-id";
+/// Domain separator of a topic's DHT key (messages.md §5.2).
+pub const TOPIC_KEY_DOMAIN: &[u8] = b"petrel/v1/topic";
 
 /// `MUTABLE_RECORD_DOMAIN ‖ u64(len salt) ‖ salt ‖ u64(seq) ‖ u64(len value) ‖ value`.
 pub fn mutable_record_signing_input(salt: &[u8], seq: u64, value: &[u8]) -> Vec<u8> {
@@ -42,6 +44,18 @@ pub fn gossip_signing_input(seqno: u64, topic: &str, payload: &[u8]) -> Vec<u8> 
 /// Key of an immutable value: `SHA-256(value)`.
 pub fn immutable_key(value: &[u8]) -> Key {
     NodeId::from_bytes(Sha256::digest(value).into())
+}
+
+/// The DHT key under which subscribers of `topic` announce themselves as providers:
+/// `SHA-256(TOPIC_KEY_DOMAIN ‖ u64(len topic) ‖ topic)` (messages.md §5.2). No record or
+/// content key can collide with it by accident, and a topic named like a value does not
+/// share the value's key.
+pub fn topic_key(topic: &str) -> Key {
+    let mut h = Sha256::new();
+    h.update(TOPIC_KEY_DOMAIN);
+    h.update((topic.len() as u64).to_le_bytes());
+    h.update(topic.as_bytes());
+    NodeId::from_bytes(h.finalize().into())
 }
 
 /// Key of a mutable record: `SHA-256(public key ‖ salt)`.
@@ -181,6 +195,17 @@ mod tests {
         let next = GossipMessage::sign(&kp, 10, "t".into(), b"payload".to_vec());
         assert_ne!(next.id(), m.id());
     }
+
+    #[test]
+    fn topic_key_matches_the_spec_vector() {
+        // messages.md §5.2, the worked example.
+        let key = topic_key("news");
+        assert_eq!(key.to_hex(), TOPIC_NEWS_KEY);
+        assert_ne!(key, immutable_key(b"news"));
+    }
+
+    /// `topic_key("news")`, as printed in proto-spec/messages.md §5.2.
+    const TOPIC_NEWS_KEY: &str = "a124b52493abb7b99001b740aec0a1cf62c9e599e1f51b49f43c8967b8cd4faf";
 
     #[test]
     fn gossip_signature_does_not_verify_as_record() {

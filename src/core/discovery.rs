@@ -1,0 +1,252 @@
+//! Topic discovery: subscribers of a topic find each other through the DHT (proto-spec
+//! messages.md §5.2), so a node given one bootstrap address can join any topic.
+//!
+//! The router runs it, because it joins two protocols that never import each other: for each
+//! topic gossip subscribes to, it announces us as a provider of the topic's key
+//! ([`crate::wire::signing::topic_key`]) and renews that before the record expires, and while
+//! the topic's mesh is below D_low it looks the key's providers up and connects to those it is
+//! not connected to, a few per search. Gossip's own heartbeat then grafts them. Its DHT
+//! commands carry ids from a range applications never use ([`INTERNAL`]), and the router
+//! hands their replies here instead of to a caller.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::api::Reply;
+use super::CommandId;
+use crate::identity::NodeId;
+use crate::kad::dht::{DhtCommand, DhtReply};
+use crate::wire::messages::{Key, PeerInfo};
+use crate::wire::signing::topic_key;
+
+/// Command ids at or above this are the router's own (discovery's DHT commands and dials).
+pub const INTERNAL: u64 = 1 << 63;
+
+/// Settings of topic discovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    /// How often we announce ourselves again as a provider of each topic we subscribe to
+    /// (well inside the DHT's provider TTL).
+    pub provide_interval: Duration,
+    /// How often a topic whose mesh is thin looks for more subscribers.
+    pub search_interval: Duration,
+    /// How soon a search or announcement that failed (an empty routing table at start) is
+    /// tried again.
+    pub retry_interval: Duration,
+    /// New subscribers dialled per search.
+    pub dials_per_search: usize,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> DiscoveryConfig {
+        DiscoveryConfig {
+            provide_interval: Duration::from_secs(6 * 60 * 60),
+            search_interval: Duration::from_secs(30),
+            retry_interval: Duration::from_secs(2),
+            dials_per_search: 8,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Topic {
+    key: Key,
+    next_provide: Instant,
+    next_search: Instant,
+}
+
+/// What discovery asks of the router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Run this DHT command under this id.
+    Dht(CommandId, DhtCommand),
+    /// Connect to this subscriber (under this id).
+    Connect(CommandId, PeerInfo),
+}
+
+/// Discovery's state: one entry per topic gossip subscribes to (bounded by gossip's
+/// `max_topics`), and the DHT commands in flight.
+#[derive(Debug)]
+pub struct Discovery {
+    config: DiscoveryConfig,
+    topics: BTreeMap<String, Topic>,
+    /// Command id → (topic, a search rather than an announcement).
+    in_flight: BTreeMap<u64, (String, bool)>,
+    next_id: u64,
+}
+
+impl Discovery {
+    /// No topics.
+    pub fn new(config: DiscoveryConfig) -> Discovery {
+        Discovery { config, topics: BTreeMap::new(), in_flight: BTreeMap::new(), next_id: INTERNAL }
+    }
+
+    /// Whether `id` is one of the router's own commands.
+    pub fn is_internal(id: CommandId) -> bool {
+        id.0 >= INTERNAL
+    }
+
+    /// Gossip subscribed to `topic`: announce and search at once.
+    pub fn add(&mut self, now: Instant, topic: &str) {
+        self.topics.entry(topic.to_string()).or_insert(Topic {
+            key: topic_key(topic),
+            next_provide: now,
+            next_search: now,
+        });
+    }
+
+    /// Gossip left `topic`. Our provider record expires on its own.
+    pub fn remove(&mut self, topic: &str) {
+        self.topics.remove(topic);
+    }
+
+    /// When [`Discovery::poll`] has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.topics.values().map(|t| t.next_provide.min(t.next_search)).min()
+    }
+
+    /// The DHT commands due at `now`. `thin(topic)` says whether its mesh is below D_low.
+    pub fn poll(&mut self, now: Instant, thin: impl Fn(&str) -> bool) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for (name, t) in &mut self.topics {
+            if t.next_provide <= now {
+                // Renewed on success; an answer that fails brings it forward again.
+                t.next_provide = now + self.config.provide_interval;
+                let id = self.next_id;
+                self.next_id += 1;
+                self.in_flight.insert(id, (name.clone(), false));
+                steps.push(Step::Dht(CommandId(id), DhtCommand::Provide { key: t.key }));
+            }
+            if t.next_search <= now {
+                t.next_search = now + self.config.search_interval;
+                if thin(name) {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    self.in_flight.insert(id, (name.clone(), true));
+                    steps.push(Step::Dht(CommandId(id), DhtCommand::Providers { key: t.key }));
+                }
+            }
+        }
+        steps
+    }
+
+    /// The reply to one of discovery's commands: the subscribers to dial, of those found
+    /// that `connected` does not know, not ourselves. Replies to its dials are dropped.
+    pub fn on_reply(
+        &mut self,
+        now: Instant,
+        id: CommandId,
+        reply: Reply,
+        local: NodeId,
+        connected: impl Fn(&NodeId) -> bool,
+    ) -> Vec<Step> {
+        let Some((topic, search)) = self.in_flight.remove(&id.0) else { return Vec::new() };
+        let retry = now + self.config.retry_interval;
+        let Some(t) = self.topics.get_mut(&topic) else { return Vec::new() };
+        let found = match reply {
+            Reply::Dht(DhtReply::Provide(Ok(_))) => return Vec::new(),
+            Reply::Dht(DhtReply::Providers(Ok(found))) => found.providers,
+            _ => {
+                // Nobody to ask yet (a node just started), or the lookup failed: soon again.
+                if search {
+                    t.next_search = t.next_search.min(retry);
+                } else {
+                    t.next_provide = t.next_provide.min(retry);
+                }
+                return Vec::new();
+            }
+        };
+        let fresh: Vec<PeerInfo> = found
+            .into_iter()
+            .filter(|p| p.id != local && !connected(&p.id) && !p.addrs.is_empty())
+            .take(self.config.dials_per_search)
+            .collect();
+        if fresh.is_empty() {
+            // Only known subscribers (or none yet): look again soon while the mesh is thin.
+            t.next_search = t.next_search.min(retry);
+        }
+        fresh
+            .into_iter()
+            .map(|p| {
+                let id = self.next_id;
+                self.next_id += 1;
+                Step::Connect(CommandId(id), p)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kad::dht::{FoundProviders, Published};
+    use crate::kad::lookup::LookupStats;
+    use std::net::SocketAddr;
+
+    fn peer(n: u8) -> PeerInfo {
+        PeerInfo {
+            id: NodeId::from_bytes([n; 32]),
+            addrs: vec![SocketAddr::from(([10, 0, 0, n], 1))],
+        }
+    }
+
+    #[test]
+    fn a_topic_is_announced_and_searched_and_new_subscribers_are_dialled() {
+        let t0 = Instant::now();
+        let mut d = Discovery::new(DiscoveryConfig::default());
+        d.add(t0, "news");
+        let steps = d.poll(t0, |_| true);
+        let [Step::Dht(provide, DhtCommand::Provide { key }), Step::Dht(search, DhtCommand::Providers { .. })] =
+            &steps[..]
+        else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(*key, topic_key("news"));
+        assert!(Discovery::is_internal(*provide));
+        assert!(d.poll(t0, |_| true).is_empty(), "nothing more is due");
+        let published = Published {
+            key: *key,
+            stored: 1,
+            attempted: 1,
+            lookup: LookupStats::default(),
+            rpcs: 1,
+            duration: Duration::ZERO,
+        };
+        let none = d.on_reply(
+            t0,
+            *provide,
+            Reply::Dht(DhtReply::Provide(Ok(published))),
+            peer(0).id,
+            |_| false,
+        );
+        assert!(none.is_empty());
+        let found = FoundProviders {
+            providers: vec![peer(0), peer(1), peer(2)],
+            stats: LookupStats::default(),
+        };
+        let reply = Reply::Dht(DhtReply::Providers(Ok(found)));
+        let dials = d.on_reply(t0, *search, reply, peer(0).id, |p| *p == peer(2).id);
+        assert!(
+            matches!(&dials[..], [Step::Connect(_, p)] if *p == peer(1)),
+            "not us, not a peer we have"
+        );
+        assert_eq!(d.next_deadline(), Some(t0 + DiscoveryConfig::default().search_interval));
+    }
+
+    #[test]
+    fn a_failed_search_is_retried_soon_and_a_full_mesh_is_not_searched() {
+        let t0 = Instant::now();
+        let config = DiscoveryConfig::default();
+        let mut d = Discovery::new(config);
+        d.add(t0, "news");
+        let steps = d.poll(t0, |_| true);
+        let Step::Dht(search, _) = steps[1].clone() else { panic!() };
+        let failed = Reply::Dht(DhtReply::Providers(Err(crate::kad::dht::DhtError::NoPeers)));
+        d.on_reply(t0, search, failed, peer(0).id, |_| false);
+        let retry = t0 + config.retry_interval;
+        let steps = d.poll(retry, |_| false);
+        assert!(steps.is_empty(), "the mesh filled meanwhile: no search");
+        d.remove("news");
+        assert_eq!(d.next_deadline(), None);
+    }
+}
