@@ -154,3 +154,64 @@ fn a_subscriber_found_only_through_the_dht_receives_messages() {
     assert_eq!(d.id, published.id);
     assert!(b.handle().meshes().unwrap().is_empty(), "B never joined");
 }
+
+#[test]
+fn a_flooding_peer_is_slowed_then_disconnected_and_the_node_keeps_serving_the_topic() {
+    use petrel::runtime::limiter::LimiterConfig;
+    use petrel::wire::messages::{Goodbye, GoodbyeReason};
+    let limiter = LimiterConfig {
+        peer_frames_per_sec: 10,
+        peer_frames_burst: 10,
+        max_strikes: 1,
+        ..LimiterConfig::DEFAULT
+    };
+    let node = start(petrel::Config { limiter, ..config(41) });
+    let honest = start(config(42));
+    honest.handle().connect(node.peer_addr()).unwrap();
+    let sub = node.handle().subscribe(TOPIC).unwrap();
+    let _honest_sub = honest.handle().subscribe(TOPIC).unwrap();
+    let mut flooder = RawPeer::connect_gossip(43, &node);
+    let author = Keypair::from_seed([44; 32]);
+    let flood = |from: u64| -> Vec<Message> {
+        (from..from + 15)
+            .map(|s| {
+                Message::Gossip(Gossip::Publish(GossipMessage::sign(
+                    &author,
+                    s,
+                    TOPIC.into(),
+                    vec![0; 64],
+                )))
+            })
+            .collect()
+    };
+    // The first burst is served, its last five after a pause (a strike the core forgives).
+    for m in flood(0) {
+        flooder.send_msg(&m);
+    }
+    wait_for("the first burst to be served", || {
+        node.handle().snapshot().unwrap().gossip.unwrap().delivered == 15
+    });
+    assert_eq!(node.handle().snapshot().unwrap().core.closed_rate_limited, 0);
+    // The second burst is the second strike.
+    for m in flood(15) {
+        flooder.send_msg(&m);
+    }
+    let rest = flooder.read_until_closed();
+    assert!(
+        rest.contains(&Message::Goodbye(Goodbye { reason: GoodbyeReason::RateLimited })),
+        "{rest:?}"
+    );
+    let snapshot = node.handle().snapshot().unwrap();
+    assert_eq!(snapshot.core.closed_rate_limited, 1);
+    let delivered = snapshot.gossip.unwrap().delivered;
+    assert!(delivered < 30, "the frames read after the second strike were not served");
+    // The topic goes on: an honest peer's message is delivered.
+    wait_for_meshes(&[&node, &honest]);
+    let published = honest.handle().publish(TOPIC, b"still here".to_vec()).unwrap();
+    loop {
+        let d = sub.recv_timeout(RECV).expect("the honest message");
+        if d.id == published.id {
+            break;
+        }
+    }
+}
