@@ -55,6 +55,8 @@ pub struct GossipConfig {
     pub max_ihave_length: usize,
     /// IHAVE frames accepted from one peer per heartbeat; more are ignored (counted).
     pub max_ihave_messages: usize,
+    /// GRAFT and PRUNE frames taken from one peer per heartbeat; more are ignored (counted).
+    pub max_graft_prune_per_heartbeat: usize,
     /// Message ids asked of one peer per heartbeat with IWANT.
     pub max_iwant_per_heartbeat: usize,
     /// Ids asked of one peer and not delivered yet: a peer announcing ids it never delivers
@@ -135,6 +137,7 @@ impl Default for GossipConfig {
             px_dials: 4,
             max_ihave_length: 5_000,
             max_ihave_messages: 10,
+            max_graft_prune_per_heartbeat: 64,
             max_iwant_per_heartbeat: 500,
             max_promises_per_peer: 500,
             iwant_followup: Duration::from_secs(3),

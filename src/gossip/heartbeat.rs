@@ -31,6 +31,7 @@ impl PubSub {
             p.ihaves = 0;
             p.iwants_asked = 0;
             p.iwants_served = 0;
+            p.mesh_changes = 0;
             p.expire_dont_want(now);
         }
         for peer in self.queued.iter().copied().collect::<Vec<_>>() {

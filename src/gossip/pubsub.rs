@@ -77,6 +77,8 @@ pub(super) struct PeerState {
     pub(super) iwants_served: usize,
     /// Ids it announced, we asked for, and it has not delivered yet.
     pub(super) promised: usize,
+    /// GRAFT and PRUNE frames taken from it this heartbeat.
+    pub(super) mesh_changes: usize,
 }
 
 /// Our mesh in a topic we subscribe to.
@@ -344,12 +346,23 @@ impl PubSub {
             Gossip::Publish(m) => self.on_message(now, from, m),
             Gossip::IHave { topic, ids } => self.on_ihave(now, from, score, &topic, ids),
             Gossip::IWant { ids } => self.on_iwant(now, from, score, ids),
+            Gossip::Graft { .. } | Gossip::Prune { .. } if !self.take_mesh_change(from) => {
+                self.stats.ignored_frames += 1;
+            }
             Gossip::Graft { topic } => self.on_graft(now, from, score, &topic),
             Gossip::Prune { topic, backoff_secs, peers } => {
                 self.on_prune(now, from, score, &topic, backoff_secs, peers)
             }
             Gossip::IDontWant { ids } => self.on_idontwant(now, from, ids),
         }
+    }
+
+    /// Counts a GRAFT or PRUNE of `from` against its allowance for this heartbeat.
+    fn take_mesh_change(&mut self, from: NodeId) -> bool {
+        let cap = self.config.max_graft_prune_per_heartbeat;
+        let Some(p) = self.peers.get_mut(&from) else { return false };
+        p.mesh_changes += 1;
+        p.mesh_changes <= cap
     }
 
     fn on_message(&mut self, now: Instant, from: NodeId, msg: GossipMessage) {
@@ -822,6 +835,7 @@ impl PeerState {
             iwants_asked: 0,
             iwants_served: 0,
             promised: 0,
+            mesh_changes: 0,
         }
     }
 

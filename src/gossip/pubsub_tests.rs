@@ -292,3 +292,19 @@ fn frames_from_a_peer_over_its_topic_cap_are_refused_and_counted() {
     }
     assert_eq!(g.stats().subscriptions_refused, 2);
 }
+
+#[test]
+fn graft_and_prune_past_the_per_heartbeat_allowance_are_ignored() {
+    let t0 = Instant::now();
+    let config = GossipConfig { max_graft_prune_per_heartbeat: 4, ..GossipConfig::default() };
+    let mut g = PubSub::new(id(200), config);
+    up(&mut g, t0, 1, Direction::Inbound);
+    subscribe(&mut g, t0);
+    for _ in 0..10 {
+        frame(&mut g, t0, 1, Gossip::Prune { topic: T.into(), backoff_secs: 1, peers: Vec::new() });
+    }
+    assert_eq!(g.stats().ignored_frames, 6);
+    g.handle_timeout(t0 + S);
+    frame(&mut g, t0 + S, 1, Gossip::Prune { topic: T.into(), backoff_secs: 1, peers: Vec::new() });
+    assert_eq!(g.stats().ignored_frames, 6, "a new heartbeat, a new allowance");
+}
