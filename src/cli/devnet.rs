@@ -76,6 +76,8 @@ pub struct Report {
     /// The DHT phase: records put (one per node), stored on at least one peer, and found again
     /// from another node.
     pub dht: DhtPhase,
+    /// The gossip phase: messages published on one topic, and their deliveries.
+    pub gossip: GossipPhase,
     /// Wall-clock time of the whole run, in seconds.
     pub wall_s: f64,
     /// User plus system CPU time of the process, in seconds.
@@ -97,6 +99,72 @@ pub struct DhtPhase {
     pub replicas_mean: f64,
     /// Records found again by a GET from the node half-way round the list.
     pub found: usize,
+}
+
+/// What the gossip phase of a devnet did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GossipPhase {
+    /// Messages published (one from each of up to 10 nodes).
+    pub published: usize,
+    /// Deliveries received, and expected (every message at every other node).
+    pub delivered: usize,
+    /// See `delivered`.
+    pub expected: usize,
+    /// Publish-to-delivery latency of every delivery, in microseconds.
+    pub latencies_us: Vec<u64>,
+}
+
+/// The devnet's topic.
+const TOPIC: &str = "devnet";
+
+/// Every node subscribes to one topic; once every mesh has a peer (at most 10 s), up to 10
+/// nodes publish one message each, stamped with its publish instant; every node collects its
+/// deliveries for up to 5 s.
+fn gossip_phase(handles: &[Handle]) -> GossipPhase {
+    let subs: Vec<_> = handles.iter().filter_map(|h| h.subscribe(TOPIC).ok()).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline
+        && !handles.iter().all(|h| {
+            h.meshes().is_ok_and(|m| m.iter().any(|(t, peers)| t == TOPIC && *peers > 0))
+        })
+    {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let epoch = Instant::now();
+    let publishers = handles.len().min(10);
+    let mut published = 0;
+    for (i, h) in handles.iter().take(publishers).enumerate() {
+        let at = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let mut payload = at.to_le_bytes().to_vec();
+        payload.extend_from_slice(format!(" devnet message of node {i}").as_bytes());
+        if h.publish(TOPIC, payload).is_ok() {
+            published += 1;
+        }
+    }
+    let expected = published * handles.len().saturating_sub(1);
+    let mut latencies_us = Vec::new();
+    let until = Instant::now() + Duration::from_secs(5);
+    while latencies_us.len() < expected && Instant::now() < until {
+        for sub in &subs {
+            while let Some(d) = sub.try_recv() {
+                let now = u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let mut stamp = [0u8; 8];
+                if let Some(head) = d.message.payload.as_slice().get(..8) {
+                    stamp.copy_from_slice(head);
+                }
+                latencies_us.push(now.saturating_sub(u64::from_le_bytes(stamp)));
+            }
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    latencies_us.sort_unstable();
+    GossipPhase { published, delivered: latencies_us.len(), expected, latencies_us }
+}
+
+impl GossipPhase {
+    fn latency_us(&self, p: f64) -> u64 {
+        percentile(&self.latencies_us, p).unwrap_or(0)
+    }
 }
 
 /// Every node PUTs one record, then each is fetched by the node half-way round the list.
@@ -156,6 +224,15 @@ pub fn run(opts: &DevnetOptions) -> Result<Report, String> {
         "devnet: DHT: {} of {} records stored (on {:.1} peers each), {} found from another node",
         dht.stored, dht.records, dht.replicas_mean, dht.found
     );
+    let gossip = gossip_phase(&handles);
+    eprintln!(
+        "devnet: gossip: {} messages published on {TOPIC:?}, {} of {} deliveries, p50 {}us p99 {}us",
+        gossip.published,
+        gossip.delivered,
+        gossip.expected,
+        gossip.latency_us(50.0),
+        gossip.latency_us(99.0),
+    );
     let (rtts_us, ping_failures) = ping_phase(&handles, opts.seconds);
     let connections = handles.iter().map(|h| h.peers().map_or(0, |p| p.len())).collect();
     shutdown_all(nodes);
@@ -165,6 +242,7 @@ pub fn run(opts: &DevnetOptions) -> Result<Report, String> {
         rtts_us,
         ping_failures,
         dht,
+        gossip,
         wall_s: started.elapsed().as_secs_f64(),
         cpu_s: cpu_seconds().unwrap_or(0.0),
         peak_rss_kib: proc_status_kib("VmHWM:").unwrap_or(0),
@@ -315,6 +393,16 @@ impl Report {
             "devnet: DHT: {} of {} records stored, {} found again from another node",
             self.dht.stored, self.dht.records, self.dht.found
         );
+        let g = &self.gossip;
+        let _ = writeln!(
+            s,
+            "devnet: gossip: {} messages, {} of {} deliveries; latency p50 {}us p99 {}us",
+            g.published,
+            g.delivered,
+            g.expected,
+            g.latency_us(50.0),
+            g.latency_us(99.0)
+        );
         let _ = write!(
             s,
             "devnet: wall {:.2}s cpu {:.2}s peak rss {:.1} MiB ({} KiB per node)",
@@ -335,6 +423,8 @@ impl Report {
                 "\"ping_rtt_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{},\"n\":{}}},",
                 "\"ping_failures\":{},",
                 "\"dht\":{{\"records\":{},\"stored\":{},\"replicas_mean\":{:.1},\"found\":{}}},",
+                "\"gossip\":{{\"published\":{},\"delivered\":{},\"expected\":{},",
+                "\"latency_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}}}},",
                 "\"wall_s\":{:.3},\"cpu_s\":{:.2},\"peak_rss_mib\":{:.1},",
                 "\"rss_per_node_kib\":{}}}"
             ),
@@ -352,6 +442,12 @@ impl Report {
             self.dht.stored,
             self.dht.replicas_mean,
             self.dht.found,
+            self.gossip.published,
+            self.gossip.delivered,
+            self.gossip.expected,
+            self.gossip.latency_us(50.0),
+            self.gossip.latency_us(99.0),
+            self.gossip.latency_us(100.0),
             self.wall_s,
             self.cpu_s,
             self.peak_rss_kib as f64 / 1024.0,
