@@ -124,9 +124,9 @@ fn gossip_phase(handles: &[Handle]) -> GossipPhase {
     let subs: Vec<_> = handles.iter().filter_map(|h| h.subscribe(TOPIC).ok()).collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline
-        && !handles.iter().all(|h| {
-            h.meshes().is_ok_and(|m| m.iter().any(|(t, peers)| t == TOPIC && *peers > 0))
-        })
+        && !handles
+            .iter()
+            .all(|h| h.meshes().is_ok_and(|m| m.iter().any(|(t, peers)| t == TOPIC && *peers > 0)))
     {
         thread::sleep(Duration::from_millis(20));
     }
