@@ -5,6 +5,8 @@
 //! - `transport`: TLS 1.3 handshake rate against one [`Node`], then framed throughput over one
 //!   TLS connection to it. See [`run_transport`] for the method.
 //! - `dht`: N nodes bootstrap, PUT and GET records; see [`super::bench_dht`].
+//! - `gossip`: N nodes subscribe to one topic and publish at a paced rate; delivery, latency
+//!   and CPU per delivery; see [`super::bench_gossip`].
 //! - `store`: the node's log on disk: put, get, compaction, restart; see
 //!   [`super::bench_store`].
 //! - `flood`: one node under attack by many connections while an honest peer pings it; see
@@ -35,7 +37,7 @@ use crate::wire::messages::{
 };
 
 /// The benchmark kinds `petrel bench` knows, in the order of its usage text.
-pub const KINDS: &[&str] = &["transport", "dht", "flood", "store"];
+pub const KINDS: &[&str] = &["transport", "dht", "gossip", "flood", "store"];
 
 /// Runs `petrel bench KIND [options]` with its command-line arguments.
 pub fn main(args: &[String]) -> Result<(), String> {
@@ -59,6 +61,15 @@ pub fn main(args: &[String]) -> Result<(), String> {
         "dht" => {
             let opts = super::bench_dht::DhtOptions::parse(rest)?;
             let report = super::bench_dht::run(&opts)?;
+            eprintln!("{}", report.human());
+            if opts.json {
+                println!("{}", report.json());
+            }
+            Ok(())
+        }
+        "gossip" => {
+            let opts = super::bench_gossip::GossipOptions::parse(rest)?;
+            let report = super::bench_gossip::run(&opts)?;
             eprintln!("{}", report.human());
             if opts.json {
                 println!("{}", report.json());

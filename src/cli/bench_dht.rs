@@ -112,7 +112,8 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut micros: Vec<u64>) -> Latency {
+    /// The figures of `micros`, a latency in microseconds per call, in any order.
+    pub(crate) fn of(mut micros: Vec<u64>) -> Latency {
         micros.sort_unstable();
         let ms = |us: u64| us as f64 / 1000.0;
         let mean = if micros.is_empty() {
@@ -130,7 +131,8 @@ impl Latency {
         }
     }
 
-    fn json(&self) -> String {
+    /// One JSON object: `{"p50":..,"p90":..,"p99":..,"max":..,"mean":..,"n":..}`.
+    pub(crate) fn json(&self) -> String {
         format!(
             "{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"max\":{:.3},\"mean\":{:.3},\"n\":{}}}",
             self.p50, self.p90, self.p99, self.max, self.mean, self.n
