@@ -237,6 +237,7 @@ fn every_subcommand_answers_help_and_refuses_an_unknown_flag() {
         &["bench", "transport"],
         &["bench", "dht"],
         &["bench", "gossip"],
+        &["bench", "idle"],
         &["bench", "flood"],
         &["bench", "store"],
         &["sim", "dht"],

@@ -2,8 +2,8 @@
 //! (many nodes in one process, with a ping workload and a resource summary) and
 //! [`bench`](mod@bench) (system benchmarks on loopback sockets: `petrel bench transport`,
 //! `petrel bench dht` in [`bench_dht`], and `petrel bench flood`, a node under attack, in
-//! [`bench_flood`]; `petrel bench gossip`, matching the rust-libp2p reference harness, in
-//! [`bench_gossip`]).
+//! [`bench_flood`]; `petrel bench gossip` and `petrel bench idle`, matching the rust-libp2p
+//! reference harness, in [`bench_gossip`] and [`bench_idle`]).
 //!
 //! [`sim`] runs `petrel sim dht` on the simulator.
 //!
@@ -16,6 +16,7 @@ pub mod bench;
 pub mod bench_dht;
 pub mod bench_flood;
 pub mod bench_gossip;
+pub mod bench_idle;
 pub mod bench_store;
 pub mod devnet;
 pub mod fleet;

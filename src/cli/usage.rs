@@ -98,6 +98,14 @@ pub const COMMANDS: &[Command] = &[
         switches: &["--json"],
     },
     Command {
+        name: "bench idle",
+        usage: "[--nodes N] [--seconds T] [--seed S] [--degree D] [--settle SECS] [--json]\n  \
+                N connected nodes in one topic doing nothing for T seconds: CPU and memory\n  \
+                (defaults 50 nodes, 20 s, seed 1, degree 3, settle 10 s once meshes formed)",
+        flags: &["--nodes", "--seconds", "--seed", "--degree", "--settle"],
+        switches: &["--json"],
+    },
+    Command {
         name: "bench flood",
         usage: "--attack find-value|find-node|store|no-read|oversized|garbage|many-ids\n\
                 \x20     [--attackers A] [--seconds T] [--json]\n  \
