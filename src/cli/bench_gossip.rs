@@ -33,11 +33,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Select, Sender};
 
 use crate::cli::bench_dht::Latency;
-use crate::cli::fleet::{self, MeshWait};
+use crate::cli::fleet::{self, MeshWait, Meshed};
 use crate::cli::report::{cpu_seconds, proc_status_kib};
 use crate::cli::{parse_flag, parse_seconds, switch};
 use crate::gossip::GossipStats;
-use crate::node::{Handle, Node, Subscription};
+use crate::node::{Handle, Subscription};
 use crate::rng::Rng;
 use crate::wire::messages::MAX_PAYLOAD_BYTES;
 
@@ -152,23 +152,9 @@ pub fn run(opts: &GossipOptions) -> Result<GossipReport, String> {
     now_ns(); // pins the epoch
     let rss_before = proc_status_kib("VmRSS:").unwrap_or(0);
     let mut rng = Rng::new(opts.seed);
-    let nodes = fleet::start_nodes(opts.nodes, &mut rng, |_, config| config)?;
-    let handles: Vec<Handle> = nodes.iter().map(Node::handle).collect();
-    fleet::connect_overlay(&nodes, &mut rng, opts.degree)?;
-    let subs = handles
-        .iter()
-        .enumerate()
-        .map(|(i, h)| h.subscribe(TOPIC).map_err(|e| format!("node {i} subscribe: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mesh = fleet::wait_for_meshes(&handles, TOPIC, opts.mesh_timeout);
-    eprintln!(
-        "bench gossip: {} nodes, meshes {} after {:.3} s (min {}, mean {:.1})",
-        opts.nodes,
-        if mesh.ready { "ready" } else { "NOT ready" },
-        mesh.wait_s,
-        mesh.min,
-        mesh.mean
-    );
+    let Meshed { nodes, handles, subs, mesh } =
+        fleet::meshed(opts.nodes, &mut rng, opts.degree, TOPIC, opts.mesh_timeout)?;
+    eprintln!("bench gossip: {} nodes, {}", opts.nodes, mesh.human());
     let sources: Vec<usize> =
         (0..opts.messages).map(|_| rng.below(opts.nodes as u64) as usize).collect();
     let setup_s = started.elapsed().as_secs_f64();
@@ -524,11 +510,11 @@ impl GossipReport {
 }
 
 /// The topic every node subscribes to (the reference's).
-const TOPIC: &str = "bench";
+pub const TOPIC: &str = "bench";
 /// Payload bytes of the stamp: the message index and the publish time.
 pub const STAMP_BYTES: usize = 16;
 /// Most `--nodes` (as `bench dht`).
-const MAX_NODES: usize = 2000;
+pub const MAX_NODES: usize = 2000;
 /// Most `--messages`: the receiving thread keeps a flag per (message, node).
 const MAX_MESSAGES: usize = 1_000_000;
 /// Slowest and fastest `--rate`, messages per second.

@@ -17,10 +17,11 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cli::fleet::{self, MeshWait};
+use crate::cli::bench_gossip::{MAX_NODES, TOPIC};
+use crate::cli::fleet::{self, MeshWait, Meshed};
 use crate::cli::report::{cpu_seconds, proc_status_kib};
 use crate::cli::{parse_flag, parse_seconds, switch};
-use crate::node::{Handle, Node};
+use crate::node::Handle;
 use crate::rng::Rng;
 
 /// The options of `petrel bench idle`.
@@ -97,22 +98,10 @@ pub fn run(opts: &IdleOptions) -> Result<IdleReport, String> {
     let started = Instant::now();
     let rss_before = proc_status_kib("VmRSS:").unwrap_or(0);
     let mut rng = Rng::new(opts.seed);
-    let nodes = fleet::start_nodes(opts.nodes, &mut rng, |_, config| config)?;
-    let handles: Vec<Handle> = nodes.iter().map(Node::handle).collect();
-    fleet::connect_overlay(&nodes, &mut rng, opts.degree)?;
-    let _subs = handles
-        .iter()
-        .enumerate()
-        .map(|(i, h)| h.subscribe(TOPIC).map_err(|e| format!("node {i} subscribe: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mesh = fleet::wait_for_meshes(&handles, TOPIC, MESH_TIMEOUT);
-    eprintln!(
-        "bench idle: {} nodes, meshes {} after {:.3} s; settling {:?}",
-        opts.nodes,
-        if mesh.ready { "ready" } else { "NOT ready" },
-        mesh.wait_s,
-        opts.settle
-    );
+    // The subscriptions stay alive (unread) until the end: the nodes stay in the topic.
+    let Meshed { nodes, handles, subs: _subs, mesh } =
+        fleet::meshed(opts.nodes, &mut rng, opts.degree, TOPIC, MESH_TIMEOUT)?;
+    eprintln!("bench idle: {} nodes, {}; settling {:?}", opts.nodes, mesh.human(), opts.settle);
     thread::sleep(opts.settle);
 
     let heartbeats_before = heartbeats(&handles);
@@ -215,12 +204,8 @@ impl IdleReport {
     }
 }
 
-/// The topic every node subscribes to (the reference's).
-const TOPIC: &str = "bench";
 /// Longest wait for every node to have a mesh peer (the reference's, which has no flag for it).
 pub const MESH_TIMEOUT: Duration = Duration::from_secs(60);
-/// Most `--nodes` (as `bench dht`).
-const MAX_NODES: usize = 2000;
 /// Longest `--seconds` and `--settle`.
 const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 

@@ -5,15 +5,16 @@
 //! share, or fails at once saying how many descriptors the nodes need.
 //!
 //! The benches build the same fleet: [`start_nodes`] (keys and seeds from one [`Rng`]),
-//! [`connect_overlay`] (node i dials D random earlier nodes), and for gossip
-//! [`wait_for_meshes`].
+//! [`connect_overlay`] (node i dials D random earlier nodes), and for gossip [`meshed`]: the
+//! same, every node subscribed to one topic, once every node has a mesh peer
+//! ([`wait_for_meshes`]).
 
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::core::PeerLimits;
 use crate::identity::Keypair;
-use crate::node::{Handle, Node};
+use crate::node::{Handle, Node, Subscription};
 use crate::rng::Rng;
 use crate::runtime::descriptors;
 use crate::runtime::limiter::LimiterConfig;
@@ -95,6 +96,40 @@ pub fn connect_overlay(nodes: &[Node], rng: &mut Rng, degree: usize) -> Result<u
     Ok(dials)
 }
 
+/// A fleet whose nodes all subscribe to one topic.
+pub struct Meshed {
+    /// The nodes, in start order.
+    pub nodes: Vec<Node>,
+    /// A handle of each node.
+    pub handles: Vec<Handle>,
+    /// Each node's subscription to the topic.
+    pub subs: Vec<Subscription>,
+    /// How the wait for the meshes ended.
+    pub mesh: MeshWait,
+}
+
+/// Starts `count` nodes ([`start_nodes`], defaults otherwise), connects them
+/// ([`connect_overlay`] with `degree`), subscribes every node to `topic`, and waits at most
+/// `mesh_timeout` until each has a mesh peer in it ([`wait_for_meshes`]).
+pub fn meshed(
+    count: usize,
+    rng: &mut Rng,
+    degree: usize,
+    topic: &str,
+    mesh_timeout: Duration,
+) -> Result<Meshed, String> {
+    let nodes = start_nodes(count, rng, |_, config| config)?;
+    let handles: Vec<Handle> = nodes.iter().map(Node::handle).collect();
+    connect_overlay(&nodes, rng, degree)?;
+    let subs = handles
+        .iter()
+        .enumerate()
+        .map(|(i, h)| h.subscribe(topic).map_err(|e| format!("node {i} subscribe: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mesh = wait_for_meshes(&handles, topic, mesh_timeout);
+    Ok(Meshed { nodes, handles, subs, mesh })
+}
+
 /// How the wait for gossip meshes ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MeshWait {
@@ -106,6 +141,19 @@ pub struct MeshWait {
     pub min: usize,
     /// Mesh peers per node, mean, at the end of the wait.
     pub mean: f64,
+}
+
+impl MeshWait {
+    /// One line for a person: ready or not, after how long, min and mean.
+    pub fn human(&self) -> String {
+        format!(
+            "meshes {} after {:.3} s (min {}, mean {:.1})",
+            if self.ready { "ready" } else { "NOT ready" },
+            self.wait_s,
+            self.min,
+            self.mean
+        )
+    }
 }
 
 /// Asks every node for its mesh in `topic` every [`MESH_POLL`] until each has at least one
