@@ -236,6 +236,8 @@ fn every_subcommand_answers_help_and_refuses_an_unknown_flag() {
         &["devnet"],
         &["bench", "transport"],
         &["bench", "dht"],
+        &["bench", "gossip"],
+        &["bench", "idle"],
         &["bench", "flood"],
         &["bench", "store"],
         &["sim", "dht"],

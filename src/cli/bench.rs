@@ -5,6 +5,10 @@
 //! - `transport`: TLS 1.3 handshake rate against one [`Node`], then framed throughput over one
 //!   TLS connection to it. See [`run_transport`] for the method.
 //! - `dht`: N nodes bootstrap, PUT and GET records; see [`super::bench_dht`].
+//! - `gossip`: N nodes subscribe to one topic and publish at a paced rate; delivery, latency
+//!   and CPU per delivery; see [`super::bench_gossip`].
+//! - `idle`: N connected, subscribed nodes doing nothing: CPU and memory; see
+//!   [`super::bench_idle`].
 //! - `store`: the node's log on disk: put, get, compaction, restart; see
 //!   [`super::bench_store`].
 //! - `flood`: one node under attack by many connections while an honest peer pings it; see
@@ -35,7 +39,7 @@ use crate::wire::messages::{
 };
 
 /// The benchmark kinds `petrel bench` knows, in the order of its usage text.
-pub const KINDS: &[&str] = &["transport", "dht", "flood", "store"];
+pub const KINDS: &[&str] = &["transport", "dht", "gossip", "idle", "flood", "store"];
 
 /// Runs `petrel bench KIND [options]` with its command-line arguments.
 pub fn main(args: &[String]) -> Result<(), String> {
@@ -59,6 +63,24 @@ pub fn main(args: &[String]) -> Result<(), String> {
         "dht" => {
             let opts = super::bench_dht::DhtOptions::parse(rest)?;
             let report = super::bench_dht::run(&opts)?;
+            eprintln!("{}", report.human());
+            if opts.json {
+                println!("{}", report.json());
+            }
+            Ok(())
+        }
+        "gossip" => {
+            let opts = super::bench_gossip::GossipOptions::parse(rest)?;
+            let report = super::bench_gossip::run(&opts)?;
+            eprintln!("{}", report.human());
+            if opts.json {
+                println!("{}", report.json());
+            }
+            Ok(())
+        }
+        "idle" => {
+            let opts = super::bench_idle::IdleOptions::parse(rest)?;
+            let report = super::bench_idle::run(&opts)?;
             eprintln!("{}", report.human());
             if opts.json {
                 println!("{}", report.json());

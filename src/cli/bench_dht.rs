@@ -18,7 +18,7 @@
 //!
 //! Limits: the nodes keep every default except the per-source admission rate, raised to the
 //! node-wide one, because all N nodes share the source address 127.0.0.1 (on a real network
-//! each peer has its own).
+//! each peer has its own); see [`fleet::start_nodes`].
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,10 +31,8 @@ use crate::cli::parse_flag;
 use crate::cli::report::{cpu_seconds, proc_status_kib};
 use crate::cli::switch;
 use crate::config::Config;
-use crate::identity::Keypair;
 use crate::node::{Handle, Node};
 use crate::rng::Rng;
-use crate::runtime::limiter::LimiterConfig;
 use crate::stats::percentile;
 use crate::wire::messages::Key;
 
@@ -114,7 +112,8 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut micros: Vec<u64>) -> Latency {
+    /// The figures of `micros`, a latency in microseconds per call, in any order.
+    pub(crate) fn of(mut micros: Vec<u64>) -> Latency {
         micros.sort_unstable();
         let ms = |us: u64| us as f64 / 1000.0;
         let mean = if micros.is_empty() {
@@ -132,7 +131,8 @@ impl Latency {
         }
     }
 
-    fn json(&self) -> String {
+    /// One JSON object: `{"p50":..,"p90":..,"p99":..,"max":..,"mean":..,"n":..}`.
+    pub(crate) fn json(&self) -> String {
         format!(
             "{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"max\":{:.3},\"mean\":{:.3},\"n\":{}}}",
             self.p50, self.p90, self.p99, self.max, self.mean, self.n
@@ -245,11 +245,7 @@ pub fn run(opts: &DhtOptions) -> Result<DhtReport, String> {
     let handles: Vec<Handle> = nodes.iter().map(Node::handle).collect();
 
     let boot_started = Instant::now();
-    for (i, handle) in handles.iter().enumerate().skip(1) {
-        for j in rng.distinct_below(i, opts.degree) {
-            handle.connect(nodes[j].peer_addr()).map_err(|e| format!("node {i} dial: {e}"))?;
-        }
-    }
+    fleet::connect_overlay(&nodes, &mut rng, opts.degree)?;
     let bootstrap_failures = run_jobs(handles.len(), handles.len(), |i| handles[i].bootstrap())
         .into_iter()
         .filter(Result::is_err)
@@ -328,29 +324,14 @@ pub fn run(opts: &DhtOptions) -> Result<DhtReport, String> {
 }
 
 fn start_nodes(opts: &DhtOptions, rng: &mut Rng) -> Result<Vec<Node>, String> {
-    let limiter = LimiterConfig {
-        per_ip_conns_per_sec: LimiterConfig::DEFAULT.new_conns_per_sec,
-        per_ip_conns_burst: LimiterConfig::DEFAULT.new_conns_burst,
-        ..LimiterConfig::DEFAULT
-    };
-    let (limits, _) = fleet::limits(opts.nodes)?;
     if let Some(dir) = &opts.persist {
         let _ = std::fs::remove_dir_all(dir);
     }
-    (0..opts.nodes)
-        .map(|i| {
-            let config = Config {
-                keypair: Some(Keypair::from_seed(rng.bytes32())),
-                rng_seed: Some(rng.next_u64()),
-                limiter: limiter.clone(),
-                limits,
-                data_dir: opts.persist.as_ref().map(|d| d.join(format!("node-{i}"))),
-                sync: opts.sync,
-                ..Config::default()
-            };
-            Node::start(config).map_err(|e| format!("node {i}: {e}"))
-        })
-        .collect()
+    fleet::start_nodes(opts.nodes, rng, |i, config| Config {
+        data_dir: opts.persist.as_ref().map(|d| d.join(format!("node-{i}"))),
+        sync: opts.sync,
+        ..config
+    })
 }
 
 /// A random node other than `publisher` that does not hold `key` itself.

@@ -2,7 +2,8 @@
 //! (many nodes in one process, with a ping workload and a resource summary) and
 //! [`bench`](mod@bench) (system benchmarks on loopback sockets: `petrel bench transport`,
 //! `petrel bench dht` in [`bench_dht`], and `petrel bench flood`, a node under attack, in
-//! [`bench_flood`]).
+//! [`bench_flood`]; `petrel bench gossip` and `petrel bench idle`, matching the rust-libp2p
+//! reference harness, in [`bench_gossip`] and [`bench_idle`]).
 //!
 //! [`sim`] runs `petrel sim dht` on the simulator, and [`sim_gossip`] `petrel sim gossip`.
 //!
@@ -14,6 +15,8 @@
 pub mod bench;
 pub mod bench_dht;
 pub mod bench_flood;
+pub mod bench_gossip;
+pub mod bench_idle;
 pub mod bench_store;
 pub mod devnet;
 pub mod fleet;
@@ -22,6 +25,8 @@ pub mod run;
 pub mod sim;
 pub mod sim_gossip;
 pub mod usage;
+
+use std::time::Duration;
 
 /// The value after `name`, if `name` is present; an error if it has no value.
 pub fn flag<'a>(args: &'a [String], name: &str) -> Result<Option<&'a str>, String> {
@@ -52,6 +57,14 @@ where
     T::Err: std::fmt::Display,
 {
     flag(args, name)?.map(|s| s.parse::<T>().map_err(|e| format!("{name} {s:?}: {e}"))).transpose()
+}
+
+/// The value of `name` as a number of seconds (fractions allowed), if present; an error if it
+/// is negative, not finite, or too large for a `Duration`.
+pub fn parse_seconds(args: &[String], name: &str) -> Result<Option<Duration>, String> {
+    parse_flag::<f64>(args, name)?
+        .map(|s| Duration::try_from_secs_f64(s).map_err(|_| format!("{name} {s}: not a duration")))
+        .transpose()
 }
 
 /// Whether the switch `name` (no value) is present.

@@ -78,6 +78,34 @@ pub const COMMANDS: &[Command] = &[
         switches: &["--json"],
     },
     Command {
+        name: "bench gossip",
+        usage: "[--nodes N] [--messages M] [--size B] [--rate R] [--seed S] [--degree D]\n\
+                \x20     [--mesh-timeout SECS] [--drain SECS] [--json]\n  \
+                N nodes on loopback in one topic: M messages of B bytes published at R per\n  \
+                second from random nodes; delivery, latency, CPU per delivery, memory\n  \
+                (defaults 20 nodes, 200 messages, 1024 B, 100/s, seed 1, degree 3,\n  \
+                mesh timeout 60 s, drain 10 s)",
+        flags: &[
+            "--nodes",
+            "--messages",
+            "--size",
+            "--rate",
+            "--seed",
+            "--degree",
+            "--mesh-timeout",
+            "--drain",
+        ],
+        switches: &["--json"],
+    },
+    Command {
+        name: "bench idle",
+        usage: "[--nodes N] [--seconds T] [--seed S] [--degree D] [--settle SECS] [--json]\n  \
+                N connected nodes in one topic doing nothing for T seconds: CPU and memory\n  \
+                (defaults 50 nodes, 20 s, seed 1, degree 3, settle 10 s once meshes formed)",
+        flags: &["--nodes", "--seconds", "--seed", "--degree", "--settle"],
+        switches: &["--json"],
+    },
+    Command {
         name: "bench flood",
         usage: "--attack find-value|find-node|store|no-read|oversized|garbage|many-ids\n\
                 \x20     [--attackers A] [--seconds T] [--json]\n  \
