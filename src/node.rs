@@ -94,16 +94,18 @@ impl Node {
         let job_log = log.as_ref().map(|(log, _)| Arc::clone(log));
         let publisher = Arc::new(pubsub::Publisher::new(keypair.clone(), config.gossip.is_some()));
         let job_validators = Arc::clone(&publisher);
+        // A job that panics still answers, with nothing: its owner hears it was refused.
+        let handler: reactor::InlineJobs = Arc::new(move |(id, job): (JobId, Job)| {
+            let log = job_log.as_deref();
+            let validators = &*job_validators;
+            let find = move |topic: &str| validators.validator(topic);
+            let result = std::panic::catch_unwind(move || jobs::run_with(job, log, &find));
+            (id, result.ok())
+        });
+        let inline_jobs = Arc::clone(&handler);
         let workers = WorkerPool::start(
             config.workers,
-            // A job that panics still answers, with nothing: its owner hears it was refused.
-            Arc::new(move |(id, job): (JobId, Job)| {
-                let log = job_log.as_deref();
-                let validators = &*job_validators;
-                let find = move |topic: &str| validators.validator(topic);
-                let result = std::panic::catch_unwind(move || jobs::run_with(job, log, &find));
-                (id, result.ok())
-            }),
+            handler,
             Arc::new(move || {
                 let _ = wake.wake();
             }),
@@ -126,6 +128,7 @@ impl Node {
             listener,
             core,
             workers,
+            inline_jobs,
             tls,
             conn_config: config.conn_config(),
             hello,

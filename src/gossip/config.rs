@@ -67,7 +67,8 @@ pub struct GossipConfig {
     pub iwant_followup: Duration,
     /// Times one peer gets the same message through IWANT; more asks are ignored.
     pub gossip_retransmission: u32,
-    /// Messages this large or larger get an IDONTWANT to our mesh peers on first receipt.
+    /// Messages this large or larger get an IDONTWANT to our mesh peers on first receipt,
+    /// before their check.
     pub idontwant_min_bytes: usize,
     /// IDONTWANT ids remembered per peer; older ones are forgotten first.
     pub max_dont_want_per_peer: usize,

@@ -385,20 +385,51 @@ impl PubSub {
             }
             return;
         }
+        let size = msg.payload.len();
+        let score = self.scores.score(now, &from);
         let offered = self.validation.offer(
             now,
             id,
             Arc::new(msg),
-            topic,
+            Arc::clone(&topic),
             from,
             self.config.max_pending_per_topic,
             self.config.max_pending_bytes,
         );
         match offered {
-            Offered::Queued => self.start_checks(now),
+            Offered::Queued => {
+                self.announce_dont_want(now, from, score, id, size, &topic);
+                self.start_checks(now);
+            }
             Offered::Duplicate => self.stats.duplicates += 1,
             Offered::Alternate | Offered::Dropped => self.stats.alternates += 1,
             Offered::Full => self.stats.validation_dropped += 1,
+        }
+    }
+
+    /// IDONTWANT to our other mesh peers on the first receipt of a large message, before its
+    /// check (GossipSub v1.2): they are checking their own copies meanwhile, and one that hears
+    /// this first does not forward us another. Sent only for copies from peers scored zero or
+    /// more, since a forged copy makes peers withhold the genuine one from us for
+    /// `dont_want_ttl` (we still get it as the alternate, by IWANT, which IDONTWANT does not
+    /// cover, or from peers that forwarded first; messages.md §5.3).
+    fn announce_dont_want(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        score: f64,
+        id: MessageId,
+        size: usize,
+        topic: &Topic,
+    ) {
+        if size < self.config.idontwant_min_bytes || score < 0.0 {
+            return;
+        }
+        let Some(mesh) = self.mesh.get(topic) else { return };
+        let to: Vec<NodeId> = mesh.peers.iter().filter(|q| **q != from).copied().collect();
+        for q in to {
+            self.stats.idontwant_sent += 1;
+            self.send(now, q, Class::Control, Gossip::IDontWant { ids: vec![id] });
         }
     }
 
@@ -454,12 +485,6 @@ impl PubSub {
             std::iter::once(p.from).chain(p.also_from.iter().copied()).collect();
         let targets: Vec<NodeId> =
             mesh.peers.iter().filter(|q| !had.contains(q)).copied().collect();
-        if p.msg.payload.len() >= self.config.idontwant_min_bytes {
-            for &q in &targets {
-                self.stats.idontwant_sent += 1;
-                self.send(now, q, Class::Control, Gossip::IDontWant { ids: vec![id] });
-            }
-        }
         for q in targets {
             if self.peers.get_mut(&q).is_some_and(|s| s.refuses(now, &id)) {
                 self.stats.idontwant_honoured += 1;
@@ -537,11 +562,8 @@ impl PubSub {
             let Some(msg) = self.mcache.serve(&id, from, self.config.gossip_retransmission) else {
                 continue;
             };
+            // An IWANT overrides an earlier IDONTWANT: the peer's copy may have been forged.
             p.iwants_served += 1;
-            if p.refuses(now, &id) {
-                self.stats.idontwant_honoured += 1;
-                continue;
-            }
             self.stats.iwant_served += 1;
             self.send(now, from, Class::Gossip, Gossip::Publish((*msg).clone()));
         }

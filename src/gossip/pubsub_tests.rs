@@ -198,21 +198,43 @@ fn a_verified_message_is_delivered_once_forwarded_to_the_mesh_and_idontwant_is_h
     frame(&mut g, t0, 3, Gossip::IDontWant { ids: vec![m.id()] });
     frame(&mut g, t0, 1, Gossip::Publish(m.clone()));
     let out = drain(&mut g);
-    assert!(matches!(&out[..], [Action::Job { job: Job::CheckMessages { .. }, .. }]), "{out:?}");
-    // A second copy while the first waits: no second check.
+    // A large message: IDONTWANT to the other mesh peers at once, before the check.
+    let idontwant = sends_to(&out, |x| matches!(x, Gossip::IDontWant { .. }));
+    assert_eq!(idontwant, vec![id(2), id(3), id(4)]);
+    assert!(matches!(out.last(), Some(Action::Job { job: Job::CheckMessages { .. }, .. })), "{out:?}");
+    // A second copy while the first waits: no second check, no second IDONTWANT.
     frame(&mut g, t0, 2, Gossip::Publish(m.clone()));
     assert!(drain(&mut g).is_empty());
     let after = run_checks(&mut g, t0, &out);
     let forwarded = sends_to(&after, |x| matches!(x, Gossip::Publish(_)));
     assert_eq!(forwarded, vec![id(4)], "not back to 1 or 2, who sent it, nor to 3");
-    let idontwant = sends_to(&after, |x| matches!(x, Gossip::IDontWant { .. }));
-    assert_eq!(idontwant.len(), 2, "a large message: IDONTWANT to the mesh peers that lack it");
     let delivered: Vec<_> =
         after.iter().filter(|a| matches!(a, Action::Event(GossipEvent::Message(_)))).collect();
     assert_eq!(delivered.len(), 1);
-    frame(&mut g, t0, 4, Gossip::Publish(m));
+    frame(&mut g, t0, 4, Gossip::Publish(m.clone()));
     assert!(drain(&mut g).is_empty(), "seen: no check, no delivery");
     assert_eq!(g.stats().duplicates, 2);
+    // An IWANT overrides an IDONTWANT (the peer's copy may have been forged).
+    frame(&mut g, t0, 3, Gossip::IWant { ids: vec![m.id()] });
+    assert_eq!(sends_to(&drain(&mut g), |x| matches!(x, Gossip::Publish(_))), vec![id(3)]);
+}
+
+#[test]
+fn no_idontwant_is_sent_for_a_small_message_or_a_copy_from_a_negative_peer() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 3);
+    subscribe(&mut g, t0);
+    frame(&mut g, t0, 1, Gossip::Publish(message(1, 100)));
+    assert!(sends_to(&drain(&mut g), |x| matches!(x, Gossip::IDontWant { .. })).is_empty());
+    // Peer 2 sends a forgery (scored down), then a large message: no IDONTWANT for its copy.
+    let mut forged = message(2, 10);
+    forged.payload = b"x".to_vec().into();
+    frame(&mut g, t0, 2, Gossip::Publish(forged));
+    let out = drain(&mut g);
+    run_checks(&mut g, t0, &out);
+    assert!(g.scores().score(t0, &id(2)) < 0.0);
+    frame(&mut g, t0, 2, Gossip::Publish(message(3, 4096)));
+    assert!(sends_to(&drain(&mut g), |x| matches!(x, Gossip::IDontWant { .. })).is_empty());
 }
 
 #[test]
