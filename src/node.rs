@@ -94,18 +94,16 @@ impl Node {
         let job_log = log.as_ref().map(|(log, _)| Arc::clone(log));
         let publisher = Arc::new(pubsub::Publisher::new(keypair.clone(), config.gossip.is_some()));
         let job_validators = Arc::clone(&publisher);
-        // A job that panics still answers, with nothing: its owner hears it was refused.
-        let handler: reactor::InlineJobs = Arc::new(move |(id, job): (JobId, Job)| {
-            let log = job_log.as_deref();
-            let validators = &*job_validators;
-            let find = move |topic: &str| validators.validator(topic);
-            let result = std::panic::catch_unwind(move || jobs::run_with(job, log, &find));
-            (id, result.ok())
-        });
-        let inline_jobs = Arc::clone(&handler);
         let workers = WorkerPool::start(
             config.workers,
-            handler,
+            // A job that panics still answers, with nothing: its owner hears it was refused.
+            Arc::new(move |(id, job): (JobId, Job)| {
+                let log = job_log.as_deref();
+                let validators = &*job_validators;
+                let find = move |topic: &str| validators.validator(topic);
+                let result = std::panic::catch_unwind(move || jobs::run_with(job, log, &find));
+                (id, result.ok())
+            }),
             Arc::new(move || {
                 let _ = wake.wake();
             }),
@@ -128,7 +126,6 @@ impl Node {
             listener,
             core,
             workers,
-            inline_jobs,
             tls,
             conn_config: config.conn_config(),
             hello,

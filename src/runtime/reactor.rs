@@ -141,9 +141,6 @@ pub struct ReactorStats {
     pub accept_errors: u64,
     /// Worker jobs that panicked (a bug; their owner hears the job was refused).
     pub jobs_panicked: u64,
-    /// Small checks run on the reactor because the worker pool was idle (see
-    /// [`INLINE_CHECK_BYTES`]).
-    pub jobs_inline: u64,
     /// Budgets of closed connections remembered now, by address and by id.
     pub budgets_remembered: usize,
     /// Remembered budgets forgotten early because the memory was full.
@@ -228,9 +225,6 @@ pub(crate) struct Reactor {
     next_inbound: u64,
     core: NodeCore,
     workers: Workers,
-    inline_jobs: InlineJobs,
-    /// Checks run inline in this turn of the event loop.
-    inline_this_turn: u32,
     tls: TlsConfig,
     conn_config: ConnConfig,
     hello: Hello,
@@ -274,25 +268,12 @@ pub(crate) struct Reactor {
 /// `None` when it panicked, so every job submitted gets exactly one answer.
 pub(crate) type Workers = WorkerPool<(JobId, Job), (JobId, Option<JobResult>)>;
 
-/// Runs a job where it is called (the same handler the workers run).
-pub(crate) type InlineJobs = Arc<dyn Fn((JobId, Job)) -> (JobId, Option<JobResult>) + Send + Sync>;
-
-/// A gossip check of one message at most this large, without a validator, runs on the reactor
-/// when the worker pool is idle: verifying it (about 50 µs) costs less than handing it to a
-/// worker and back (two thread wake-ups, more CPU than the check, and their latency). Under
-/// load the pool is busy and checks go to it, batched.
-pub const INLINE_CHECK_BYTES: usize = 16 * 1024;
-/// Checks run inline per turn of the event loop, at most: a burst of messages cannot keep the
-/// reactor verifying instead of serving sockets.
-const INLINE_CHECKS_PER_TURN: u32 = 8;
-
 /// The pieces `Reactor::new` needs.
 pub(crate) struct ReactorParts {
     pub poll: Poll,
     pub listener: TcpListener,
     pub core: NodeCore,
     pub workers: Workers,
-    pub inline_jobs: InlineJobs,
     pub tls: TlsConfig,
     pub conn_config: ConnConfig,
     pub hello: Hello,
@@ -348,8 +329,6 @@ impl Reactor {
             next_inbound: 0,
             core: p.core,
             workers: p.workers,
-            inline_jobs: p.inline_jobs,
-            inline_this_turn: 0,
             tls: p.tls,
             conn_config: p.conn_config,
             hello: p.hello,
@@ -398,7 +377,6 @@ impl Reactor {
                 return; // the poll itself failed: nothing sensible is left to do
             }
             let now = Instant::now();
-            self.inline_this_turn = 0;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
@@ -910,15 +888,6 @@ impl Reactor {
                     }
                 }
                 Output::Event(event) => self.publish(event),
-                Output::Job { id, job } if self.runs_inline(&job) => {
-                    self.inline_this_turn += 1;
-                    self.stats.jobs_inline += 1;
-                    let input = match (self.inline_jobs)((id, job)) {
-                        (id, Some(result)) => Input::JobDone { id, result },
-                        (id, None) => Input::JobRefused { id },
-                    };
-                    self.core.handle(now, input);
-                }
                 Output::Job { id, job } => {
                     // A full queue is backpressure: the core answers what waited `Overloaded`.
                     if self.workers.submit((id, job)).is_err() {
@@ -927,21 +896,6 @@ impl Reactor {
                 }
             }
         }
-    }
-
-    /// Whether `job` is a small check to run here: one message, no validator, the pool idle,
-    /// and this turn's allowance not used up.
-    fn runs_inline(&self, job: &Job) -> bool {
-        let Job::CheckMessages { messages, validate } = job else { return false };
-        let small = matches!(&messages[..], [m] if m.payload.len() <= INLINE_CHECK_BYTES);
-        let idle = || {
-            let s = self.workers.stats();
-            s.queue_depth == 0 && s.submitted == s.completed + s.panicked
-        };
-        small
-            && !validate.iter().any(|&v| v)
-            && self.inline_this_turn < INLINE_CHECKS_PER_TURN
-            && idle()
     }
 
     /// Gives `event` to every subscriber; a full queue drops it for that one, a gone
