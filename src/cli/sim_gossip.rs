@@ -2,7 +2,7 @@
 //! stdout.
 //!
 //! `petrel sim gossip --nodes N --messages M --size B --seed S [--latency-ms A..B] [--loss P]
-//! [--rate R] [--degree D] [--bandwidth BYTES_PER_S] [--sybils K --attack KIND
+//! [--rate R] [--degree D] [--bandwidth BYTES_PER_S] [--check-us US] [--sybils K --attack KIND
 //! [--sybil-degree D]]`. KIND is `censor` (join meshes, drop everything), `invalid` (also send
 //! badly signed messages, 50/s each), `covert-flash` (relay honestly, then all censor at once a
 //! third into the publishing), `ihave-spam` (announce invented ids, never deliver), or
@@ -58,6 +58,9 @@ pub fn parse(args: &[String]) -> Result<GossipScenario, String> {
     }
     sc.degree = parse_flag(args, "--degree")?.unwrap_or(sc.degree);
     sc.bandwidth = parse_flag(args, "--bandwidth")?;
+    if let Some(us) = parse_flag::<u64>(args, "--check-us")? {
+        sc.check_delay = Duration::from_micros(us);
+    }
     sc.sybils = parse_flag(args, "--sybils")?.unwrap_or(0);
     sc.sybil_degree = parse_flag(args, "--sybil-degree")?.unwrap_or(sc.sybil_degree);
     sc.attack = match flag(args, "--attack")? {

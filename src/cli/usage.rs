@@ -146,7 +146,7 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "sim gossip",
         usage: "[--nodes N] [--messages M] [--size B] [--seed S] [--latency-ms A..B]\n\
-                \x20     [--loss P] [--rate R] [--degree D] [--bandwidth BYTES_PER_S]\n\
+                \x20     [--loss P] [--rate R] [--degree D] [--bandwidth BYTES_PER_S] [--check-us US]\n\
                 \x20     [--sybils K --attack censor|invalid|covert-flash|ihave-spam|cold-boot\n\
                 \x20      [--sybil-degree D]]\n  \
                 a gossip scenario on the simulator (one JSON object)",
@@ -160,6 +160,7 @@ pub const COMMANDS: &[Command] = &[
             "--rate",
             "--degree",
             "--bandwidth",
+            "--check-us",
             "--sybils",
             "--attack",
             "--sybil-degree",

@@ -201,7 +201,10 @@ fn a_verified_message_is_delivered_once_forwarded_to_the_mesh_and_idontwant_is_h
     // A large message: IDONTWANT to the other mesh peers at once, before the check.
     let idontwant = sends_to(&out, |x| matches!(x, Gossip::IDontWant { .. }));
     assert_eq!(idontwant, vec![id(2), id(3), id(4)]);
-    assert!(matches!(out.last(), Some(Action::Job { job: Job::CheckMessages { .. }, .. })), "{out:?}");
+    assert!(
+        matches!(out.last(), Some(Action::Job { job: Job::CheckMessages { .. }, .. })),
+        "{out:?}"
+    );
     // A second copy while the first waits: no second check, no second IDONTWANT.
     frame(&mut g, t0, 2, Gossip::Publish(m.clone()));
     assert!(drain(&mut g).is_empty());

@@ -115,6 +115,9 @@ pub struct SimConfig {
     /// Each node's uplink, bytes per second: its messages leave one after another, so a
     /// large message sent to many peers takes time to reach the last. `None`: unlimited.
     pub bandwidth: Option<u64>,
+    /// How long a worker job takes, hand-off to result (a check's thread hops and signature
+    /// work). Zero: jobs finish in the same drive.
+    pub job_delay: Duration,
     /// Keep gossip deliveries as `(node, time, id)` for [`Sim::take_deliveries`] instead of
     /// as node events, up to this many (then counted in `deliveries_dropped`); 0: off.
     pub record_deliveries: usize,
@@ -133,6 +136,7 @@ impl SimConfig {
             flood_fanout: 3,
             max_adversary_records: 1024,
             bandwidth: None,
+            job_delay: Duration::ZERO,
             record_deliveries: 0,
         }
     }
@@ -693,6 +697,11 @@ impl Sim {
                     Job::CheckMessages { messages, validate } => self.check(messages, validate),
                     job => jobs::run(job, None),
                 };
+                if !self.config.job_delay.is_zero() {
+                    let at = self.time.saturating_add(self.config.job_delay);
+                    self.schedule(at, SimEvent::JobDone { node: idx, id, result });
+                    return;
+                }
                 let now = self.now();
                 if let Some(core) = self.live_core(idx) {
                     core.handle(now, Input::JobDone { id, result });
@@ -823,6 +832,10 @@ impl Sim {
                 self.on_closed(link, to, why, remote);
             }
             SimEvent::Timer { node } => self.on_timer(node),
+            SimEvent::JobDone { node, id, result } => {
+                self.record(TAG_JOB, node.0 as u64, 0);
+                self.drive(node, |core, now| core.handle(now, Input::JobDone { id, result }));
+            }
         }
     }
 
@@ -1073,6 +1086,8 @@ enum SimEvent {
     Closed { link: LinkId, to: Side, why: CloseWhy, remote: bool },
     /// A core's deadline, or an adversary's tick.
     Timer { node: NodeIdx },
+    /// A worker job's result reaches its core (with `SimConfig::job_delay`).
+    JobDone { node: NodeIdx, id: crate::protocol::JobId, result: JobResult },
 }
 
 enum Collected {
@@ -1116,6 +1131,7 @@ const TAG_HEAL: u8 = 9;
 const TAG_KILL: u8 = 10;
 const TAG_REVIVE: u8 = 11;
 const TAG_REPLACE: u8 = 12;
+const TAG_JOB: u8 = 13;
 
 #[cfg(test)]
 mod sim_tests;
