@@ -161,10 +161,8 @@ impl Discovery {
             .filter(|p| p.id != local && !connected(&p.id) && !p.addrs.is_empty())
             .take(self.config.dials_per_search)
             .collect();
-        if fresh.is_empty() {
-            // Only known subscribers (or none yet): look again soon while the mesh is thin.
-            t.next_search = t.next_search.min(retry);
-        }
+        // Only subscribers we know already (or none): the next search waits its full interval,
+        // so a small topic whose every subscriber is connected does not search every retry.
         fresh
             .into_iter()
             .map(|p| {
