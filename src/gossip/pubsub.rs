@@ -455,18 +455,28 @@ impl PubSub {
         verdicts: Vec<Verdict>,
     ) {
         for (i, (id, p)) in done.into_iter().enumerate() {
-            match verdicts.get(i).copied().unwrap_or(Verdict::Ignore) {
-                Verdict::Accept => self.accept(now, id, p),
-                Verdict::Ignore => self.stats.ignored += 1,
-                Verdict::BadSignature | Verdict::Reject => {
-                    if verdicts.get(i) == Some(&Verdict::Reject) {
-                        self.stats.rejected += 1;
-                    } else {
-                        self.stats.invalid_signature += 1;
-                    }
+            match verdicts.get(i).copied() {
+                Some(Verdict::Accept) => self.accept(now, id, p),
+                // The signature verified and the validator said no: the message is genuine, so
+                // its id is seen (another copy costs nothing); a Reject also costs the sender.
+                Some(Verdict::Ignore) => {
+                    self.stats.ignored += 1;
+                    self.seen.insert(now, id);
+                }
+                Some(Verdict::Reject) => {
+                    self.stats.rejected += 1;
+                    self.scores.invalid(p.from, &p.topic);
+                    self.seen.insert(now, id);
+                }
+                // A forgery: not seen, so the genuine copy (the alternate, if one came) is
+                // checked next.
+                Some(Verdict::BadSignature) => {
+                    self.stats.invalid_signature += 1;
                     self.scores.invalid(p.from, &p.topic);
                     self.validation.retry_alternate(id, p);
                 }
+                // Not checked (refused, lost, or too slow): a later copy is checked anew.
+                None => self.stats.ignored += 1,
             }
         }
         self.start_checks(now);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::identity::{Keypair, NodeId};
-use crate::protocol::{jobs, Action, Direction, Job, JobKey, Peer, Protocol};
+use crate::protocol::{jobs, Action, Direction, Job, JobKey, JobResult, Peer, Protocol, Verdict};
 use crate::wire::messages::{Gossip, GossipMessage, Hello, FEATURE_GOSSIP, PROTOCOL_VERSION};
 
 const T: &str = "t";
@@ -275,6 +275,27 @@ fn a_check_that_never_answers_is_given_up_as_ignore() {
     g.handle_job_done(late, key, None);
     assert!(drain(&mut g).is_empty(), "the late answer changes nothing");
     assert_eq!(g.stats().delivered, 0);
+    // Never checked, so not seen: a later copy is checked anew.
+    frame(&mut g, late, 1, Gossip::Publish(message(1, 10)));
+    assert!(matches!(&drain(&mut g)[..], [Action::Job { .. }]));
+}
+
+#[test]
+fn a_message_the_validator_ignored_or_rejected_is_seen_and_its_copies_cost_nothing() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 2);
+    subscribe(&mut g, t0);
+    for (seqno, verdict) in [(1, Verdict::Ignore), (2, Verdict::Reject)] {
+        frame(&mut g, t0, 1, Gossip::Publish(message(seqno, 10)));
+        let out = drain(&mut g);
+        let Some(Action::Job { key, .. }) = out.last() else { panic!("{out:?}") };
+        g.handle_job_done(t0, *key, Some(JobResult::MessagesChecked(vec![verdict])));
+        assert!(drain(&mut g).is_empty(), "neither delivered nor forwarded");
+        frame(&mut g, t0, 2, Gossip::Publish(message(seqno, 10)));
+        assert!(drain(&mut g).is_empty(), "a copy is a duplicate: no second check");
+    }
+    assert_eq!((g.stats().ignored, g.stats().rejected, g.stats().duplicates), (1, 1, 2));
+    assert!(g.scores().score(t0, &id(1)) < 0.0, "a Reject costs the sender");
 }
 
 #[test]
