@@ -94,7 +94,7 @@ impl PubSub {
             if median < self.config.score.thresholds.opportunistic_graft {
                 let n = self.config.opportunistic_graft_peers;
                 let have = peers.clone();
-                let more = self.pick(now, topic, n, |s, p| {
+                let more = self.pick(topic, n, |s, p| {
                     !have.contains(p)
                         && s.backoff_over(now, *p, topic)
                         && s.scores.score(now, p) > median
@@ -167,7 +167,7 @@ impl PubSub {
             });
             if peers.len() < self.config.d {
                 let have = peers.clone();
-                let more = self.pick(now, &topic, self.config.d - peers.len(), |s, p| {
+                let more = self.pick(&topic, self.config.d - peers.len(), |s, p| {
                     !have.contains(p) && s.scores.score(now, p) >= threshold
                 });
                 peers.extend(more);
@@ -200,7 +200,7 @@ impl PubSub {
                 .count();
             let factor = (eligible as f64 * self.config.gossip_factor) as usize;
             let n = self.config.d_lazy.max(factor);
-            let to = self.pick(now, &topic, n, |s, p| {
+            let to = self.pick(&topic, n, |s, p| {
                 !exclude.contains(p) && s.scores.score(now, p) >= threshold
             });
             for p in to {

@@ -48,8 +48,8 @@ use crate::wire::messages::{
 /// connection's write queue (at least one frame always goes).
 pub const MAX_BURST_BYTES: usize = 256 * 1024;
 
-/// Most messages the cache holds, whatever the rate (about 5 s at 100 000 msg/s would be more
-/// than any real topic; the bytes are bounded by the validation budget per heartbeat too).
+/// Most messages the cache holds, whatever the rate: 5 heartbeat windows of a topic carrying
+/// 13,000 messages a second, far beyond any real one. Past it the oldest go early (counted).
 pub const MAX_CACHED_MESSAGES: usize = 1 << 16;
 
 /// IWANT requests in flight, all peers together.
@@ -311,9 +311,8 @@ impl PubSub {
         if f.peers.len() < self.config.d {
             let want = self.config.d - f.peers.len();
             let have = f.peers.clone();
-            let more = self.pick(now, topic, want, |s, p| {
-                !have.contains(p) && s.scores.score(now, p) >= threshold
-            });
+            let more = self
+                .pick(topic, want, |s, p| !have.contains(p) && s.scores.score(now, p) >= threshold);
             f.peers.extend(more);
         }
         let peers = f.peers.clone();
@@ -706,7 +705,7 @@ impl PubSub {
     /// address of their connection when we dialled it (the only address we know works).
     fn px_peers(&mut self, now: Instant, topic: &Topic, to: NodeId) -> Vec<PeerInfo> {
         let n = self.config.px_peers;
-        let picked = self.pick(now, topic, n, |s, p| *p != to && s.scores.score(now, p) >= 0.0);
+        let picked = self.pick(topic, n, |s, p| *p != to && s.scores.score(now, p) >= 0.0);
         picked
             .into_iter()
             .filter_map(|p| {
@@ -740,7 +739,6 @@ impl PubSub {
     /// `keep` accepts.
     pub(super) fn pick(
         &mut self,
-        _now: Instant,
         topic: &str,
         n: usize,
         keep: impl Fn(&PubSub, &NodeId) -> bool,
@@ -768,7 +766,7 @@ impl PubSub {
         n: usize,
         extra: impl Fn(&PeerState) -> bool,
     ) -> Vec<NodeId> {
-        self.pick(now, topic, n, |s, p| {
+        self.pick(topic, n, |s, p| {
             !mesh.contains(p)
                 && s.backoff_over(now, *p, topic)
                 && s.scores.score(now, p) >= 0.0
