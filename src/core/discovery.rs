@@ -53,7 +53,14 @@ struct Topic {
     key: Key,
     next_provide: Instant,
     next_search: Instant,
+    /// Failed announcements and searches in a row: each retry waits twice as long as the
+    /// last, up to [`MAX_RETRY`]. A popular topic's key is full at its holders (they keep k
+    /// providers), so most subscribers' announcements fail; they must not retry every 2 s.
+    failures: u32,
 }
+
+/// The longest wait before a failed announcement or search is tried again.
+const MAX_RETRY: Duration = Duration::from_secs(10 * 60);
 
 /// What discovery asks of the router.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +99,7 @@ impl Discovery {
             key: topic_key(topic),
             next_provide: now,
             next_search: now,
+            failures: 0,
         });
     }
 
@@ -141,13 +149,22 @@ impl Discovery {
         connected: impl Fn(&NodeId) -> bool,
     ) -> Vec<Step> {
         let Some((topic, search)) = self.in_flight.remove(&id.0) else { return Vec::new() };
-        let retry = now + self.config.retry_interval;
         let Some(t) = self.topics.get_mut(&topic) else { return Vec::new() };
         let found = match reply {
-            Reply::Dht(DhtReply::Provide(Ok(_))) => return Vec::new(),
-            Reply::Dht(DhtReply::Providers(Ok(found))) => found.providers,
+            Reply::Dht(DhtReply::Provide(Ok(_))) => {
+                t.failures = 0;
+                return Vec::new();
+            }
+            Reply::Dht(DhtReply::Providers(Ok(found))) => {
+                t.failures = 0;
+                found.providers
+            }
             _ => {
-                // Nobody to ask yet (a node just started), or the lookup failed: soon again.
+                // Nobody to ask yet (a node just started), the lookup failed, or the key's
+                // holders are full: again, later each time.
+                let wait = self.config.retry_interval.saturating_mul(1 << t.failures.min(16));
+                t.failures = t.failures.saturating_add(1);
+                let retry = now + wait.min(MAX_RETRY);
                 if search {
                     t.next_search = t.next_search.min(retry);
                 } else {
@@ -240,9 +257,14 @@ mod tests {
         let steps = d.poll(t0, |_| true);
         let Step::Dht(search, _) = steps[1].clone() else { panic!() };
         let failed = Reply::Dht(DhtReply::Providers(Err(crate::kad::dht::DhtError::NoPeers)));
-        d.on_reply(t0, search, failed, peer(0).id, |_| false);
+        d.on_reply(t0, search, failed.clone(), peer(0).id, |_| false);
         let retry = t0 + config.retry_interval;
-        let steps = d.poll(retry, |_| false);
+        let steps = d.poll(retry, |_| true);
+        let Step::Dht(again, _) = steps[0].clone() else { panic!("{steps:?}") };
+        // A second failure in a row waits twice as long.
+        d.on_reply(retry, again, failed, peer(0).id, |_| false);
+        assert_eq!(d.next_deadline(), Some(retry + 2 * config.retry_interval));
+        let steps = d.poll(retry + 2 * config.retry_interval, |_| false);
         assert!(steps.is_empty(), "the mesh filled meanwhile: no search");
         d.remove("news");
         assert_eq!(d.next_deadline(), None);
