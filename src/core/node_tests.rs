@@ -854,6 +854,32 @@ fn replacing_a_duplicate_does_not_flap_the_peer() {
     assert_eq!(events(&out), vec![], "the peer never stopped being connected");
 }
 
+#[test]
+fn a_peer_that_moves_to_its_other_connection_hears_our_subscriptions_again_there() {
+    use crate::gossip::GossipCommand;
+    use crate::wire::messages::FEATURE_GOSSIP;
+    let t0 = Instant::now();
+    let mut core = core(config());
+    let subscribe = Command::Gossip(GossipCommand::Subscribe("t".into()));
+    core.handle(t0, Input::Command { id: CommandId(9), cmd: subscribe });
+    while core.poll_output().is_some() {}
+    let hello = Hello { features: FEATURE_KAD | FEATURE_GOSSIP, ..HELLO };
+    let outbound = dial(&mut core, t0, 1, PEER_A, addr(1));
+    let first = inbound(&mut core, t0, addr(2));
+    let out = established(&mut core, t0, first, PEER_A, hello.clone());
+    let on = |out: &[Output], conn| {
+        sends(out).into_iter().any(|(c, m)| {
+            c == conn
+                && matches!(m, Message::Gossip(Gossip::Subscribe { ref topic }) if topic == "t")
+        })
+    };
+    assert!(on(&out, first), "announced on the first connection: {out:?}");
+    // Our dial wins the duplicate rule: the inbound one closes, with what was sent on it.
+    let out = established(&mut core, t0 + secs(1), outbound, PEER_A, hello);
+    assert_eq!(disconnects(&out), vec![(first, GoodbyeReason::DuplicateConnection)]);
+    assert!(on(&out, outbound), "announced again on the one that stays: {out:?}");
+}
+
 // ---- Deadlines ----
 
 #[test]
