@@ -385,6 +385,7 @@ impl PubSub {
             return;
         }
         let size = msg.payload.len();
+        let author = NodeId::from_public_key(&msg.author.0);
         let score = self.scores.score(now, &from);
         let offered = self.validation.offer(
             now,
@@ -397,7 +398,7 @@ impl PubSub {
         );
         match offered {
             Offered::Queued => {
-                self.announce_dont_want(now, from, score, id, size, &topic);
+                self.announce_dont_want(now, from, author, score, id, size, &topic);
                 self.start_checks(now);
             }
             Offered::Duplicate => self.stats.duplicates += 1,
@@ -412,10 +413,12 @@ impl PubSub {
     /// more, since a forged copy makes peers withhold the genuine one from us for
     /// `dont_want_ttl` (we still get it as the alternate, by IWANT, which IDONTWANT does not
     /// cover, or from peers that forwarded first; messages.md §5.3).
+    #[allow(clippy::too_many_arguments)]
     fn announce_dont_want(
         &mut self,
         now: Instant,
         from: NodeId,
+        author: NodeId,
         score: f64,
         id: MessageId,
         size: usize,
@@ -425,7 +428,8 @@ impl PubSub {
             return;
         }
         let Some(mesh) = self.mesh.get(topic) else { return };
-        let to: Vec<NodeId> = mesh.peers.iter().filter(|q| **q != from).copied().collect();
+        let to: Vec<NodeId> =
+            mesh.peers.iter().filter(|q| **q != from && **q != author).copied().collect();
         for q in to {
             self.stats.idontwant_sent += 1;
             self.send(now, q, Class::Control, Gossip::IDontWant { ids: vec![id] });
@@ -490,8 +494,11 @@ impl PubSub {
             self.scores.near_first_delivery(now, also, &p.topic);
         }
         let Some(mesh) = self.mesh.get(&p.topic) else { return };
+        // Who has it: the senders of its copies, and its author's node (a node publishes with
+        // its own key, so the author's id is the node's, and it has its own message).
+        let author = NodeId::from_public_key(&p.msg.author.0);
         let had: BTreeSet<NodeId> =
-            std::iter::once(p.from).chain(p.also_from.iter().copied()).collect();
+            [p.from, author].into_iter().chain(p.also_from.iter().copied()).collect();
         let targets: Vec<NodeId> =
             mesh.peers.iter().filter(|q| !had.contains(q)).copied().collect();
         for q in targets {

@@ -354,3 +354,23 @@ fn graft_and_prune_past_the_per_heartbeat_allowance_are_ignored() {
     frame(&mut g, t0 + S, 1, Gossip::Prune { topic: T.into(), backoff_secs: 1, peers: Vec::new() });
     assert_eq!(g.stats().ignored_frames, 6, "a new heartbeat, a new allowance");
 }
+
+#[test]
+fn a_message_is_neither_forwarded_nor_idontwanted_to_its_authors_node() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 2);
+    let author = Keypair::from_seed([77; 32]);
+    let author_node = author.node_id();
+    let h = hello();
+    let peer = Peer { id: author_node, addr: addr(9), direction: Direction::Inbound, hello: &h };
+    g.handle_peer_up(t0, &peer);
+    g.handle_gossip(t0, &peer, Gossip::Subscribe { topic: T.into() });
+    subscribe(&mut g, t0);
+    assert!(g.mesh_peers(T).contains(&author_node));
+    let m = GossipMessage::sign(&author, 1, T.into(), vec![0; 2048]);
+    frame(&mut g, t0, 1, Gossip::Publish(m));
+    let out = drain(&mut g);
+    assert_eq!(sends_to(&out, |x| matches!(x, Gossip::IDontWant { .. })), vec![id(2)]);
+    let after = run_checks(&mut g, t0, &out);
+    assert_eq!(sends_to(&after, |x| matches!(x, Gossip::Publish(_))), vec![id(2)]);
+}
