@@ -56,6 +56,7 @@ pub mod errors;
 pub mod gossip;
 pub mod identity;
 pub mod kad;
+pub mod logging;
 pub mod node;
 pub mod protocol;
 pub mod restart;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use petrel::cli::{self, flag, usage};
+use petrel::config::{self, Config};
 use petrel::identity::Keypair;
 
 fn main() -> ExitCode {
@@ -40,6 +41,12 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             let kp = Keypair::generate_with_pow(bits).map_err(|e| e.to_string())?;
             kp.save(&path).map_err(|e| e.to_string())?;
+            // Every setting at its default, to edit; an existing file is the operator's.
+            let file = dir.join(cli::run::CONFIG_FILE);
+            if !file.exists() {
+                let text = config::file::template(&Config::default());
+                std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+            }
             println!("{:#}", kp.node_id());
             Ok(())
         }

@@ -255,3 +255,61 @@ fn every_subcommand_answers_help_and_refuses_an_unknown_flag() {
     let all = petrel(&["--help"]);
     assert!(stdout(&all).contains("bench store") && stdout(&all).contains("sim dht"));
 }
+
+#[test]
+fn init_writes_a_config_that_run_reads_and_flags_override() {
+    let (dir_a, dir_b) = (temp_dir("conf-a"), temp_dir("conf-b"));
+    let (a_data, b_data) = (dir_a.to_str().unwrap(), dir_b.to_str().unwrap());
+    let id_a = stdout(&petrel(&["init", "--data-dir", a_data]));
+    stdout(&petrel(&["init", "--data-dir", b_data]));
+    let file = dir_a.join("petrel.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\n[gossip.score.topic]\n") && text.contains("idle_timeout = \"1m\""));
+    // a's file names an agent (seen by b in Hello) and a port run's --listen must override
+    // (port 1 cannot be bound by a test); b's file asks for debug logs, which list peers.
+    let edited = text
+        .replace("agent = \"petrel/", "agent = \"edited-by-test/")
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"");
+    std::fs::write(&file, edited).unwrap();
+    let b_file = dir_b.join("petrel.toml");
+    let b_text = std::fs::read_to_string(&b_file).unwrap();
+    std::fs::write(&b_file, b_text.replace("log_level = \"info\"", "log_level = \"debug\""))
+        .unwrap();
+
+    let a = Running::start(a_data, &[]);
+    let line = a.wait_line("dial it as ");
+    let addr_a = line.rsplit("dial it as ").next().unwrap().trim_end_matches(')').to_string();
+    let b = Running::start(b_data, &["--bootstrap", &addr_a]);
+    let peer_line = b.wait_line(&format!("{id_a}@"));
+    assert!(peer_line.contains("edited-by-test/"), "{peer_line}");
+    assert!(a.stop().success() && b.stop().success());
+    std::fs::remove_dir_all(&dir_a).unwrap();
+    std::fs::remove_dir_all(&dir_b).unwrap();
+}
+
+#[test]
+fn run_refuses_a_config_with_an_unknown_key_or_a_bad_value_naming_it() {
+    let dir = temp_dir("conf-bad");
+    let data = dir.to_str().unwrap();
+    stdout(&petrel(&["init", "--data-dir", data]));
+    let file = dir.join("petrel.toml");
+    for (text, expected) in [
+        (
+            "[limits]\nmax_conections = 5\n",
+            "unknown setting limits.max_conections (did you mean limits.max_connections?)",
+        ),
+        (
+            "[limits]\nidle_timeout = 60\n",
+            "setting limits.idle_timeout = 60 is not allowed: expected a duration",
+        ),
+        ("[workers]\nthreads = 0\n", "setting workers.threads = 0 is out of range: at least 1"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let out = petrel(&["run", "--data-dir", data, "--config", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{text}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,17 +2,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use log::{debug, error, info, warn, LevelFilter};
 
 use crate::addr::PeerAddr;
 use crate::cli::{flag, flag_all, parse_flag};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::core::Event;
 use crate::identity::Keypair;
 use crate::node::{Handle, Node};
@@ -25,59 +25,44 @@ const SIGNAL_POLL: Duration = Duration::from_millis(100);
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a status line is printed and every peer pinged (at level `info` and above).
 const DEFAULT_STATUS_SECS: u64 = 10;
+/// The configuration file `petrel init` writes and `petrel run` reads, in the data directory.
+pub const CONFIG_FILE: &str = "petrel.toml";
 
-/// How much `petrel run` prints on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Errors only.
-    Error,
-    /// Errors and warnings.
-    Warn,
-    /// Also the periodic status line (the default).
-    Info,
-    /// Also the peer list with every status line.
-    Debug,
-}
-
-impl FromStr for LogLevel {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<LogLevel, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "error" => Ok(Self::Error),
-            "warn" => Ok(Self::Warn),
-            "info" => Ok(Self::Info),
-            "debug" => Ok(Self::Debug),
-            _ => Err("expected error, warn, info or debug".into()),
-        }
-    }
-}
-
-/// The options of `petrel run`.
+/// The options of `petrel run`: where the node's files are, and the flags that override its
+/// configuration file.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Directory holding `node.key`.
+    /// Directory holding `node.key` (and, by default, `petrel.toml`).
     pub data_dir: PathBuf,
-    /// Listen address; `None` keeps the configuration default.
+    /// The configuration file: `--config`, else `DIR/petrel.toml` if it exists.
+    pub config: Option<PathBuf>,
+    /// Listen address; `None` keeps the configuration's.
     pub listen: Option<SocketAddr>,
-    /// Addresses to announce instead of the listen address (`--announce`, repeatable).
+    /// Addresses to announce instead of the listen address (`--announce`, repeatable); empty
+    /// keeps the configuration's.
     pub announce: Vec<SocketAddr>,
-    /// Peers to dial at start.
+    /// Peers to dial at start (`--bootstrap`, repeatable); added to the configuration's.
     pub bootstrap: Vec<PeerAddr>,
-    /// Verbosity: `--log`, else `PETREL_LOG`, else `info`.
-    pub log: LogLevel,
+    /// Verbosity: `--log`, else `PETREL_LOG`, else the configuration's `log_level`.
+    pub log: Option<LevelFilter>,
     /// Seconds between status lines; each one also pings every connected peer and logs the
     /// round-trip time (`--status-secs`, default 10).
     pub status_every: Duration,
-    /// Durability of acknowledged writes (`--sync none|batch|always`, default batch).
-    pub sync: SyncMode,
+    /// Durability of acknowledged writes (`--sync none|batch|always`); `None` keeps the
+    /// configuration's.
+    pub sync: Option<SyncMode>,
 }
 
 impl RunOptions {
-    /// Parses `--data-dir DIR [--listen ADDR] [--announce ADDR]... [--bootstrap
-    /// NODEID@HOST:PORT]... [--log LEVEL] [--status-secs N] [--sync MODE]`.
+    /// Parses `--data-dir DIR [--config FILE] [--listen ADDR] [--announce ADDR]...
+    /// [--bootstrap NODEID@HOST:PORT]... [--log LEVEL] [--status-secs N] [--sync MODE]`.
     pub fn parse(args: &[String]) -> Result<RunOptions, String> {
-        let data_dir = flag(args, "--data-dir")?.ok_or("--data-dir DIR is required")?.into();
+        let data_dir: PathBuf =
+            flag(args, "--data-dir")?.ok_or("--data-dir DIR is required")?.into();
+        let config = match flag(args, "--config")? {
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(data_dir.join(CONFIG_FILE)).filter(|p| p.exists()),
+        };
         let listen = parse_flag(args, "--listen")?;
         let announce = flag_all(args, "--announce")?
             .into_iter()
@@ -87,11 +72,11 @@ impl RunOptions {
             .into_iter()
             .map(|s| s.parse().map_err(|e| format!("--bootstrap {s:?}: {e}")))
             .collect::<Result<_, String>>()?;
-        let log = match parse_flag(args, "--log")? {
-            Some(level) => level,
+        let log = match flag(args, "--log")? {
+            Some(level) => Some(parse_level("--log", level)?),
             None => match std::env::var("PETREL_LOG") {
-                Ok(s) => s.parse().map_err(|e| format!("PETREL_LOG {s:?}: {e}"))?,
-                Err(_) => LogLevel::Info,
+                Ok(s) => Some(parse_level("PETREL_LOG", &s)?),
+                Err(_) => None,
             },
         };
         let status_secs = parse_flag(args, "--status-secs")?.unwrap_or(DEFAULT_STATUS_SECS);
@@ -99,9 +84,39 @@ impl RunOptions {
             return Err("--status-secs must be at least 1".into());
         }
         let status_every = Duration::from_secs(status_secs);
-        let sync = parse_flag(args, "--sync")?.unwrap_or(SyncMode::Batch);
-        Ok(RunOptions { data_dir, listen, announce, bootstrap, log, status_every, sync })
+        let sync = parse_flag(args, "--sync")?;
+        Ok(RunOptions { data_dir, config, listen, announce, bootstrap, log, status_every, sync })
     }
+
+    /// The node's configuration: the file's (or the defaults), with the flags applied over it.
+    pub fn configuration(&self) -> Result<Config, String> {
+        let mut config = match &self.config {
+            Some(path) => config::file::load(path, Config::default())
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if !self.announce.is_empty() {
+            config.announce = self.announce.clone();
+        }
+        config.bootstrap.extend(self.bootstrap.iter().cloned());
+        if let Some(sync) = self.sync {
+            config.sync = sync;
+        }
+        if let Some(level) = self.log {
+            config.log_level = level;
+        }
+        // Records, providers and the routing table survive a restart (DIR/records.log).
+        config.data_dir = Some(self.data_dir.clone());
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}
+
+fn parse_level(name: &str, s: &str) -> Result<LevelFilter, String> {
+    s.parse().map_err(|_| format!("{name} {s:?}: expected off, error, warn, info, debug or trace"))
 }
 
 /// Runs `petrel run` with its command-line arguments.
@@ -114,30 +129,25 @@ pub fn main(args: &[String]) -> Result<(), String> {
 
 /// Starts the node, prints its address, reports status until SIGINT or SIGTERM, shuts down.
 pub fn run(opts: &RunOptions) -> Result<(), String> {
+    let config = opts.configuration()?;
+    crate::logging::init(config.log_level);
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| format!("cannot install signal handler: {e}"))?;
     }
-    let node = start(opts)?;
-    eprintln!(
-        "petrel: node {:#} listening on {} (dial it as {})",
-        node.id(),
-        node.local_addr(),
-        node.peer_addr()
-    );
+    let node = start(opts, config)?;
     let threads = wait_for_signal(&node, opts, &stop);
-    if opts.log >= LogLevel::Info {
-        eprintln!("petrel: shutting down");
-    }
+    info!("shutting down");
     node.shutdown();
     for thread in threads {
         let _ = thread.join();
     }
+    info!("stopped");
     Ok(())
 }
 
-fn start(opts: &RunOptions) -> Result<Node, String> {
+fn start(opts: &RunOptions, mut config: Config) -> Result<Node, String> {
     let path = opts.data_dir.join("node.key");
     if !path.exists() {
         return Err(format!(
@@ -147,33 +157,35 @@ fn start(opts: &RunOptions) -> Result<Node, String> {
         ));
     }
     let keypair = Keypair::load(&path).map_err(|e| e.to_string())?;
-    let mut config = Config { keypair: Some(keypair), ..Config::default() };
-    if let Some(listen) = opts.listen {
-        config.listen = listen;
+    crate::logging::set_node(&keypair.node_id());
+    config.keypair = Some(keypair);
+    if let Some(file) = &opts.config {
+        info!("configuration from {}", file.display());
     }
-    config.bootstrap = opts.bootstrap.clone();
-    config.announce = opts.announce.clone();
-    // Records, providers and the routing table survive a restart (DIR/records.log).
-    config.data_dir = Some(opts.data_dir.clone());
-    config.sync = opts.sync;
     // One node: its connection slots, connecting ones included, must fit the limit.
     let limit = descriptors::raise_limit().map_err(|e| format!("descriptor limit: {e}"))?;
     let wanted = (config.limits.max_connections + config.limits.max_inbound) as u64;
     descriptors::budget(1, limit, wanted, wanted).map_err(|e| e.to_string())?;
     let node = Node::start(config).map_err(|e| e.to_string())?;
+    info!(
+        "node {:#} listening on {} (dial it as {})",
+        node.id(),
+        node.local_addr(),
+        node.peer_addr()
+    );
     let r = node.restored();
-    if let Some(rec) = r.recovery.as_ref().filter(|_| opts.log >= LogLevel::Info) {
+    if let Some(rec) = r.recovery.as_ref() {
         if rec.truncated_bytes + rec.corrupt_skipped + rec.unknown_skipped + rec.over_cap > 0 {
-            eprintln!(
-                "petrel: log recovery: cut a torn tail of {} bytes, skipped {} corrupt and {} \
-                 unknown entries, {} over the entry cap",
+            warn!(
+                "log recovery: cut a torn tail of {} bytes, skipped {} corrupt and {} unknown \
+                 entries, {} over the entry cap",
                 rec.truncated_bytes, rec.corrupt_skipped, rec.unknown_skipped, rec.over_cap
             );
         }
     }
-    if opts.log >= LogLevel::Info && (r.records + r.providers > 0 || !r.peers.is_empty()) {
-        eprintln!(
-            "petrel: restored {} records, {} provider entries ({} skipped), dialling {} saved peers",
+    if r.records + r.providers > 0 || !r.peers.is_empty() {
+        info!(
+            "restored {} records, {} provider entries ({} skipped), dialling {} saved peers",
             r.records,
             r.providers,
             r.skipped,
@@ -188,17 +200,16 @@ fn start(opts: &RunOptions) -> Result<Node, String> {
 /// stops, their calls return `Stopped` at once.
 fn wait_for_signal(node: &Node, opts: &RunOptions, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
     let mut threads = Vec::new();
-    if opts.log >= LogLevel::Info {
-        let (handle, every, log) = (node.handle(), opts.status_every, opts.log);
+    if log::log_enabled!(log::Level::Info) {
+        let (handle, every) = (node.handle(), opts.status_every);
         let status_stop = stop.clone();
-        threads
-            .extend(spawn("petrel-status", move || status_loop(&handle, every, log, &status_stop)));
+        threads.extend(spawn("petrel-status", move || status_loop(&handle, every, &status_stop)));
         match node.handle().events() {
             Ok(events) => {
                 let stop = stop.clone();
                 threads.extend(spawn("petrel-events", move || log_events(&events, &stop)));
             }
-            Err(e) => eprintln!("petrel: no peer events: {e}"),
+            Err(e) => error!("no peer events: {e}"),
         }
     }
     while !stop.load(Ordering::Relaxed) {
@@ -212,35 +223,33 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Option<JoinHandle<()>
 }
 
 /// Every `every`, the peer count and a ping of every peer, until `stop`.
-fn status_loop(handle: &Handle, every: Duration, log: LogLevel, stop: &AtomicBool) {
+fn status_loop(handle: &Handle, every: Duration, stop: &AtomicBool) {
     let mut next = Instant::now() + every;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(SIGNAL_POLL);
         if Instant::now() >= next {
             next += every;
-            status(handle, log, stop);
+            status(handle, stop);
         }
     }
 }
 
-/// Prints the peer count and pings every peer, so a log shows the node is alive and served.
+/// Logs the peer count and pings every peer, so a log shows the node is alive and served.
 /// Each ping waits at most `PING_TIMEOUT`; the round ends early when the node is stopping.
-fn status(handle: &Handle, log: LogLevel, stop: &AtomicBool) {
+fn status(handle: &Handle, stop: &AtomicBool) {
     let peers = match handle.peers() {
         Ok(peers) => peers,
-        Err(e) => return eprintln!("petrel: status: {e}"),
+        Err(e) => return warn!("status: {e}"),
     };
-    eprintln!("petrel: status: {} peers", peers.len());
+    info!("status: {} peers", peers.len());
     for p in &peers {
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        if log >= LogLevel::Debug {
-            eprintln!("petrel:   {:#}@{} {:?} {}", p.id, p.addr, p.direction, p.agent);
-        }
+        debug!("  {:#}@{} {:?} {}", p.id, p.addr, p.direction, p.agent);
         match handle.ping_timeout(p.id, PING_TIMEOUT) {
-            Ok(info) => eprintln!("petrel: ping {:#} rtt {:?}", p.id, info.rtt),
-            Err(e) => eprintln!("petrel: ping {:#} failed: {e}", p.id),
+            Ok(ping) => info!("ping {:#} rtt {:?}", p.id, ping.rtt),
+            Err(e) => info!("ping {:#} failed: {e}", p.id),
         }
     }
 }
@@ -250,9 +259,9 @@ fn log_events(events: &Receiver<Event>, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match events.recv_timeout(SIGNAL_POLL) {
             Ok(Event::PeerConnected { peer, direction }) => {
-                eprintln!("petrel: peer {peer:#} connected ({direction})");
+                info!("peer {peer:#} connected ({direction})");
             }
-            Ok(Event::PeerDisconnected { peer }) => eprintln!("petrel: peer {peer:#} left"),
+            Ok(Event::PeerDisconnected { peer }) => info!("peer {peer:#} left"),
             // Messages go to their subscriptions; the log does not echo payloads.
             Ok(Event::Gossip(_)) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,

@@ -19,7 +19,9 @@ pub struct Command {
 pub const COMMANDS: &[Command] = &[
     Command {
         name: "init",
-        usage: "--data-dir DIR [--id-pow-bits N]\n  create DIR/node.key (mode 0600) and print the id",
+        usage: "--data-dir DIR [--id-pow-bits N]\n  \
+                create DIR/node.key (mode 0600) and DIR/petrel.toml (every setting at its\n  \
+                default, commented), and print the id",
         flags: &["--data-dir", "--id-pow-bits"],
         switches: &[],
     },
@@ -31,12 +33,16 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: "run",
-        usage: "--data-dir DIR [--listen ADDR] [--announce ADDR]... [--bootstrap NODEID@HOST:PORT]...\n\
-                \x20     [--log error|warn|info|debug] [--status-secs N] [--sync none|batch|always]\n  \
+        usage: "--data-dir DIR [--config FILE] [--listen ADDR] [--announce ADDR]...\n\
+                \x20     [--bootstrap NODEID@HOST:PORT]... [--log off|error|warn|info|debug|trace]\n\
+                \x20     [--status-secs N] [--sync none|batch|always]\n  \
                 run the node until SIGINT or SIGTERM; records, providers and peers persist in\n  \
-                DIR/records.log",
+                DIR/records.log. Settings come from FILE (default DIR/petrel.toml, if present;\n  \
+                `petrel init` writes it), then flags override them; --bootstrap adds to the\n  \
+                file's list. The log level is --log, else PETREL_LOG, else the file's log_level",
         flags: &[
             "--data-dir",
+            "--config",
             "--listen",
             "--announce",
             "--bootstrap",

@@ -1,4 +1,11 @@
 //! Every setting of a node and its default, in one place (DESIGN.md, "Limits and resources").
+//!
+//! [`file`] reads and writes them as TOML, through the table of every setting in [`settings`];
+//! [`value`] says how each kind of value is written.
+
+pub mod file;
+pub mod settings;
+pub mod value;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -57,6 +64,8 @@ pub const DEFAULT_SYNC_BATCH_INTERVAL: Duration = Duration::ZERO;
 pub const DEFAULT_STORE_MAX_BYTES: u64 = 256 << 20;
 /// Default of `Config::store_hot_bytes`: an eighth of the store's 64 MiB cap.
 pub const DEFAULT_STORE_HOT_BYTES: usize = 8 << 20;
+/// Default of `Config::metrics_listen`: loopback only, so metrics are not public unless asked.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9100";
 /// Default of `Config::max_restored_peers`.
 pub const DEFAULT_MAX_RESTORED_PEERS: usize = 64;
 
@@ -147,6 +156,11 @@ pub struct Config {
     /// With a data directory: value bytes kept in memory (the hot tier); the rest is read
     /// back from the log when asked for. Without one every value stays in memory.
     pub store_hot_bytes: usize,
+    /// Where `petrel run` serves Prometheus metrics; `None`: nowhere. `Node::start` does not
+    /// serve them: an embedding application decides (see `petrel::metrics`).
+    pub metrics_listen: Option<SocketAddr>,
+    /// What `petrel run` logs on stderr (`PETREL_LOG` and `--log` override it).
+    pub log_level: log::LevelFilter,
 }
 
 impl Default for Config {
@@ -187,6 +201,8 @@ impl Default for Config {
             store_max_bytes: DEFAULT_STORE_MAX_BYTES,
             max_restored_peers: DEFAULT_MAX_RESTORED_PEERS,
             store_hot_bytes: DEFAULT_STORE_HOT_BYTES,
+            metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
+            log_level: log::LevelFilter::Info,
         }
     }
 }
