@@ -4,7 +4,7 @@ CARGO         ?= cargo
 DEPS_BUDGET   ?= 65
 FUZZ_SECONDS  ?= 60
 
-.PHONY: help build test test-large lint fmt deps fuzz bench run clean
+.PHONY: help build test test-large lint fmt deps fuzz bench run clean check-service
 
 help:
 	@echo "build  compile the library and the petrel binary (release)"
@@ -14,6 +14,7 @@ help:
 	@echo "deps   count runtime crates (cargo tree -e normal); fail above $(DEPS_BUDGET)"
 	@echo "fuzz   run every fuzz target for FUZZ_SECONDS each (default $(FUZZ_SECONDS))"
 	@echo "bench  run the criterion benchmarks"
+	@echo "check-service  systemd-analyze verify contrib/petrel.service (skipped without systemd)"
 	@echo "run    a 20-node devnet for 5 s (petrel devnet --nodes 20 --seconds 5)"
 
 build:
@@ -50,6 +51,9 @@ bench:
 # its peers once a second for 5 s; prints connections, ping RTT percentiles, CPU and memory.
 run: build
 	./target/release/petrel devnet --nodes 20 --seconds 5
+
+check-service: build
+	bash contrib/verify-service.sh
 
 clean:
 	$(CARGO) clean
