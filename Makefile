@@ -4,7 +4,7 @@ CARGO         ?= cargo
 DEPS_BUDGET   ?= 65
 FUZZ_SECONDS  ?= 60
 
-.PHONY: help build test test-large lint fmt deps fuzz bench run clean check-service
+.PHONY: help build test test-large lint fmt deps fuzz bench run clean check-service test-netns
 
 help:
 	@echo "build  compile the library and the petrel binary (release)"
@@ -14,6 +14,7 @@ help:
 	@echo "deps   count runtime crates (cargo tree -e normal); fail above $(DEPS_BUDGET)"
 	@echo "fuzz   run every fuzz target for FUZZ_SECONDS each (default $(FUZZ_SECONDS))"
 	@echo "bench  run the criterion benchmarks"
+	@echo "test-netns  five nodes in network namespaces, partitioned and healed (root; about a minute)"
 	@echo "check-service  systemd-analyze verify contrib/petrel.service (skipped without systemd)"
 	@echo "run    a 20-node devnet for 5 s (petrel devnet --nodes 20 --seconds 5)"
 
@@ -51,6 +52,11 @@ bench:
 # its peers once a second for 5 s; prints connections, ping RTT percentiles, CPU and memory.
 run: build
 	./target/release/petrel devnet --nodes 20 --seconds 5
+
+# Five nodes in five network namespaces on a bridge, IPv4 then IPv6, driven through the CLI:
+# put/get, publish/subscribe, a partition with iptables and its heal. Needs root.
+test-netns: build
+	python3 tests/netns/run.py
 
 check-service: build
 	bash contrib/verify-service.sh
