@@ -50,9 +50,13 @@ impl FrameReader {
             }
             (self.start, self.end) = (0, 0);
             stream.set_read_timeout(Some(remaining(deadline)?)).map_err(ReadError::Io)?;
-            match stream.read(&mut self.buf) {
-                Ok(0) if self.decoder.is_mid_frame() => return Err(ReadError::Cut),
-                Ok(0) => return Err(ReadError::Closed),
+            let read = stream.read(&mut self.buf);
+            // A reset is a close that left our last bytes unread.
+            if is_close(&read) {
+                let cut = self.decoder.is_mid_frame();
+                return Err(if cut { ReadError::Cut } else { ReadError::Closed });
+            }
+            match read {
                 Ok(n) => self.end = n,
                 Err(e) if is_timeout(&e) => return Err(ReadError::TimedOut),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -91,6 +95,14 @@ fn remaining(deadline: Option<Instant>) -> Result<Duration, ReadError> {
 
 /// The read timeout standing for "no deadline": a year.
 const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Whether a read's result says the peer closed: end of stream, or a reset.
+fn is_close(read: &io::Result<usize>) -> bool {
+    match read {
+        Ok(n) => *n == 0,
+        Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+    }
+}
 
 /// Whether `e` is a socket timeout (Linux reports `WouldBlock`, others `TimedOut`).
 fn is_timeout(e: &io::Error) -> bool {
