@@ -229,13 +229,8 @@ fn a_live_node_keeps_its_socket_and_a_dead_ones_socket_is_replaced() {
     assert!(matches!(call(&dir, &ControlRequest::Status), ControlResponse::Status(_)));
     // A second server for the same directory meets the live one.
     let info = NodeInfo { id: node.id(), listen_addr: node.local_addr() };
-    let second = ControlServer::start(
-        &dir,
-        node.handle(),
-        info,
-        Arc::new(AtomicBool::new(false)),
-        quick(),
-    );
+    let second =
+        ControlServer::start(&dir, node.handle(), info, Arc::new(AtomicBool::new(false)), quick());
     assert!(matches!(second, Err(ServerError::InUse { .. })), "{second:?}");
     assert!(matches!(call(&dir, &ControlRequest::Status), ControlResponse::Status(_)));
     drop(server);

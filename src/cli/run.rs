@@ -1,4 +1,5 @@
-//! `petrel run`: one node from a data directory, until SIGINT or SIGTERM.
+//! `petrel run`: one node from a data directory, with its control socket (`DIR/control.sock`),
+//! until SIGINT, SIGTERM or `petrel shutdown`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::addr::PeerAddr;
 use crate::cli::{flag, flag_all, parse_flag};
 use crate::config::Config;
+use crate::control::{ControlConfig, ControlServer, NodeInfo};
 use crate::core::Event;
 use crate::identity::Keypair;
 use crate::node::{Handle, Node};
@@ -120,6 +122,16 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
             .map_err(|e| format!("cannot install signal handler: {e}"))?;
     }
     let node = start(opts)?;
+    // `petrel shutdown` sets the same flag as the signals.
+    let info = NodeInfo { id: node.id(), listen_addr: node.local_addr() };
+    let control = ControlServer::start(
+        &opts.data_dir,
+        node.handle(),
+        info,
+        Arc::clone(&stop),
+        ControlConfig::default(),
+    )
+    .map_err(|e| format!("control socket: {e}"))?;
     eprintln!(
         "petrel: node {:#} listening on {} (dial it as {})",
         node.id(),
@@ -131,6 +143,8 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         eprintln!("petrel: shutting down");
     }
     node.shutdown();
+    // After the node: a client waiting on the socket sees it close once the node is down.
+    control.stop();
     for thread in threads {
         let _ = thread.join();
     }

@@ -53,7 +53,8 @@ impl Client {
     pub fn send(&mut self, request: &ControlRequest) -> Result<(), ClientError> {
         let mut frame = Vec::new();
         encode_request(request, &mut frame).map_err(ClientError::Encode)?;
-        write_all_by(&mut self.stream, &frame, Instant::now() + SEND_TIMEOUT).map_err(ClientError::Io)
+        write_all_by(&mut self.stream, &frame, Instant::now() + SEND_TIMEOUT)
+            .map_err(ClientError::Io)
     }
 
     /// The next answer; `deadline` `None` waits as long as it takes (a subscription).

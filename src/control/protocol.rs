@@ -23,9 +23,9 @@ use crate::wire::codec::{self, DecodeError, EncodeError};
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::wire::list;
 use crate::wire::messages::{
-    BoundError, GossipMessage, Key, MessageId, MutableRecord, PeerInfo, Record,
-    MAX_ADDRS_PER_PEER, MAX_AGENT_BYTES, MAX_LISTEN_ADDRS, MAX_PAYLOAD_BYTES,
-    MAX_PEERS_PER_RESPONSE, MAX_SALT_BYTES, MAX_TOPIC_BYTES, MAX_VALUE_BYTES,
+    BoundError, GossipMessage, Key, MessageId, MutableRecord, PeerInfo, Record, MAX_ADDRS_PER_PEER,
+    MAX_AGENT_BYTES, MAX_LISTEN_ADDRS, MAX_PAYLOAD_BYTES, MAX_PEERS_PER_RESPONSE, MAX_SALT_BYTES,
+    MAX_TOPIC_BYTES, MAX_VALUE_BYTES,
 };
 
 /// The frame limit of both ends: the largest request (a `Publish` of `MAX_PAYLOAD_BYTES` under
@@ -343,9 +343,9 @@ impl ControlResponse {
             Self::Error { text, .. } => bound("error.text", text.len(), MAX_CONTROL_TEXT_BYTES),
             Self::Status(s) => {
                 bound("status.topics", s.topics.len(), MAX_CONTROL_TOPICS)?;
-                s.topics.iter().try_for_each(|t| {
-                    bound("status.topics.topic", t.topic.len(), MAX_TOPIC_BYTES)
-                })
+                s.topics
+                    .iter()
+                    .try_for_each(|t| bound("status.topics.topic", t.topic.len(), MAX_TOPIC_BYTES))
             }
             Self::Peers { peers } => {
                 bound("peers.peers", peers.len(), MAX_CONTROL_PEERS)?;
@@ -446,7 +446,10 @@ mod tests {
         let request = ControlRequest::Put { value: ByteBuf::from(vec![0; MAX_VALUE_BYTES + 1]) };
         let expected =
             BoundError { field: "put.value", len: MAX_VALUE_BYTES + 1, max: MAX_VALUE_BYTES };
-        assert_eq!(encode_request(&request, &mut Vec::new()), Err(EncodeError::OverBound(expected)));
+        assert_eq!(
+            encode_request(&request, &mut Vec::new()),
+            Err(EncodeError::OverBound(expected))
+        );
         // Put is tag 3, then the value's u64 length and bytes.
         let mut payload = vec![3, 0, 0, 0];
         payload.extend_from_slice(&((MAX_VALUE_BYTES + 1) as u64).to_le_bytes());
@@ -479,7 +482,8 @@ mod tests {
     #[test]
     fn error_text_is_cut_on_a_character_boundary() {
         let long = "é".repeat(MAX_CONTROL_TEXT_BYTES);
-        let ControlResponse::Error { text, .. } = ControlResponse::error(ControlErrorCode::Failed, long)
+        let ControlResponse::Error { text, .. } =
+            ControlResponse::error(ControlErrorCode::Failed, long)
         else {
             panic!("not an error");
         };

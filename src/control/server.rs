@@ -226,14 +226,13 @@ fn admit(shared: &Arc<Shared>, stream: UnixStream) -> Option<JoinHandle<()>> {
         return None;
     };
     let client_shared = Arc::clone(shared);
-    let spawned = std::thread::Builder::new().name(format!("petrel-control-{slot}")).spawn(
-        move || {
+    let spawned =
+        std::thread::Builder::new().name(format!("petrel-control-{slot}")).spawn(move || {
             session::serve(&client_shared, stream);
             if let Ok(mut clients) = client_shared.clients.lock() {
                 clients.try_remove(slot);
             }
-        },
-    );
+        });
     match spawned {
         Ok(thread) => Some(thread),
         Err(_) => {
@@ -330,7 +329,9 @@ impl fmt::Display for ServerError {
             Self::InUse { path } => {
                 write!(f, "{}: a running node answers on it already", path.display())
             }
-            Self::NotASocket { path } => write!(f, "{}: exists and is not a socket", path.display()),
+            Self::NotASocket { path } => {
+                write!(f, "{}: exists and is not a socket", path.display())
+            }
             Self::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }

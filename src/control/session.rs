@@ -20,9 +20,9 @@ use crossbeam_channel::RecvTimeoutError;
 
 use super::frames::{write_all_by, FrameReader, ReadError};
 use super::protocol::{
-    decode_request, encode_response, ControlErrorCode, ControlRequest, ControlResponse,
-    Delivered, PeerDirection, PeerEntry, Status, TopicMesh, MAX_CONTROL_FRAME_BYTES,
-    MAX_CONTROL_PEERS, MAX_CONTROL_TOPICS,
+    decode_request, encode_response, ControlErrorCode, ControlRequest, ControlResponse, Delivered,
+    PeerDirection, PeerEntry, Status, TopicMesh, MAX_CONTROL_FRAME_BYTES, MAX_CONTROL_PEERS,
+    MAX_CONTROL_TOPICS,
 };
 use super::server::Shared;
 use crate::addr::PeerAddr;
@@ -62,15 +62,26 @@ pub(super) fn serve(shared: &Shared, mut stream: UnixStream) {
         let answer = match decode_request(&payload) {
             Err(e) => ControlResponse::error(BadRequest, format!("{}: {e}", e.name())),
             Ok(ControlRequest::Subscribe { topic }) => return subscribe(shared, stream, topic),
-            Ok(ControlRequest::Shutdown) => {
-                shared.shutdown.store(true, Ordering::SeqCst);
-                ControlResponse::ShuttingDown
-            }
+            Ok(ControlRequest::Shutdown) => return shut_down(shared, stream),
             Ok(request) => execute(shared, request),
         };
         if reply(shared, &mut stream, &answer).is_err() {
             return;
         }
+    }
+}
+
+/// Tells the owner to stop, answers, and keeps the connection open until the server stops,
+/// so that the client sees it close once the node is down.
+fn shut_down(shared: &Shared, mut stream: UnixStream) {
+    shared.shutdown.store(true, Ordering::SeqCst);
+    if reply(shared, &mut stream, &ControlResponse::ShuttingDown).is_err()
+        || stream.set_nonblocking(true).is_err()
+    {
+        return;
+    }
+    while !shared.stopping.load(Ordering::SeqCst) && !client_left(&mut stream) {
+        std::thread::sleep(STREAM_TICK);
     }
 }
 
@@ -102,14 +113,16 @@ fn execute(shared: &Shared, request: ControlRequest) -> ControlResponse {
             h.put_record(Record::Mutable(record), None).map(stored)
         }
         ControlRequest::Get { key } => match h.get(key) {
-            Ok(Some(found)) => Ok(ControlResponse::Value { record: found.record, local: found.local }),
+            Ok(Some(found)) => {
+                Ok(ControlResponse::Value { record: found.record, local: found.local })
+            }
             Ok(None) => Ok(ControlResponse::error(ControlErrorCode::NotFound, "no record found")),
             Err(e) => Err(e),
         },
         ControlRequest::Provide { key } => h.provide(key).map(stored),
-        ControlRequest::Providers { key } => h.providers(key).map(|found| {
-            ControlResponse::Providers { providers: found.providers }
-        }),
+        ControlRequest::Providers { key } => {
+            h.providers(key).map(|found| ControlResponse::Providers { providers: found.providers })
+        }
         ControlRequest::Publish { topic, payload } => h
             .publish(&topic, payload.as_slice().to_vec())
             .map(|p| ControlResponse::Published { id: p.id, peers: p.peers as u64 }),
@@ -173,9 +186,10 @@ fn call_error(e: &CallError) -> ControlResponse {
         CallError::Dht(DhtError::Invalid(_))
         | CallError::Gossip(GossipError::BadTopic | GossipError::TooLarge) => BadRequest,
         CallError::Dht(DhtError::NotFound(_)) => ControlErrorCode::NotFound,
-        CallError::Connect(_) | CallError::Request(_) | CallError::Dht(_) | CallError::Gossip(_) => {
-            ControlErrorCode::Failed
-        }
+        CallError::Connect(_)
+        | CallError::Request(_)
+        | CallError::Dht(_)
+        | CallError::Gossip(_) => ControlErrorCode::Failed,
     };
     ControlResponse::error(code, e)
 }
@@ -202,14 +216,12 @@ fn subscribe(shared: &Shared, mut stream: UnixStream, topic: String) {
 }
 
 /// Subscribes the node, counting the client among the topic's control subscribers.
-fn join(shared: &Shared, topic: &str) -> Result<Subscription, ControlResponse> {
+fn join(shared: &Shared, topic: &str) -> Result<Subscription, Box<ControlResponse>> {
     // Held across the call: a leaving last subscriber must not unsubscribe the node between
     // this subscription and its count.
-    let mut topics = shared
-        .topics
-        .lock()
-        .map_err(|_| ControlResponse::error(ControlErrorCode::Failed, "server state poisoned"))?;
-    let sub = shared.handle.subscribe(topic).map_err(|e| call_error(&e))?;
+    let poisoned = || Box::new(ControlResponse::error(ControlErrorCode::Failed, "state poisoned"));
+    let mut topics = shared.topics.lock().map_err(|_| poisoned())?;
+    let sub = shared.handle.subscribe(topic).map_err(|e| Box::new(call_error(&e)))?;
     *topics.entry(topic.to_string()).or_default() += 1;
     Ok(sub)
 }
@@ -279,6 +291,9 @@ impl Drop for Streamed<'_> {
 fn client_left(stream: &mut UnixStream) -> bool {
     let mut byte = [0u8; 1];
     match stream.read(&mut byte) {
+        // End of stream.
+        Ok(0) => true,
+        // A byte, which a streaming client must not send.
         Ok(_) => true,
         Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
     }
@@ -304,8 +319,11 @@ impl Outgoing {
             self.sent = 0;
         }
         let start = self.bytes.len();
-        let message =
-            ControlResponse::Message(Delivered { from: d.from, lost, message: (*d.message).clone() });
+        let message = ControlResponse::Message(Delivered {
+            from: d.from,
+            lost,
+            message: (*d.message).clone(),
+        });
         let fits = encode_response(&message, &mut self.bytes).is_ok()
             && self.bytes.len() <= MAX_PENDING_BYTES;
         if !fits {
