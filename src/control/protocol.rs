@@ -10,7 +10,7 @@
 //!
 //! A connection carries requests one at a time, each answered by exactly one response, except
 //! `Subscribe`, which is answered by `Subscribed` and then one `Message` per delivery until
-//! either side closes (control.md §4).
+//! either side closes (control.md §6).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -38,7 +38,7 @@ pub const MAX_CONTROL_TOPICS: usize = 256;
 /// Text bytes of an `Error` response.
 pub const MAX_CONTROL_TEXT_BYTES: usize = 256;
 
-/// A client's request (control.md §3).
+/// A client's request (control.md §4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlRequest {
     /// The node's id, address and a few figures; answered with `Status` (tag 0).
@@ -93,7 +93,7 @@ pub enum ControlRequest {
     Shutdown,
 }
 
-/// The node's answer (control.md §3).
+/// The node's answer (control.md §5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlResponse {
     /// The request failed (tag 0).
@@ -224,7 +224,7 @@ pub struct Delivered {
     pub message: GossipMessage,
 }
 
-/// Why a request failed (control.md §5).
+/// Why a request failed (control.md §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ControlErrorCode {
     /// The request did not decode, or asks something invalid (code 0).
@@ -249,7 +249,7 @@ pub enum ControlErrorCode {
 }
 
 impl ControlErrorCode {
-    /// Stable snake_case name, as control.md §5 lists it.
+    /// Stable snake_case name, as control.md §7 lists it.
     pub fn name(self) -> &'static str {
         match self {
             Self::BadRequest => "bad_request",
@@ -312,7 +312,7 @@ pub fn decode_response(payload: &[u8]) -> Result<ControlResponse, DecodeError> {
 }
 
 impl ControlRequest {
-    /// Checks every bound of control.md §6, in wire order; the first violation is returned.
+    /// Checks every bound of control.md §8, in wire order; the first violation is returned.
     pub fn check_bounds(&self) -> Result<(), BoundError> {
         match self {
             Self::Put { value } => bound("put.value", value.len(), MAX_VALUE_BYTES),
@@ -337,7 +337,7 @@ impl ControlRequest {
 }
 
 impl ControlResponse {
-    /// Checks every bound of control.md §6, in wire order; the first violation is returned.
+    /// Checks every bound of control.md §8, in wire order; the first violation is returned.
     pub fn check_bounds(&self) -> Result<(), BoundError> {
         match self {
             Self::Error { text, .. } => bound("error.text", text.len(), MAX_CONTROL_TEXT_BYTES),

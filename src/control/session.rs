@@ -1,5 +1,5 @@
 //! One control client, on its own thread: requests in, answers out, through the node's
-//! [`Handle`](crate::node::Handle) (proto-spec/control.md §4).
+//! [`Handle`](crate::node::Handle) (proto-spec/control.md §6).
 //!
 //! A request that does not decode is answered `bad_request` and changes nothing; the
 //! connection stays usable, since the frame boundaries are intact. A frame header above the
