@@ -243,12 +243,22 @@ fn a_live_node_keeps_its_socket_and_a_dead_ones_socket_is_replaced() {
 }
 
 #[test]
-fn shutdown_is_answered_and_sets_the_owners_flag() {
+fn shutdown_sets_the_owners_flag_and_the_connection_ends_with_the_server() {
     let dir = data_dir("shutdown");
     let node = start(config(8));
-    let (_server, stop) = serve(&dir, &node, quick());
-    assert_eq!(call(&dir, &ControlRequest::Shutdown), ControlResponse::ShuttingDown);
+    let (server, stop) = serve(&dir, &node, quick());
+    let mut client = Client::connect(&dir).unwrap();
+    assert_eq!(
+        client.call(&ControlRequest::Shutdown, CALL).unwrap(),
+        ControlResponse::ShuttingDown
+    );
     assert!(stop.load(Ordering::SeqCst));
+    // The connection stays open past the request timeout, until the owner stops the server
+    // (after the node): its end tells the client the node is down.
+    let open_for = Instant::now() + quick().request_timeout + Duration::from_millis(300);
+    assert!(matches!(client.recv(Some(open_for)), Err(ClientError::TimedOut)));
+    server.stop();
+    assert!(matches!(client.recv(Some(Instant::now() + CALL)), Err(ClientError::Closed)));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -2,7 +2,7 @@
 //! a running node: status, peers, put and get across them, put-mutable, provide and providers,
 //! publish and subscribe across them, and shutdown. Every wait has a deadline.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -140,6 +140,21 @@ fn two_nodes_driven_only_through_the_cli() {
     let not_found = petrel(&["get", "--data-dir", b.data(), &missing]);
     assert_eq!(not_found.status.code(), Some(1), "{not_found:?}");
     assert_eq!(String::from_utf8_lossy(&not_found.stderr), "petrel: get: not found\n");
+
+    // The value from stdin, with bytes that are not UTF-8.
+    let mut put = Command::new(env!("CARGO_BIN_EXE_petrel"))
+        .args(["put", "--data-dir", a.data(), "--file", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("petrel put starts");
+    let binary = b"\xff\x00 from stdin".to_vec();
+    put.stdin.take().unwrap().write_all(&binary).unwrap();
+    let put = put.wait_with_output().unwrap();
+    assert!(put.status.success(), "{put:?}");
+    let binary_key = String::from_utf8(put.stdout).unwrap();
+    let got = petrel(&["get", "--data-dir", b.data(), binary_key.trim()]);
+    assert_eq!(got.stdout, binary);
 
     // A mutable record signed with another key file, put on b and read on a.
     ok(&["init", "--data-dir", dir_k.to_str().unwrap()]);

@@ -162,18 +162,21 @@ fn mutable_record(p: &Parsed<'_>) -> Result<MutableRecord, CtlError> {
 /// The bytes given either as the positional argument `index` or by `--file F` (`-`: stdin),
 /// at most `max` of them.
 fn bytes_arg(p: &Parsed<'_>, index: usize, name: &str, max: usize) -> Result<Vec<u8>, CtlError> {
-    let bytes = match (p.flag("--file"), p.positional.get(index)) {
-        (Some(_), Some(_)) => return Err(usage(format!("give --file F or {name}, not both"))),
-        (None, None) => return Err(usage(format!("{name} or --file F is required"))),
-        (None, Some(text)) => text.as_bytes().to_vec(),
-        (Some(path), None) => {
-            read_bounded(path, max).map_err(|e| CtlError::Failed(format!("{path}: {e}")))?
+    match (p.flag("--file"), p.positional.get(index)) {
+        (Some(_), Some(_)) => Err(usage(format!("give --file F or {name}, not both"))),
+        (None, None) => Err(usage(format!("{name} or --file F is required"))),
+        (None, Some(text)) if text.len() > max => {
+            Err(usage(format!("{name}: {} bytes, at most {max}", text.len())))
         }
-    };
-    if bytes.len() > max {
-        return Err(usage(format!("{name}: {} bytes, at most {max}", bytes.len())));
+        (None, Some(text)) => Ok(text.as_bytes().to_vec()),
+        (Some(path), None) => match read_bounded(path, max) {
+            Ok(bytes) if bytes.len() > max => {
+                Err(CtlError::Failed(format!("{path}: more than {max} bytes")))
+            }
+            Ok(bytes) => Ok(bytes),
+            Err(e) => Err(CtlError::Failed(format!("{path}: {e}"))),
+        },
     }
-    Ok(bytes)
 }
 
 /// The contents of `path` (`-`: stdin), reading at most one byte more than `max`: enough to
@@ -342,8 +345,11 @@ impl Output<'_> {
                 topics.join(",")
             );
         }
-        let topics: Vec<String> =
-            s.topics.iter().map(|t| format!("{} (mesh {})", t.topic, t.mesh_peers)).collect();
+        let topics: Vec<String> = s
+            .topics
+            .iter()
+            .map(|t| format!("{} (mesh {})", escape(t.topic.as_bytes()), t.mesh_peers))
+            .collect();
         format!(
             "id       {:#}\nlisten   {} (dial it as {dial})\nuptime   {} s\n\
              peers    {} ({} inbound, {} outbound connections)\nrouting  {} entries\n\

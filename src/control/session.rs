@@ -354,3 +354,60 @@ impl Outgoing {
         Ok(wrote)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::identity::{Keypair, NodeId};
+    use crate::wire::messages::{GossipMessage, MAX_PAYLOAD_BYTES};
+
+    fn delivery(payload_bytes: usize) -> Delivery {
+        let message = GossipMessage::sign(
+            &Keypair::from_seed([1; 32]),
+            1,
+            "t".into(),
+            vec![7; payload_bytes],
+        );
+        Delivery { from: NodeId::from_bytes([2; 32]), id: message.id(), message: Arc::new(message) }
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_holds_at_most_the_pending_bound() {
+        let mut out = Outgoing::default();
+        let big = delivery(MAX_PAYLOAD_BYTES);
+        assert!(out.push(&big, 0) && out.push(&big, 0), "two of the largest fit");
+        assert!(!out.push(&big, 0), "a third does not");
+        assert!(out.bytes.len() <= MAX_PENDING_BYTES);
+        // What fits in the rest still goes in; a refusal leaves the queue as it was.
+        let before = out.bytes.len();
+        assert!(out.push(&delivery(10), 1));
+        assert!(out.bytes.len() > before && out.bytes.len() <= MAX_PENDING_BYTES);
+    }
+
+    #[test]
+    fn written_bytes_make_room_for_more() {
+        let (mut ours, mut theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            theirs.read_to_end(&mut all).map(|_| all.len())
+        });
+        let mut out = Outgoing::default();
+        let big = delivery(MAX_PAYLOAD_BYTES);
+        assert!(out.push(&big, 0) && out.push(&big, 0) && !out.push(&big, 0));
+        let total = out.bytes.len();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !out.is_empty() {
+            assert!(Instant::now() < deadline, "the reader took nothing");
+            if !out.flush(&mut ours).unwrap() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        // Emptied, the queue takes the largest deliveries again.
+        assert!(out.push(&big, 0));
+        drop(ours);
+        assert_eq!(reader.join().unwrap().unwrap(), total);
+    }
+}
