@@ -5,7 +5,7 @@
 //! threads of its own; the node knows nothing of it (`petrel run` starts it). [`client::Client`]
 //! is the other end. [`protocol`] holds the requests and responses, encoded with the wire's
 //! framing and bincode options; [`frames`] reads and writes frames on a blocking stream under
-//! deadlines; [`session`] serves one client.
+//! deadlines; `session` serves one client.
 
 pub mod client;
 pub mod frames;

@@ -1,6 +1,6 @@
 //! The control server: the socket `DIR/control.sock` (proto-spec/control.md §2), its accept
 //! thread, and a bounded table of client threads that serve requests through a node's
-//! [`Handle`] ([`super::session`]).
+//! [`Handle`] (`session.rs`).
 //!
 //! Bounds: at most `max_clients` clients at once (one more is answered `busy` and closed); a
 //! request must arrive whole within `request_timeout` of the connection or of the previous
