@@ -1,6 +1,7 @@
 //! Every public error type, in one place.
 
 pub use crate::config::ConfigError;
+pub use crate::control::{ClientError, ServerError};
 pub use crate::core::{AddError, ConnectError, DialError, LimitError, RequestError};
 pub use crate::identity::{IdentityError, KeyFileError, ParseIdError, SignatureError};
 pub use crate::runtime::buffers::PoolError;

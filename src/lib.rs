@@ -34,6 +34,8 @@
 //! - [`sim`]: the deterministic network simulator that drives many cores on a virtual clock.
 //! - [`runtime`]: the mio reactor, token buckets, buffer pool, worker pool, `Snapshot`.
 //! - [`node`]: the public API, [`Node`] and [`Handle`]; [`config`] holds every default.
+//! - [`control`]: the local control socket, serving a node's `Handle` to the `petrel`
+//!   commands (the node does not depend on it).
 //! - [`cli`]: the `petrel` subcommands.
 //!
 //! Driving contract of every sans-IO type (the router, each protocol, the connection): after
@@ -51,6 +53,7 @@ pub mod addr;
 pub mod bytes;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod errors;
 pub mod gossip;

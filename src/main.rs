@@ -2,15 +2,25 @@
 
 #![forbid(unsafe_code)]
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use petrel::cli::{self, flag, usage};
+use petrel::cli::{self, ctl, flag, usage};
 use petrel::config::{self, Config};
 use petrel::identity::Keypair;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some((command, rest)) = args.split_first().filter(|(c, _)| ctl::is_command(c)) {
+        return match ctl::main(command, rest) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("petrel: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        };
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -34,7 +44,12 @@ fn run(args: &[String]) -> Result<(), String> {
             let dir = data_dir(rest)?;
             let bits = flag(rest, "--id-pow-bits")?.map(|s| s.parse::<u8>()).transpose();
             let bits = bits.map_err(|e| format!("--id-pow-bits: {e}"))?.unwrap_or(0);
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            // Only its owner may enter it: it holds the key and the control socket.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
             let path = dir.join("node.key");
             if path.exists() {
                 return Err(format!("{} already exists; refusing to overwrite", path.display()));

@@ -241,6 +241,18 @@ fn every_subcommand_answers_help_and_refuses_an_unknown_flag() {
         &["bench", "flood"],
         &["bench", "store"],
         &["sim", "dht"],
+        &["sim", "gossip"],
+        &["status"],
+        &["peers"],
+        &["connect"],
+        &["put"],
+        &["put-mutable"],
+        &["get"],
+        &["provide"],
+        &["providers"],
+        &["publish"],
+        &["subscribe"],
+        &["shutdown"],
     ] {
         let help = petrel(&[cmd, &["--help"]].concat());
         assert!(help.status.success(), "{cmd:?} --help failed");

@@ -119,6 +119,19 @@ fn the_sans_io_layers_never_reach_the_runtime_or_the_api() {
 }
 
 #[test]
+fn the_node_does_not_depend_on_its_control_socket() {
+    // The control server is started by `petrel run` with a node's handle; nothing below the
+    // CLI may need it (`errors` only re-exports its error types).
+    let graph = dependencies();
+    for (module, uses) in &graph {
+        if !["cli", "control", "errors"].contains(&module.as_str()) {
+            assert!(!uses.contains("control"), "{module} uses control: {uses:?}");
+        }
+    }
+    assert!(graph.get("control").is_some_and(|uses| uses.contains("node")), "{graph:?}");
+}
+
+#[test]
 fn the_check_sees_a_dependency_and_ignores_comments_and_tests() {
     let source = "use crate::wire::x;\n//! see [`crate::core::A`]\nfn f() { crate::kad::g() }\n\
                   #[cfg(test)]\nmod tests { use crate::sim::S; }\n";

@@ -26,12 +26,16 @@
 //! - every rule of framing.md §2 and messages.md §8 in `RULES` has its vectors, every invalid
 //!   vector is in a rule, and every decode error (held to the list of §8) has a vector;
 //! - the signature, identity, key file and SPKI vectors are checked in `vectors/identity.rs`,
-//!   every signature check (held to identity.md §1) and key file error with a vector.
+//!   every signature check (held to identity.md §1) and key file error with a vector;
+//! - the control socket's vectors (proto-spec/control.md) in `vectors/control.rs`, every
+//!   request, response and error code with a vector.
 //!
 //! The files are written by the `regenerate_vectors` test (ignored; it writes only with
 //! `PETREL_REGENERATE_VECTORS=1`), and `vectors_match_generator` fails when the files and the
 //! generator disagree.
 
+#[path = "vectors/control.rs"]
+mod control;
 #[path = "vectors/identity.rs"]
 mod identity;
 
@@ -530,6 +534,7 @@ fn json_files_on_disk() -> Vec<String> {
     ["valid", "invalid"]
         .iter()
         .chain(identity::SETS)
+        .chain(control::SETS)
         .filter(|set| vectors_dir().join(set).is_dir())
         .flat_map(|set| json_paths(set).into_iter().map(move |p| relative(set, &p)))
         .collect()
@@ -2547,10 +2552,12 @@ fn generate_files() -> Result<BTreeMap<String, String>, String> {
         return Err("two vectors share a name".into());
     }
     let others = identity::generate(&mut files)?;
-    if files.len() != valid.len() + invalid.len() + others.len() {
+    let controls = control::generate(&mut files)?;
+    if files.len() != valid.len() + invalid.len() + others.len() + controls.len() {
         return Err("two vectors share a name".into());
     }
-    let readme = readme(&valid, &invalid, &others, &files)?;
+    let mut readme = readme(&valid, &invalid, &others, &files)?;
+    readme.push_str(&control::readme(&controls, &files)?);
     files.insert("README.md".into(), readme);
     Ok(files)
 }
@@ -2755,7 +2762,7 @@ fn pretty_json(value: &impl Serialize) -> Result<String, String> {
 /// Writes `files` and removes vector files not among them.
 fn write_files(files: &BTreeMap<String, String>) -> Result<(), String> {
     let dir = vectors_dir();
-    for set in ["valid", "invalid"].iter().chain(identity::SETS) {
+    for set in ["valid", "invalid"].iter().chain(identity::SETS).chain(control::SETS) {
         let sub = dir.join(set);
         fs::create_dir_all(&sub).map_err(|e| format!("{}: {e}", sub.display()))?;
     }
@@ -2775,7 +2782,7 @@ fn write_files(files: &BTreeMap<String, String>) -> Result<(), String> {
 const README_HEAD: &str = r#"# petrel protocol test vectors
 
 Byte-exact examples of the wire format of proto-spec/framing.md and proto-spec/messages.md,
-for petrel and for any other implementation. `tests/vectors.rs` checks them all on every
+and of the control socket (proto-spec/control.md), for petrel and for any other implementation. `tests/vectors.rs` checks them all on every
 `cargo test`. The file formats are normative (proto-spec/README.md §4); the examples on this
 page are files of this directory, copied here by the generator.
 
@@ -2884,8 +2891,8 @@ refuses (transport.md §2), all with `error` `bad_certificate`, the alert petrel
 
 ## Regenerating
 
-The files are written by the generator in `tests/vectors.rs` (and `tests/vectors/identity.rs`
-for the four sets above), not by hand:
+The files are written by the generator in `tests/vectors.rs` (`tests/vectors/identity.rs`
+for the four sets above, `tests/vectors/control.rs` for `control/`), not by hand:
 
 ```sh
 PETREL_REGENERATE_VECTORS=1 cargo test --test vectors -- --ignored regenerate_vectors

@@ -7,6 +7,9 @@
 //!
 //! [`sim`] runs `petrel sim dht` on the simulator, and [`sim_gossip`] `petrel sim gossip`.
 //!
+//! [`ctl`] holds the commands against a running node (`status`, `put`, `get`, `subscribe`,
+//! ...), which talk to it over its control socket.
+//!
 //! [`report`] holds what the measuring subcommands share: CPU time and memory.
 //!
 //! Argument parsing is hand-written: `--flag value` pairs, looked up by name. [`usage`] holds
@@ -18,6 +21,7 @@ pub mod bench_flood;
 pub mod bench_gossip;
 pub mod bench_idle;
 pub mod bench_store;
+pub mod ctl;
 pub mod devnet;
 pub mod fleet;
 pub mod report;

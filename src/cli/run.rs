@@ -1,4 +1,5 @@
-//! `petrel run`: one node from a data directory, until SIGINT or SIGTERM.
+//! `petrel run`: one node from a data directory, with its control socket (`DIR/control.sock`),
+//! until SIGINT, SIGTERM or `petrel shutdown`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use log::{debug, error, info, warn, LevelFilter};
 use crate::addr::PeerAddr;
 use crate::cli::{flag, flag_all, parse_flag};
 use crate::config::{self, Config};
+use crate::control::{ControlConfig, ControlServer, NodeInfo};
 use crate::core::Event;
 use crate::identity::Keypair;
 use crate::node::{Handle, Node};
@@ -137,9 +139,28 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
             .map_err(|e| format!("cannot install signal handler: {e}"))?;
     }
     let node = start(opts, config)?;
+    // `petrel shutdown` sets the same flag as the signals.
+    let info = NodeInfo { id: node.id(), listen_addr: node.local_addr() };
+    let control = ControlServer::start(
+        &opts.data_dir,
+        node.handle(),
+        info,
+        Arc::clone(&stop),
+        ControlConfig::default(),
+    )
+    .map_err(|e| format!("control socket: {e}"))?;
+    // Last, so whoever waits for this line can use the control socket at once.
+    info!(
+        "node {:#} listening on {} (dial it as {})",
+        node.id(),
+        node.local_addr(),
+        node.peer_addr()
+    );
     let threads = wait_for_signal(&node, opts, &stop);
     info!("shutting down");
     node.shutdown();
+    // After the node: a client waiting on the socket sees it close once the node is down.
+    control.stop();
     for thread in threads {
         let _ = thread.join();
     }
@@ -167,12 +188,6 @@ fn start(opts: &RunOptions, mut config: Config) -> Result<Node, String> {
     let wanted = (config.limits.max_connections + config.limits.max_inbound) as u64;
     descriptors::budget(1, limit, wanted, wanted).map_err(|e| e.to_string())?;
     let node = Node::start(config).map_err(|e| e.to_string())?;
-    info!(
-        "node {:#} listening on {} (dial it as {})",
-        node.id(),
-        node.local_addr(),
-        node.peer_addr()
-    );
     let r = node.restored();
     if let Some(rec) = r.recovery.as_ref() {
         if rec.truncated_bytes + rec.corrupt_skipped + rec.unknown_skipped + rec.over_cap > 0 {

@@ -13,6 +13,9 @@ pub struct Command {
     pub flags: &'static [&'static str],
     /// Flags without a value.
     pub switches: &'static [&'static str],
+    /// Names of the positional arguments it takes at most, in order (all optional to the
+    /// check; the command says which it needs). After `--` every argument is positional.
+    pub args: &'static [&'static str],
 }
 
 /// Every subcommand, in the order of `petrel --help`.
@@ -24,12 +27,14 @@ pub const COMMANDS: &[Command] = &[
                 default, commented), and print the id",
         flags: &["--data-dir", "--id-pow-bits"],
         switches: &[],
+        args: &[],
     },
     Command {
         name: "id",
         usage: "--data-dir DIR\n  print this node's id (64 hex digits)",
         flags: &["--data-dir"],
         switches: &[],
+        args: &[],
     },
     Command {
         name: "run",
@@ -51,6 +56,100 @@ pub const COMMANDS: &[Command] = &[
             "--sync",
         ],
         switches: &[],
+        args: &[],
+    },
+    Command {
+        name: "status",
+        usage: "--data-dir DIR [--json]\n  \
+                the running node's id, address, peers, records and topics",
+        flags: &["--data-dir"],
+        switches: &["--json"],
+        args: &[],
+    },
+    Command {
+        name: "peers",
+        usage: "--data-dir DIR [--json]\n  \
+                the running node's connected peers: NODEID@ADDRESS, who dialled, agent",
+        flags: &["--data-dir"],
+        switches: &["--json"],
+        args: &[],
+    },
+    Command {
+        name: "connect",
+        usage: "--data-dir DIR [--json] NODEID@HOST:PORT\n  \
+                connect the running node to a peer, which must prove NODEID's key",
+        flags: &["--data-dir"],
+        switches: &["--json"],
+        args: &["NODEID@HOST:PORT"],
+    },
+    Command {
+        name: "put",
+        usage: "--data-dir DIR [--json] (--file F | VALUE)\n  \
+                store VALUE, or the bytes of file F (- for stdin), as an immutable record of at\n  \
+                most 65536 bytes; prints its key (64 hex digits)",
+        flags: &["--data-dir", "--file"],
+        switches: &["--json"],
+        args: &["VALUE"],
+    },
+    Command {
+        name: "put-mutable",
+        usage: "--data-dir DIR --key-file K --salt S --seq N [--json] (--file F | VALUE)\n  \
+                sign VALUE (or F's bytes) with the key in key file K (as `petrel init` writes\n  \
+                it) as the mutable record with salt S and sequence number N, and store it;\n  \
+                prints its key",
+        flags: &["--data-dir", "--key-file", "--salt", "--seq", "--file"],
+        switches: &["--json"],
+        args: &["VALUE"],
+    },
+    Command {
+        name: "get",
+        usage: "--data-dir DIR [--json] KEY\n  \
+                the record under KEY (64 hex digits): its value's bytes on stdout, as stored",
+        flags: &["--data-dir"],
+        switches: &["--json"],
+        args: &["KEY"],
+    },
+    Command {
+        name: "provide",
+        usage: "--data-dir DIR [--json] KEY\n  \
+                announce the running node as a provider of KEY (64 hex digits)",
+        flags: &["--data-dir"],
+        switches: &["--json"],
+        args: &["KEY"],
+    },
+    Command {
+        name: "providers",
+        usage: "--data-dir DIR [--json] KEY\n  \
+                providers of KEY, one NODEID@ADDRESS per line (none: no output)",
+        flags: &["--data-dir"],
+        switches: &["--json"],
+        args: &["KEY"],
+    },
+    Command {
+        name: "publish",
+        usage: "--data-dir DIR [--json] TOPIC (--file F | MESSAGE)\n  \
+                sign MESSAGE (or F's bytes, - for stdin) with the node's key and publish it on\n  \
+                TOPIC",
+        flags: &["--data-dir", "--file"],
+        switches: &["--json"],
+        args: &["TOPIC", "MESSAGE"],
+    },
+    Command {
+        name: "subscribe",
+        usage: "--data-dir DIR [--json] TOPIC\n  \
+                join TOPIC and print each message on a line of its own until interrupted\n  \
+                (payload text with \\n, \\\\ and \\xNN escapes; --json: one object per line)",
+        flags: &["--data-dir"],
+        switches: &["--json"],
+        args: &["TOPIC"],
+    },
+    Command {
+        name: "shutdown",
+        usage: "--data-dir DIR\n  \
+                stop the running node gracefully; returns once it is down",
+        flags: &["--data-dir"],
+        switches: &[],
+        args: &[],
     },
     Command {
         name: "devnet",
@@ -58,6 +157,7 @@ pub const COMMANDS: &[Command] = &[
                 N nodes in one process, pinging each other, with a DHT round",
         flags: &["--nodes", "--seconds", "--seed"],
         switches: &["--json"],
+        args: &[],
     },
     Command {
         name: "bench transport",
@@ -65,6 +165,7 @@ pub const COMMANDS: &[Command] = &[
                 TLS handshake rate and framed throughput on loopback",
         flags: &["--handshakes", "--frames-mib"],
         switches: &["--json"],
+        args: &[],
     },
     Command {
         name: "bench dht",
@@ -82,6 +183,7 @@ pub const COMMANDS: &[Command] = &[
             "--sync",
         ],
         switches: &["--json"],
+        args: &[],
     },
     Command {
         name: "bench gossip",
@@ -102,6 +204,7 @@ pub const COMMANDS: &[Command] = &[
             "--drain",
         ],
         switches: &["--json"],
+        args: &[],
     },
     Command {
         name: "bench idle",
@@ -110,6 +213,7 @@ pub const COMMANDS: &[Command] = &[
                 (defaults 50 nodes, 20 s, seed 1, degree 3, settle 10 s once meshes formed)",
         flags: &["--nodes", "--seconds", "--seed", "--degree", "--settle"],
         switches: &["--json"],
+        args: &[],
     },
     Command {
         name: "bench flood",
@@ -118,6 +222,7 @@ pub const COMMANDS: &[Command] = &[
                 one node under attack while an honest peer pings it",
         flags: &["--attack", "--attackers", "--seconds"],
         switches: &["--json"],
+        args: &[],
     },
     Command {
         name: "bench store",
@@ -126,6 +231,7 @@ pub const COMMANDS: &[Command] = &[
                 the node's log on disk: put, get, compaction, restart",
         flags: &["--records", "--value-size", "--sync", "--writers", "--dir"],
         switches: &["--json"],
+        args: &[],
     },
     Command {
         name: "sim dht",
@@ -148,6 +254,7 @@ pub const COMMANDS: &[Command] = &[
             "--disjoint",
         ],
         switches: &["--get"],
+        args: &[],
     },
     Command {
         name: "sim gossip",
@@ -172,6 +279,7 @@ pub const COMMANDS: &[Command] = &[
             "--sybil-degree",
         ],
         switches: &[],
+        args: &[],
     },
 ];
 
@@ -200,37 +308,78 @@ pub fn all() -> String {
 }
 
 /// Prints `name`'s usage if `args` ask for help; otherwise refuses any argument that is not
-/// one of its flags (with its value) or switches.
+/// one of its flags (with its value), switches, or positional arguments.
 pub fn check(name: &str, args: &[String]) -> Result<Checked, String> {
     let Some(c) = COMMANDS.iter().find(|c| c.name == name) else {
         return Err(format!("unknown command {name:?}"));
     };
-    if args.iter().any(|a| a == "--help" || a == "-h") {
+    if args.iter().take_while(|a| *a != "--").any(|a| a == "--help" || a == "-h") {
         print!("{}", usage_of(name).unwrap_or_default());
         return Ok(Checked::Helped);
     }
+    parse(c, args).map(|_| Checked::Run)
+}
+
+/// `name`'s arguments, split into flags with their values, switches and positional arguments
+/// (everything after `--` is positional). The same rules as [`check`].
+pub fn parse<'a>(c: &Command, args: &'a [String]) -> Result<Parsed<'a>, String> {
+    let mut parsed = Parsed::default();
     let mut rest = args.iter();
+    let mut only_positional = false;
     while let Some(a) = rest.next() {
-        if c.switches.contains(&a.as_str()) {
-            continue;
+        if !only_positional && a == "--" {
+            only_positional = true;
+        } else if !only_positional && c.switches.contains(&a.as_str()) {
+            parsed.switches.push(a);
+        } else if !only_positional && c.flags.contains(&a.as_str()) {
+            let value = rest.next().ok_or_else(|| format!("{a} needs a value"))?;
+            parsed.flags.push((a, value));
+        } else if (only_positional || !a.starts_with('-') || a == "-")
+            && parsed.positional.len() < c.args.len()
+        {
+            parsed.positional.push(a);
+        } else {
+            let mut known: Vec<&str> = c.flags.iter().chain(c.switches).copied().collect();
+            known.sort_unstable();
+            let flag = a.starts_with('-') && !only_positional;
+            let what = if flag { "unknown flag" } else { "unexpected argument" };
+            return Err(format!(
+                "{what} {a:?} for `petrel {}`; its flags: {} (petrel {} --help)",
+                c.name,
+                known.join(" "),
+                c.name
+            ));
         }
-        if c.flags.contains(&a.as_str()) {
-            if rest.next().is_none() {
-                return Err(format!("{a} needs a value"));
-            }
-            continue;
-        }
-        let mut known: Vec<&str> = c.flags.iter().chain(c.switches).copied().collect();
-        known.sort_unstable();
-        let what = if a.starts_with('-') { "unknown flag" } else { "unexpected argument" };
-        return Err(format!(
-            "{what} {a:?} for `petrel {}`; its flags: {} (petrel {} --help)",
-            c.name,
-            known.join(" "),
-            c.name
-        ));
     }
-    Ok(Checked::Run)
+    Ok(parsed)
+}
+
+/// A command line split by [`parse`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    /// Flags and their values, in order.
+    pub flags: Vec<(&'a str, &'a str)>,
+    /// Switches given.
+    pub switches: Vec<&'a str>,
+    /// Positional arguments, in order.
+    pub positional: Vec<&'a str>,
+}
+
+impl<'a> Parsed<'a> {
+    /// The value of the last `name` given.
+    pub fn flag(&self, name: &str) -> Option<&'a str> {
+        self.flags.iter().rev().find(|(f, _)| *f == name).map(|(_, v)| *v)
+    }
+
+    /// Whether the switch `name` was given.
+    pub fn switch(&self, name: &str) -> bool {
+        self.switches.contains(&name)
+    }
+}
+
+/// The command named `name`.
+pub fn command(name: &str) -> Option<&'static Command> {
+    COMMANDS.iter().find(|c| c.name == name)
 }
 
 #[cfg(test)]
@@ -257,11 +406,30 @@ mod tests {
     }
 
     #[test]
+    fn positional_arguments_are_counted_and_double_dash_ends_the_flags() {
+        let c = command("publish").unwrap();
+        let a = args(&["news", "--data-dir", "d", "hello", "--json"]);
+        let p = parse(c, &a).unwrap();
+        assert_eq!((p.flag("--data-dir"), p.switch("--json")), (Some("d"), true));
+        assert_eq!(p.positional, ["news", "hello"]);
+        let a = args(&["--data-dir", "d", "news", "--", "--json"]);
+        let p = parse(c, &a).unwrap();
+        assert_eq!((p.positional.as_slice(), p.switch("--json")), (&["news", "--json"][..], false));
+        let err = parse(c, &args(&["a", "b", "c"])).unwrap_err();
+        assert!(err.starts_with("unexpected argument \"c\""), "{err}");
+        let err = parse(c, &args(&["--jsn"])).unwrap_err();
+        assert!(err.starts_with("unknown flag \"--jsn\""), "{err}");
+        // `-` (stdin) is an argument; `--help` after `--` is a message, not a request for help.
+        assert_eq!(parse(command("put").unwrap(), &args(&["-"])).unwrap().positional, ["-"]);
+        assert_eq!(check("put", &args(&["--data-dir", "d", "--", "--help"])), Ok(Checked::Run));
+    }
+
+    #[test]
     fn help_is_answered_for_every_command() {
         for c in COMMANDS {
             assert_eq!(check(c.name, &args(&["--help"])), Ok(Checked::Helped), "{}", c.name);
             let usage = usage_of(c.name).unwrap();
-            for flag in c.flags.iter().chain(c.switches) {
+            for flag in c.flags.iter().chain(c.switches).chain(c.args) {
                 assert!(usage.contains(flag), "{}: usage does not show {flag}", c.name);
             }
         }

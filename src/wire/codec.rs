@@ -4,7 +4,9 @@
 //! trailing bytes rejected. Enum tags are `u32`, sequence and string lengths `u64`, `Option` a
 //! one-byte tag. Every decode and encode also checks the documented bounds
 //! ([`Message::check_bounds`]), so this module is the only way messages enter or leave a
-//! connection.
+//! connection. The control socket's requests and responses (proto-spec/control.md) go through
+//! [`decode_value`] and [`encode_value_frame`]: the same options, their bounds checked by
+//! their own module.
 //!
 //! Decoding never panics and never allocates more than the frame limit: a string or byte
 //! length is charged against the limit before its bytes are read (`LengthOverLimit`), and a
@@ -15,23 +17,47 @@
 use std::fmt;
 
 use bincode::Options;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::frame::{FrameError, HEADER_BYTES};
 use super::messages::{BoundError, Message};
 
 /// Decodes one frame payload into a message.
 pub fn decode(payload: &[u8], max_frame_bytes: usize) -> Result<Message, DecodeError> {
+    let msg: Message = decode_value(payload, max_frame_bytes)?;
+    msg.check_bounds().map_err(DecodeError::OverBound)?;
+    Ok(msg)
+}
+
+/// Decodes one frame payload into any serde type with the wire options and the decoding rules
+/// of messages.md §8 except the bounds, which are the caller's to check. The control socket
+/// (proto-spec/control.md) uses it, so that it has no encoding of its own.
+pub fn decode_value<T: DeserializeOwned>(
+    payload: &[u8],
+    max_frame_bytes: usize,
+) -> Result<T, DecodeError> {
     if payload.len() > max_frame_bytes {
         return Err(DecodeError::LengthOverLimit);
     }
     let mut rest = payload;
-    let msg: Message =
+    let value: T =
         decode_options(max_frame_bytes).deserialize_from(&mut rest).map_err(|e| classify(&e))?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes { count: rest.len() });
     }
-    msg.check_bounds().map_err(DecodeError::OverBound)?;
-    Ok(msg)
+    Ok(value)
+}
+
+/// Appends the whole frame for any serde value (header and payload, wire options) to `out`;
+/// the counterpart of [`decode_value`], and like it without bound checks. On error `out` is
+/// left as it was.
+pub fn encode_value_frame<T: Serialize>(
+    value: &T,
+    max_frame_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    framed(out, |out| serialize_into(value, max_frame_bytes, out))
 }
 
 /// Encodes `msg` as a frame payload (no header).
@@ -48,13 +74,22 @@ pub fn encode_frame(
     max_frame_bytes: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
+    framed(out, |out| encode_into(msg, max_frame_bytes, out))
+}
+
+/// Runs `payload` to append a payload to `out` behind a frame header, then fills the header
+/// in; `payload` checks the length against the frame limit. On error `out` is left as it was.
+fn framed(
+    out: &mut Vec<u8>,
+    payload: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_BYTES]);
-    if let Err(e) = encode_into(msg, max_frame_bytes, out) {
+    if let Err(e) = payload(out) {
         out.truncate(start);
         return Err(e);
     }
-    // `encode_into` checked the payload against the limit, which is at most u32::MAX here.
+    // `payload` checked the payload against the limit, which is at most u32::MAX here.
     let len = (out.len() - start - HEADER_BYTES) as u32;
     out[start..start + HEADER_BYTES].copy_from_slice(&len.to_be_bytes());
     Ok(())
@@ -84,10 +119,19 @@ fn encode_into(
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
     msg.check_bounds().map_err(EncodeError::OverBound)?;
+    serialize_into(msg, max_frame_bytes, out)
+}
+
+/// Appends the payload for `value` to `out`, checking only the frame limit.
+fn serialize_into<T: Serialize>(
+    value: &T,
+    max_frame_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     let start = out.len();
     // Encoding is unlimited and checked afterwards: a bincode limit would make it measure the
     // message in a second full pass first.
-    if base_options().serialize_into(&mut *out, msg).is_err() {
+    if base_options().serialize_into(&mut *out, value).is_err() {
         out.truncate(start);
         return Err(EncodeError::Serialize);
     }

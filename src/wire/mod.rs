@@ -7,7 +7,7 @@
 mod bounds;
 pub mod codec;
 pub mod frame;
-mod list;
+pub(crate) mod list;
 pub mod messages;
 pub mod signing;
 
