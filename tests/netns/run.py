@@ -29,6 +29,9 @@ PORT = 4001
 TOPIC = "netns-demo"
 CUT = (4, 5)  # the minority the partition separates from hosts 1-3
 DEADLINE = 60.0
+# How long the partition lasts at least: several heartbeats, status pings and request timeouts,
+# so the nodes on each side see the others fail before the heal.
+PARTITION_SECS = 10.0
 
 
 def sh(*args, check=True, ns=None):
@@ -226,7 +229,8 @@ def scenario(family):
             step("put/get and publish/subscribe work across all hosts")
 
             bed.partition(True)
-            step(f"partition: hosts {CUT} cut off from the rest")
+            cut_at = time.monotonic()
+            step(f"partition: hosts {CUT} cut off from the rest for {PARTITION_SECS:.0f} s")
             during_key = cli(nodes[0], "put", f"during-{family}").strip()
             for n in nodes[1:3]:
                 wait(f"host {n.i} gets the record put during the partition",
@@ -243,8 +247,13 @@ def scenario(family):
                 if s.node.i in CUT:
                     assert not any(s.got(m) for m in during), f"host {s.node.i} heard {during}"
             step("the majority keeps working; the cut-off hosts see none of it")
+            time.sleep(max(0.0, cut_at + PARTITION_SECS - time.monotonic()))
+            for s in subs:
+                if s.node.i in CUT:
+                    assert not any(s.got(m) for m in during), f"host {s.node.i} heard {during}"
 
             bed.partition(False)
+            healed_at = time.monotonic()
             step("healed")
             for i in CUT:
                 n = nodes[i - 1]
@@ -258,7 +267,8 @@ def scenario(family):
                 if s.node.i != CUT[0]:
                     wait(f"host {s.node.i} hears host {CUT[0]} after the heal",
                          lambda s=s: s.got(f"after from {CUT[0]}"))
-            step("after the heal every record and message reached every host")
+            step(f"after the heal every record and message reached every host, "
+                 f"{time.monotonic() - healed_at:.1f} s after it")
 
             for s in subs:
                 s.stop()
