@@ -14,7 +14,7 @@ use log::{debug, error, info, warn, LevelFilter};
 use crate::addr::PeerAddr;
 use crate::cli::{flag, flag_all, parse_flag};
 use crate::config::{self, Config};
-use crate::control::{ControlConfig, ControlServer, NodeInfo};
+use crate::control::{ControlServer, NodeInfo};
 use crate::core::Event;
 use crate::identity::Keypair;
 use crate::node::{Handle, Node};
@@ -138,6 +138,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| format!("cannot install signal handler: {e}"))?;
     }
+    let control_config = config.control.clone();
     let node = start(opts, config)?;
     // `petrel shutdown` sets the same flag as the signals.
     let info = NodeInfo { id: node.id(), listen_addr: node.local_addr() };
@@ -146,7 +147,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         node.handle(),
         info,
         Arc::clone(&stop),
-        ControlConfig::default(),
+        control_config,
     )
     .map_err(|e| format!("control socket: {e}"))?;
     // Last, so whoever waits for this line can use the control socket at once.

@@ -161,6 +161,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// What `petrel run` logs on stderr (`PETREL_LOG` and `--log` override it).
     pub log_level: log::LevelFilter,
+    /// The bounds of `petrel run`'s control socket (`DIR/control.sock`).
+    pub control: crate::control::ControlConfig,
 }
 
 impl Default for Config {
@@ -203,6 +205,7 @@ impl Default for Config {
             store_hot_bytes: DEFAULT_STORE_HOT_BYTES,
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
             log_level: log::LevelFilter::Info,
+            control: crate::control::ControlConfig::default(),
         }
     }
 }
@@ -303,6 +306,8 @@ impl Config {
             ("dht.store.max_ttl", d.store.max_ttl),
             ("dht.store.max_provider_ttl", d.store.max_provider_ttl),
             ("dht.forgery_window", d.forgery_window),
+            ("control.request_timeout", self.control.request_timeout),
+            ("control.write_timeout", self.control.write_timeout),
         ];
         for (key, value) in durations {
             check(key, value, value <= MAX_DURATION, "at most a year")?;
@@ -315,6 +320,8 @@ impl Config {
             ("call_timeout", self.call_timeout),
             ("stall_timeout", self.stall_timeout),
             ("frame_timeout", self.frame_timeout),
+            ("control.request_timeout", self.control.request_timeout),
+            ("control.write_timeout", self.control.write_timeout),
         ];
         for (key, value) in nonzero {
             check(key, value, !value.is_zero(), "more than zero")?;
@@ -331,6 +338,7 @@ impl Config {
             ("event_queue", self.event_queue),
             ("workers.threads", self.workers.threads),
             ("workers.queue_capacity", self.workers.queue_capacity),
+            ("control.max_clients", self.control.max_clients),
         ];
         for (key, value) in counts {
             check(key, value, value > 0, "at least 1")?;

@@ -986,4 +986,19 @@ pub const SETTINGS: &[Setting] = &[
         discovery.dials_per_search,
         r#"New subscribers dialled per search."#
     ),
+    s!(
+        "control.max_clients",
+        config.control.max_clients,
+        r#"Control-socket clients served at once; one more is answered `busy` and closed."#
+    ),
+    s!(
+        "control.request_timeout",
+        config.control.request_timeout,
+        r#"From a control connection, or from the previous answer, until the next request is whole; a client that misses it is answered `timeout` and closed."#
+    ),
+    s!(
+        "control.write_timeout",
+        config.control.write_timeout,
+        r#"How long an answer (or a streamed message) may wait for the control client to read it; a client that misses it is closed."#
+    ),
 ];
