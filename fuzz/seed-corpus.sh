@@ -124,5 +124,22 @@ if store_md.is_file():
         except ValueError as e:
             print(f"seed-corpus: skipping store.md block {n}: {e}", file=sys.stderr)
 
+# control: the control socket's vectors (vectors/control/), byte 0 even for a request and odd
+# for a response, then the payload.
+control_dir = corpus / "control"
+control_dir.mkdir(parents=True, exist_ok=True)
+for path in sorted((vectors / "control").glob("*.json")) if (vectors / "control").is_dir() else []:
+    try:
+        vector = expand(json.loads(path.read_text()))
+        payload = hex_bytes(vector["frame"])[4:]
+    except (ValueError, KeyError, TypeError) as e:
+        print(f"seed-corpus: skipping {path}: {e}", file=sys.stderr)
+        continue
+    if len(payload) > MAX_SEED_BYTES:
+        continue
+    which = 1 if "response" in vector or "_response_" in path.stem else 0
+    (control_dir / path.stem).write_bytes(bytes([which]) + payload)
+    seeded += 1
+
 print(f"seed-corpus: {seeded} vectors from {vectors}, plus hand-made seeds, in {corpus}")
 PY
