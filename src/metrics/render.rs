@@ -118,7 +118,7 @@ fn connections(f: &mut Families, s: &Snapshot) {
     ];
     f.counters(
         "petrel_connections_refused_total",
-        "Inbound connections refused, by the limit that refused them.",
+        "Connections refused, by the limit that refused them (per_peer: after authentication).",
         refused.map(|(r, n)| ([("reason", r)], n)),
     );
     let dials_refused = [
