@@ -4,6 +4,7 @@ pub use crate::config::ConfigError;
 pub use crate::control::{ClientError, ServerError};
 pub use crate::core::{AddError, ConnectError, DialError, LimitError, RequestError};
 pub use crate::identity::{IdentityError, KeyFileError, ParseIdError, SignatureError};
+pub use crate::metrics::RenderError;
 pub use crate::runtime::buffers::PoolError;
 pub use crate::runtime::limiter::{AdmitError, TakeError};
 pub use crate::runtime::workers::{Backpressure, StartError};

@@ -36,6 +36,7 @@
 //! - [`node`]: the public API, [`Node`] and [`Handle`]; [`config`] holds every default.
 //! - [`control`]: the local control socket, serving a node's `Handle` to the `petrel`
 //!   commands (the node does not depend on it).
+//! - [`metrics`]: the snapshot in Prometheus's text format, served at `/metrics`.
 //! - [`cli`]: the `petrel` subcommands.
 //!
 //! Driving contract of every sans-IO type (the router, each protocol, the connection): after
@@ -60,6 +61,7 @@ pub mod gossip;
 pub mod identity;
 pub mod kad;
 pub mod logging;
+pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod restart;

@@ -130,6 +130,7 @@ impl Running {
     fn start(data: &str, extra: &[&str]) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
             .args(["run", "--data-dir", data, "--listen", "127.0.0.1:0", "--status-secs", "1"])
+            .args(["--metrics", "127.0.0.1:0"])
             .args(extra)
             .stderr(std::process::Stdio::piped())
             .spawn()

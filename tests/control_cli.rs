@@ -85,6 +85,7 @@ impl Node {
         let data = dir.to_str().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_petrel"))
             .args(["run", "--data-dir", data, "--listen", "127.0.0.1:0"])
+            .args(["--metrics", "127.0.0.1:0"])
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()

@@ -104,7 +104,7 @@ fn no_top_level_module_depends_on_itself_through_others() {
 #[test]
 fn the_sans_io_layers_never_reach_the_runtime_or_the_api() {
     let graph = dependencies();
-    let above = ["runtime", "node", "cli", "config", "sim"];
+    let above = ["runtime", "node", "cli", "config", "sim", "metrics"];
     for layer in ["bytes", "identity", "wire", "transport", "protocol", "kad", "core"] {
         let uses = graph.get(layer).cloned().unwrap_or_default();
         for upper in above {
@@ -129,6 +129,28 @@ fn the_node_does_not_depend_on_its_control_socket() {
         }
     }
     assert!(graph.get("control").is_some_and(|uses| uses.contains("node")), "{graph:?}");
+}
+
+#[test]
+fn only_the_metrics_module_names_the_prometheus_crate() {
+    // DESIGN.md, "The shape": the cores count in plain structs; one module exports them.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src.clone()];
+    let mut users = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).expect("src is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if fs::read_to_string(&path).unwrap_or_default().contains("prometheus::") {
+                users.push(path.strip_prefix(&src).expect("under src").to_path_buf());
+            }
+        }
+    }
+    assert!(!users.is_empty(), "the walk found no user of the crate at all");
+    for path in users {
+        assert!(path.starts_with("metrics"), "{} names the prometheus crate", path.display());
+    }
 }
 
 #[test]

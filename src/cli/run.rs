@@ -53,11 +53,15 @@ pub struct RunOptions {
     /// Durability of acknowledged writes (`--sync none|batch|always`); `None` keeps the
     /// configuration's.
     pub sync: Option<SyncMode>,
+    /// Where to serve Prometheus metrics (`--metrics IP:PORT`, or `--metrics ''` for nowhere:
+    /// `Some(None)`); `None` keeps the configuration's `metrics_listen`.
+    pub metrics: Option<Option<SocketAddr>>,
 }
 
 impl RunOptions {
     /// Parses `--data-dir DIR [--config FILE] [--listen ADDR] [--announce ADDR]...
-    /// [--bootstrap NODEID@HOST:PORT]... [--log LEVEL] [--status-secs N] [--sync MODE]`.
+    /// [--bootstrap NODEID@HOST:PORT]... [--log LEVEL] [--status-secs N] [--sync MODE]
+    /// [--metrics IP:PORT|'']`.
     pub fn parse(args: &[String]) -> Result<RunOptions, String> {
         let data_dir: PathBuf =
             flag(args, "--data-dir")?.ok_or("--data-dir DIR is required")?.into();
@@ -87,7 +91,24 @@ impl RunOptions {
         }
         let status_every = Duration::from_secs(status_secs);
         let sync = parse_flag(args, "--sync")?;
-        Ok(RunOptions { data_dir, config, listen, announce, bootstrap, log, status_every, sync })
+        let metrics = match flag(args, "--metrics")? {
+            None => None,
+            Some("") => Some(None),
+            Some(s) => Some(Some(
+                s.parse().map_err(|e| format!("--metrics {s:?}: {e} (IP:PORT, or '' for none)"))?,
+            )),
+        };
+        Ok(RunOptions {
+            data_dir,
+            config,
+            listen,
+            announce,
+            bootstrap,
+            log,
+            status_every,
+            sync,
+            metrics,
+        })
     }
 
     /// The node's configuration: the file's (or the defaults), with the flags applied over it.
@@ -109,6 +130,9 @@ impl RunOptions {
         }
         if let Some(level) = self.log {
             config.log_level = level;
+        }
+        if let Some(metrics) = self.metrics {
+            config.metrics_listen = metrics;
         }
         // Records, providers and the routing table survive a restart (DIR/records.log).
         config.data_dir = Some(self.data_dir.clone());
@@ -139,6 +163,7 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
             .map_err(|e| format!("cannot install signal handler: {e}"))?;
     }
     let control_config = config.control.clone();
+    let metrics_listen = config.metrics_listen;
     let node = start(opts, config)?;
     // `petrel shutdown` sets the same flag as the signals.
     let info = NodeInfo { id: node.id(), listen_addr: node.local_addr() };
@@ -150,7 +175,16 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
         control_config,
     )
     .map_err(|e| format!("control socket: {e}"))?;
-    // Last, so whoever waits for this line can use the control socket at once.
+    let metrics = match metrics_listen {
+        Some(addr) => Some(crate::metrics::serve(addr, node.handle()).map_err(|e| {
+            format!("metrics on {addr}: {e} (--metrics IP:PORT for another address, '' for none)")
+        })?),
+        None => None,
+    };
+    if let Some(server) = &metrics {
+        info!("metrics on http://{}/metrics", server.local_addr());
+    }
+    // Last, so whoever waits for this line can use the control socket and the metrics at once.
     info!(
         "node {:#} listening on {} (dial it as {})",
         node.id(),
@@ -159,6 +193,9 @@ pub fn run(opts: &RunOptions) -> Result<(), String> {
     );
     let threads = wait_for_signal(&node, opts, &stop);
     info!("shutting down");
+    if let Some(server) = metrics {
+        server.shutdown();
+    }
     node.shutdown();
     // After the node: a client waiting on the socket sees it close once the node is down.
     control.stop();
@@ -282,5 +319,28 @@ fn log_events(events: &Receiver<Event>, stop: &AtomicBool) {
             Ok(Event::Gossip(_)) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `metrics_listen` after `petrel run --data-dir DIR` with `extra` (no configuration file).
+    fn metrics(extra: &[&str]) -> Result<Option<SocketAddr>, String> {
+        let dir = "/nonexistent-petrel-dir";
+        let args: Vec<String> =
+            ["--data-dir", dir].iter().chain(extra).map(|s| s.to_string()).collect();
+        RunOptions::parse(&args)?.configuration().map(|c| c.metrics_listen)
+    }
+
+    #[test]
+    fn metrics_default_to_the_configuration_and_the_flag_overrides_or_turns_them_off() {
+        let default = config::DEFAULT_METRICS_LISTEN.parse().ok();
+        assert_eq!(metrics(&[]), Ok(default));
+        assert_eq!(metrics(&["--metrics", ""]), Ok(None));
+        assert_eq!(metrics(&["--metrics", "[::1]:0"]), Ok(Some("[::1]:0".parse().unwrap())));
+        let err = metrics(&["--metrics", "localhost:9100"]).unwrap_err();
+        assert!(err.starts_with("--metrics \"localhost:9100\""), "{err}");
     }
 }

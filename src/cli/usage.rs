@@ -40,11 +40,13 @@ pub const COMMANDS: &[Command] = &[
         name: "run",
         usage: "--data-dir DIR [--config FILE] [--listen ADDR] [--announce ADDR]...\n\
                 \x20     [--bootstrap NODEID@HOST:PORT]... [--log off|error|warn|info|debug|trace]\n\
-                \x20     [--status-secs N] [--sync none|batch|always]\n  \
+                \x20     [--status-secs N] [--sync none|batch|always] [--metrics IP:PORT|'']\n  \
                 run the node until SIGINT or SIGTERM; records, providers and peers persist in\n  \
                 DIR/records.log. Settings come from FILE (default DIR/petrel.toml, if present;\n  \
                 `petrel init` writes it), then flags override them; --bootstrap adds to the\n  \
-                file's list. The log level is --log, else PETREL_LOG, else the file's log_level",
+                file's list. The log level is --log, else PETREL_LOG, else the file's log_level.\n  \
+                Prometheus metrics are served at http://IP:PORT/metrics (default\n  \
+                127.0.0.1:9100, the file's metrics_listen; '' serves none)",
         flags: &[
             "--data-dir",
             "--config",
@@ -54,6 +56,7 @@ pub const COMMANDS: &[Command] = &[
             "--log",
             "--status-secs",
             "--sync",
+            "--metrics",
         ],
         switches: &[],
         args: &[],

@@ -381,6 +381,9 @@ pub struct CoreStats {
     pub self_connections: u64,
     /// Dial-backs started for a protocol ([`crate::protocol::Action::Probe`]).
     pub probes_started: u64,
+    /// Connections that ended (every [`Input::Closed`]: failed dials too), by cause, indexed
+    /// like [`CloseCause::KINDS`].
+    pub closed: [u64; CloseCause::KINDS.len()],
 }
 
 impl fmt::Display for ConnectError {

@@ -297,6 +297,19 @@ pub struct PeerStats {
     pub dial_failures: u64,
     /// Circuit breakers that opened.
     pub circuits_opened: u64,
+    /// Trial dials started on half-open circuit breakers.
+    pub circuits_half_opened: u64,
+    /// Open or half-open circuit breakers closed by a successful dial.
+    pub circuits_closed: u64,
+    /// Peers with an established connection now.
+    pub peers: usize,
+    /// The limits the counts above run against ([`PeerLimits`]): connections of both
+    /// directions together, and each direction's share.
+    pub max_connections: usize,
+    /// See `max_connections`.
+    pub max_inbound: usize,
+    /// See `max_connections`.
+    pub max_outbound: usize,
     /// Addresses in the dial book now.
     pub tracked_addrs: usize,
     /// Addresses evicted from the full dial book.
@@ -686,6 +699,13 @@ impl ConnectionTable {
             connections_inbound: self.count(Direction::Inbound),
             connections_outbound: self.count(Direction::Outbound),
             circuits_opened: dials.circuits_opened,
+            circuits_half_opened: dials.circuits_half_opened,
+            circuits_closed: dials.circuits_closed,
+            // A scan of the peers, but stats are read per snapshot, not per input.
+            peers: self.peers.values().filter(|p| p.primary.is_some()).count(),
+            max_connections: self.limits.max_connections,
+            max_inbound: self.limits.max_inbound,
+            max_outbound: self.limits.max_outbound,
             tracked_addrs: dials.tracked_addrs,
             addr_evictions: dials.evictions,
             ..self.stats

@@ -80,6 +80,10 @@ pub struct DialStats {
     pub failures: u64,
     /// Breakers that opened (including re-opening after a failed trial).
     pub circuits_opened: u64,
+    /// Trial dials started on half-open breakers (the open period was over).
+    pub circuits_half_opened: u64,
+    /// Open or half-open breakers closed by a successful dial.
+    pub circuits_closed: u64,
     /// Addresses evicted to make room.
     pub evictions: u64,
 }
@@ -182,8 +186,17 @@ impl DialBook {
             entry.updated_at = now;
         }
         let next = transition(&self.limits, state, event, entry.failures);
-        if matches!(next, Breaker::Open { .. }) && !matches!(state, Breaker::Open { .. }) {
-            self.stats.circuits_opened += 1;
+        match (state, next) {
+            (Breaker::Open { .. }, Breaker::Open { .. }) => {}
+            (_, Breaker::Open { .. }) => self.stats.circuits_opened += 1,
+            (
+                Breaker::HalfOpen { trial_until: None },
+                Breaker::HalfOpen { trial_until: Some(_) },
+            ) => self.stats.circuits_half_opened += 1,
+            (Breaker::Open { .. } | Breaker::HalfOpen { .. }, Breaker::Closed { .. }) => {
+                self.stats.circuits_closed += 1
+            }
+            _ => {}
         }
         entry.breaker = next;
     }
@@ -438,6 +451,9 @@ mod tests {
         );
         // A trial never reported is lost at its connect timeout; another may start.
         assert_eq!(book.may_dial(trial_until, addr(1)), Ok(()));
+        book.record_attempt(trial_until, addr(1));
+        let s = book.stats();
+        assert_eq!((s.circuits_opened, s.circuits_half_opened, s.circuits_closed), (1, 2, 0));
     }
 
     #[test]
@@ -450,6 +466,11 @@ mod tests {
         book.record_success(addr(1));
         assert_eq!(book.breaker(open_end, addr(1)), Breaker::Closed { retry_at: None });
         assert_eq!((book.may_dial(open_end, addr(1)), book.failures(addr(1))), (Ok(()), 0));
+        let s = book.stats();
+        assert_eq!((s.circuits_opened, s.circuits_half_opened, s.circuits_closed), (1, 1, 1));
+        // A success on a closed breaker is no transition.
+        book.record_success(addr(1));
+        assert_eq!(book.stats().circuits_closed, 1);
     }
 
     #[test]

@@ -121,7 +121,10 @@ impl NodeCore {
             Input::Established { conn, peer, hello } => self.on_established(now, conn, peer, hello),
             Input::Probed { conn } => self.on_probed(now, conn),
             Input::Frame { conn, msg } => self.on_frame(now, conn, msg),
-            Input::Closed { conn, cause } => self.on_closed(now, conn, cause),
+            Input::Closed { conn, cause } => {
+                self.stats.closed[cause.kind_index()] += 1;
+                self.on_closed(now, conn, cause)
+            }
             Input::OverBudget { conn, budget } => self.on_over_budget(now, conn, budget),
             Input::Congestion { conn, congested } => self.on_congestion(now, conn, congested),
             Input::JobDone { id, result } => self.on_job(now, id, Some(result)),

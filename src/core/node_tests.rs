@@ -326,6 +326,29 @@ fn other_connection_errors_fail_connect_with_their_name() {
 }
 
 #[test]
+fn every_connection_end_is_counted_by_its_cause_and_peers_by_their_connections() {
+    let t0 = Instant::now();
+    let mut core = core(config());
+    let a = connect_outbound(&mut core, t0, 1, PEER_A, addr(1));
+    let b = connect_inbound(&mut core, t0, PEER_B, addr(2));
+    let stats = core.peer_stats();
+    assert_eq!((stats.peers, stats.connections_inbound, stats.connections_outbound), (2, 1, 1));
+    assert_eq!(stats.max_connections, LIMITS.max_connections);
+    // A failed dial, a peer that left, and one that misbehaved (whatever its violation).
+    let c = dial(&mut core, t0, 2, PEER_C, addr(3));
+    closed(&mut core, t0, c, CloseCause::TcpFailed);
+    closed(&mut core, t0, a, CloseCause::PeerClosed);
+    closed(&mut core, t0, b, CloseCause::Misbehaved("bad_frame"));
+    let by_kind = |kind: &str| {
+        let i = CloseCause::KINDS.iter().position(|k| *k == kind).unwrap();
+        core.stats().closed[i]
+    };
+    assert_eq!((by_kind("tcp_failed"), by_kind("peer_closed"), by_kind("misbehaved")), (1, 1, 1));
+    assert_eq!(core.stats().closed.iter().sum::<u64>(), 3);
+    assert_eq!(core.peer_stats().peers, 0);
+}
+
+#[test]
 fn connect_timeout_fires_exactly_at_the_deadline_and_disconnects_the_dial() {
     let t0 = Instant::now();
     let mut core = core(config());

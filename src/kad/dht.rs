@@ -62,6 +62,7 @@ use crate::protocol::{
     RequestFailure, RequestKey,
 };
 use crate::rng::Rng;
+use crate::stats::Histogram;
 use crate::timers::Deadlines;
 use crate::wire::messages::{
     ErrorCode, Key, PeerInfo, Record, Request, Response, MAX_ADDRS_PER_PEER,
@@ -331,11 +332,54 @@ pub struct QueryCounters {
 pub const QUERY_KINDS: [&str; 8] =
     ["find_node", "bootstrap", "refresh", "get", "put", "provide", "providers", "republish"];
 
+/// Upper bounds of the lookup-duration buckets, microseconds: 5 ms to 30 s, a loopback
+/// lookup to one that waits out its stragglers on a lossy network.
+pub const LOOKUP_DURATION_BOUNDS_US: [u64; 12] = [
+    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000, 30_000_000,
+];
+
+/// Upper bounds of the lookup-rounds buckets: a lookup in a network of n nodes takes about
+/// log₂(n)/b rounds, so a handful; above 20 something is wrong.
+pub const LOOKUP_ROUNDS_BOUNDS: [u64; 10] = [1, 2, 3, 4, 5, 6, 8, 10, 15, 20];
+
+/// How long finished lookups took and how many rounds, per query kind, in buckets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupHistograms {
+    /// Durations in microseconds ([`LookupStats::duration`]), indexed like [`QUERY_KINDS`].
+    pub duration_us: [Histogram<12>; 8],
+    /// Rounds ([`LookupStats::rounds`]), indexed like [`QUERY_KINDS`].
+    pub rounds: [Histogram<10>; 8],
+}
+
+impl Default for LookupHistograms {
+    fn default() -> Self {
+        LookupHistograms {
+            duration_us: [Histogram::new(LOOKUP_DURATION_BOUNDS_US); 8],
+            rounds: [Histogram::new(LOOKUP_ROUNDS_BOUNDS); 8],
+        }
+    }
+}
+
+impl LookupHistograms {
+    /// Counts one finished lookup of query kind `kind` (an index into [`QUERY_KINDS`]).
+    pub(super) fn observe(&mut self, kind: usize, stats: &LookupStats) {
+        let us = u64::try_from(stats.duration.as_micros()).unwrap_or(u64::MAX);
+        if let (Some(d), Some(r)) = (self.duration_us.get_mut(kind), self.rounds.get_mut(kind)) {
+            d.observe(us);
+            r.observe(u64::from(stats.rounds));
+        }
+    }
+}
+
 /// Counters for the metrics layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DhtStats {
     /// Per query kind, indexed like [`QUERY_KINDS`].
     pub queries: [QueryCounters; 8],
+    /// Durations and rounds of the lookups of finished queries, per kind. A query answered
+    /// without a lookup (a GET from our own store, no peers) is not in them.
+    pub lookups: LookupHistograms,
     /// The cache of records our GETs fetched ([`super::cache`]).
     pub get_cache: super::cache::CacheStats,
     /// Our GETs answered from our own store.
@@ -344,6 +388,8 @@ pub struct DhtStats {
     pub values_served_hot: u64,
     /// FIND_VALUEs whose value had to be read back from the log (the cold tier).
     pub values_served_cold: u64,
+    /// FIND_VALUEs for a key we do not hold (answered with closer peers).
+    pub values_missed: u64,
     /// Cold values read back into memory.
     pub cold_reads: u64,
     /// Reads that came back with nothing usable (I/O error, entry gone, not the record held).

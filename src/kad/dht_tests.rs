@@ -143,6 +143,44 @@ fn a_lookup_asks_alpha_peers_at_a_time_and_replies_with_those_that_answered() {
 }
 
 #[test]
+fn a_finished_lookup_is_counted_in_its_kinds_duration_and_rounds_buckets() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    dialled(&mut d, t0, &[1, 2, 3]);
+    d.handle_command(t0, CommandId(1), DhtCommand::FindNode { target: id(9) });
+    let out = drain(&mut d);
+    // Every seed answers 30 ms later with nobody new: one round of 30 ms.
+    let out = answer_all(&mut d, t0 + 30 * S / 1000, out, |_, _| {
+        Ok(Response::Nodes { closer: Vec::new() })
+    });
+    assert!(matches!(&replies(&out)[..], [DhtReply::FindNode(Ok(_))]), "{out:?}");
+    let stats = d.stats();
+    let (duration, rounds) = (&stats.lookups.duration_us[0], &stats.lookups.rounds[0]);
+    assert_eq!((duration.count, duration.sum), (1, 30_000));
+    // Buckets 5, 10, 25 ms stay empty; the 50 ms one holds it.
+    assert_eq!(duration.cumulative().take(4).map(|(_, n)| n).collect::<Vec<_>>(), [0, 0, 0, 1]);
+    assert_eq!((rounds.count, rounds.sum), (1, stats.queries[0].rounds));
+    // No other kind saw a lookup.
+    assert!(stats.lookups.duration_us[1..].iter().all(|h| h.count == 0));
+}
+
+#[test]
+fn find_values_are_counted_as_hot_hits_or_misses() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    let h = hello(vec![addr(1)]);
+    let from = Peer { id: id(1), addr: addr(1), direction: Direction::Inbound, hello: &h };
+    let record = Record::Immutable { value: b"held".to_vec().into() };
+    let key = record.key();
+    let store = Request::Store { record, ttl_secs: 60, expected_seq: None };
+    assert_eq!(d.handle_request(t0, &from, store, ReplyTicket(1)), Some(Response::Stored));
+    d.handle_request(t0, &from, Request::FindValue { key }, ReplyTicket(2));
+    d.handle_request(t0, &from, Request::FindValue { key: id(7) }, ReplyTicket(3));
+    let s = d.stats();
+    assert_eq!((s.values_served_hot, s.values_served_cold, s.values_missed), (1, 0, 1));
+}
+
+#[test]
 fn a_lookup_with_an_empty_table_fails_at_once_with_no_peers() {
     let t0 = Instant::now();
     let mut d = dht(quiet());

@@ -384,6 +384,7 @@ impl Dht {
         let Some(q) = self.queries.remove(&id) else { return };
         let Some(s) = q.storing else { return };
         let kind = q.goal.kind();
+        self.stats.lookups.observe(kind, &s.lookup);
         let counters = &mut self.stats.queries[kind];
         counters.rounds += u64::from(s.lookup.rounds);
         counters.rpcs += u64::from(s.lookup.rpcs) + s.attempted as u64;
@@ -420,6 +421,7 @@ impl Dht {
         self.timers.clear(Timer::Query(id));
         let Some(q) = self.queries.remove(&id) else { return };
         let kind = q.goal.kind();
+        self.stats.lookups.observe(kind, &stats);
         let counters = &mut self.stats.queries[kind];
         counters.rounds += u64::from(stats.rounds);
         counters.rpcs += u64::from(stats.rpcs);

@@ -149,7 +149,7 @@ impl Dht {
                     self.stats.values_served_hot += 1;
                     self.store.touch(key);
                 }
-                None => {}
+                None => self.stats.values_missed += 1,
             }
         }
         let k = self.config.lookup.k;

@@ -81,7 +81,7 @@ impl BufferPool {
 
     /// Counters for the metrics layer.
     pub fn stats(&self) -> PoolStats {
-        self.stats
+        PoolStats { cap_bytes: self.cap_bytes, ..self.stats }
     }
 
     /// The cap on bytes held, in use plus free.
@@ -196,6 +196,8 @@ pub struct PoolStats {
     pub free_bytes: usize,
     /// The most bytes ever in use at once.
     pub high_water_bytes: usize,
+    /// The cap on bytes held, in use plus free.
+    pub cap_bytes: usize,
     /// `acquire` calls refused, for either reason.
     pub refusals: u64,
     /// `acquire` calls that lent a buffer.
@@ -255,6 +257,7 @@ mod tests {
             PoolError::TooLarge { min_len: usize::MAX }
         );
         assert_eq!(pool.stats().refusals, 2);
+        assert_eq!(pool.stats().cap_bytes, 64 << 20);
     }
 
     #[test]

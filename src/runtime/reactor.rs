@@ -149,6 +149,22 @@ pub struct ReactorStats {
     pub events_dropped: u64,
     /// Connections in the slab now, connecting or established.
     pub entries: usize,
+    /// Bytes read from peers' sockets (TLS records: framing and encryption included).
+    pub bytes_received: u64,
+    /// Bytes written to peers' sockets.
+    pub bytes_sent: u64,
+    /// Frames received from established peers and handed to the core (the Hello and Goodbye,
+    /// which the connection handles itself, are not counted here or in `frames_sent`).
+    pub frames_received: u64,
+    /// Frames the core sent that the connection took (encoded and queued for writing).
+    pub frames_sent: u64,
+    /// Received frames the peer's rate limiter let through at once ([`Verdict::Allow`]).
+    pub rate_allowed: u64,
+    /// Received frames that put the peer over its rate, so its reads paused
+    /// ([`Verdict::Slow`]).
+    pub rate_slowed: u64,
+    /// Received frames whose cost could never be paid ([`Verdict::Unpayable`]).
+    pub rate_unpayable: u64,
 }
 
 struct Entry {
@@ -606,6 +622,7 @@ impl Reactor {
             buf.resize(cap.min(self.max_read_bytes).max(1), 0);
             match e.stream.read(buf) {
                 Ok(n) => {
+                    self.stats.bytes_received += n as u64;
                     self.reads_paused_until = self.global.charge_inbound(now, n as u64);
                     e.conn.handle_input(&self.read_buf.as_slice()[..n]);
                     self.account_partial(now, key);
@@ -684,14 +701,22 @@ impl Reactor {
                 }
                 ConnEvent::Probed { .. } => self.core.handle(now, Input::Probed { conn }),
                 ConnEvent::Message { msg, frame_bytes } => {
+                    self.stats.frames_received += 1;
                     let strikes = match e.limiter.on_frame(now, frame_bytes) {
-                        Verdict::Allow => None,
+                        Verdict::Allow => {
+                            self.stats.rate_allowed += 1;
+                            None
+                        }
                         Verdict::Slow { until, strike } => {
+                            self.stats.rate_slowed += 1;
                             e.paused_until = Some(until);
                             self.paused.set(key, until);
                             strike
                         }
-                        Verdict::Unpayable => Some(u32::MAX),
+                        Verdict::Unpayable => {
+                            self.stats.rate_unpayable += 1;
+                            Some(u32::MAX)
+                        }
                     };
                     // The core hears of a new strike before the frame, so a peer it drops
                     // for it is not served.
@@ -948,16 +973,14 @@ impl Reactor {
             self.stats.frames_refused_pool += 1;
             return;
         };
+        // `None`: nothing was handed to the connection.
         let sent = match codec::encode_payload(msg, self.max_frame_bytes, buf.as_mut_vec()) {
             Err(_) => {
                 self.stats.frames_unencodable += 1;
-                Ok(())
+                None
             }
-            Ok(()) => match self.entries.get_mut(key) {
-                // Any other failure is sticky in the connection and ends it.
-                Some(e) => e.conn.send_payload(buf.as_slice()),
-                None => Ok(()),
-            },
+            // Any other failure is sticky in the connection and ends it.
+            Ok(()) => self.entries.get_mut(key).map(|e| e.conn.send_payload(buf.as_slice())),
         };
         self.pool.release(buf);
         self.touch(key);
@@ -965,9 +988,13 @@ impl Reactor {
         if self.is_over_high_water(key) {
             self.backlog(now, key);
         }
-        if let Err(SendError::WriteQueueFull) = sent {
-            self.stats.frames_refused_queue += 1;
-            self.core.handle(now, Input::OverBudget { conn, budget: Budget::WriteQueue });
+        match sent {
+            Some(Ok(())) => self.stats.frames_sent += 1,
+            Some(Err(SendError::WriteQueueFull)) => {
+                self.stats.frames_refused_queue += 1;
+                self.core.handle(now, Input::OverBudget { conn, budget: Budget::WriteQueue });
+            }
+            Some(Err(_)) | None => {}
         }
     }
 
@@ -1059,7 +1086,10 @@ impl Reactor {
             }
             let mut capped = CappedWriter { inner: &mut e.stream, max: self.max_write_bytes };
             match e.conn.write_tls(&mut capped) {
-                Ok(n) => self.writes_paused_until = self.global.charge_outbound(now, n as u64),
+                Ok(n) => {
+                    self.stats.bytes_sent += n as u64;
+                    self.writes_paused_until = self.global.charge_outbound(now, n as u64);
+                }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(_) => e.dead = true,

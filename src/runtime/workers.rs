@@ -109,6 +109,8 @@ pub struct WorkerStats {
     pub rejected_full: u64,
     /// Jobs waiting for a worker now.
     pub queue_depth: usize,
+    /// Jobs that may wait at most (`WorkerConfig::queue_capacity`).
+    pub queue_capacity: usize,
     /// Results waiting for the reactor now.
     pub results_depth: usize,
 }
@@ -232,6 +234,7 @@ impl<J: Send + 'static, R: Send + 'static> WorkerPool<J, R> {
             panicked: load(&self.shared.panicked),
             rejected_full: load(&self.shared.rejected_full),
             queue_depth: self.jobs.len(),
+            queue_capacity: self.jobs.capacity().unwrap_or(0),
             results_depth: self.results.len(),
         }
     }
@@ -439,6 +442,7 @@ mod tests {
         assert_eq!(pool.submit(4), Err(Backpressure::Full(4)));
         let stats = pool.stats();
         assert_eq!((stats.submitted, stats.rejected_full, stats.queue_depth), (3, 1, 2));
+        assert_eq!(stats.queue_capacity, 2);
 
         drop(gate_tx); // Opens the gate for every job.
         let out = collect(&pool, &notified, 3);

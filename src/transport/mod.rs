@@ -49,6 +49,39 @@ impl CloseCause {
         }
     }
 
+    /// Every [`CloseCause::kind`], in [`CloseCause::kind_index`] order: a fixed set of metric
+    /// label values.
+    pub const KINDS: [&'static str; 8] = [
+        "wrong_key",
+        "misbehaved",
+        "hello_mismatch",
+        "peer_closed",
+        "tcp_failed",
+        "write_queue_full",
+        "encode",
+        "local_close",
+    ];
+
+    /// Like [`CloseCause::name`], but every way of misbehaving is `misbehaved`, so the names
+    /// form the small fixed set [`CloseCause::KINDS`].
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    /// Position of [`CloseCause::kind`] in [`CloseCause::KINDS`], for counter arrays.
+    pub fn kind_index(&self) -> usize {
+        match self {
+            Self::WrongKey => 0,
+            Self::Misbehaved(_) => 1,
+            Self::HelloMismatch(_) => 2,
+            Self::PeerClosed => 3,
+            Self::TcpFailed => 4,
+            Self::WriteQueueFull => 5,
+            Self::EncodeFailed => 6,
+            Self::LocalClose(_) => 7,
+        }
+    }
+
     /// Whether the peer broke the protocol (as opposed to closing, failing or being closed).
     pub fn is_misbehaviour(&self) -> bool {
         matches!(self, Self::Misbehaved(_))
@@ -66,6 +99,30 @@ impl fmt::Display for CloseCause {
             Self::WriteQueueFull => f.write_str("write queue full: the peer is not reading"),
             Self::EncodeFailed => f.write_str("a message did not encode"),
             Self::LocalClose(r) => write!(f, "closed locally ({r:?})"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_the_names_with_every_misbehaviour_folded_into_one() {
+        let causes = [
+            CloseCause::WrongKey,
+            CloseCause::Misbehaved("bad_frame"),
+            CloseCause::HelloMismatch(GoodbyeReason::NetworkMismatch),
+            CloseCause::PeerClosed,
+            CloseCause::TcpFailed,
+            CloseCause::WriteQueueFull,
+            CloseCause::EncodeFailed,
+            CloseCause::LocalClose(GoodbyeReason::IdleTimeout),
+        ];
+        for (i, cause) in causes.iter().enumerate() {
+            assert_eq!(cause.kind_index(), i);
+            let expected = if cause.is_misbehaviour() { "misbehaved" } else { cause.name() };
+            assert_eq!(cause.kind(), expected);
         }
     }
 }
