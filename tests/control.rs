@@ -225,19 +225,32 @@ fn a_live_node_keeps_its_socket_and_a_dead_ones_socket_is_replaced() {
     // A socket file nobody listens on, as a killed node leaves it.
     drop(UnixListener::bind(dir.join("control.sock")).unwrap());
     let node = start(config(7));
-    let (server, _) = serve(&dir, &node, quick());
+    // Room for every connection here: a client that just left (and the second server's probe)
+    // holds its slot until its session thread reads the end, which a loaded machine delays.
+    let roomy = ControlConfig { max_clients: 8, ..quick() };
+    let (server, _) = serve(&dir, &node, roomy.clone());
     assert!(matches!(call(&dir, &ControlRequest::Status), ControlResponse::Status(_)));
     // A second server for the same directory meets the live one.
     let info = NodeInfo { id: node.id(), listen_addr: node.local_addr() };
-    let second =
-        ControlServer::start(&dir, node.handle(), info, Arc::new(AtomicBool::new(false)), quick());
+    let second = ControlServer::start(
+        &dir,
+        node.handle(),
+        info,
+        Arc::new(AtomicBool::new(false)),
+        roomy.clone(),
+    );
     assert!(matches!(second, Err(ServerError::InUse { .. })), "{second:?}");
     assert!(matches!(call(&dir, &ControlRequest::Status), ControlResponse::Status(_)));
     drop(server);
     // A regular file in the socket's place is not removed.
     std::fs::write(dir.join("control.sock"), b"x").unwrap();
-    let third =
-        ControlServer::start(&dir, node.handle(), info, Arc::new(AtomicBool::new(false)), quick());
+    let third = ControlServer::start(
+        &dir,
+        node.handle(),
+        info,
+        Arc::new(AtomicBool::new(false)),
+        roomy.clone(),
+    );
     assert!(matches!(third, Err(ServerError::NotASocket { .. })), "{third:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

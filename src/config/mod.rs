@@ -69,6 +69,37 @@ pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9100";
 /// Default of `Config::max_restored_peers`.
 pub const DEFAULT_MAX_RESTORED_PEERS: usize = 64;
 
+/// Default of `ControlConfig::max_clients`.
+pub const DEFAULT_CONTROL_MAX_CLIENTS: usize = 8;
+/// Default of `ControlConfig::request_timeout`.
+pub const DEFAULT_CONTROL_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default of `ControlConfig::write_timeout`.
+pub const DEFAULT_CONTROL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The bounds of the control socket (`crate::control`). Here rather than there so the
+/// configuration does not depend on the control server, which depends on the node.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Clients served at once; one more is answered `busy` and closed.
+    pub max_clients: usize,
+    /// From a connection, or from the previous answer, until the next request is whole; a
+    /// client that misses it is answered `timeout` and closed.
+    pub request_timeout: Duration,
+    /// How long an answer (or a streamed message) may wait for the client to read it; a
+    /// client that misses it is closed.
+    pub write_timeout: Duration,
+}
+
+impl Default for ControlConfig {
+    fn default() -> ControlConfig {
+        ControlConfig {
+            max_clients: DEFAULT_CONTROL_MAX_CLIENTS,
+            request_timeout: DEFAULT_CONTROL_REQUEST_TIMEOUT,
+            write_timeout: DEFAULT_CONTROL_WRITE_TIMEOUT,
+        }
+    }
+}
+
 /// A node's configuration. `Config::default()` is a working loopback node with a fresh key.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -162,7 +193,7 @@ pub struct Config {
     /// What `petrel run` logs on stderr (`PETREL_LOG` and `--log` override it).
     pub log_level: log::LevelFilter,
     /// The bounds of `petrel run`'s control socket (`DIR/control.sock`).
-    pub control: crate::control::ControlConfig,
+    pub control: ControlConfig,
 }
 
 impl Default for Config {
@@ -205,7 +236,7 @@ impl Default for Config {
             store_hot_bytes: DEFAULT_STORE_HOT_BYTES,
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().ok(),
             log_level: log::LevelFilter::Info,
-            control: crate::control::ControlConfig::default(),
+            control: ControlConfig::default(),
         }
     }
 }

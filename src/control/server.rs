@@ -32,41 +32,12 @@ use slab::Slab;
 use super::frames::write_all_by;
 use super::protocol::{encode_response, ControlErrorCode, ControlResponse};
 use super::session;
+pub use crate::config::ControlConfig;
 use crate::identity::NodeId;
 use crate::node::Handle;
 
 /// The socket's file name in the data directory.
 pub const SOCKET_NAME: &str = "control.sock";
-/// Clients served at once.
-pub const DEFAULT_MAX_CLIENTS: usize = 8;
-/// How long a request may take to arrive whole.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an answer may take to be read whole.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The server's bounds.
-#[derive(Debug, Clone)]
-pub struct ControlConfig {
-    /// Clients served at once; one more is answered `busy` and closed.
-    pub max_clients: usize,
-    /// From a connection, or from the previous answer, until the next request is whole; a
-    /// client that misses it is answered `timeout` and closed.
-    pub request_timeout: Duration,
-    /// How long an answer (or a streamed message) may wait for the client to read it; a
-    /// client that misses it is closed.
-    pub write_timeout: Duration,
-}
-
-impl Default for ControlConfig {
-    fn default() -> ControlConfig {
-        ControlConfig {
-            max_clients: DEFAULT_MAX_CLIENTS,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-        }
-    }
-}
-
 /// What the server says about the node besides what its handle answers.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeInfo {
