@@ -16,7 +16,7 @@ help:
 	@echo "bench  run the criterion benchmarks"
 	@echo "test-netns  five nodes in network namespaces, partitioned and healed (root; about a minute)"
 	@echo "check-service  systemd-analyze verify contrib/petrel.service (skipped without systemd)"
-	@echo "run    a 20-node devnet for 5 s (petrel devnet --nodes 20 --seconds 5)"
+	@echo "run    the demo: a 30-node devnet (DHT, gossip, pings), its summary, node 0's metrics for 10 s"
 
 build:
 	$(CARGO) build --release --locked
@@ -48,10 +48,11 @@ fuzz:
 bench:
 	$(CARGO) bench --locked
 
-# A 20-node devnet in one process: every node dials 3 random earlier ones, then each pings
-# its peers once a second for 5 s; prints connections, ping RTT percentiles, CPU and memory.
+# The demo: a 30-node devnet in one process. The nodes connect, bootstrap the DHT, put and get a
+# record each, gossip on one topic and ping each other for 5 s; then a summary, and node 0's
+# metrics stay up 10 s at http://127.0.0.1:9100/metrics (another port if that one is taken).
 run: build
-	./target/release/petrel devnet --nodes 20 --seconds 5
+	./target/release/petrel devnet --nodes 30 --seconds 5 --metrics 127.0.0.1:9100 --linger 10
 
 # Five nodes in five network namespaces on a bridge, IPv4 then IPv6, driven through the CLI:
 # put/get, publish/subscribe, a partition with iptables and its heal. Needs root.

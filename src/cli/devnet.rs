@@ -1,7 +1,10 @@
-//! `petrel devnet`: N full nodes in one process on loopback, wired into a random mesh, pinging
-//! each other for a while; then a summary of connections, ping round trips, CPU and memory.
+//! `petrel devnet`: N full nodes in one process on loopback, wired into a random mesh; a DHT
+//! round, a gossip round, then pings for a while; then a summary of what was stored and found,
+//! deliveries and their latency, connections, ping round trips, CPU and memory. `make run`
+//! runs it, with node 0's metrics served for a few seconds after the summary.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -9,6 +12,7 @@ use crate::cli::report::{cpu_seconds, proc_status_kib};
 use crate::cli::{parse_flag, switch};
 use crate::config::Config;
 use crate::identity::Keypair;
+use crate::metrics::{self, MetricsServer};
 use crate::node::{Handle, Node};
 use crate::rng::Rng;
 use crate::stats::percentile;
@@ -22,6 +26,12 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// The options of `petrel devnet`.
 #[derive(Debug, Clone, Copy)]
 pub struct DevnetOptions {
+    /// Where to serve node 0's metrics (`--metrics`); another port on the same address if
+    /// this one is taken.
+    pub metrics: Option<SocketAddr>,
+    /// How long the network stays up after the summary (`--linger`), so the metrics can be
+    /// opened.
+    pub linger: Duration,
     /// How many nodes.
     pub nodes: usize,
     /// How long the ping phase lasts, in seconds.
@@ -39,7 +49,10 @@ impl DevnetOptions {
         if nodes == 0 {
             return Err("--nodes must be at least 1".into());
         }
+        let linger = super::parse_seconds(args, "--linger")?.unwrap_or(Duration::ZERO);
         Ok(DevnetOptions {
+            metrics: parse_flag(args, "--metrics")?,
+            linger,
             nodes,
             seconds: parse_flag(args, "--seconds")?.unwrap_or(5),
             seed: parse_flag(args, "--seed")?.unwrap_or(1),
@@ -55,7 +68,6 @@ pub fn main(args: &[String]) -> Result<(), String> {
     }
     let opts = DevnetOptions::parse(args)?;
     let report = run(&opts)?;
-    eprintln!("{}", report.human());
     if opts.json {
         println!("{}", report.json());
     }
@@ -86,6 +98,10 @@ pub struct Report {
     pub peak_rss_kib: u64,
     /// Resident set size before any node started, in KiB.
     pub base_rss_kib: u64,
+    /// Where node 0's metrics were served.
+    pub metrics: Option<SocketAddr>,
+    /// How long the network stays up after the summary.
+    pub linger: Duration,
 }
 
 /// What the DHT phase of a devnet did.
@@ -212,6 +228,10 @@ pub fn run(opts: &DevnetOptions) -> Result<Report, String> {
     let base_rss_kib = proc_status_kib("VmRSS:").unwrap_or(0);
     let nodes = start_nodes(opts)?;
     let handles: Vec<Handle> = nodes.iter().map(Node::handle).collect();
+    let metrics = opts.metrics.and_then(|addr| serve_metrics(addr, handles[0].clone()));
+    if let Some(server) = &metrics {
+        eprintln!("devnet: node 0's metrics on http://{}/metrics", server.local_addr());
+    }
     let dial_failures = connect_mesh(&nodes, opts.seed);
     eprintln!(
         "devnet: {} nodes up, {} connections, {dial_failures} failed dials, in {:.2}s",
@@ -235,8 +255,7 @@ pub fn run(opts: &DevnetOptions) -> Result<Report, String> {
     );
     let (rtts_us, ping_failures) = ping_phase(&handles, opts.seconds);
     let connections = handles.iter().map(|h| h.peers().map_or(0, |p| p.len())).collect();
-    shutdown_all(nodes);
-    Ok(Report {
+    let report = Report {
         nodes: opts.nodes,
         connections,
         rtts_us,
@@ -247,7 +266,32 @@ pub fn run(opts: &DevnetOptions) -> Result<Report, String> {
         cpu_s: cpu_seconds().unwrap_or(0.0),
         peak_rss_kib: proc_status_kib("VmHWM:").unwrap_or(0),
         base_rss_kib,
-    })
+        metrics: metrics.as_ref().map(MetricsServer::local_addr),
+        linger: opts.linger,
+    };
+    eprintln!("{}", report.human());
+    if !opts.linger.is_zero() {
+        eprintln!("devnet: the network stays up {:?} more (Ctrl-C stops it)", opts.linger);
+        thread::sleep(opts.linger);
+    }
+    if let Some(server) = metrics {
+        server.shutdown();
+    }
+    shutdown_all(nodes);
+    Ok(report)
+}
+
+/// Serves node 0's metrics at `addr`, or at another port of its address if that one is taken
+/// (a second devnet, or a node of the host's own on the default 9100).
+fn serve_metrics(addr: SocketAddr, handle: Handle) -> Option<MetricsServer> {
+    let fallback = SocketAddr::new(addr.ip(), 0);
+    match metrics::serve(addr, handle.clone()).or_else(|_| metrics::serve(fallback, handle)) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            eprintln!("devnet: no metrics: {addr}: {e}");
+            None
+        }
+    }
 }
 
 fn start_nodes(opts: &DevnetOptions) -> Result<Vec<Node>, String> {
@@ -371,46 +415,58 @@ impl Report {
         self.peak_rss_kib.saturating_sub(self.base_rss_kib) / self.nodes.max(1) as u64
     }
 
-    /// A few human-readable lines.
+    /// The summary: one line per part, aligned.
     pub fn human(&self) -> String {
         let (min, mean, max) = self.conn_stats();
-        let mut s = format!(
-            "devnet: {} nodes; connections per node min {min} mean {mean:.2} max {max}\n",
+        let ms = |us: u64| us as f64 / 1000.0;
+        let mut s = String::from("devnet summary\n");
+        let _ = writeln!(
+            s,
+            "  nodes       {} on loopback; connections per node min {min} mean {mean:.1} max {max}",
             self.nodes
         );
+        let d = &self.dht;
         let _ = writeln!(
             s,
-            "devnet: {} pings answered, {} failed; rtt p50 {}us p90 {}us p99 {}us max {}us",
-            self.rtts_us.len(),
-            self.ping_failures,
-            self.rtt_percentile(50.0),
-            self.rtt_percentile(90.0),
-            self.rtt_percentile(99.0),
-            self.rtt_percentile(100.0)
-        );
-        let _ = writeln!(
-            s,
-            "devnet: DHT: {} of {} records stored, {} found again from another node",
-            self.dht.stored, self.dht.records, self.dht.found
+            "  DHT         {} records put, {} stored (on {:.1} peers each), {} of them found again \
+             from another node",
+            d.records, d.stored, d.replicas_mean, d.found
         );
         let g = &self.gossip;
         let _ = writeln!(
             s,
-            "devnet: gossip: {} messages, {} of {} deliveries; latency p50 {}us p99 {}us",
+            "  gossip      {} messages on {TOPIC:?}: {} of {} deliveries, latency p50 {:.1} ms \
+             p99 {:.1} ms",
             g.published,
             g.delivered,
             g.expected,
-            g.latency_us(50.0),
-            g.latency_us(99.0)
+            ms(g.latency_us(50.0)),
+            ms(g.latency_us(99.0))
+        );
+        let _ = writeln!(
+            s,
+            "  pings       {} answered, {} failed; rtt p50 {:.2} ms p99 {:.2} ms max {:.2} ms",
+            self.rtts_us.len(),
+            self.ping_failures,
+            ms(self.rtt_percentile(50.0)),
+            ms(self.rtt_percentile(99.0)),
+            ms(self.rtt_percentile(100.0))
         );
         let _ = write!(
             s,
-            "devnet: wall {:.2}s cpu {:.2}s peak rss {:.1} MiB ({} KiB per node)",
+            "  resources   wall {:.1} s, cpu {:.1} s, peak rss {:.1} MiB ({} KiB per node)",
             self.wall_s,
             self.cpu_s,
             self.peak_rss_kib as f64 / 1024.0,
             self.rss_per_node_kib()
         );
+        if let Some(addr) = self.metrics {
+            let _ = write!(
+                s,
+                "\n  metrics     http://{addr}/metrics (node 0; up {:?} after this summary)",
+                self.linger
+            );
+        }
         s
     }
 

@@ -156,9 +156,13 @@ pub const COMMANDS: &[Command] = &[
     },
     Command {
         name: "devnet",
-        usage: "[--nodes N] [--seconds T] [--seed S] [--json]\n  \
-                N nodes in one process, pinging each other, with a DHT round",
-        flags: &["--nodes", "--seconds", "--seed"],
+        usage: "--nodes N [--seconds T] [--seed S] [--metrics ADDR] [--linger SECS] [--json]\n  \
+                N nodes on loopback in one process: they connect, bootstrap the DHT, put and get\n  \
+                a record each, gossip on one topic, then ping each other for T seconds (default\n  \
+                5); a summary follows. --metrics serves node 0's Prometheus metrics at ADDR\n  \
+                (another port if it is taken) and --linger keeps the network up SECS after the\n  \
+                summary so they can be opened",
+        flags: &["--nodes", "--seconds", "--seed", "--metrics", "--linger"],
         switches: &["--json"],
         args: &[],
     },
