@@ -10,7 +10,7 @@ help:
 	@echo "build  compile the library and the petrel binary (release)"
 	@echo "test   run the whole test suite (unit, integration, vectors; simulator scenarios in release)"
 	@echo "test-large  the 10,000-node simulator runs (release, about two minutes)"
-	@echo "lint   rustfmt check + clippy -D warnings on every target"
+	@echo "lint   rustfmt check + clippy -D warnings on every target + rustdoc -D warnings"
 	@echo "deps   count runtime crates (cargo tree -e normal); fail above $(DEPS_BUDGET)"
 	@echo "fuzz   run every fuzz target for FUZZ_SECONDS each (default $(FUZZ_SECONDS))"
 	@echo "bench  run the criterion benchmarks"
@@ -33,6 +33,7 @@ test-large:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	RUSTDOCFLAGS='-D warnings' $(CARGO) doc --locked --no-deps --lib
 
 fmt:
 	$(CARGO) fmt --all

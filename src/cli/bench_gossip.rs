@@ -134,7 +134,7 @@ pub struct GossipReport {
     pub publish_phase_s: f64,
     /// Process CPU time over `publish_phase_s`, seconds.
     pub cpu_s_publish_phase: f64,
-    /// Gossip counters summed over every node at the end (see [`sum_gossip`] for which).
+    /// Gossip counters summed over every node at the end (see `sum_gossip` for which).
     pub gossip: GossipStats,
     /// Wall time of the run, seconds.
     pub wall_s: f64,

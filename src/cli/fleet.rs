@@ -156,7 +156,7 @@ impl MeshWait {
     }
 }
 
-/// Asks every node for its mesh in `topic` every [`MESH_POLL`] until each has at least one
+/// Asks every node for its mesh in `topic` every `MESH_POLL` until each has at least one
 /// peer, or `timeout` has passed.
 pub fn wait_for_meshes(handles: &[Handle], topic: &str, timeout: Duration) -> MeshWait {
     let started = Instant::now();

@@ -1,6 +1,6 @@
 //! Every setting of a node and its default, in one place (DESIGN.md, "Limits and resources").
 //!
-//! [`file`] reads and writes them as TOML, through the table of every setting in [`settings`];
+//! [`mod@file`] reads and writes them as TOML, through the table of every setting in [`settings`];
 //! [`value`] says how each kind of value is written.
 
 pub mod file;

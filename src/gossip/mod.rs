@@ -3,7 +3,7 @@
 //!
 //! - [`pubsub`]: the state machine, [`PubSub`]: frames, commands and checks in; frames, jobs
 //!   and deliveries out.
-//! - [`heartbeat`]: mesh upkeep, fanout, IHAVE, promises, aging.
+//! - `heartbeat`: mesh upkeep, fanout, IHAVE, promises, aging.
 //! - [`validation`]: messages waiting for their signature check, per-topic budgets, batches,
 //!   forged copies.
 //! - [`cache`]: the seen cache and the message cache.

@@ -15,7 +15,7 @@
 //!    is scored down, the alternate (if any) is checked next.
 //!
 //! Mesh upkeep (grafting, pruning, fanout, IHAVE, promises, score decay) runs in the heartbeat
-//! ([`super::heartbeat`]). Sends go through each peer's [`Outbound`] queue when its connection
+//! (`heartbeat`). Sends go through each peer's [`Outbound`] queue when its connection
 //! is congested, straight out otherwise.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

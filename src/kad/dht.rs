@@ -8,7 +8,7 @@
 //! (a query's lookup or STORE phase, a table PING, a replication STORE). So no map of requests
 //! in flight is kept here: the router holds them, with their deadlines.
 //!
-//! What a query does, by command ([`super::query`]):
+//! What a query does, by command (`query`):
 //! - `FindNode` / `Bootstrap`: an iterative FIND_NODE lookup; the answer is the k closest
 //!   peers that answered. `Bootstrap` targets our own id (the Kademlia join).
 //! - `Get`: the local store first (an immutable hit ends there), then a FIND_VALUE lookup. An
@@ -19,7 +19,7 @@
 //!   of the k closest peers that answered. Success when at least one accepted.
 //! - `Providers`: a GET_PROVIDERS lookup, ending early once k providers are known.
 //!
-//! Maintenance ([`super::maintenance`]), on a tick every `maintenance_interval`: expire
+//! Maintenance (`maintenance`), on a tick every `maintenance_interval`: expire
 //! records, refresh buckets that saw no lookup for the routing table's refresh interval,
 //! republish our own records every `republish_interval`, and replicate held records to newly
 //! learned peers that are among the k closest to a record's key. The first peer in an empty
@@ -28,7 +28,7 @@
 //! Serving ([`super::serve`]): inbound requests are answered from the routing table and the
 //! store; a STORE of a mutable record waits for its signature check on a worker.
 //!
-//! Routing table inputs ([`super::contacts`]): a peer is `Verified` at the one address we
+//! Routing table inputs (`contacts`): a peer is `Verified` at the one address we
 //! reached it at (we dialled it, or it answered over a connection we dialled); a peer that
 //! dialled us is `Inbound`, counted by the IP-diversity limits at its socket address, with
 //! its own plausible claims as addresses, and a dial-back ([`Action::Probe`]) verifies the

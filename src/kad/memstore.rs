@@ -1,9 +1,10 @@
 //! The DHT record store: records and provider entries a node holds for others and for itself,
 //! with lifetimes, per-peer quotas and global caps (proto-spec/records.md §3 to §5).
 //!
-//! [`Store`] is the interface the Kademlia core uses; [`MemoryStore`] keeps everything in
-//! memory (a persistent store comes later). Both are sans-IO: time is a `now` argument, and
-//! every map is a `BTreeMap`, so equal inputs give equal states and equal iteration orders.
+//! [`MemoryStore`] is what the Kademlia core holds: the index of every record in memory, with
+//! values in a hot tier and, with a data directory, the rest read back from the node's log
+//! (`crate::store`). It is sans-IO: time is a `now` argument, and every map is a `BTreeMap`,
+//! so equal inputs give equal states and equal iteration orders.
 //!
 //! Accounting. A record is *charged* to its [`Origin`]: a peer's records count toward that
 //! peer's quota (`per_peer_records`, `per_peer_bytes`), toward the quota of the subnet its
@@ -320,7 +321,7 @@ pub trait RecordStore {
     fn stats(&self) -> StoreStats;
 }
 
-/// A [`Store`] in memory, bounded by its [`StoreConfig`].
+/// The record store, bounded by its [`StoreConfig`].
 #[derive(Debug)]
 pub struct MemoryStore {
     config: StoreConfig,

@@ -2,7 +2,7 @@
 //! whether a record is well-formed, whether it belongs under a key, whether it may replace the
 //! record held under that key, and which of several answers to a GET wins.
 //!
-//! Nothing here holds state; the store ([`super::store`]) applies these checks in the order of
+//! Nothing here holds state; the store (`memstore`) applies these checks in the order of
 //! records.md §3 and adds lifetimes and quotas. The checks are split by step so that the store
 //! can report the first rule that applies, as the spec requires:
 //!

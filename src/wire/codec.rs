@@ -10,7 +10,7 @@
 //!
 //! Decoding never panics and never allocates more than the frame limit: a string or byte
 //! length is charged against the limit before its bytes are read (`LengthOverLimit`), and a
-//! list reserves at most a few elements, then reads element by element ([`super::list`]), so a
+//! list reserves at most a few elements, then reads element by element (`wire::list`), so a
 //! list count beyond the payload ends as `Truncated`. Counts and lengths are `u64` on every
 //! host: the error a payload yields does not depend on the width of `usize`.
 
