@@ -7,8 +7,12 @@
 //! ```
 //!
 //! The library logs only from its runtime threads, never from the sans-IO cores; nothing it
-//! logs contains key material (ids, addresses and counts only).
+//! logs contains key material (ids, addresses and counts only). Some of what it logs comes
+//! from peers (an agent string), so control characters are escaped: a peer cannot end a line
+//! and forge the next one, or send escape sequences to the operator's terminal.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -65,6 +69,23 @@ pub fn set_node(id: &impl std::fmt::Display) {
     let _ = LOGGER.node.set(id.chars().take(SHORT_ID).collect());
 }
 
+/// `text` with every control character (newlines, escape sequences) written as `\u{..}`, so
+/// one event is one line whatever a peer put in it.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// `t` as RFC 3339 UTC with milliseconds.
 pub fn timestamp(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -102,6 +123,18 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn control_characters_from_peers_cannot_forge_lines_or_reach_the_terminal() {
+        let agent = "evil/1\n2026-12-01T00:00:00.000Z INFO  00000000 forged\x1b[31m";
+        let escaped = escape_controls(agent);
+        assert_eq!(
+            escaped,
+            "evil/1\\u{a}2026-12-01T00:00:00.000Z INFO  00000000 forged\\u{1b}[31m"
+        );
+        assert!(!escaped.chars().any(char::is_control));
+        assert!(matches!(escape_controls("plain text ü"), Cow::Borrowed("plain text ü")));
+    }
 
     #[test]
     fn timestamps_are_utc_calendar_dates() {
