@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use super::api::Reply;
 use super::CommandId;
 use crate::identity::NodeId;
-use crate::kad::dht::{DhtCommand, DhtReply};
-use crate::wire::messages::{Key, PeerInfo};
+use crate::kad::dht::{DhtCommand, DhtError, DhtReply};
+use crate::wire::messages::{ErrorCode, Key, PeerInfo};
 use crate::wire::signing::topic_key;
 
 /// Command ids at or above this are the router's own (discovery's DHT commands and dials).
@@ -151,7 +151,12 @@ impl Discovery {
         let Some((topic, search)) = self.in_flight.remove(&id.0) else { return Vec::new() };
         let Some(t) = self.topics.get_mut(&topic) else { return Vec::new() };
         let found = match reply {
-            Reply::Dht(DhtReply::Provide(Ok(_))) => {
+            // A key's holders keep at most k providers, so with more than k subscribers most
+            // announcements are refused `StorageFull`: the topic has its providers already, and
+            // searches find them. Retrying would only repeat the refusal; renew as on success.
+            Reply::Dht(DhtReply::Provide(
+                Ok(_) | Err(DhtError::NotStored(Some(ErrorCode::StorageFull))),
+            )) => {
                 t.failures = 0;
                 return Vec::new();
             }
@@ -246,6 +251,34 @@ mod tests {
             "not us, not a peer we have"
         );
         assert_eq!(d.next_deadline(), Some(t0 + DiscoveryConfig::default().search_interval));
+    }
+
+    #[test]
+    fn an_announcement_refused_for_a_full_key_is_renewed_as_if_stored() {
+        let t0 = Instant::now();
+        let config = DiscoveryConfig::default();
+        let mut d = Discovery::new(config);
+        d.add(t0, "news");
+        let steps = d.poll(t0, |_| false);
+        let [Step::Dht(provide, DhtCommand::Provide { .. })] = steps[..] else {
+            panic!("{steps:?}")
+        };
+        let full =
+            Reply::Dht(DhtReply::Provide(Err(DhtError::NotStored(Some(ErrorCode::StorageFull)))));
+        d.on_reply(t0, provide, full, peer(0).id, |_| false);
+        // Not retried in 2 s: the next announcement is the regular renewal. (The search is due
+        // at its own interval, which comes first.)
+        assert_eq!(d.next_deadline(), Some(t0 + config.search_interval));
+        assert!(d.poll(t0 + config.search_interval, |_| false).is_empty());
+        let renewal = d.poll(t0 + config.provide_interval, |_| false);
+        assert!(matches!(renewal[..], [Step::Dht(_, DhtCommand::Provide { .. })]), "{renewal:?}");
+
+        // Another refusal (nobody stored it, for a reason other than a full key) is retried.
+        let Step::Dht(again, _) = renewal[0].clone() else { panic!() };
+        let later = t0 + config.provide_interval;
+        let refused = Reply::Dht(DhtReply::Provide(Err(DhtError::NotStored(None))));
+        d.on_reply(later, again, refused, peer(0).id, |_| false);
+        assert_eq!(d.next_deadline(), Some(later + config.retry_interval));
     }
 
     #[test]
