@@ -70,6 +70,7 @@ pub mod runtime;
 pub mod sim;
 pub mod stats;
 pub mod store;
+pub mod text;
 pub mod timers;
 pub mod transport;
 pub mod wire;

@@ -20,6 +20,7 @@ use crate::cli::usage::{self, Checked, Parsed};
 use crate::control::protocol::{Delivered, PeerDirection, PeerEntry, Status};
 use crate::control::{Client, ClientError, ControlErrorCode, ControlRequest, ControlResponse};
 use crate::identity::{Keypair, NodeId};
+use crate::text::quote;
 use crate::wire::messages::{
     MutableRecord, PeerInfo, Record, MAX_PAYLOAD_BYTES, MAX_SALT_BYTES, MAX_TOPIC_BYTES,
     MAX_VALUE_BYTES,
@@ -326,7 +327,7 @@ impl Output<'_> {
                 .topics
                 .iter()
                 .map(|t| {
-                    format!("{{\"topic\":{},\"mesh_peers\":{}}}", json_str(&t.topic), t.mesh_peers)
+                    format!("{{\"topic\":{},\"mesh_peers\":{}}}", quote(&t.topic), t.mesh_peers)
                 })
                 .collect();
             return format!(
@@ -384,7 +385,7 @@ impl Output<'_> {
                         p.id,
                         p.addr,
                         direction(p.direction),
-                        json_str(&p.agent),
+                        quote(&p.agent),
                         listen.join(",")
                     )
                 })
@@ -463,7 +464,7 @@ fn delivered_json(d: &Delivered) -> String {
     format!(
         "{{\"topic\":{},\"id\":\"{}\",\"author\":\"{}\",\"seqno\":{},\"from\":\"{:#}\",\
          \"lost\":{},\"payload\":\"{}\"}}\n",
-        json_str(&m.topic),
+        quote(&m.topic),
         hex_encode(&m.id().0),
         hex_encode(&m.author.0),
         m.seqno,
@@ -503,37 +504,10 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
-/// `s` as a JSON string literal (RFC 8259 §7): quotes, backslashes and control characters
-/// escaped, everything else as it is.
-pub fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bytes::ByteBuf;
-
-    #[test]
-    fn json_strings_escape_what_rfc_8259_requires() {
-        assert_eq!(json_str("a\"b\\c\nd\u{1}é"), "\"a\\\"b\\\\c\\nd\\u0001é\"");
-        let parsed: String = serde_json::from_str(&json_str("tab\there \u{7f}\u{1f}")).unwrap();
-        assert_eq!(parsed, "tab\there \u{7f}\u{1f}");
-    }
 
     #[test]
     fn a_message_is_one_line_whatever_its_bytes() {

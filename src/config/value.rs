@@ -120,23 +120,7 @@ pub trait Value: Sized {
     fn parse(raw: &Raw) -> Result<Self, String>;
 }
 
-/// A TOML basic string: quotes, backslashes and control characters escaped.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub use crate::text::quote;
 
 macro_rules! whole_number {
     ($($t:ty),*) => {$(
@@ -393,10 +377,5 @@ mod tests {
         let a: SocketAddr = "127.0.0.1:9100".parse().unwrap();
         assert_eq!(Option::<SocketAddr>::parse(&s("127.0.0.1:9100")), Ok(Some(a)));
         assert!(Option::<SocketAddr>::parse(&s("localhost")).unwrap_err().contains("off"));
-    }
-
-    #[test]
-    fn strings_are_quoted_for_toml() {
-        assert_eq!(quote("a\"b\\c\n"), r#""a\"b\\c\n""#);
     }
 }
