@@ -54,8 +54,8 @@ fn a_thousand_nodes_get_every_record_put() {
 #[test]
 #[cfg_attr(debug_assertions, ignore = "release only: make test runs it")]
 fn nodes_placed_on_a_plane_get_every_record_put() {
-    // Links from 5 ms (same point) to 105 ms (across the diagonal): the baseline adaptive
-    // peer selection is to beat (issue 12). Measured: 200 of 200, GET p50 about 150 ms.
+    // Links from 5 ms (same point) to 105 ms (across the diagonal). Measured: 200 of 200,
+    // GET p50 about 140 ms.
     let mut sc = scenario(1000, 200, 5);
     sc.kind = LookupKind::Get;
     let (min, max) = (Duration::from_millis(5), Duration::from_millis(105));
@@ -63,6 +63,44 @@ fn nodes_placed_on_a_plane_get_every_record_put() {
     let r = dht::run(&sc);
     assert_eq!((r.lookups, r.succeeded), (200, 200), "{r:?}");
     assert!(r.latency_ms.p50 < 400.0, "{:?}", r.latency_ms);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only: make test runs it")]
+fn adaptive_selection_lowers_get_latency_on_a_plane() {
+    // Measured peers: lookups ask the cheapest of equally placed candidates first, and each
+    // bucket keeps its cheapest entries connected. Against distance alone (neither), same
+    // network and GETs: p50 180 -> 135 ms (-25 %), p99 475 -> 421 ms.
+    let mut sc = scenario(1000, 200, 5);
+    sc.kind = LookupKind::Get;
+    let (min, max) = (Duration::from_millis(5), Duration::from_millis(105));
+    sc.latency = LatencyModel::Plane { min, max };
+    let on = dht::run(&sc);
+    sc.dht.quality.adaptive = false;
+    sc.dht.keep_warm = 0;
+    let off = dht::run(&sc);
+    assert_eq!((on.succeeded, off.succeeded), (200, 200));
+    let (on, off) = (on.latency_ms, off.latency_ms);
+    assert!(on.p50 <= 0.8 * off.p50, "on {on:?} off {off:?}");
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "release only: make test runs it")]
+fn lookups_on_fifty_millisecond_links_stay_near_the_round_trip_limit() {
+    // Issue 12's targets on 1,000 nodes, 50 ms one way: FIND_NODE p50 <= 700 ms and p99 <=
+    // 1 s, GET p99 <= 400 ms, PUT p99 <= 1 s. Measured: FIND_NODE p50 600 ms and p99 850 ms,
+    // GET p99 350 ms, PUT p99 950 ms. On these links a round trip is 100 ms and a dial 150 ms
+    // more, so each figure is a count of warm and cold requests in a row.
+    let fifty = Duration::from_millis(50);
+    let mut sc = scenario(1000, 300, 1);
+    sc.latency = LatencyModel::Uniform { min: fifty, max: fifty };
+    let find = dht::run(&sc);
+    sc.kind = LookupKind::Get;
+    let get = dht::run(&sc);
+    assert_eq!((find.succeeded, get.succeeded, get.puts.1), (300, 300, 300));
+    assert!(find.latency_ms.p50 <= 700.0 && find.latency_ms.p99 <= 1000.0, "{:?}", find.latency_ms);
+    assert!(get.latency_ms.p99 <= 400.0, "{:?}", get.latency_ms);
+    assert!(get.put_latency_ms.p99 <= 1000.0, "{:?}", get.put_latency_ms);
 }
 
 #[test]
@@ -138,12 +176,16 @@ fn honest_ids_named_at_false_addresses_cost_the_honest_nodes_nothing() {
 #[test]
 #[cfg_attr(debug_assertions, ignore = "release only: make test runs it")]
 fn disjoint_paths_help_against_colluding_eclipse_nodes() {
-    // Measured with seed 7, 1,000 nodes, 300 GETs each (successes of 300), since PUT lookups
-    // ask all of the k nearest at once once they converge (Kademlia's rule; GETs keep to α):
-    //   10 % eclipse: one path 289, three disjoint paths 292
-    //   20 % eclipse: one path 258, three disjoint paths 274
-    // Before that rule: 289/292 and 264/275. Converging PUTs store on the k nearest a path
-    // sees, colluders included, sooner.
+    // Measured with seed 7, 1,000 nodes, 300 GETs each (successes of 300), since GETs ask the
+    // cheapest of equally placed candidates first and buckets keep their cheapest entries
+    // connected (issue 12):
+    //   10 % eclipse: one path 289, three disjoint paths 294
+    //   20 % eclipse: one path 236, three disjoint paths 274
+    // Before that: 289/292 and 258/274. Any order but nearest first costs a single path here
+    // (random order within the bucket: 249 at 20 %), since the nearer honest peers are the
+    // likelier to know the honest holders; colluders that always answer at once gain a little
+    // more. Disjoint paths, the defence against colluders, hold their figure. Before PUT
+    // lookups converged (Kademlia's rule): 289/292 and 264/275.
     let mut found = BTreeMap::new();
     for (fraction, percent) in [(0.1, 10), (0.2, 20)] {
         for d in [0, 3] {
@@ -153,7 +195,7 @@ fn disjoint_paths_help_against_colluding_eclipse_nodes() {
         }
     }
     let got = |f: u32, d: usize| found[&(f, d)];
-    let floors = [((10, 0), 288), ((10, 3), 291), ((20, 0), 257), ((20, 3), 273)];
+    let floors = [((10, 0), 288), ((10, 3), 293), ((20, 0), 235), ((20, 3), 273)];
     for ((f, d), floor) in floors {
         assert!(got(f, d) >= floor, "{f} % eclipse, {d} paths: {found:?}");
     }

@@ -151,7 +151,7 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
         "{{\"sim\":\"dht\",\"nodes\":{},\"honest\":{},\"adversaries\":{},\"attack\":\"{attack}\",\
          \"placement\":\"{placement}\",\
          \"seed\":{},\"lookup\":\"{}\",\"disjoint\":{},\"loss\":{},\"churn\":{},\
-         \"churned\":{{\"left\":{},\"returned\":{}}},\"puts\":{{\"attempted\":{},\"stored\":{}}},\
+         \"churned\":{{\"left\":{},\"returned\":{}}},\"puts\":{{\"attempted\":{},\"stored\":{},\"latency_ms\":{}}},\
          \"lookups\":{},\"abandoned\":{},\"succeeded\":{},\"success_fraction\":{:.4},\"rounds\":{},\"rpcs\":{},\
          \"latency_ms\":{},\"virtual_s\":{:.1},\"wall_s\":{:.3},\"events\":{},\
          \"events_per_sec\":{:.0},\"messages\":{},\"dials\":{},\
@@ -169,6 +169,7 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
         r.churned.1,
         r.puts.0,
         r.puts.1,
+        spread(&r.put_latency_ms, 1),
         r.lookups,
         r.abandoned,
         r.succeeded,

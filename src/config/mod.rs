@@ -337,6 +337,8 @@ impl Config {
             ("dht.store.max_ttl", d.store.max_ttl),
             ("dht.store.max_provider_ttl", d.store.max_provider_ttl),
             ("dht.forgery_window", d.forgery_window),
+            ("dht.keepalive_interval", d.keepalive_interval),
+            ("dht.quality.retention", d.quality.retention),
             ("control.request_timeout", self.control.request_timeout),
             ("control.write_timeout", self.control.write_timeout),
         ];
@@ -373,6 +375,15 @@ impl Config {
         ];
         for (key, value) in counts {
             check(key, value, value > 0, "at least 1")?;
+        }
+        if d.keep_warm > 0 {
+            // The PING goes at the first tick past the interval; it must land before the
+            // connection idles out.
+            let by = d.keepalive_interval.saturating_add(d.maintenance_interval);
+            let ok = !d.keepalive_interval.is_zero() && by < l.idle_timeout;
+            let allowed =
+                "more than zero, and plus dht.maintenance_interval below limits.idle_timeout";
+            check("dht.keepalive_interval", d.keepalive_interval, ok, allowed)?;
         }
         for addr in &self.announce {
             let dialable = !addr.ip().is_unspecified() && !addr.ip().is_multicast();
@@ -455,5 +466,20 @@ mod tests {
         let mut c = Config::default();
         c.workers.threads = 0;
         assert_eq!(c.validate().unwrap_err().key, "workers.threads");
+    }
+
+    #[test]
+    fn keepalive_pings_must_land_before_the_idle_timeout() {
+        // Defaults: a PING at most 30 s + one 10 s tick after the last news, idle at 60 s.
+        let mut c = Config::default();
+        c.dht.keepalive_interval = Duration::from_secs(50);
+        assert_eq!(c.validate().unwrap_err().key, "dht.keepalive_interval");
+        c.limits.idle_timeout = Duration::from_secs(61);
+        assert_eq!(c.validate(), Ok(()));
+        c.dht.keepalive_interval = Duration::ZERO;
+        assert_eq!(c.validate().unwrap_err().key, "dht.keepalive_interval");
+        // Nothing kept warm: nothing to check.
+        c.dht.keep_warm = 0;
+        assert_eq!(c.validate(), Ok(()));
     }
 }

@@ -372,6 +372,16 @@ pub const SETTINGS: &[Setting] = &[
         r#"Run a self-lookup when the first peer enters an empty routing table (the join)."#
     ),
     s!(
+        "dht.keep_warm",
+        config.dht.keep_warm,
+        r#"Entries per bucket whose connection is kept up: the cheapest by measured round trip, success and connection (0: none). A lookup's first round then skips a dial."#
+    ),
+    s!(
+        "dht.keepalive_interval",
+        config.dht.keepalive_interval,
+        r#"A kept entry not heard from for this long gets a PING. With `maintenance_interval` it must stay below `limits.idle_timeout`."#
+    ),
+    s!(
         "dht.max_queries",
         config.dht.max_queries,
         r#"Queries running at once; a command beyond this is refused with `Busy`."#
@@ -517,6 +527,26 @@ pub const SETTINGS: &[Setting] = &[
         "dht.lookup.converge",
         config.dht.lookup.converge,
         r#"Ask all of the `k` nearest not yet asked at once when an answer brings nothing nearer (module doc, "Converging"; default on)."#
+    ),
+    s!(
+        "dht.lookup.band",
+        config.dht.lookup.band,
+        r#"For GETs: how many buckets farther than the nearest candidate not yet asked a candidate may sit and still count as equally placed when ordering by cost (0: the same bucket only). Other lookups, which must hear from all of the k nearest, order within the bucket."#
+    ),
+    s!(
+        "dht.quality.max_peers",
+        config.dht.quality.max_peers,
+        r#"Peers whose round trip and success ratio are remembered (0: none); past it the record updated longest ago goes."#
+    ),
+    s!(
+        "dht.quality.retention",
+        config.dht.quality.retention,
+        r#"How long a disconnected peer's figures are kept without news, so a reconnect keeps them."#
+    ),
+    s!(
+        "dht.quality.adaptive",
+        config.dht.quality.adaptive,
+        r#"Lookups ask the cheapest of the equally placed candidates first (same bucket of the target, or within `dht.lookup.band`). Off: nearest first."#
     ),
     s!("dht.store.max_records", config.dht.store.max_records, r#"Records held in all."#),
     s!(

@@ -479,8 +479,9 @@ impl NodeCore {
                     .connection(conn)
                     .filter(|c| c.direction == Direction::Outbound)
                     .map(|c| c.addr);
+                let rtt = Some(now.saturating_duration_since(sent_at));
                 if let Some(p) = self.protocols.get_mut(pid) {
-                    p.handle_outcome(now, key, to, via, Ok(body));
+                    p.handle_outcome(now, key, to, via, rtt, Ok(body));
                 }
                 return;
             }
@@ -567,7 +568,7 @@ impl NodeCore {
                     _ => RequestFailure::Unreachable,
                 };
                 if let Some(p) = self.protocols.get_mut(pid) {
-                    p.handle_outcome(now, key, to, None, Err(why));
+                    p.handle_outcome(now, key, to, None, None, Err(why));
                 }
             }
         }

@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::api::{Event, Reply};
 use crate::gossip::PubSub;
@@ -41,6 +41,7 @@ pub(super) trait Hosted {
         key: RequestKey,
         to: PeerInfo,
         via: Option<SocketAddr>,
+        rtt: Option<Duration>,
         result: Result<Response, RequestFailure>,
     );
     fn handle_probe(&mut self, now: Instant, peer: NodeId, addr: SocketAddr, result: ProbeResult);
@@ -90,9 +91,10 @@ where
         key: RequestKey,
         to: PeerInfo,
         via: Option<SocketAddr>,
+        rtt: Option<Duration>,
         result: Result<Response, RequestFailure>,
     ) {
-        Protocol::handle_outcome(self, now, key, to, via, result);
+        Protocol::handle_outcome(self, now, key, to, via, rtt, result);
     }
 
     fn handle_probe(&mut self, now: Instant, peer: NodeId, addr: SocketAddr, result: ProbeResult) {

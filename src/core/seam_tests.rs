@@ -59,6 +59,7 @@ impl Protocol for Echo {
         key: RequestKey,
         to: PeerInfo,
         _via: Option<std::net::SocketAddr>,
+        _rtt: Option<Duration>,
         result: Result<Response, RequestFailure>,
     ) {
         let ok = matches!(result, Ok(Response::Pong { .. }));

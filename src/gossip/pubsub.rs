@@ -979,6 +979,7 @@ impl Protocol for PubSub {
         _key: RequestKey,
         _to: PeerInfo,
         _via: Option<SocketAddr>,
+        _rtt: Option<Duration>,
         _result: Result<Response, RequestFailure>,
     ) {
         // Peer-exchange dials: the connection (or its failure) is all that mattered.

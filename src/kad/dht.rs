@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 use super::lookup::{LookupConfig, LookupStats};
 use super::maintenance::Replication;
 use super::memstore::{MemoryStore, RecordStore, StoreConfig, StoreStats};
+use super::quality::{PeerQuality, QualityConfig};
 use super::query::{Goal, Query, QueryId};
 use super::records::RecordError;
 use super::routing::{InsertOutcome, RoutingConfig, RoutingStats, RoutingTable, Source};
@@ -75,6 +76,8 @@ pub struct DhtConfig {
     pub routing: RoutingConfig,
     /// Lookups: α, k, request and straggler timeouts, disjoint paths.
     pub lookup: LookupConfig,
+    /// What is measured of each peer (RTT, success) and whether lookups order by it.
+    pub quality: QualityConfig,
     /// Record store: quotas, caps, maximum TTLs.
     pub store: StoreConfig,
     /// Lifetime asked of holders for records we publish.
@@ -88,6 +91,10 @@ pub struct DhtConfig {
     pub maintenance_interval: Duration,
     /// Run a self-lookup when the first peer enters an empty routing table (the join).
     pub join_on_first_contact: bool,
+    /// Entries per bucket whose connection is kept up (the cheapest by measured cost; 0: none).
+    pub keep_warm: usize,
+    /// A kept entry not heard from for this long gets a PING (below the connection idle timeout).
+    pub keepalive_interval: Duration,
     /// Queries running at once; a command beyond this is refused with `Busy`.
     pub max_queries: usize,
     /// Requests in flight, all purposes together; maintenance waits when it is reached.
@@ -147,12 +154,15 @@ impl DhtConfig {
         DhtConfig {
             routing: RoutingConfig::DEFAULT,
             lookup: LookupConfig::DEFAULT,
+            quality: QualityConfig::DEFAULT,
             store: StoreConfig::DEFAULT,
             record_ttl: Duration::from_secs(24 * 60 * 60),
             provider_ttl: Duration::from_secs(24 * 60 * 60),
             republish_interval: Duration::from_secs(12 * 60 * 60),
             maintenance_interval: Duration::from_secs(10),
             join_on_first_contact: true,
+            keep_warm: 3,
+            keepalive_interval: Duration::from_secs(30),
             max_queries: 256,
             max_requests_in_flight: 4096,
             max_originated: 4096,
@@ -422,6 +432,10 @@ pub struct DhtStats {
     pub invalid_records_received: u64,
     /// PINGs sent for full buckets.
     pub table_pings: u64,
+    /// PINGs sent to keep the connections to each bucket's cheapest entries up.
+    pub keepalive_pings: u64,
+    /// The per-peer figures that order lookups ([`super::quality`]).
+    pub quality: super::quality::QualityStats,
     /// STOREs sent to replicate held records.
     pub replications: u64,
     /// Newly learned peers dropped from a full replication queue.
@@ -513,6 +527,8 @@ pub struct Dht {
     pub(super) persistence: super::persist::Persistence,
     /// Records our GETs fetched, for the next GET of the same key.
     pub(super) cache: super::cache::RecordCache,
+    /// Each peer's measured RTT and success ratio, which order lookups' waiting.
+    pub(super) quality: PeerQuality,
     /// Cold values being read back from the log, and who waits for them.
     pub(super) cold_reads: super::cold::ColdReads,
 }
@@ -526,6 +542,7 @@ impl Dht {
             routing: RoutingTable::new(local, config.routing),
             store: MemoryStore::for_node(local, config.store),
             cache: super::cache::RecordCache::new(config.cache),
+            quality: PeerQuality::new(config.quality),
             cold_reads: Default::default(),
             rng: Rng::new(config.rng_seed),
             config,
@@ -601,6 +618,7 @@ impl Dht {
         DhtStats {
             requests_in_flight: self.in_flight,
             get_cache: self.cache.stats(),
+            quality: self.quality.stats(),
             ..self.stats.clone()
         }
     }
@@ -634,7 +652,9 @@ impl Dht {
             return;
         }
         let was_empty = self.routing.is_empty();
-        match self.routing.observe_from(now, peer.clone(), source, seen_at) {
+        let quality = &self.quality;
+        let reliability = |id: &NodeId| quality.success(id);
+        match self.routing.observe_ranked(now, peer.clone(), source, seen_at, &reliability) {
             InsertOutcome::Added => {
                 if source == Source::Inbound && self.wants_verified(&peer.id) {
                     self.probe(peer.id, peer.addrs[0]);
@@ -692,7 +712,12 @@ impl Protocol for Dht {
     /// server), `Verified` if we dialled it.
     fn handle_peer_up(&mut self, now: Instant, peer: &Peer<'_>) {
         self.arm_tick(now);
+        self.quality.set_connected(now, &peer.id, true);
         self.contact(now, peer);
+    }
+
+    fn handle_peer_down(&mut self, now: Instant, peer: NodeId) {
+        self.quality.set_connected(now, &peer, false);
     }
 
     fn handle_request(
@@ -712,9 +737,14 @@ impl Protocol for Dht {
         key: RequestKey,
         peer: PeerInfo,
         via: Option<SocketAddr>,
+        rtt: Option<Duration>,
         result: Result<Response, RequestFailure>,
     ) {
         self.in_flight = self.in_flight.saturating_sub(1);
+        match result {
+            Ok(_) => self.quality.on_answer(now, &peer.id, rtt),
+            Err(_) => self.quality.on_failure(now, &peer.id),
+        }
         self.account_outcome(now, &peer, via, &result);
         match Purpose::from_key(key) {
             Some(Purpose::TablePing) => {

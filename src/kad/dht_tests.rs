@@ -19,6 +19,8 @@ use crate::wire::messages::{
 
 const LOCAL: NodeId = NodeId::from_bytes([0x80; 32]);
 const S: Duration = Duration::from_secs(1);
+/// A round trip, for answers in the scenarios.
+const MS: Duration = Duration::from_millis(1);
 
 /// A DHT with no join and no maintenance tick unless a test turns them on.
 fn dht(config: DhtConfig) -> Dht {
@@ -105,7 +107,7 @@ fn answer_all(
         }
         for (to, request, key) in asked {
             let via = to.addrs.first().copied();
-            d.handle_outcome(now, key, to.clone(), via, answer(&to, &request));
+            d.handle_outcome(now, key, to.clone(), via, Some(MS), answer(&to, &request));
         }
         out = drain(d);
     }
@@ -208,7 +210,14 @@ fn a_silent_peer_frees_its_slot_at_the_straggler_timeout_and_fails_at_the_deadli
     assert!(!first.iter().any(|(p, _, _)| p.id == second[0].0.id));
     let (to, _, key) = second[0].clone();
     let via = to.addrs.first().copied();
-    d.handle_outcome(slow, key, to.clone(), via, Ok(Response::Nodes { closer: Vec::new() }));
+    d.handle_outcome(
+        slow,
+        key,
+        to.clone(),
+        via,
+        Some(MS),
+        Ok(Response::Nodes { closer: Vec::new() }),
+    );
     assert!(drain(&mut d).is_empty(), "the stragglers may still answer");
     // At the hard deadline the three have failed, and the lookup ends with the one.
     let hard = t0 + crate::kad::lookup::LookupConfig::DEFAULT.request_timeout;
@@ -327,7 +336,7 @@ fn own_records_are_published_again_at_the_republish_interval() {
         }
         for (to, _, key) in asked {
             let via = to.addrs.first().copied();
-            d.handle_outcome(tick, key, to, via, Ok(Response::Stored));
+            d.handle_outcome(tick, key, to, via, Some(MS), Ok(Response::Stored));
         }
         tick = d.next_deadline().expect("the tick re-arms");
     }
@@ -422,11 +431,11 @@ fn an_answer_over_a_connection_the_peer_opened_rewrites_no_address() {
     // had opened, so the answer proves it alive but not at that address.
     let named = PeerInfo { id: id(1), addrs: vec![addr(77)] };
     let key = RequestKey(3); // a replication STORE: its purpose does not matter here
-    d.handle_outcome(t0 + S, key, named.clone(), None, Ok(Response::Stored));
+    d.handle_outcome(t0 + S, key, named.clone(), None, Some(MS), Ok(Response::Stored));
     assert_eq!(entry_addrs(&d, 1), Some(vec![addr(1)]));
     assert_eq!(d.routing().get(&id(1)).unwrap().last_seen, t0 + S, "refreshed");
     // An answer over a connection we dialled at the new address does move it.
-    d.handle_outcome(t0 + S, key, named, Some(addr(77)), Ok(Response::Stored));
+    d.handle_outcome(t0 + S, key, named, Some(addr(77)), Some(MS), Ok(Response::Stored));
     assert_eq!(entry_addrs(&d, 1), Some(vec![addr(77)]));
 }
 
@@ -439,13 +448,13 @@ fn a_failed_dial_at_a_third_partys_address_is_not_charged_to_the_id() {
     let dead = PeerInfo { id: id(1), addrs: vec![addr(99)] };
     // Before, two of these evicted the honest entry (max_failures = 2).
     for _ in 0..3 {
-        d.handle_outcome(t0, key, dead.clone(), None, Err(RequestFailure::Unreachable));
+        d.handle_outcome(t0, key, dead.clone(), None, None, Err(RequestFailure::Unreachable));
     }
     assert_eq!(entry_addrs(&d, 1), Some(vec![addr(1)]));
     assert_eq!(d.stats().failures_not_charged, 3);
     // Failing where we reached it is the entry's own failure.
     for _ in 0..2 {
-        d.handle_outcome(t0, key, info(1), None, Err(RequestFailure::Unreachable));
+        d.handle_outcome(t0, key, info(1), None, None, Err(RequestFailure::Unreachable));
     }
     assert_eq!(entry_addrs(&d, 1), None, "evicted");
 }
@@ -727,4 +736,81 @@ fn a_record_fetched_by_a_get_answers_the_next_get_from_the_node_itself() {
         Ok(Response::Value { record: Some(forged.clone()), closer: Vec::new() })
     });
     assert_eq!(d.stats().get_cache.entries, 1);
+}
+
+// ---- Measured peers: warm connections ----
+
+#[test]
+fn each_bucket_keeps_its_cheapest_entries_warm_with_pings() {
+    let t0 = Instant::now();
+    let config = DhtConfig {
+        join_on_first_contact: false,
+        maintenance_interval: 10 * S,
+        keep_warm: 2,
+        keepalive_interval: 30 * S,
+        ..DhtConfig::default()
+    };
+    let mut d = dht(config);
+    // Four connected peers, all in bucket 0 of LOCAL, and one in bucket 1 (0xc0… from 0x80…).
+    dialled(&mut d, t0, &[1, 2, 3, 4, 0xc0]);
+    d.quality.on_answer(t0, &id(3), Some(5 * MS));
+    d.quality.on_answer(t0, &id(1), Some(20 * MS));
+    d.quality.on_answer(t0, &id(2), Some(80 * MS));
+    d.quality.on_answer(t0, &id(4), Some(90 * MS));
+    d.handle_peer_down(t0, id(2));
+    drain(&mut d);
+    let pinged = |d: &mut Dht, at: Instant| {
+        d.handle_timeout(at);
+        let mut to: Vec<(u8, RequestKey)> = requests(&drain(d))
+            .into_iter()
+            .inspect(|(_, r, _)| assert_eq!(*r, Request::Ping))
+            .map(|(p, _, key)| (p.id.as_bytes()[0], key))
+            .collect();
+        to.sort();
+        to
+    };
+    let ids = |pings: &[(u8, RequestKey)]| pings.iter().map(|p| p.0).collect::<Vec<u8>>();
+    // Nothing before the keepalive interval has passed without news.
+    assert_eq!(pinged(&mut d, t0 + 10 * S), []);
+    assert_eq!(pinged(&mut d, t0 + 20 * S), []);
+    // The two cheapest of bucket 0 (3, then 1: 2 is faster than 4 but not connected, so a
+    // dial would cost it two more round trips) and the one entry of bucket 1.
+    let pings = pinged(&mut d, t0 + 30 * S);
+    assert_eq!(ids(&pings), [1, 3, 0xc0]);
+    assert_eq!(d.stats().keepalive_pings, 3);
+    // Their answers are news: the next PINGs come an interval later.
+    for (n, key) in pings {
+        let pong = Ok(Response::Pong { observed: addr(0x80) });
+        d.handle_outcome(t0 + 31 * S, key, info(n), Some(addr(n)), Some(MS), pong);
+    }
+    assert_eq!(pinged(&mut d, t0 + 40 * S), []);
+    assert_eq!(pinged(&mut d, t0 + 60 * S), []);
+    assert_eq!(ids(&pinged(&mut d, t0 + 70 * S)), [1, 3, 0xc0]);
+    let q = d.stats().quality;
+    assert_eq!((q.peers, q.measured), (5, 5));
+}
+
+#[test]
+fn answers_and_failures_feed_each_peers_figures() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    dialled(&mut d, t0, &[1, 2, 3, 4, 5]);
+    d.handle_command(t0, CommandId(1), DhtCommand::FindNode { target: id(9) });
+    let out = drain(&mut d);
+    let asked = requests(&out);
+    assert_eq!(asked.len(), 3);
+    let (ok, bad) = (&asked[0], &asked[1]);
+    d.handle_outcome(
+        t0 + S,
+        ok.2,
+        ok.0.clone(),
+        ok.0.addrs.first().copied(),
+        Some(40 * MS),
+        Ok(Response::Nodes { closer: Vec::new() }),
+    );
+    d.handle_outcome(t0 + S, bad.2, bad.0.clone(), None, None, Err(RequestFailure::Timeout));
+    assert_eq!(d.quality.srtt(&ok.0.id), Some(40 * MS));
+    assert_eq!(d.quality.srtt(&bad.0.id), None);
+    assert!(d.quality.success(&bad.0.id) < d.quality.success(&ok.0.id));
+    assert!(d.quality.cost_us(&bad.0.id) > d.quality.cost_us(&ok.0.id));
 }

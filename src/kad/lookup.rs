@@ -34,6 +34,13 @@
 //!   candidate nearer than the nearest the path already knew, the path asks *all* of its `k`
 //!   nearest not yet asked at once instead of α at a time; an answer that does bring a nearer
 //!   one puts it back to α.
+//! - Ordering ([`Lookup::next_request_by`]): among the not-contacted candidates of that window
+//!   placed like the nearest one, the one of lowest caller-given cost goes first, nearest first
+//!   on equal cost. "Placed like" means in the same bucket of the target, or up to `band`
+//!   buckets farther (default 1): an answer brings about log₂ k bits of progress, so one bit
+//!   less is a fraction of a round, and a peer that needs no dial saves two round trips or
+//!   more. The cost only orders the waiting: which peers are the `k` nearest, and so when the
+//!   lookup ends and what it returns, is the metric's alone.
 //! - Rounds: seeds have depth 1, a peer first learned from the answer of a peer at depth `d` has
 //!   depth `d + 1`; `rounds` is the largest depth of a peer that was asked, that is the number of
 //!   sequential round trips the lookup needed.
@@ -83,6 +90,10 @@ pub struct LookupConfig {
     /// Ask all of the `k` nearest not yet asked at once when an answer brings nothing nearer
     /// (module doc, "Converging"; default on).
     pub converge: bool,
+    /// How many buckets farther than the nearest candidate not yet asked a candidate may sit
+    /// and still count as equally placed, for ordering by cost (module doc, "Ordering";
+    /// default 1). The DHT applies it to value lookups; the others order within the bucket.
+    pub band: usize,
 }
 
 impl LookupConfig {
@@ -95,6 +106,7 @@ impl LookupConfig {
         disjoint_paths: 0,
         max_candidates: 4 * K,
         converge: true,
+        band: 1,
     };
 
     /// Checks the configuration. [`Lookup::new`] never fails: it clamps what this refuses.
@@ -129,6 +141,7 @@ impl LookupConfig {
             disjoint_paths: self.disjoint_paths.clamp(1, MAX_DISJOINT_PATHS),
             max_candidates: self.max_candidates.max(k),
             converge: self.converge,
+            band: self.band.min(crate::identity::ID_BITS),
         }
     }
 }
@@ -259,6 +272,16 @@ impl Lookup {
     /// Call repeatedly until `None` after every input. The peer is marked in flight with its
     /// slow and hard deadlines counted from `now`.
     pub fn next_request(&mut self, now: Instant) -> Option<PeerInfo> {
+        self.next_request_by(now, &|_| 0)
+    }
+
+    /// [`next_request`](Self::next_request), choosing among the equally placed candidates the
+    /// one of lowest `cost` (module doc, "Ordering"): the caller's expected wait for its answer.
+    pub fn next_request_by(
+        &mut self,
+        now: Instant,
+        cost: &dyn Fn(&NodeId) -> u64,
+    ) -> Option<PeerInfo> {
         self.apply_deadlines(now);
         if self.is_finished() {
             return None;
@@ -272,7 +295,7 @@ impl Lookup {
             if path.in_flight() >= budget {
                 continue;
             }
-            let Some(candidate) = path.next_to_ask(k) else { continue };
+            let Some(candidate) = path.next_to_ask(k, self.config.band, cost) else { continue };
             set_state(&mut self.stats, candidate, State::InFlight { slow_at, deadline_at });
             self.due_at = Some(self.due_at.map_or(slow_at, |d| d.min(slow_at)));
             return Some(candidate.peer.clone());
@@ -588,14 +611,36 @@ impl Path {
         self.candidates.values().filter(|c| matches!(c.state, State::InFlight { .. })).count()
     }
 
-    /// The nearest not-contacted candidate among the `k` nearest that are neither failed nor
-    /// slow.
-    fn next_to_ask(&mut self, k: usize) -> Option<&mut Candidate> {
-        self.candidates
-            .values_mut()
-            .filter(|c| !matches!(c.state, State::Failed | State::Slow { .. }))
+    /// The not-contacted candidate of lowest `cost` among those placed like the nearest one
+    /// (module doc, "Ordering"), nearest first on equal cost, within the `k` nearest that are
+    /// neither failed nor slow.
+    fn next_to_ask(
+        &mut self,
+        k: usize,
+        band: usize,
+        cost: &dyn Fn(&NodeId) -> u64,
+    ) -> Option<&mut Candidate> {
+        let window = self
+            .candidates
+            .iter()
+            .filter(|(_, c)| !matches!(c.state, State::Failed | State::Slow { .. }))
             .take(k)
-            .find(|c| c.state == State::NotContacted)
+            .filter(|(_, c)| c.state == State::NotContacted);
+        let mut placed: Option<usize> = None;
+        let mut best: Option<(u64, Distance)> = None;
+        for (distance, candidate) in window {
+            let rank = distance.leading_zeros();
+            let first = *placed.get_or_insert(rank);
+            if rank.saturating_add(band) < first {
+                break;
+            }
+            let c = cost(&candidate.peer.id);
+            if best.is_none_or(|(b, _)| c < b) {
+                best = Some((c, *distance));
+            }
+        }
+        let (_, distance) = best?;
+        self.candidates.get_mut(&distance)
     }
 
     /// Candidates that count towards `max_candidates`: all but the failed ones.
@@ -676,6 +721,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::identity::ID_BITS;
     use crate::rng::Rng;
 
     /// The target of the hand-built scenarios: the zero id, so `id(n)` is at distance `n`.
@@ -714,6 +760,85 @@ mod tests {
 
     fn nums(peers: &[PeerInfo]) -> Vec<u16> {
         peers.iter().map(|p| num(&p.id)).collect()
+    }
+
+    // ---- Ordering ----
+
+    /// Every request `next_request_by` hands out at `now` under `cost`, as numbers.
+    fn drain_by(lookup: &mut Lookup, now: Instant, cost: &dyn Fn(&NodeId) -> u64) -> Vec<u16> {
+        std::iter::from_fn(|| lookup.next_request_by(now, cost)).map(|p| num(&p.id)).collect()
+    }
+
+    #[test]
+    fn the_cheapest_of_the_candidates_in_the_nearest_bucket_goes_first() {
+        // Distances 4 to 7 share a bucket of the target, 8 to 15 the next one out.
+        let config =
+            LookupConfig { alpha: 1, k: 8, converge: false, band: 0, ..LookupConfig::DEFAULT };
+        let (t0, mut l) = start(&[4, 5, 8, 9, 10, 11], config);
+        let cost = |id: &NodeId| match num(id) {
+            5 => 1,
+            11 => 2,
+            9 => 3,
+            _ => 10,
+        };
+        assert_eq!(drain_by(&mut l, t0, &cost), [5]);
+        l.on_response(t0 + MS, &id(5), Vec::new());
+        // 11 is cheaper, but 4 is in a nearer bucket: the metric decides first.
+        assert_eq!(drain_by(&mut l, t0 + MS, &cost), [4]);
+        l.on_response(t0 + MS, &id(4), Vec::new());
+        assert_eq!(drain_by(&mut l, t0 + MS, &cost), [11]);
+        l.on_response(t0 + MS, &id(11), Vec::new());
+        assert_eq!(drain_by(&mut l, t0 + MS, &cost), [9]);
+        l.on_response(t0 + MS, &id(9), Vec::new());
+        // Equal costs: nearest first.
+        assert_eq!(drain_by(&mut l, t0 + MS, &cost), [8]);
+        l.on_response(t0 + MS, &id(8), Vec::new());
+        assert_eq!(drain_by(&mut l, t0 + MS, &cost), [10]);
+        l.on_response(t0 + MS, &id(10), Vec::new());
+        assert!(l.is_finished());
+        // Without costs, the same lookup asks nearest first.
+        let (t0, mut l) = start(&[4, 5, 8, 9, 10, 11], config);
+        let mut asked = Vec::new();
+        while let Some(p) = l.next_request(t0) {
+            asked.push(num(&p.id));
+            l.on_response(t0, &p.id, Vec::new());
+        }
+        assert_eq!(asked, [4, 5, 8, 9, 10, 11]);
+    }
+
+    #[test]
+    fn a_band_widens_what_counts_as_equally_placed() {
+        let config =
+            LookupConfig { alpha: 1, k: 8, converge: false, band: 1, ..LookupConfig::DEFAULT };
+        let (t0, mut l) = start(&[4, 5, 8, 9, 16], config);
+        let cost = |id: &NodeId| match num(id) {
+            16 => 0,
+            9 => 1,
+            _ => 10,
+        };
+        // 16 is two buckets out from 4: not within the band. 9 is one out: it is.
+        assert_eq!(drain_by(&mut l, t0, &cost), [9]);
+        l.on_response(t0 + MS, &id(9), Vec::new());
+        assert_eq!(drain_by(&mut l, t0 + MS, &cost), [4]);
+    }
+
+    #[test]
+    fn only_the_k_nearest_are_ordered_by_cost() {
+        // A cheap candidate beyond the k nearest waits like any other.
+        let config = LookupConfig {
+            alpha: 1,
+            k: 2,
+            converge: false,
+            band: ID_BITS,
+            ..LookupConfig::DEFAULT
+        };
+        let (t0, mut l) = start(&[1, 2, 3], config);
+        let cost = |id: &NodeId| if num(id) == 3 { 0 } else { 10 };
+        assert_eq!(drain_by(&mut l, t0, &cost), [1]);
+        l.on_response(t0 + MS, &id(1), Vec::new());
+        assert_eq!(drain_by(&mut l, t0 + MS, &cost), [2]);
+        l.on_response(t0 + MS, &id(2), Vec::new());
+        assert!(l.is_finished(), "the 2 nearest answered; 3 was never needed");
     }
 
     // ---- Converging ----
@@ -1051,6 +1176,7 @@ mod tests {
             slow_timeout: Duration::MAX,
             disjoint_paths: usize::MAX,
             converge: true,
+            band: usize::MAX,
         };
         assert_eq!(absurd.validate(), Err(LookupConfigError::ZeroAlpha));
         // Clamped instead of stalling or overflowing: one request at a time, still finishing.
@@ -1138,6 +1264,17 @@ mod tests {
         /// answer with ids next to the target that exist nowhere (asking them fails). Checks
         /// on every step that paths never share a peer and that each respects α.
         fn run(&self, rng: &mut Rng, target: Key, config: LookupConfig) -> Lookup {
+            self.run_by(rng, target, config, &|_| 0)
+        }
+
+        /// [`Net::run`], ordering the equally placed candidates by `cost`.
+        fn run_by(
+            &self,
+            rng: &mut Rng,
+            target: Key,
+            config: LookupConfig,
+            cost: &dyn Fn(&NodeId) -> u64,
+        ) -> Lookup {
             let t0 = Instant::now();
             let view = &self.views[&self.local()];
             let seeds = Net::nearest(view, &target, config.k);
@@ -1145,7 +1282,7 @@ mod tests {
             let mut in_flight: Vec<NodeId> = Vec::new();
             let mut now = t0;
             for _ in 0..10_000 {
-                while let Some(p) = lookup.next_request(now) {
+                while let Some(p) = lookup.next_request_by(now, cost) {
                     assert!(!in_flight.contains(&p.id), "asked twice: {}", p.id);
                     in_flight.push(p.id);
                 }
@@ -1210,6 +1347,22 @@ mod tests {
             assert!((K as u32..=80).contains(&stats.rpcs), "rpcs {}", stats.rpcs);
             assert_eq!(stats.rpcs, stats.answered);
             assert_eq!((stats.failed, stats.unexpected), (0, 0));
+        }
+    }
+
+    #[test]
+    fn ordering_by_cost_finds_the_same_k_closest() {
+        // Costs order the waiting only: whatever they are, the answer is the true k closest.
+        let mut rng = Rng::new(5);
+        let net = Net::new(&mut rng, 200, 0.0);
+        let cost = |id: &NodeId| u64::from(id.as_bytes()[31]);
+        for band in [0, 2, ID_BITS] {
+            let config = LookupConfig { band, ..LookupConfig::DEFAULT };
+            for _ in 0..5 {
+                let target = NodeId::from_bytes(rng.bytes32());
+                let lookup = net.run_by(&mut rng, target, config, &cost);
+                assert_eq!(answered_ids(&lookup), net.truth(&target, K), "band {band}");
+            }
         }
     }
 

@@ -9,6 +9,7 @@ use super::cold::ReadWaiter;
 use super::dht::{Dht, Purpose};
 use super::memstore::RecordStore;
 use super::query::Goal;
+use super::routing::Source;
 use crate::wire::messages::{Key, PeerInfo, Record, Request};
 
 /// A newly learned peer, and the last held key already checked for it.
@@ -29,11 +30,57 @@ impl Dht {
     /// One maintenance tick.
     pub(super) fn maintain(&mut self, now: Instant) {
         self.store.expire(now);
+        self.quality.expire(now);
         self.refresh_buckets(now);
         self.republish(now);
         self.replicate(now);
         self.resume_probes();
         self.maybe_save_routing(now);
+        self.keep_warm(now);
+    }
+
+    /// Keeps a connection up to the `keep_warm` cheapest entries of each bucket (by
+    /// [`PeerQuality::cost_us`](super::quality::PeerQuality::cost_us), so connected, fast and
+    /// reliable ones): each gets a PING once `keepalive_interval` passed without news of it,
+    /// which dials it if its connection is down and otherwise keeps the connection from
+    /// idling out. The first round of a lookup asks the seeds nearest the target, which come
+    /// from one or two buckets; with warm peers there it skips a dial (TCP and TLS: two round
+    /// trips or more). The PING's round trip feeds the peer's figures too. Inbound entries
+    /// are pinged only while connected: their address is a claim, dialled only by a probe.
+    fn keep_warm(&mut self, now: Instant) {
+        let per_bucket = self.config.keep_warm;
+        if per_bucket == 0 {
+            return;
+        }
+        let interval = self.config.keepalive_interval;
+        let quality = &self.quality;
+        let mut due = Vec::new();
+        for b in 0..self.routing.bucket_count() {
+            let mut ranked: Vec<(u64, &PeerInfo)> = self
+                .routing
+                .bucket_entries(b)
+                .iter()
+                .filter(|e| e.source == Source::Verified || quality.is_connected(&e.peer.id))
+                .map(|e| (quality.cost_us(&e.peer.id), &e.peer))
+                .collect();
+            ranked.sort_by_key(|(cost, peer)| (*cost, peer.id));
+            for (_, peer) in ranked.into_iter().take(per_bucket) {
+                let quiet = quality.last_news(&peer.id).is_none_or(|at| now >= at + interval);
+                if quiet {
+                    due.push(peer.clone());
+                }
+            }
+        }
+        for peer in due {
+            if self.in_flight >= self.config.max_requests_in_flight {
+                self.stats.maintenance_skipped += 1;
+                return;
+            }
+            self.stats.keepalive_pings += 1;
+            // A table PING's outcome refreshes the entry when it answers and counts a failure
+            // when not, which is what a keepalive needs too.
+            self.send(peer, Request::Ping, Purpose::TablePing);
+        }
     }
 
     /// Remembers a record we published, to publish it again every `republish_interval`; at

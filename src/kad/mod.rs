@@ -7,6 +7,7 @@
 //!   IP-diversity limits, bucket refresh.
 //! - [`lookup`]: the iterative lookup state machine: α in flight, straggler timeout,
 //!   termination on the k closest, optional disjoint paths.
+//! - [`quality`]: each peer's measured RTT and success ratio, which order a lookup's waiting.
 //! - [`records`]: record validation (keys, signatures, sequence numbers, compare-and-swap).
 //! - [`memstore`]: the `RecordStore` trait and the in-memory store with TTLs, quotas and caps.
 //! - [`cache`]: records our GETs fetched, so a repeated GET answers from the node itself.
@@ -28,6 +29,7 @@ mod lru;
 mod maintenance;
 pub mod memstore;
 pub mod persist;
+pub mod quality;
 mod query;
 pub mod records;
 pub mod routing;

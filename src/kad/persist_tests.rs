@@ -19,6 +19,8 @@ use crate::wire::messages::{
 };
 
 const LOCAL: NodeId = NodeId::from_bytes([0x80; 32]);
+/// A round trip, for answers in the scenarios.
+const MS: Duration = Duration::from_millis(1);
 
 fn persisting() -> Dht {
     let config = DhtConfig {
@@ -238,7 +240,7 @@ fn put_with_one_peer(
                         _ => Response::Stored,
                     };
                     let via = to.addrs.first().copied();
-                    d.handle_outcome(t0, key, to, via, Ok(response));
+                    d.handle_outcome(t0, key, to, via, Some(MS), Ok(response));
                 }
                 Action::Job { key, job: Job::Persist(entries) } => {
                     job = Some((key, entries[0].payload.clone()));

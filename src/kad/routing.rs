@@ -338,7 +338,7 @@ impl RoutingTable {
     /// for a contact whose addresses are claims, use [`observe_from`](Self::observe_from).
     pub fn observe(&mut self, now: Instant, peer: PeerInfo, source: Source) -> InsertOutcome {
         let seen_at = peer.addrs.first().map(SocketAddr::ip);
-        self.observe_at(now, peer, source, seen_at)
+        self.observe_at(now, peer, source, seen_at, &|_| 0)
     }
 
     /// [`observe`](Self::observe) for a peer seen at `seen_at` (the socket address of its
@@ -351,7 +351,22 @@ impl RoutingTable {
         source: Source,
         seen_at: IpAddr,
     ) -> InsertOutcome {
-        self.observe_at(now, peer, source, Some(seen_at))
+        self.observe_at(now, peer, source, Some(seen_at), &|_| 0)
+    }
+
+    /// [`observe_from`](Self::observe_from), where a full bucket pings the entry of lowest
+    /// `reliability` (the least-recently-seen of those) instead of the least-recently-seen
+    /// entry: the one most likely dead, so a slot goes to the newcomer sooner, and a reliable
+    /// old entry is not put to the test.
+    pub fn observe_ranked(
+        &mut self,
+        now: Instant,
+        peer: PeerInfo,
+        source: Source,
+        seen_at: IpAddr,
+        reliability: &dyn Fn(&NodeId) -> u32,
+    ) -> InsertOutcome {
+        self.observe_at(now, peer, source, Some(seen_at), reliability)
     }
 
     /// Refreshes a known entry heard from over a connection that proves nothing new about its
@@ -374,6 +389,7 @@ impl RoutingTable {
         mut peer: PeerInfo,
         source: Source,
         seen_at: Option<IpAddr>,
+        reliability: &dyn Fn(&NodeId) -> u32,
     ) -> InsertOutcome {
         let Some(b) = self.local.bucket_index(&peer.id) else {
             return self.reject(RejectReason::LocalId);
@@ -406,7 +422,10 @@ impl RoutingTable {
             return InsertOutcome::Added;
         }
         // Full bucket: old entries stay (they have shown they stay up); the candidate waits.
-        let oldest = bucket.entries.first().map(|e| (e.peer.clone(), e.source));
+        // The entry put to the test is the least reliable, the oldest of those.
+        let weakest =
+            bucket.entries.iter().enumerate().min_by_key(|(i, e)| (reliability(&e.peer.id), *i));
+        let oldest = weakest.map(|(_, e)| (e.peer.clone(), e.source));
         // An inbound-only contact never puts a verified entry's slot at stake.
         let protected = source == Source::Inbound && matches!(oldest, Some((_, Source::Verified)));
         let may_ping = bucket.pending_ping.is_none() && !protected;
@@ -562,6 +581,11 @@ impl RoutingTable {
     /// Every entry, far buckets first, least-recently-seen first within a bucket.
     pub fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
         self.buckets.iter().flat_map(|b| b.entries.iter())
+    }
+
+    /// Buckets in use: indices from 0 up to the nearest one ever filled.
+    pub fn bucket_count(&self) -> usize {
+        self.buckets.len()
     }
 
     /// The entries of `bucket`, least-recently-seen first (empty when out of range).
@@ -976,6 +1000,28 @@ mod tests {
         assert_eq!(ids(t.replacements(3)), [id_in(3, 100)]);
         assert!(!t.contains(&id_in(3, 100)));
         assert_eq!((t.stats().pings_requested, t.stats().pings_in_flight), (1, 1));
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn full_bucket_pings_its_least_reliable_entry_first() {
+        let (mut t, now) = full_bucket(RoutingConfig::DEFAULT, 3, Source::Verified);
+        let seen_at = p(3, 100).addrs[0].ip();
+        // Entries 7 and 12 have failed more than the others; 12 the most.
+        let reliability = |id: &NodeId| match *id {
+            i if i == id_in(3, 12) => 10,
+            i if i == id_in(3, 7) => 20,
+            _ => 100,
+        };
+        let out = t.observe_ranked(now, p(3, 100), Source::Verified, seen_at, &reliability);
+        assert_eq!(out, InsertOutcome::PingOldest { oldest: p(3, 12) });
+        assert_eq!(t.pending_ping(3), Some(id_in(3, 12)));
+        // It does not answer: it goes, and the newcomer takes its slot.
+        t.ping_result(now, &id_in(3, 12), false);
+        assert!(t.contains(&id_in(3, 100)) && !t.contains(&id_in(3, 12)));
+        // Equally reliable entries: the least-recently-seen, as without figures.
+        let out = t.observe_ranked(now, p(3, 101), Source::Verified, seen_at, &|_| 5);
+        assert_eq!(out, InsertOutcome::PingOldest { oldest: p(3, 0) });
         check_invariants(&t);
     }
 

@@ -340,6 +340,27 @@ fn dht(f: &mut Families, s: &Snapshot) {
         "STOREs sent to replicate held records.",
         d.replications,
     );
+    f.counter(
+        "petrel_dht_keepalive_pings_total",
+        "PINGs sent to keep the connections to each bucket's cheapest entries up.",
+        d.keepalive_pings,
+    );
+    let q = &d.quality;
+    f.gauge(
+        "petrel_dht_measured_peers",
+        "Peers whose round trip and success ratio are remembered.",
+        q.peers as u64,
+    );
+    f.gauge(
+        "petrel_dht_unreliable_peers",
+        "Remembered peers whose decayed success ratio is below one half.",
+        q.unreliable as u64,
+    );
+    f.counter(
+        "petrel_dht_peer_figures_evicted_total",
+        "Peers' figures forgotten: the table was full, or no news for the retention period.",
+        q.evicted_full + q.expired,
+    );
     let cache = [("hit", d.get_cache.hits), ("miss", d.get_cache.misses)];
     f.counters(
         "petrel_dht_get_cache_lookups_total",

@@ -22,7 +22,7 @@
 pub mod jobs;
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use jobs::{
     Job, JobId, JobKey, JobResult, PersistEntry, PersistError, PersistKind, Validator, Validators,
@@ -247,17 +247,19 @@ pub trait Protocol {
 
     /// The outcome of a request this protocol sent with `key` to `to`. `via` is the address
     /// of the connection the response came over when we dialled it (the one address of `to`
-    /// proven to reach it); `None` over a connection the peer opened, and for failures. A
-    /// failed `Unreachable` request dialled `to.addrs[0]`.
+    /// proven to reach it); `None` over a connection the peer opened, and for failures. `rtt`
+    /// runs from the request's write on an established connection to its answer (a dial is
+    /// not in it); `None` for failures. A failed `Unreachable` request dialled `to.addrs[0]`.
     fn handle_outcome(
         &mut self,
         now: Instant,
         key: RequestKey,
         to: PeerInfo,
         via: Option<SocketAddr>,
+        rtt: Option<Duration>,
         result: Result<Response, RequestFailure>,
     ) {
-        let _ = (now, key, to, via, result);
+        let _ = (now, key, to, via, rtt, result);
     }
 
     /// The result of this protocol's [`Action::Probe`] of `peer` at `addr`.

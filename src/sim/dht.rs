@@ -126,6 +126,8 @@ pub struct DhtReport {
     pub succeeded: usize,
     /// Records PUT before a `Get` scenario, and how many stored on at least one peer.
     pub puts: (usize, usize),
+    /// How long the stored PUTs took (lookup and STOREs), milliseconds; empty without PUTs.
+    pub put_latency_ms: Spread,
     /// Honest nodes that left (and came back) during the lookups.
     pub churned: (usize, usize),
     /// Lookup rounds.
@@ -344,6 +346,7 @@ pub fn run(sc: &DhtScenario) -> DhtReport {
     // Records for a Get scenario, PUT from random honest nodes.
     let mut records: Vec<(Key, Vec<u8>)> = Vec::new();
     let mut puts = (0, 0);
+    let mut put_ms = Vec::new();
     if sc.kind == LookupKind::Get {
         let mut pending = BTreeMap::new();
         for _ in 0..sc.lookups {
@@ -360,10 +363,12 @@ pub fn run(sc: &DhtScenario) -> DhtReport {
             net.sim.run_for(sc.lookup_gap);
         }
         let replies = net.collect(&pending, Duration::from_secs(120));
-        puts = (
-            records.len(),
-            replies.values().filter(|r| matches!(r, Reply::Dht(DhtReply::Put(Ok(_))))).count(),
-        );
+        for reply in replies.values() {
+            if let Reply::Dht(DhtReply::Put(Ok(p))) = reply {
+                put_ms.push(p.duration.as_secs_f64() * 1e3);
+            }
+        }
+        puts = (records.len(), put_ms.len());
     }
 
     // Churn schedule over the lookup phase: (offset, node, comes back).
@@ -487,6 +492,7 @@ pub fn run(sc: &DhtScenario) -> DhtReport {
         abandoned,
         succeeded,
         puts,
+        put_latency_ms: Spread::of(put_ms),
         churned,
         rounds: Spread::of(stats.iter().map(|s| f64::from(s.rounds)).collect()),
         rpcs: Spread::of(stats.iter().map(|s| f64::from(s.rpcs)).collect()),

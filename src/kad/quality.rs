@@ -1,0 +1,372 @@
+//! What the DHT has measured of each peer it talks to: a smoothed round-trip time and a
+//! decayed success ratio, fed by every request's outcome (table PINGs included), and whether a
+//! connection is up. Lookups use the expected cost of asking a peer to order the candidates
+//! they wait on (`lookup`, "Ordering"), and a full bucket pings its least reliable entry first.
+//! The figures order the waiting only: they never decide which peers are the k closest.
+//!
+//! - RTT: RFC 6298's smoothing, `srtt ← 7/8·srtt + 1/8·sample`; the first sample sets it.
+//!   A sample runs from the request's write on an established connection to its answer, so a
+//!   dial is not in it.
+//! - Success: `s ← s + (x − s)/8`, x = 1 for an answer, 0 for a timeout, a lost connection or
+//!   a refused dial; a new peer starts at 1, so an unknown peer is tried.
+//! - Cost (µs): the peer's srtt (or, if never measured, the mean srtt of the peers measured),
+//!   plus `DIAL_RTTS` round trips when no connection is up, divided by the success ratio
+//!   (floored at 1/16): the expected wait for an answer if each failure costs a retry.
+//!
+//! Bounds: at most `max_peers` records (default 1,024), about 60 bytes each. A record not
+//! updated for `retention` (default 30 min) is forgotten at the next maintenance tick, and a
+//! new peer arriving at a full table replaces the record updated longest ago, so a peer that
+//! reconnects within the retention period keeps its figures, and cycling ids cannot grow the
+//! table.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::identity::NodeId;
+
+/// Bounds of the table; defaults in [`QualityConfig::DEFAULT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QualityConfig {
+    /// Peers with a record at most (default 1,024; 0 turns measuring off).
+    pub max_peers: usize,
+    /// A record not updated for this long is forgotten (default 30 min).
+    pub retention: Duration,
+    /// Order lookup candidates by expected cost among those equally placed (default on).
+    /// Off, lookups ask nearest first, as Kademlia does.
+    pub adaptive: bool,
+}
+
+impl QualityConfig {
+    /// The defaults.
+    pub const DEFAULT: QualityConfig =
+        QualityConfig { max_peers: 1_024, retention: Duration::from_secs(30 * 60), adaptive: true };
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig::DEFAULT
+    }
+}
+
+/// Round trips a dial costs before the request can go out: TCP's handshake and TLS 1.3's.
+pub const DIAL_RTTS: u64 = 2;
+/// Cost assumed for a peer when no peer has been measured yet (100 ms, µs).
+pub const UNMEASURED_RTT_US: u64 = 100_000;
+/// The success ratio's fixed-point one.
+const ONE: u32 = 1 << 16;
+/// Lowest success ratio a cost divides by: a peer that always fails costs 16 times as much.
+const FLOOR: u32 = ONE / 16;
+
+/// One peer's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Figures {
+    /// Smoothed RTT, µs; 0 = never measured.
+    srtt_us: u32,
+    /// Decayed success ratio, fixed point with [`ONE`] = 1.
+    success: u32,
+    /// A connection to the peer is up.
+    connected: bool,
+    updated: Instant,
+}
+
+/// Counters for the metrics layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QualityStats {
+    /// Peers with a record now.
+    pub peers: usize,
+    /// Of those, peers with a measured RTT.
+    pub measured: usize,
+    /// Of those, peers whose success ratio is below one half.
+    pub unreliable: usize,
+    /// Answers and failures recorded.
+    pub samples: u64,
+    /// Records replaced because the table was full.
+    pub evicted_full: u64,
+    /// Records forgotten after `retention` without news.
+    pub expired: u64,
+}
+
+/// The per-peer figures of one node. See the module doc.
+#[derive(Debug, Clone)]
+pub struct PeerQuality {
+    config: QualityConfig,
+    peers: BTreeMap<NodeId, Figures>,
+    /// Sum of the measured srtts, µs, for the mean an unmeasured peer is assumed to have.
+    srtt_sum: u64,
+    measured: usize,
+    stats: QualityStats,
+}
+
+impl PeerQuality {
+    /// An empty table.
+    pub fn new(config: QualityConfig) -> PeerQuality {
+        PeerQuality {
+            config,
+            peers: BTreeMap::new(),
+            srtt_sum: 0,
+            measured: 0,
+            stats: QualityStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &QualityConfig {
+        &self.config
+    }
+
+    /// `peer` answered a request after `rtt` (`None`: over a path that measured nothing).
+    pub fn on_answer(&mut self, now: Instant, peer: &NodeId, rtt: Option<Duration>) {
+        let sample = rtt.map(|r| u32::try_from(r.as_micros()).unwrap_or(u32::MAX).max(1));
+        let Some(f) = self.record(now, peer) else { return };
+        let old = f.srtt_us;
+        if let Some(sample) = sample {
+            f.srtt_us = if old == 0 { sample } else { smooth(old, sample) };
+        }
+        f.success += (ONE - f.success) / 8;
+        let new = f.srtt_us;
+        self.account_srtt(old, new);
+    }
+
+    /// A request to `peer` failed: timeout, lost connection, refused dial, error answer.
+    pub fn on_failure(&mut self, now: Instant, peer: &NodeId) {
+        let Some(f) = self.record(now, peer) else { return };
+        f.success -= f.success / 8;
+    }
+
+    /// A connection to `peer` came up (`true`) or went down.
+    pub fn set_connected(&mut self, now: Instant, peer: &NodeId, connected: bool) {
+        if !connected && !self.peers.contains_key(peer) {
+            return;
+        }
+        if let Some(f) = self.record(now, peer) {
+            f.connected = connected;
+        }
+    }
+
+    /// The expected wait, µs, for an answer from `peer` (module doc, "Cost").
+    pub fn cost_us(&self, peer: &NodeId) -> u64 {
+        let typical = match self.measured {
+            0 => UNMEASURED_RTT_US,
+            n => self.srtt_sum / n as u64,
+        };
+        let (rtt, success, connected) = match self.peers.get(peer) {
+            Some(f) if f.srtt_us > 0 => (u64::from(f.srtt_us), f.success, f.connected),
+            Some(f) => (typical, f.success, f.connected),
+            None => (typical, ONE, false),
+        };
+        let dial = if connected { 0 } else { DIAL_RTTS * rtt };
+        (rtt + dial) * u64::from(ONE) / u64::from(success.max(FLOOR))
+    }
+
+    /// The success ratio of `peer` in 1/65,536ths (65,536 for a peer never seen).
+    pub fn success(&self, peer: &NodeId) -> u32 {
+        self.peers.get(peer).map_or(ONE, |f| f.success)
+    }
+
+    /// The smoothed RTT of `peer`, if measured.
+    pub fn srtt(&self, peer: &NodeId) -> Option<Duration> {
+        let f = self.peers.get(peer).filter(|f| f.srtt_us > 0)?;
+        Some(Duration::from_micros(u64::from(f.srtt_us)))
+    }
+
+    /// Whether a connection to `peer` is up, as far as we heard.
+    pub fn is_connected(&self, peer: &NodeId) -> bool {
+        self.peers.get(peer).is_some_and(|f| f.connected)
+    }
+
+    /// When `peer`'s record last changed: an answer, a failure, a connection up or down.
+    pub fn last_news(&self, peer: &NodeId) -> Option<Instant> {
+        self.peers.get(peer).map(|f| f.updated)
+    }
+
+    /// Forgets the records of disconnected peers not updated for `retention`.
+    pub fn expire(&mut self, now: Instant) {
+        let retention = self.config.retention;
+        let stale: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, f)| !f.connected && now.saturating_duration_since(f.updated) >= retention)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.forget(&id);
+            self.stats.expired += 1;
+        }
+    }
+
+    /// Counters, with the current table figures.
+    pub fn stats(&self) -> QualityStats {
+        let unreliable = self.peers.values().filter(|f| f.success < ONE / 2).count();
+        QualityStats { peers: self.peers.len(), measured: self.measured, unreliable, ..self.stats }
+    }
+
+    /// The record of `peer`, made if new (replacing the one updated longest ago when full),
+    /// stamped `now`; `None` when measuring is off.
+    fn record(&mut self, now: Instant, peer: &NodeId) -> Option<&mut Figures> {
+        if self.config.max_peers == 0 {
+            return None;
+        }
+        if !self.peers.contains_key(peer) {
+            if self.peers.len() >= self.config.max_peers {
+                // A linear scan, once per new peer at a full table: the table is small, and an
+                // index by age would double its memory.
+                let oldest = self.peers.iter().min_by_key(|(id, f)| (f.updated, **id));
+                if let Some(id) = oldest.map(|(id, _)| *id) {
+                    self.forget(&id);
+                    self.stats.evicted_full += 1;
+                }
+            }
+            let fresh = Figures { srtt_us: 0, success: ONE, connected: false, updated: now };
+            self.peers.insert(*peer, fresh);
+        }
+        self.stats.samples += 1;
+        let f = self.peers.get_mut(peer)?;
+        f.updated = f.updated.max(now);
+        Some(f)
+    }
+
+    fn forget(&mut self, peer: &NodeId) {
+        if let Some(f) = self.peers.remove(peer) {
+            self.account_srtt(f.srtt_us, 0);
+        }
+    }
+
+    /// Keeps the sum and count of measured srtts in step with one record's change.
+    fn account_srtt(&mut self, old: u32, new: u32) {
+        if old > 0 {
+            self.srtt_sum -= u64::from(old);
+            self.measured -= 1;
+        }
+        if new > 0 {
+            self.srtt_sum += u64::from(new);
+            self.measured += 1;
+        }
+    }
+}
+
+/// RFC 6298's `7/8·srtt + 1/8·sample`, rounded to the nearest µs.
+fn smooth(srtt: u32, sample: u32) -> u32 {
+    let v = (7 * u64::from(srtt) + u64::from(sample) + 4) / 8;
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> NodeId {
+        NodeId::from_bytes([n; 32])
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn rtt_is_smoothed_as_rfc_6298_says() {
+        let t0 = Instant::now();
+        let mut q = PeerQuality::new(QualityConfig::DEFAULT);
+        q.on_answer(t0, &id(1), Some(80 * MS));
+        assert_eq!(q.srtt(&id(1)), Some(80 * MS));
+        q.on_answer(t0, &id(1), Some(160 * MS));
+        // 7/8 · 80 + 1/8 · 160 = 90 ms.
+        assert_eq!(q.srtt(&id(1)), Some(90 * MS));
+        q.on_answer(t0, &id(1), None);
+        assert_eq!(q.srtt(&id(1)), Some(90 * MS), "an answer without a sample keeps the RTT");
+        assert_eq!(q.srtt(&id(2)), None);
+    }
+
+    #[test]
+    fn success_decays_with_failures_and_recovers_with_answers() {
+        let t0 = Instant::now();
+        let mut q = PeerQuality::new(QualityConfig::DEFAULT);
+        assert_eq!(q.success(&id(1)), ONE, "a peer never seen is presumed reliable");
+        for _ in 0..3 {
+            q.on_failure(t0, &id(1));
+        }
+        // (7/8)^3 of one, in fixed point.
+        assert_eq!(q.success(&id(1)), 43_904);
+        q.on_answer(t0, &id(1), Some(10 * MS));
+        assert_eq!(q.success(&id(1)), 43_904 + (ONE - 43_904) / 8);
+        for _ in 0..40 {
+            q.on_failure(t0, &id(1));
+        }
+        assert!(q.success(&id(1)) < ONE / 100);
+        assert_eq!(q.stats().unreliable, 1);
+    }
+
+    #[test]
+    fn cost_orders_connected_fast_reliable_peers_first() {
+        let t0 = Instant::now();
+        let mut q = PeerQuality::new(QualityConfig::DEFAULT);
+        assert_eq!(q.cost_us(&id(9)), 3 * UNMEASURED_RTT_US, "nothing measured: a dial and a trip");
+        q.on_answer(t0, &id(1), Some(20 * MS));
+        q.set_connected(t0, &id(1), true);
+        q.on_answer(t0, &id(2), Some(20 * MS));
+        q.on_answer(t0, &id(3), Some(60 * MS));
+        q.set_connected(t0, &id(3), true);
+        assert_eq!(q.cost_us(&id(1)), 20_000);
+        assert_eq!(q.cost_us(&id(2)), 60_000, "not connected: two more round trips");
+        assert_eq!(q.cost_us(&id(3)), 60_000);
+        // An unmeasured peer is taken at the mean measured RTT, and needs a dial.
+        assert_eq!(q.cost_us(&id(9)), 3 * (100_000 / 3));
+        q.on_failure(t0, &id(1));
+        q.on_failure(t0, &id(1));
+        assert!(q.cost_us(&id(1)) > 20_000 && q.cost_us(&id(1)) < 30_000);
+        for _ in 0..60 {
+            q.on_failure(t0, &id(1));
+        }
+        assert_eq!(q.cost_us(&id(1)), 16 * 20_000, "the ratio is floored at 1/16");
+    }
+
+    #[test]
+    fn a_full_table_replaces_the_record_updated_longest_ago() {
+        let t0 = Instant::now();
+        let config = QualityConfig { max_peers: 3, ..QualityConfig::DEFAULT };
+        let mut q = PeerQuality::new(config);
+        for n in 1..=3u8 {
+            q.on_answer(t0 + u32::from(n) * MS, &id(n), Some(MS * u32::from(n)));
+        }
+        q.on_failure(t0 + 10 * MS, &id(1));
+        q.on_answer(t0 + 11 * MS, &id(4), Some(40 * MS));
+        assert_eq!(q.stats().peers, 3);
+        assert_eq!(q.stats().evicted_full, 1);
+        assert_eq!(q.srtt(&id(2)), None, "peer 2 was updated longest ago");
+        assert!(q.srtt(&id(1)).is_some() && q.srtt(&id(4)).is_some());
+        // The mean for unmeasured peers follows the evictions: (1 + 3 + 40) / 3 ms.
+        assert_eq!(q.cost_us(&id(9)), 3 * (44_000 / 3));
+    }
+
+    #[test]
+    fn records_survive_a_reconnect_within_retention_and_expire_after() {
+        let t0 = Instant::now();
+        let config = QualityConfig { retention: Duration::from_secs(60), ..QualityConfig::DEFAULT };
+        let mut q = PeerQuality::new(config);
+        q.set_connected(t0, &id(1), true);
+        q.on_answer(t0, &id(1), Some(30 * MS));
+        q.on_failure(t0, &id(1));
+        q.set_connected(t0, &id(1), false);
+        q.set_connected(t0 + Duration::from_secs(30), &id(1), true);
+        q.expire(t0 + Duration::from_secs(100));
+        assert_eq!(q.srtt(&id(1)), Some(30 * MS), "connected peers are never expired");
+        assert!(q.success(&id(1)) < ONE);
+        q.set_connected(t0 + Duration::from_secs(100), &id(1), false);
+        q.expire(t0 + Duration::from_secs(159));
+        assert_eq!(q.stats().peers, 1);
+        q.expire(t0 + Duration::from_secs(160));
+        assert_eq!(q.stats().peers, 0);
+        assert_eq!(q.stats().expired, 1);
+        assert_eq!(q.success(&id(1)), ONE);
+        // A disconnect of a peer without a record makes none.
+        q.set_connected(t0, &id(2), false);
+        assert_eq!(q.stats().peers, 0);
+    }
+
+    #[test]
+    fn measuring_off_keeps_nothing() {
+        let t0 = Instant::now();
+        let config = QualityConfig { max_peers: 0, ..QualityConfig::DEFAULT };
+        let mut q = PeerQuality::new(config);
+        q.on_answer(t0, &id(1), Some(MS));
+        q.on_failure(t0, &id(1));
+        assert_eq!(q.stats(), QualityStats::default());
+    }
+}
