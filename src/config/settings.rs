@@ -379,7 +379,7 @@ pub const SETTINGS: &[Setting] = &[
     s!(
         "dht.keepalive_interval",
         config.dht.keepalive_interval,
-        r#"A kept entry not heard from for this long gets a PING. With `maintenance_interval` it must stay below `limits.idle_timeout`."#
+        r#"A kept entry not heard from for this long gets a PING, at the next maintenance tick. Keep it plus `dht.maintenance_interval` below `limits.idle_timeout`, or kept connections close and reopen."#
     ),
     s!(
         "dht.max_queries",

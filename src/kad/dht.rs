@@ -93,7 +93,8 @@ pub struct DhtConfig {
     pub join_on_first_contact: bool,
     /// Entries per bucket whose connection is kept up (the cheapest by measured cost; 0: none).
     pub keep_warm: usize,
-    /// A kept entry not heard from for this long gets a PING (below the connection idle timeout).
+    /// A kept entry not heard from for this long gets a PING at the next tick (so this plus
+    /// `maintenance_interval` belongs below the connection idle timeout).
     pub keepalive_interval: Duration,
     /// Queries running at once; a command beyond this is refused with `Busy`.
     pub max_queries: usize,
