@@ -773,8 +773,8 @@ fn each_bucket_keeps_its_cheapest_entries_warm_with_pings() {
     // Nothing before the keepalive interval has passed without news.
     assert_eq!(pinged(&mut d, t0 + 10 * S), []);
     assert_eq!(pinged(&mut d, t0 + 20 * S), []);
-    // The two cheapest of bucket 0 (3, then 1: 2 is faster than 4 but not connected, so a
-    // dial would cost it two more round trips) and the one entry of bucket 1.
+    // The two cheapest of bucket 0 (3, then 1; 2 is faster than 4 but not connected, and a
+    // keepalive dials no one) and the one entry of bucket 1.
     let pings = pinged(&mut d, t0 + 30 * S);
     assert_eq!(ids(&pings), [1, 3, 0xc0]);
     assert_eq!(d.stats().keepalive_pings, 3);
@@ -786,6 +786,9 @@ fn each_bucket_keeps_its_cheapest_entries_warm_with_pings() {
     assert_eq!(pinged(&mut d, t0 + 40 * S), []);
     assert_eq!(pinged(&mut d, t0 + 60 * S), []);
     assert_eq!(ids(&pinged(&mut d, t0 + 70 * S)), [1, 3, 0xc0]);
+    // Bucket 1's only entry leaves: nothing there is kept, and nothing is dialled.
+    d.handle_peer_down(t0 + 75 * S, id(0xc0));
+    assert_eq!(ids(&pinged(&mut d, t0 + 110 * S)), [1, 3]);
     let q = d.stats().quality;
     assert_eq!((q.peers, q.measured), (5, 5));
 }

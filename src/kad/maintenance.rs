@@ -9,7 +9,6 @@ use super::cold::ReadWaiter;
 use super::dht::{Dht, Purpose};
 use super::memstore::RecordStore;
 use super::query::Goal;
-use super::routing::Source;
 use crate::wire::messages::{Key, PeerInfo, Record, Request};
 
 /// A newly learned peer, and the last held key already checked for it.
@@ -39,14 +38,15 @@ impl Dht {
         self.keep_warm(now);
     }
 
-    /// Keeps a connection up to the `keep_warm` cheapest entries of each bucket (by
-    /// [`PeerQuality::cost_us`](super::quality::PeerQuality::cost_us), so connected, fast and
-    /// reliable ones): each gets a PING once `keepalive_interval` passed without news of it,
-    /// which dials it if its connection is down and otherwise keeps the connection from
-    /// idling out. The first round of a lookup asks the seeds nearest the target, which come
-    /// from one or two buckets; with warm peers there it skips a dial (TCP and TLS: two round
-    /// trips or more). The PING's round trip feeds the peer's figures too. Inbound entries
-    /// are pinged only while connected: their address is a claim, dialled only by a probe.
+    /// Keeps the connections to the `keep_warm` cheapest connected entries of each bucket (by
+    /// [`PeerQuality::cost_us`](super::quality::PeerQuality::cost_us): fast and reliable) from
+    /// idling out: each gets a PING once `keepalive_interval` passed without news of it. The
+    /// first round of a lookup asks the seeds nearest the target, which come from one or two
+    /// buckets; with connected peers there it skips a dial (TCP and TLS: two round trips or
+    /// more). The PING's round trip feeds the peer's figures too. Nothing is dialled for this:
+    /// lookups and the join connect a bucket's peers often enough (dialling the warm set
+    /// again after a loss changed no figure on the simulator), and a keepalive that dials
+    /// would turn a short idle timeout into a dial per peer per interval.
     fn keep_warm(&mut self, now: Instant) {
         let per_bucket = self.config.keep_warm;
         if per_bucket == 0 {
@@ -60,7 +60,7 @@ impl Dht {
                 .routing
                 .bucket_entries(b)
                 .iter()
-                .filter(|e| e.source == Source::Verified || quality.is_connected(&e.peer.id))
+                .filter(|e| quality.is_connected(&e.peer.id))
                 .map(|e| (quality.cost_us(&e.peer.id), &e.peer))
                 .collect();
             ranked.sort_by_key(|(cost, peer)| (*cost, peer.id));
