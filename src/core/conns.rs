@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::dials::{DialBook, DialError};
@@ -182,8 +183,9 @@ pub struct Connection {
     pub expected: Option<NodeId>,
     /// Connecting or established, with its timer.
     pub state: ConnState,
-    /// The peer's Hello, once the router has it.
-    pub hello: Option<Box<Hello>>,
+    /// The peer's Hello, once the router has it; shared with the driver that handed it over
+    /// (see `Input::Established`).
+    pub hello: Option<Arc<Hello>>,
 }
 
 impl Connection {
@@ -539,9 +541,9 @@ impl ConnectionTable {
     }
 
     /// Keeps the peer's Hello with its established connection `conn`.
-    pub fn set_hello(&mut self, conn: ConnId, hello: Hello) {
+    pub fn set_hello(&mut self, conn: ConnId, hello: Arc<Hello>) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.hello = Some(Box::new(hello));
+            c.hello = Some(hello);
         }
     }
 

@@ -222,8 +222,13 @@ pub fn core_config(sc: &DhtScenario, seed: u64) -> CoreConfig {
 impl DhtNet {
     /// Builds the network and runs joins, settling and bootstraps (steps 1 of the module doc).
     pub fn build(sc: &DhtScenario) -> DhtNet {
-        let config =
-            SimConfig { latency: sc.latency.clone(), loss: sc.loss, ..SimConfig::new(sc.seed) };
+        // The scenario reads replies only: node events would pile up unread in every node.
+        let config = SimConfig {
+            latency: sc.latency.clone(),
+            loss: sc.loss,
+            max_events: 0,
+            ..SimConfig::new(sc.seed)
+        };
         let mut net = DhtNet {
             sim: Sim::new(config),
             honest: Vec::new(),
