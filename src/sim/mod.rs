@@ -874,12 +874,12 @@ impl Sim {
     /// The dial reached the target: admission, or a failure back to the dialer.
     fn on_arrive(&mut self, link: LinkId) {
         let Some(l) = self.links.get(&link) else { return };
-        let (Some(dialer), Some(target)) = (l.ends[0].node, l.ends[1].node) else { return };
+        let (Some(dialer), Some(target)) = (l.ends[0].node(), l.ends[1].node()) else { return };
         if !l.ends[0].open {
             self.links.remove(&link); // the dialer gave up meanwhile
             return;
         }
-        let back = l.latency[1];
+        let back = l.latency(Side::Acceptor);
         if !self.is_alive(target) {
             self.stats.dials_failed += 1;
             return self.schedule_closed(link, Side::Dialer, CloseWhy::TcpFailed, back);
@@ -915,7 +915,7 @@ impl Sim {
     /// TLS and Hello done: both cores learn of the connection, or the dialer of a wrong key.
     fn on_handshake(&mut self, link: LinkId) {
         let Some(l) = self.links.get(&link) else { return };
-        let (Some(dialer), Some(target)) = (l.ends[0].node, l.ends[1].node) else { return };
+        let (Some(dialer), Some(target)) = (l.ends[0].node(), l.ends[1].node()) else { return };
         if !l.ends[0].open || !l.ends[1].open {
             return; // a side closed meanwhile and has told the other
         }
@@ -972,11 +972,11 @@ impl Sim {
             return;
         };
         let (receiver, sender) = (l.ends[to as usize], l.ends[to.other() as usize]);
-        let (Some(node), true) = (receiver.node, receiver.open) else {
+        let (Some(node), true) = (receiver.node(), receiver.open) else {
             self.stats.messages_undeliverable += 1;
             return;
         };
-        if sender.node.is_some_and(|s| self.is_partitioned(s, node)) {
+        if sender.node().is_some_and(|s| self.is_partitioned(s, node)) {
             self.stats.messages_partitioned += 1;
             return;
         }
@@ -985,15 +985,15 @@ impl Sim {
             Some(conn) => {
                 self.drive(node, |core, now| core.handle(now, Input::Frame { conn, msg }))
             }
-            None => self.on_adversary_message(node, sender.node, link, to, msg),
+            None => self.on_adversary_message(node, sender.node(), link, to, msg),
         }
     }
 
     fn on_closed(&mut self, link: LinkId, to: Side, why: CloseWhy, remote: bool) {
         let Some(l) = self.links.get(&link) else { return };
         let (end, other) = (l.ends[to as usize], l.ends[to.other() as usize]);
-        let Some(node) = end.node.filter(|_| end.open) else { return };
-        if remote && other.node.is_some_and(|o| self.is_partitioned(o, node)) {
+        let Some(node) = end.node().filter(|_| end.open) else { return };
+        if remote && other.node().is_some_and(|o| self.is_partitioned(o, node)) {
             self.stats.messages_partitioned += 1;
             return;
         }

@@ -471,6 +471,12 @@ fn collected_replies_keep_the_newest_and_count_the_dropped() {
 }
 
 #[test]
+fn a_link_stays_small() {
+    // Every open connection of a run has one: 100,000 nodes keep millions.
+    assert!(std::mem::size_of::<links::Link>() <= 136, "{}", std::mem::size_of::<links::Link>());
+}
+
+#[test]
 fn events_are_capped_apart_from_replies_and_zero_keeps_none() {
     // Two nodes connecting: each core reports PeerConnected; the dialer also gets a reply.
     for (max_events, kept) in [(1024, 1), (0, 0)] {
