@@ -161,7 +161,7 @@ fuzz_target!(|data: &[u8]| {
                 let conn = ConnId::inbound(next_inbound);
                 core.handle(now, Input::Accepted { conn, addr: s.addr() });
                 let addrs = if s.byte() % 2 == 0 { vec![s.addr()] } else { vec![] };
-                core.handle(now, Input::Established { conn, peer: s.id(), hello: hello(addrs) });
+                core.handle(now, Input::Established { conn, peer: s.id(), hello: hello(addrs).into() });
                 conns.push(conn);
             }
             2 if !conns.is_empty() => {
@@ -179,7 +179,7 @@ fuzz_target!(|data: &[u8]| {
                 if s.byte() % 3 == 0 {
                     core.handle(now, Input::Closed { conn, cause: CloseCause::TcpFailed });
                 } else {
-                    let hello = hello(vec![s.addr()]);
+                    let hello = hello(vec![s.addr()]).into();
                     core.handle(now, Input::Established { conn, peer, hello });
                     conns.push(conn);
                 }

@@ -2,7 +2,9 @@
 //!
 //! `petrel sim dht --nodes N --lookups L --seed S [--latency-ms A..B] [--placement
 //! uniform|plane] [--loss P] [--churn P] [--adversarial FRACTION --attack KIND] [--disjoint D]
-//! [--get]`. `--placement plane` puts the nodes on a plane: a link's latency grows with the
+//! [--get] [--max-connections N] [--idle-timeout-s S]`. `--max-connections` and
+//! `--idle-timeout-s` set every node's connection cap (half inbound, half outbound) and idle
+//! timeout (defaults 256 and 60 s). `--placement plane` puts the nodes on a plane: a link's latency grows with the
 //! distance between its ends, from A (same point) to B (across the diagonal). KIND is `silent`,
 //! `fabricate`, `bad-records`, `eclipse`, `dead-addresses`, `loopback-claims` or `flood`. `--get` measures GETs of records PUT first (implied by
 //! `--attack bad-records`) instead of FIND_NODE lookups. The method is in
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::bytes::hex_encode;
 use crate::cli::{flag, parse_flag, switch};
+use crate::core::PeerLimits;
 use crate::sim::dht::{self, DhtReport, DhtScenario, LookupKind, Spread};
 use crate::sim::{LatencyModel, NodeKind};
 
@@ -68,6 +71,25 @@ pub fn parse(args: &[String]) -> Result<DhtScenario, String> {
     sc.churn = fraction(args, "--churn")?.unwrap_or(0.0);
     sc.adversarial = fraction(args, "--adversarial")?.unwrap_or(0.0);
     sc.disjoint = parse_flag(args, "--disjoint")?.unwrap_or(0);
+    if let Some(max) = parse_flag::<usize>(args, "--max-connections")? {
+        if !(2..=65_536).contains(&max) {
+            return Err("--max-connections must be 2..=65536".into());
+        }
+        // Split as the defaults split theirs: half inbound, half outbound.
+        let half = max / 2;
+        sc.limits = PeerLimits {
+            max_connections: max,
+            max_inbound: half,
+            max_outbound: max - half,
+            ..sc.limits
+        };
+    }
+    if let Some(s) = parse_flag::<u64>(args, "--idle-timeout-s")? {
+        if !(1..=3600).contains(&s) {
+            return Err("--idle-timeout-s must be 1..=3600".into());
+        }
+        sc.limits.idle_timeout = Duration::from_secs(s);
+    }
     if sc.disjoint > 16 {
         return Err("--disjoint must be 0..=16".into());
     }
@@ -156,6 +178,7 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
          \"latency_ms\":{},\"virtual_s\":{:.1},\"wall_s\":{:.3},\"events\":{},\
          \"events_per_sec\":{:.0},\"messages\":{},\"dials\":{},\
          \"tables\":{{\"entries\":{},\"misplaced\":{},\"unverified\":{},\"claims_dropped\":{}}},\
+         \"connections\":{{\"max\":{},\"idle_timeout_s\":{}}},\
          \"trace_digest\":\"{}\"}}",
         sc.nodes,
         r.honest,
@@ -187,6 +210,37 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
         r.tables.misplaced,
         r.tables.unverified,
         r.tables.claims_dropped,
+        sc.limits.max_connections,
+        sc.limits.idle_timeout.as_secs(),
         hex_encode(&r.trace_digest[..8]),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn connection_limits_default_to_the_nodes_defaults() {
+        let sc = parse(&args("--nodes 10")).unwrap();
+        assert_eq!(sc.limits, PeerLimits::DEFAULT);
+    }
+
+    #[test]
+    fn max_connections_splits_like_the_defaults_and_is_bounded() {
+        let sc = parse(&args("--max-connections 65 --idle-timeout-s 10")).unwrap();
+        let l = sc.limits;
+        assert_eq!((l.max_connections, l.max_inbound, l.max_outbound), (65, 32, 33));
+        assert_eq!(l.idle_timeout, Duration::from_secs(10));
+        assert_eq!(l.max_per_peer, PeerLimits::DEFAULT.max_per_peer, "the rest untouched");
+        for bad in ["--max-connections 1", "--max-connections 65537", "--idle-timeout-s 0"] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
+        assert!(parse(&args("--idle-timeout-s 3601")).is_err());
+        assert!(parse(&args("--max-connections 2 --idle-timeout-s 3600")).is_ok());
+    }
 }

@@ -246,7 +246,7 @@ pub const COMMANDS: &[Command] = &[
                 \x20     [--placement uniform|plane] [--loss P] [--churn P]\n\
                 \x20     [--adversarial F --attack silent|fabricate|bad-records|eclipse|\n\
                 \x20                               dead-addresses|loopback-claims|flood]\n\
-                \x20     [--disjoint D] [--get]\n  \
+                \x20     [--disjoint D] [--get] [--max-connections N] [--idle-timeout-s S]\n  \
                 a DHT scenario on the simulator (one JSON object)",
         flags: &[
             "--nodes",
@@ -259,6 +259,8 @@ pub const COMMANDS: &[Command] = &[
             "--adversarial",
             "--attack",
             "--disjoint",
+            "--max-connections",
+            "--idle-timeout-s",
         ],
         switches: &["--get"],
         args: &[],

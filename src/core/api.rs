@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::conns::{ConnId, Direction, LimitError, PeerLimits};
@@ -66,8 +67,10 @@ pub enum Input {
         conn: ConnId,
         /// The peer TLS authenticated.
         peer: NodeId,
-        /// Its Hello.
-        hello: Hello,
+        /// Its Hello, shared: the core keeps it as long as the connection, and a driver that
+        /// sees one Hello on many connections (the simulator: one per node) hands out clones of
+        /// one allocation instead of a copy per connection.
+        hello: Arc<Hello>,
     },
     /// A message arrived on an established connection.
     Frame {

@@ -23,9 +23,10 @@
 //! connection's is made by the driver that accepted the socket ([`ConnId::inbound`]). The two
 //! ranges are disjoint (even and odd), and neither ever reuses an id.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::dials::{DialBook, DialError};
@@ -182,8 +183,9 @@ pub struct Connection {
     pub expected: Option<NodeId>,
     /// Connecting or established, with its timer.
     pub state: ConnState,
-    /// The peer's Hello, once the router has it.
-    pub hello: Option<Box<Hello>>,
+    /// The peer's Hello, once the router has it; shared with the driver that handed it over
+    /// (see `Input::Established`).
+    pub hello: Option<Arc<Hello>>,
 }
 
 impl Connection {
@@ -337,8 +339,11 @@ pub struct PeerStats {
 pub struct ConnectionTable {
     local_id: NodeId,
     limits: PeerLimits,
-    /// Looked up on every frame, so hashed (never iterated where order could show).
-    conns: HashMap<ConnId, Connection>,
+    /// Ordered, not hashed, for memory: a hash map never gives back its room, so a node that
+    /// once had 256 connections kept room for 256 (about 70 KiB) for good though it has a few
+    /// dozen most of its life, while a B-tree frees its nodes as it empties. A lookup per
+    /// frame is then a few comparisons of integers in at most three nodes.
+    conns: BTreeMap<ConnId, Connection>,
     /// Per peer: its connections (dialling it, or authenticated as it) and its primary one.
     peers: BTreeMap<NodeId, PeerConns>,
     /// Connections per direction, indexed by `direction_index`; dial-backs are not counted.
@@ -346,7 +351,7 @@ pub struct ConnectionTable {
     /// Dial-backs running ([`ConnectionTable::start_probe`]).
     probes: BTreeSet<ConnId>,
     /// Inbound connections per source address and per subnet (loopback not counted).
-    inbound_sources: HashMap<InboundSource, usize>,
+    inbound_sources: BTreeMap<InboundSource, usize>,
     /// Connect deadlines, and idle deadlines as of the last re-arm (see the module doc).
     deadlines: Deadlines<ConnId>,
     next_dial: u64,
@@ -356,7 +361,7 @@ pub struct ConnectionTable {
 
 /// What the per-source inbound caps count: an address (IPv6: its /64) and a subnet (IPv4 /24,
 /// IPv6 /48).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum InboundSource {
     V4([u8; 4]),
     V6([u8; 8]),
@@ -387,8 +392,80 @@ impl InboundSource {
 
 #[derive(Debug, Default)]
 struct PeerConns {
-    conns: Vec<ConnId>,
+    conns: ConnList,
     primary: Option<ConnId>,
+}
+
+/// Connections a peer's list keeps without a heap allocation. A peer has one connection, or
+/// two for a moment while a duplicate is resolved (more only with a `max_per_peer` above 2):
+/// a `Vec` cost every connected peer a 32-byte allocation (48 with malloc's header).
+const INLINE_CONNS: usize = 2;
+
+/// A peer's connections, in the order they were added: inline up to [`INLINE_CONNS`], on the
+/// heap beyond.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ConnList {
+    Inline { len: u8, ids: [ConnId; INLINE_CONNS] },
+    Heap(Vec<ConnId>),
+}
+
+impl Default for ConnList {
+    fn default() -> ConnList {
+        ConnList::Inline { len: 0, ids: [ConnId(0); INLINE_CONNS] }
+    }
+}
+
+impl ConnList {
+    fn as_slice(&self) -> &[ConnId] {
+        match self {
+            ConnList::Inline { len, ids } => &ids[..usize::from(*len)],
+            ConnList::Heap(v) => v,
+        }
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, ConnId> {
+        self.as_slice().iter()
+    }
+
+    fn contains(&self, conn: &ConnId) -> bool {
+        self.as_slice().contains(conn)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    fn push(&mut self, conn: ConnId) {
+        match self {
+            ConnList::Inline { len, ids } if usize::from(*len) < INLINE_CONNS => {
+                ids[usize::from(*len)] = conn;
+                *len += 1;
+            }
+            ConnList::Inline { ids, .. } => {
+                let mut v = ids.to_vec();
+                v.push(conn);
+                *self = ConnList::Heap(v);
+            }
+            ConnList::Heap(v) => v.push(conn),
+        }
+    }
+
+    /// Removes every `conn`, keeping the others' order. A list that spilled stays on the heap.
+    fn remove(&mut self, conn: ConnId) {
+        match self {
+            ConnList::Inline { len, ids } => {
+                let mut kept = 0;
+                for i in 0..usize::from(*len) {
+                    if ids[i] != conn {
+                        ids[kept] = ids[i];
+                        kept += 1;
+                    }
+                }
+                *len = kept as u8;
+            }
+            ConnList::Heap(v) => v.retain(|&c| c != conn),
+        }
+    }
 }
 
 impl ConnectionTable {
@@ -398,11 +475,11 @@ impl ConnectionTable {
         ConnectionTable {
             local_id,
             limits,
-            conns: HashMap::new(),
+            conns: BTreeMap::new(),
             peers: BTreeMap::new(),
             counts: [0; 2],
             probes: BTreeSet::new(),
-            inbound_sources: HashMap::new(),
+            inbound_sources: BTreeMap::new(),
             deadlines: Deadlines::new(),
             next_dial: 0,
             dials: DialBook::new(limits, rng_seed),
@@ -539,9 +616,9 @@ impl ConnectionTable {
     }
 
     /// Keeps the peer's Hello with its established connection `conn`.
-    pub fn set_hello(&mut self, conn: ConnId, hello: Hello) {
+    pub fn set_hello(&mut self, conn: ConnId, hello: Arc<Hello>) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.hello = Some(Box::new(hello));
+            c.hello = Some(hello);
         }
     }
 
@@ -660,7 +737,7 @@ impl ConnectionTable {
 
     /// Every connection to `peer`, connecting or established.
     pub fn conns_of(&self, peer: &NodeId) -> &[ConnId] {
-        self.peers.get(peer).map_or(&[], |p| &p.conns)
+        self.peers.get(peer).map_or(&[], |p| p.conns.as_slice())
     }
 
     /// Connections in `direction`, connecting or established.
@@ -748,7 +825,7 @@ impl ConnectionTable {
         self.deadlines.clear(conn);
         let Some(peer) = removed.peer() else { return Some(removed) };
         let Some(p) = self.peers.get_mut(&peer) else { return Some(removed) };
-        p.conns.retain(|&c| c != conn);
+        p.conns.remove(conn);
         if p.primary == Some(conn) {
             let conns = &self.conns;
             let established = |c: &ConnId| conns.get(c).is_some_and(Connection::is_established);
@@ -1307,5 +1384,55 @@ mod tests {
         assert_eq!(t.next_deadline(), Some(now + MAX_INTERVAL));
         t.on_dial_failed(now, c);
         assert!(t.dial_book().may_dial(now, addr(1)).is_err());
+    }
+
+    // ---- Memory ----
+
+    #[test]
+    fn a_peer_list_keeps_two_inline_spills_the_third_and_keeps_order() {
+        let c = |n: u64| ConnId::outbound(n);
+        let mut list = ConnList::default();
+        assert!(list.is_empty());
+        list.push(c(1));
+        list.push(c(2));
+        assert!(matches!(list, ConnList::Inline { len: 2, .. }));
+        list.push(c(3));
+        assert!(matches!(list, ConnList::Heap(_)));
+        assert_eq!(list.as_slice(), [c(1), c(2), c(3)]);
+        list.remove(c(2));
+        assert_eq!(list.as_slice(), [c(1), c(3)]);
+        assert!(list.contains(&c(3)) && !list.contains(&c(2)));
+        let mut inline = ConnList::default();
+        inline.push(c(1));
+        inline.push(c(2));
+        inline.remove(c(1));
+        assert_eq!(inline.as_slice(), [c(2)]);
+        inline.remove(c(2));
+        assert!(inline.is_empty());
+    }
+
+    #[test]
+    fn a_peer_allowed_three_connections_keeps_all_three() {
+        // Past the inline two: the per-peer rules see every connection.
+        let now = Instant::now();
+        let mut t = table(PeerLimits { max_per_peer: 3, ..LIMITS });
+        let peer = id(1);
+        let conns: Vec<ConnId> = (1..=4)
+            .map(|port| {
+                let conn = ConnId::inbound(port);
+                let source = SocketAddr::from(([192, 0, 2, port as u8], 4000));
+                t.admit_inbound(now, conn, source).unwrap();
+                conn
+            })
+            .collect();
+        for &conn in &conns[..3] {
+            assert_eq!(t.on_authenticated(now, conn, peer), Ok(Keep::Both));
+        }
+        assert_eq!(t.on_authenticated(now, conns[3], peer), Err(LimitError::PerPeerLimitReached));
+        assert_eq!(t.conns_of(&peer), &conns[..3]);
+        assert_eq!(t.primary(&peer), Some(conns[0]));
+        t.on_closed(conns[0]);
+        assert_eq!(t.conns_of(&peer), &conns[1..3]);
+        assert_eq!(t.primary(&peer), Some(conns[1]));
     }
 }

@@ -21,6 +21,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::api::{
@@ -239,7 +240,7 @@ impl NodeCore {
         self.prune_idle(now, Direction::Inbound, idle_since)
     }
 
-    fn on_established(&mut self, now: Instant, conn: ConnId, peer: NodeId, hello: Hello) {
+    fn on_established(&mut self, now: Instant, conn: ConnId, peer: NodeId, hello: Arc<Hello>) {
         let Some(direction) = self.conns.connection(conn).map(|c| c.direction) else {
             return; // timed out or closed meanwhile; the driver had its Disconnect
         };

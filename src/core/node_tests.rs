@@ -94,7 +94,7 @@ fn established(
     peer: NodeId,
     hello: Hello,
 ) -> Vec<Output> {
-    handle(core, now, Input::Established { conn, peer, hello })
+    handle(core, now, Input::Established { conn, peer, hello: hello.into() })
 }
 
 fn message(core: &mut NodeCore, now: Instant, conn: ConnId, msg: Message) -> Vec<Output> {

@@ -136,7 +136,7 @@ fn connect(core: &mut NodeCore, now: Instant) -> (ConnId, Vec<Output>) {
         agent: String::new(),
         listen_addrs: vec![addr],
     };
-    (conn, handle(core, now, Input::Established { conn, peer: PEER, hello }))
+    (conn, handle(core, now, Input::Established { conn, peer: PEER, hello: hello.into() }))
 }
 
 #[test]

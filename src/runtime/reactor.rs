@@ -696,7 +696,8 @@ impl Reactor {
                     let current = std::mem::replace(&mut e.limiter, fresh);
                     let source = Source::Id(peer.node_id);
                     e.limiter = self.budgets.stricter(now, source, current);
-                    let input = Input::Established { conn, peer: peer.node_id, hello };
+                    let input =
+                        Input::Established { conn, peer: peer.node_id, hello: hello.into() };
                     self.core.handle(now, input);
                 }
                 ConnEvent::Probed { .. } => self.core.handle(now, Input::Probed { conn }),

@@ -81,11 +81,17 @@ pub struct DhtScenario {
     pub churn_return: Duration,
     /// The DHT settings of every honest node (its seed and `disjoint` are set per node).
     pub dht: DhtConfig,
+    /// The connection limits of every honest node. The defaults let a node keep 256
+    /// connections, each until idle for 60 s; in a network of 100,000 nodes most nodes sit
+    /// near that cap, and connections are most of the run's memory. A lower cap or a shorter
+    /// idle timeout is what a node short of memory would run with (`petrel sim dht
+    /// --max-connections`, `--idle-timeout-s`).
+    pub limits: PeerLimits,
 }
 
 impl DhtScenario {
     /// `nodes` nodes, `lookups` FIND_NODE lookups, seed `seed`; latency 10..=100 ms, no loss,
-    /// churn or adversaries, one path, degree 3.
+    /// churn or adversaries, one path, degree 3, default connection limits.
     pub fn new(nodes: usize, lookups: usize, seed: u64) -> DhtScenario {
         DhtScenario {
             nodes,
@@ -107,6 +113,7 @@ impl DhtScenario {
             lookup_gap: Duration::from_millis(10),
             churn_return: Duration::from_secs(2),
             dht: DhtConfig::default(),
+            limits: PeerLimits::DEFAULT,
         }
     }
 }
@@ -207,7 +214,7 @@ pub fn core_config(sc: &DhtScenario, seed: u64) -> CoreConfig {
     let mut dht = DhtConfig { rng_seed: seed, ..sc.dht.clone() };
     dht.lookup.disjoint_paths = sc.disjoint;
     CoreConfig {
-        limits: PeerLimits::DEFAULT,
+        limits: sc.limits,
         request_timeout: Duration::from_secs(10),
         max_pending_requests: 4096,
         max_waiting_commands: 1024,
@@ -224,8 +231,13 @@ pub fn core_config(sc: &DhtScenario, seed: u64) -> CoreConfig {
 impl DhtNet {
     /// Builds the network and runs joins, settling and bootstraps (steps 1 of the module doc).
     pub fn build(sc: &DhtScenario) -> DhtNet {
-        let config =
-            SimConfig { latency: sc.latency.clone(), loss: sc.loss, ..SimConfig::new(sc.seed) };
+        // The scenario reads replies only: node events would pile up unread in every node.
+        let config = SimConfig {
+            latency: sc.latency.clone(),
+            loss: sc.loss,
+            max_events: 0,
+            ..SimConfig::new(sc.seed)
+        };
         let mut net = DhtNet {
             sim: Sim::new(config),
             honest: Vec::new(),

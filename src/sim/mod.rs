@@ -51,8 +51,9 @@
 //! - **Bounds.** The event queue holds at most `max_queued_events` deliveries and dial
 //!   steps; past that they are dropped and counted (a dropped delivery is a lost message, a
 //!   dropped dial step stalls into a connect timeout). Timers and close notifications are
-//!   always queued: there are at most a few per node and link. Replies and events kept per
-//!   node are capped at `max_collected`; the oldest go first, counted in [`SimStats`].
+//!   always queued: there are at most a few per node and link. Replies kept per node are
+//!   capped at `max_collected` and events at `max_events`; the oldest go first, counted in
+//!   [`SimStats`].
 //!
 //! Driver tests are in `sim_tests.rs`, as the core's are in `core/node_tests.rs`.
 
@@ -106,8 +107,13 @@ pub struct SimConfig {
     pub loss: f64,
     /// Deliveries and dial steps queued at most (see the module doc).
     pub max_queued_events: usize,
-    /// Replies, and events, kept per node until taken.
+    /// Replies kept per node until taken.
     pub max_collected: usize,
+    /// Events kept per node until taken; 0 discards them at once (still counted). A driver
+    /// that never takes events sets 0: otherwise every node keeps up to this many peer
+    /// up/down events it will never read (80 bytes each; 15 % of a 10,000-node DHT run's
+    /// peak memory).
+    pub max_events: usize,
     /// Honest nodes a `Flood` adversary keeps connections to.
     pub flood_fanout: usize,
     /// Records a `BadRecords` adversary keeps.
@@ -125,7 +131,7 @@ pub struct SimConfig {
 
 impl SimConfig {
     /// The defaults with `seed`: 25 ms fixed latency, no loss, 4 Mi queued events, 1024
-    /// collected replies and events per node, flood fan-out 3, 1024 adversary records.
+    /// collected replies and 1024 events per node, flood fan-out 3, 1024 adversary records.
     pub fn new(seed: u64) -> SimConfig {
         SimConfig {
             seed,
@@ -133,6 +139,7 @@ impl SimConfig {
             loss: 0.0,
             max_queued_events: 1 << 22,
             max_collected: 1024,
+            max_events: 1024,
             flood_fanout: 3,
             max_adversary_records: 1024,
             bandwidth: None,
@@ -194,7 +201,7 @@ pub struct SimStats {
     pub queue_full_drops: u64,
     /// Replies dropped (oldest first) at `max_collected`.
     pub replies_dropped: u64,
-    /// Node events dropped (oldest first) at `max_collected`.
+    /// Node events dropped (oldest first) at `max_events`; with 0, every event.
     pub node_events_dropped: u64,
     /// `FindNode` requests sent by flood adversaries.
     pub flood_requests_sent: u64,
@@ -590,9 +597,18 @@ impl Sim {
         let idx = NodeIdx(self.nodes.len());
         let addr = self.addrs.addr(idx.0);
         self.by_addr.insert(addr, idx);
+        let hello = Arc::new(Hello {
+            version: PROTOCOL_VERSION,
+            network: SIM_NETWORK.into(),
+            id_pow_bits: 0,
+            features: FEATURE_KAD | FEATURE_GOSSIP,
+            agent: SIM_AGENT.into(),
+            listen_addrs: vec![addr],
+        });
         self.nodes.push(Node {
             id,
             addr,
+            hello,
             role,
             alive: true,
             group: 0,
@@ -755,16 +771,15 @@ impl Sim {
     }
 
     fn collect(&mut self, idx: NodeIdx, item: Collected) {
-        let cap = self.config.max_collected;
         let Some(node) = self.nodes.get_mut(idx.0) else { return };
         match item {
             Collected::Reply(id, reply) => {
-                if push_capped(&mut node.replies, (id, reply), cap) {
+                if push_capped(&mut node.replies, (id, reply), self.config.max_collected) {
                     self.stats.replies_dropped += 1;
                 }
             }
             Collected::Event(event) => {
-                if push_capped(&mut node.events, event, cap) {
+                if push_capped(&mut node.events, event, self.config.max_events) {
                     self.stats.node_events_dropped += 1;
                 }
             }
@@ -799,15 +814,9 @@ impl Sim {
         }
     }
 
-    fn hello(&self, idx: NodeIdx) -> Hello {
-        Hello {
-            version: PROTOCOL_VERSION,
-            network: SIM_NETWORK.into(),
-            id_pow_bits: 0,
-            features: FEATURE_KAD | FEATURE_GOSSIP,
-            agent: SIM_AGENT.into(),
-            listen_addrs: self.addr(idx).into_iter().collect(),
-        }
+    /// Node `idx`'s Hello: one allocation per node, shared by all its connections' far ends.
+    fn hello(&self, idx: NodeIdx) -> Option<Arc<Hello>> {
+        self.nodes.get(idx.0).map(|n| Arc::clone(&n.hello))
     }
 
     // ---- Events ----
@@ -865,12 +874,12 @@ impl Sim {
     /// The dial reached the target: admission, or a failure back to the dialer.
     fn on_arrive(&mut self, link: LinkId) {
         let Some(l) = self.links.get(&link) else { return };
-        let (Some(dialer), Some(target)) = (l.ends[0].node, l.ends[1].node) else { return };
+        let (Some(dialer), Some(target)) = (l.ends[0].node(), l.ends[1].node()) else { return };
         if !l.ends[0].open {
             self.links.remove(&link); // the dialer gave up meanwhile
             return;
         }
-        let back = l.latency[1];
+        let back = l.latency(Side::Acceptor);
         if !self.is_alive(target) {
             self.stats.dials_failed += 1;
             return self.schedule_closed(link, Side::Dialer, CloseWhy::TcpFailed, back);
@@ -906,7 +915,7 @@ impl Sim {
     /// TLS and Hello done: both cores learn of the connection, or the dialer of a wrong key.
     fn on_handshake(&mut self, link: LinkId) {
         let Some(l) = self.links.get(&link) else { return };
-        let (Some(dialer), Some(target)) = (l.ends[0].node, l.ends[1].node) else { return };
+        let (Some(dialer), Some(target)) = (l.ends[0].node(), l.ends[1].node()) else { return };
         if !l.ends[0].open || !l.ends[1].open {
             return; // a side closed meanwhile and has told the other
         }
@@ -943,6 +952,7 @@ impl Sim {
         }
         let dialer_id = self.node_id(dialer).unwrap_or(expected);
         let (dialer_hello, target_hello) = (self.hello(dialer), self.hello(target));
+        let (Some(dialer_hello), Some(target_hello)) = (dialer_hello, target_hello) else { return };
         if let Some(conn) = dialer_conn {
             let input = Input::Established { conn, peer: target_id, hello: target_hello };
             self.drive(dialer, |c, now| c.handle(now, input));
@@ -962,11 +972,11 @@ impl Sim {
             return;
         };
         let (receiver, sender) = (l.ends[to as usize], l.ends[to.other() as usize]);
-        let (Some(node), true) = (receiver.node, receiver.open) else {
+        let (Some(node), true) = (receiver.node(), receiver.open) else {
             self.stats.messages_undeliverable += 1;
             return;
         };
-        if sender.node.is_some_and(|s| self.is_partitioned(s, node)) {
+        if sender.node().is_some_and(|s| self.is_partitioned(s, node)) {
             self.stats.messages_partitioned += 1;
             return;
         }
@@ -975,15 +985,15 @@ impl Sim {
             Some(conn) => {
                 self.drive(node, |core, now| core.handle(now, Input::Frame { conn, msg }))
             }
-            None => self.on_adversary_message(node, sender.node, link, to, msg),
+            None => self.on_adversary_message(node, sender.node(), link, to, msg),
         }
     }
 
     fn on_closed(&mut self, link: LinkId, to: Side, why: CloseWhy, remote: bool) {
         let Some(l) = self.links.get(&link) else { return };
         let (end, other) = (l.ends[to as usize], l.ends[to.other() as usize]);
-        let Some(node) = end.node.filter(|_| end.open) else { return };
-        if remote && other.node.is_some_and(|o| self.is_partitioned(o, node)) {
+        let Some(node) = end.node().filter(|_| end.open) else { return };
+        if remote && other.node().is_some_and(|o| self.is_partitioned(o, node)) {
             self.stats.messages_partitioned += 1;
             return;
         }
@@ -1044,6 +1054,8 @@ impl std::error::Error for SimError {}
 struct Node {
     id: NodeId,
     addr: SocketAddr,
+    /// What it says in its Hello, given to every core it connects to.
+    hello: Arc<Hello>,
     role: Role,
     /// Killed nodes are not driven and hold no open link end.
     alive: bool,
@@ -1095,8 +1107,12 @@ enum Collected {
     Event(Event),
 }
 
-/// Appends `item`, dropping the oldest beyond `cap`; reports whether one was dropped.
+/// Appends `item`, dropping the oldest beyond `cap`; reports whether one was dropped. With a
+/// cap of 0 the item is dropped without touching the queue, which so never allocates.
 fn push_capped<T>(queue: &mut VecDeque<T>, item: T, cap: usize) -> bool {
+    if cap == 0 {
+        return true;
+    }
     queue.push_back(item);
     if queue.len() > cap {
         queue.pop_front();

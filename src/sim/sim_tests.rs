@@ -471,6 +471,27 @@ fn collected_replies_keep_the_newest_and_count_the_dropped() {
 }
 
 #[test]
+fn a_link_stays_small() {
+    // Every open connection of a run has one: 100,000 nodes keep millions.
+    assert!(std::mem::size_of::<links::Link>() <= 136, "{}", std::mem::size_of::<links::Link>());
+}
+
+#[test]
+fn events_are_capped_apart_from_replies_and_zero_keeps_none() {
+    // Two nodes connecting: each core reports PeerConnected; the dialer also gets a reply.
+    for (max_events, kept) in [(1024, 1), (0, 0)] {
+        let mut sim = Sim::new(SimConfig { max_events, ..config(24) });
+        let (a, b) = (honest(&mut sim, 1), honest(&mut sim, 2));
+        let c = connect(&mut sim, a, b);
+        sim.run_for(secs(1));
+        assert!(matches!(reply(&mut sim, a, c), Reply::Connected(Ok(_))), "replies stay");
+        let events = sim.take_events(a).len() + sim.take_events(b).len();
+        assert_eq!(events, 2 * kept, "max_events {max_events}");
+        assert_eq!(sim.stats().node_events_dropped, 2 - 2 * kept as u64);
+    }
+}
+
+#[test]
 fn run_until_cond_stops_at_the_condition_or_the_bound() {
     let mut sim = Sim::new(config(23));
     let (a, b) = (honest(&mut sim, 1), honest(&mut sim, 2));
