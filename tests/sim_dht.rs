@@ -22,6 +22,16 @@ fn scenario(nodes: usize, lookups: usize, seed: u64) -> DhtScenario {
     DhtScenario::new(nodes, lookups, seed)
 }
 
+/// GETs among `nodes` placed on a plane, links from 5 ms (same point) to 105 ms (across the
+/// diagonal).
+fn plane_gets(nodes: usize, lookups: usize, seed: u64) -> DhtScenario {
+    let mut sc = scenario(nodes, lookups, seed);
+    sc.kind = LookupKind::Get;
+    let (min, max) = (Duration::from_millis(5), Duration::from_millis(105));
+    sc.latency = LatencyModel::Plane { min, max };
+    sc
+}
+
 fn adversarial(fraction: f64, attack: NodeKind, disjoint: usize, kind: LookupKind) -> DhtReport {
     let mut sc = scenario(1000, 300, 7);
     sc.adversarial = fraction;
@@ -54,12 +64,8 @@ fn a_thousand_nodes_get_every_record_put() {
 #[test]
 #[cfg_attr(debug_assertions, ignore = "release only: make test runs it")]
 fn nodes_placed_on_a_plane_get_every_record_put() {
-    // Links from 5 ms (same point) to 105 ms (across the diagonal). Measured: 200 of 200,
-    // GET p50 about 140 ms.
-    let mut sc = scenario(1000, 200, 5);
-    sc.kind = LookupKind::Get;
-    let (min, max) = (Duration::from_millis(5), Duration::from_millis(105));
-    sc.latency = LatencyModel::Plane { min, max };
+    // Measured: 200 of 200, GET p50 about 140 ms.
+    let sc = plane_gets(1000, 200, 5);
     let r = dht::run(&sc);
     assert_eq!((r.lookups, r.succeeded), (200, 200), "{r:?}");
     assert!(r.latency_ms.p50 < 400.0, "{:?}", r.latency_ms);
@@ -71,10 +77,7 @@ fn adaptive_selection_lowers_get_latency_on_a_plane() {
     // Measured peers: lookups ask the cheapest of equally placed candidates first, and each
     // bucket keeps its cheapest entries connected. Against distance alone (neither), same
     // network and GETs: p50 180 -> 135 ms (-25 %), p99 475 -> 421 ms.
-    let mut sc = scenario(1000, 200, 5);
-    sc.kind = LookupKind::Get;
-    let (min, max) = (Duration::from_millis(5), Duration::from_millis(105));
-    sc.latency = LatencyModel::Plane { min, max };
+    let mut sc = plane_gets(1000, 200, 5);
     let on = dht::run(&sc);
     sc.dht.quality.adaptive = false;
     sc.dht.keep_warm = 0;

@@ -231,13 +231,11 @@ impl Dht {
             _ => Request::FindNode { target: q.lookup.target() },
         };
         let mut asks = Vec::new();
+        // Off, every candidate costs the same, so the lookup asks nearest first.
         let quality = &self.quality;
-        let cost = |peer: &NodeId| quality.cost_us(peer);
         let adaptive = quality.config().adaptive;
-        while let Some(peer) = match adaptive {
-            true => q.lookup.next_request_by(now, &cost),
-            false => q.lookup.next_request(now),
-        } {
+        let cost = |peer: &NodeId| if adaptive { quality.cost_us(peer) } else { 0 };
+        while let Some(peer) = q.lookup.next_request_by(now, &cost) {
             asks.push(peer);
         }
         let finished = q.lookup.is_finished();
