@@ -15,9 +15,9 @@
 //!
 //! Bounds: at most `max_peers` records (default 1,024), about 60 bytes each. A record not
 //! updated for `retention` (default 30 min) is forgotten at the next maintenance tick, and a
-//! new peer arriving at a full table replaces the record updated longest ago, so a peer that
-//! reconnects within the retention period keeps its figures, and cycling ids cannot grow the
-//! table.
+//! new peer arriving at a full table replaces the record updated longest ago, one with no
+//! answer or failure yet first. So a peer that reconnects within the retention period keeps
+//! its figures, and cycling ids can neither grow the table nor flush what was measured.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -69,6 +69,13 @@ struct Figures {
     updated: Instant,
 }
 
+impl Figures {
+    /// An answer or a failure was recorded: not only a connection.
+    fn has_outcome(&self) -> bool {
+        self.srtt_us > 0 || self.success < ONE
+    }
+}
+
 /// Counters for the metrics layer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QualityStats {
@@ -117,7 +124,7 @@ impl PeerQuality {
     /// `peer` answered a request after `rtt` (`None`: over a path that measured nothing).
     pub fn on_answer(&mut self, now: Instant, peer: &NodeId, rtt: Option<Duration>) {
         let sample = rtt.map(|r| u32::try_from(r.as_micros()).unwrap_or(u32::MAX).max(1));
-        let Some(f) = self.record(now, peer) else { return };
+        let Some(f) = self.record(now, peer, true) else { return };
         let old = f.srtt_us;
         if let Some(sample) = sample {
             f.srtt_us = if old == 0 { sample } else { smooth(old, sample) };
@@ -129,7 +136,7 @@ impl PeerQuality {
 
     /// A request to `peer` failed: timeout, lost connection, refused dial, error answer.
     pub fn on_failure(&mut self, now: Instant, peer: &NodeId) {
-        let Some(f) = self.record(now, peer) else { return };
+        let Some(f) = self.record(now, peer, true) else { return };
         f.success -= f.success / 8;
     }
 
@@ -138,7 +145,7 @@ impl PeerQuality {
         if !connected && !self.peers.contains_key(peer) {
             return;
         }
-        if let Some(f) = self.record(now, peer) {
+        if let Some(f) = self.record(now, peer, false) {
             f.connected = connected;
         }
     }
@@ -200,17 +207,22 @@ impl PeerQuality {
         QualityStats { peers: self.peers.len(), measured: self.measured, unreliable, ..self.stats }
     }
 
-    /// The record of `peer`, made if new (replacing the one updated longest ago when full),
-    /// stamped `now`; `None` when measuring is off.
-    fn record(&mut self, now: Instant, peer: &NodeId) -> Option<&mut Figures> {
+    /// The record of `peer`, made if new (replacing, when full, one with no outcome yet, else
+    /// the one updated longest ago),
+    /// stamped `now` and counted as a sample if `sample`; `None` when measuring is off.
+    fn record(&mut self, now: Instant, peer: &NodeId, sample: bool) -> Option<&mut Figures> {
         if self.config.max_peers == 0 {
             return None;
         }
+        self.stats.samples += u64::from(sample);
         if !self.peers.contains_key(peer) {
             if self.peers.len() >= self.config.max_peers {
                 // A linear scan, once per new peer at a full table: the table is small, and an
-                // index by age would double its memory.
-                let oldest = self.peers.iter().min_by_key(|(id, f)| (f.updated, **id));
+                // index by age would double its memory. Records with no outcome yet (only a
+                // connection) go first: ids are free, so a burst of connections from new ids
+                // must not flush what was measured.
+                let oldest =
+                    self.peers.iter().min_by_key(|(id, f)| (f.has_outcome(), f.updated, **id));
                 if let Some(id) = oldest.map(|(id, _)| *id) {
                     self.forget(&id);
                     self.stats.evicted_full += 1;
@@ -219,7 +231,6 @@ impl PeerQuality {
             let fresh = Figures { srtt_us: 0, success: ONE, connected: false, updated: now };
             self.peers.insert(*peer, fresh);
         }
-        self.stats.samples += 1;
         let f = self.peers.get_mut(peer)?;
         f.updated = f.updated.max(now);
         Some(f)
@@ -333,6 +344,25 @@ mod tests {
         assert!(q.srtt(&id(1)).is_some() && q.srtt(&id(4)).is_some());
         // The mean for unmeasured peers follows the evictions: (1 + 3 + 40) / 3 ms.
         assert_eq!(q.cost_us(&id(9)), 3 * (44_000 / 3));
+    }
+
+    #[test]
+    fn a_burst_of_connections_from_new_ids_does_not_flush_measured_peers() {
+        let t0 = Instant::now();
+        let config = QualityConfig { max_peers: 4, ..QualityConfig::DEFAULT };
+        let mut q = PeerQuality::new(config);
+        q.on_answer(t0, &id(1), Some(10 * MS));
+        q.on_failure(t0, &id(2));
+        // A hundred fresh ids connect, each newer than the two measured records.
+        for n in 10..110u8 {
+            q.set_connected(t0 + u32::from(n) * MS, &id(n), true);
+        }
+        assert_eq!(q.stats().peers, 4);
+        assert_eq!(q.stats().evicted_full, 98);
+        assert_eq!(q.srtt(&id(1)), Some(10 * MS), "the measured peer stays");
+        assert!(q.success(&id(2)) < ONE, "so does the failing one");
+        assert!(q.is_connected(&id(109)));
+        assert_eq!(q.stats().samples, 2, "connections are not samples");
     }
 
     #[test]
