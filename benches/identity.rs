@@ -5,7 +5,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use petrel::identity::{id_pow_bits, verify_signature, Keypair, NodeId};
+use petrel::identity::{
+    id_pow_bits, verify_signature, verify_strict_with, Keypair, NodeId, StrictKey,
+};
 
 /// Kademlia k: how many closest peers a lookup keeps.
 const K: usize = 20;
@@ -60,6 +62,11 @@ fn signatures(c: &mut Criterion) {
     c.bench_function("ed25519/sign_1KiB", |b| b.iter(|| kp.sign(black_box(&message))));
     c.bench_function("ed25519/verify_1KiB", |b| {
         b.iter(|| verify_signature(black_box(&public_key), black_box(&message), &signature))
+    });
+    // The key decoded once, as a verifier that keeps its authors' keys does.
+    let key = StrictKey::new(&public_key).expect("a valid key");
+    c.bench_function("ed25519/verify_1KiB_decoded_key", |b| {
+        b.iter(|| verify_strict_with(black_box(&key), black_box(&message), &signature))
     });
     c.bench_function("id/id_pow_bits", |b| b.iter(|| id_pow_bits(black_box(&public_key))));
 }

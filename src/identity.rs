@@ -319,15 +319,56 @@ pub fn verify_strict(
     message: &[u8],
     signature: &[u8; 64],
 ) -> Result<(), SignatureError> {
-    let key = strict_point(public_key).map_err(|e| e.of_key())?;
+    let key = StrictKey::new(public_key)?;
+    verify_strict_with(&key, message, signature)
+}
+
+/// [`verify_strict`] with the public key already decoded and checked ([`StrictKey`]).
+///
+/// A signature that passes costs one decoding of `R`, not two: `R`'s encoding and `S` are byte
+/// comparisons, and dalek's `verify_strict` decodes `R` and refuses it if it is of small order,
+/// so when dalek accepts, every check of §1 has passed. Only a refused signature decodes `R`
+/// again, to name which check failed.
+pub fn verify_strict_with(
+    key: &StrictKey,
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<(), SignatureError> {
     let mut r = [0u8; 32];
     r.copy_from_slice(&signature[..32]);
+    let encodings_valid = is_canonical_point(&r) && is_below_group_order(&signature[32..]);
+    let dalek_signature = ed25519_dalek::Signature::from_bytes(signature);
+    if encodings_valid && key.0.verify_strict(message, &dalek_signature).is_ok() {
+        return Ok(());
+    }
     strict_point(&r).map_err(|e| e.of_r())?;
     if !is_below_group_order(&signature[32..]) {
         return Err(SignatureError::SNonCanonical);
     }
-    let signature = ed25519_dalek::Signature::from_bytes(signature);
-    key.verify_strict(message, &signature).map_err(|_| SignatureError::EquationFails)
+    Err(SignatureError::EquationFails)
+}
+
+/// A public key that passed the key checks of proto-spec/identity.md §1 (canonical, on the
+/// curve, not of small order), decoded once so that several signatures by it skip the decoding.
+#[derive(Clone, Copy)]
+pub struct StrictKey(VerifyingKey);
+
+impl StrictKey {
+    /// Decodes and checks `public_key`; the error names the first key check that failed.
+    pub fn new(public_key: &[u8; 32]) -> Result<StrictKey, SignatureError> {
+        strict_point(public_key).map(StrictKey).map_err(|e| e.of_key())
+    }
+
+    /// The key's encoding.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for StrictKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StrictKey({})", NodeId::from_public_key(self.as_bytes()))
+    }
 }
 
 /// Why strict verification refused a signature (proto-spec/identity.md §1). The checks run in
@@ -655,6 +696,38 @@ mod tests {
             verify_strict(&kp.public_key(), b"hellp", &sig),
             Err(SignatureError::EquationFails)
         );
+    }
+
+    #[test]
+    fn a_refused_signature_names_its_first_failure_whichever_path_refused_it() {
+        let kp = Keypair::from_seed([1; 32]);
+        let key = StrictKey::new(&kp.public_key()).unwrap();
+        let sig = kp.sign(b"hello");
+        assert_eq!(verify_strict_with(&key, b"hello", &sig), Ok(()));
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let mut two = [0u8; 32];
+        two[0] = 2;
+        let l_bytes = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        // R's failures come before S's, whether dalek was asked (S valid) or not (S = L).
+        for (r, named) in
+            [(identity, SignatureError::RSmallOrder), (two, SignatureError::RNotOnCurve)]
+        {
+            let mut bad = sig;
+            bad[..32].copy_from_slice(&r);
+            assert_eq!(verify_strict_with(&key, b"hello", &bad), Err(named));
+            bad[32..].copy_from_slice(&l_bytes);
+            assert_eq!(verify_strict_with(&key, b"hello", &bad), Err(named));
+        }
+        let mut big_s = sig;
+        big_s[32..].copy_from_slice(&l_bytes);
+        assert_eq!(verify_strict_with(&key, b"hello", &big_s), Err(SignatureError::SNonCanonical));
+        assert_eq!(verify_strict_with(&key, b"hellp", &sig), Err(SignatureError::EquationFails));
+        assert_eq!(StrictKey::new(&identity).err(), Some(SignatureError::KeySmallOrder));
+        assert_eq!(StrictKey::new(&two).err(), Some(SignatureError::KeyNotOnCurve));
     }
 
     #[test]
