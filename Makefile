@@ -9,7 +9,7 @@ FUZZ_SECONDS  ?= 60
 help:
 	@echo "build  compile the library and the petrel binary (release)"
 	@echo "test   run the whole test suite (unit, integration, vectors; simulator scenarios in release)"
-	@echo "test-large  the 10,000-node simulator runs (release, about two minutes)"
+	@echo "test-large  the 10,000-node simulator runs (release, about four minutes)"
 	@echo "test-100k   the 100,000-node DHT simulation (release, about 36 minutes, 16 GB of memory)"
 	@echo "lint   rustfmt check + clippy -D warnings on every target + rustdoc -D warnings"
 	@echo "deps   count runtime crates (cargo tree -e normal); fail above $(DEPS_BUDGET)"
