@@ -26,6 +26,7 @@ use crate::kad::dht::{
     DhtCommand, DhtError, DhtReply, FoundPeers, FoundProviders, FoundRecord, Published,
 };
 use crate::kad::lookup::LookupStats;
+use crate::protocol::author_keys::{self, AuthorKeys};
 use crate::protocol::jobs::{self, Job, JobId};
 use crate::restart::{self, Restored};
 pub use crate::runtime::reactor::MAX_EVENT_SUBSCRIBERS;
@@ -94,6 +95,8 @@ impl Node {
         let job_log = log.as_ref().map(|(log, _)| Arc::clone(log));
         let publisher = Arc::new(pubsub::Publisher::new(keypair.clone(), config.gossip.is_some()));
         let job_validators = Arc::clone(&publisher);
+        let author_keys = Arc::new(AuthorKeys::new(author_keys::DEFAULT_SLOTS));
+        let job_keys = Arc::clone(&author_keys);
         let workers = WorkerPool::start(
             config.workers,
             // A job that panics still answers, with nothing: its owner hears it was refused.
@@ -101,7 +104,9 @@ impl Node {
                 let log = job_log.as_deref();
                 let validators = &*job_validators;
                 let find = move |topic: &str| validators.validator(topic);
-                let result = std::panic::catch_unwind(move || jobs::run_with(job, log, &find));
+                let keys = Some(&*job_keys);
+                let result =
+                    std::panic::catch_unwind(move || jobs::run_with(job, log, &find, keys));
                 (id, result.ok())
             }),
             Arc::new(move || {
@@ -133,6 +138,7 @@ impl Node {
             control: control_rx,
             alive: alive_tx,
             log: log.as_ref().map(|(log, _)| Arc::clone(log)),
+            author_keys,
             max_entries,
             shutdown_timeout: config.shutdown_timeout,
             buffer_pool_bytes: config.buffer_pool_bytes,

@@ -49,6 +49,11 @@ fn a_published_message_reaches_every_subscriber_once() {
     assert_eq!(subs[0].try_recv(), None, "the publisher does not deliver to itself");
     let last = nodes[4].handle().snapshot().unwrap().gossip.unwrap();
     assert_eq!(last.delivered, 1);
+    // The author's second message is checked with the key its first one decoded.
+    let second = nodes[0].handle().publish(TOPIC, b"again".to_vec()).unwrap();
+    assert_eq!(subs[4].recv_timeout(RECV).map(|d| d.id), Some(second.id));
+    let keys = nodes[4].handle().snapshot().unwrap().author_keys;
+    assert_eq!((keys.misses, keys.hits), (1, 1));
 }
 
 #[test]

@@ -264,6 +264,22 @@ fn resources(f: &mut Families, s: &Snapshot) {
         "Jobs refused because the worker queue was full.",
         w.rejected_full,
     );
+    let k = &s.author_keys;
+    f.counter(
+        "petrel_gossip_author_keys_hits_total",
+        "Gossip signature checks that found their author's key decoded.",
+        k.hits,
+    );
+    f.counter(
+        "petrel_gossip_author_keys_misses_total",
+        "Gossip signature checks that decoded their author's key.",
+        k.misses,
+    );
+    f.gauge(
+        "petrel_gossip_author_keys_slots",
+        "Decoded author keys the workers may keep.",
+        k.slots as u64,
+    );
     f.counter(
         "petrel_worker_jobs_panicked_total",
         "Jobs whose handler panicked (a bug).",

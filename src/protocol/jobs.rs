@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
+use super::author_keys::AuthorKeys;
 use crate::store;
 use crate::wire::messages::{GossipMessage, MutableRecord};
 
@@ -147,14 +148,20 @@ pub enum JobResult {
 /// Runs `job`, writing to `log` if it is a log job. Without a log, a write succeeds at once.
 /// Gossip messages are checked without validators (every verified one is accepted).
 pub fn run(job: Job, log: Option<&store::Log>) -> JobResult {
-    run_with(job, log, &|_| None)
+    run_with(job, log, &|_| None, None)
 }
 
-/// [`run`], with the application's gossip validators.
-pub fn run_with(job: Job, log: Option<&store::Log>, validators: Validators<'_>) -> JobResult {
+/// [`run`], with the application's gossip validators and the workers' cache of decoded author
+/// keys (none: every check decodes its author's key).
+pub fn run_with(
+    job: Job,
+    log: Option<&store::Log>,
+    validators: Validators<'_>,
+    keys: Option<&AuthorKeys>,
+) -> JobResult {
     match job {
         Job::CheckMessages { messages, validate } => {
-            JobResult::MessagesChecked(check_messages(&messages, &validate, validators))
+            JobResult::MessagesChecked(check_messages(&messages, &validate, validators, keys))
         }
         Job::VerifyRecord(record) => JobResult::RecordVerified(record.verify()),
         Job::Persist(entries) => {
@@ -187,12 +194,17 @@ fn check_messages(
     messages: &[Arc<GossipMessage>],
     validate: &[bool],
     validators: Validators<'_>,
+    keys: Option<&AuthorKeys>,
 ) -> Vec<Verdict> {
     messages
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            if !m.verify() {
+            let verified = match keys {
+                Some(keys) => keys.get(&m.author.0).is_ok_and(|key| m.verify_with(&key)),
+                None => m.verify(),
+            };
+            if !verified {
                 return Verdict::BadSignature;
             }
             if !validate.get(i).copied().unwrap_or(false) {

@@ -19,6 +19,7 @@
 //! outcome, so the protocol keeps no map of requests in flight), a [`ReplyTicket`] stands for
 //! an inbound request the protocol answers later, and a [`JobKey`] names a job.
 
+pub mod author_keys;
 pub mod jobs;
 
 use std::net::SocketAddr;

@@ -39,6 +39,7 @@ use slab::Slab;
 use crate::core::{Budget, Command, CommandId, ConnId, Event, Input, NodeCore, Output, Reply};
 use crate::gossip::GossipEvent;
 use crate::identity::NodeId;
+use crate::protocol::author_keys::AuthorKeys;
 use crate::protocol::{Job, JobId, JobResult};
 use crate::runtime::buffers::{BufferPool, PooledBuf};
 use crate::runtime::deliveries::{Deliveries, Sink};
@@ -251,6 +252,7 @@ pub(crate) struct Reactor {
     control: Receiver<Control>,
     _alive: Sender<()>,
     log: Option<std::sync::Arc<crate::store::Log>>,
+    author_keys: Arc<AuthorKeys>,
     /// Where the node's events go: one bounded queue per subscriber.
     subscribers: Vec<Sender<Event>>,
     /// Where delivered gossip messages go, by topic.
@@ -299,6 +301,8 @@ pub(crate) struct ReactorParts {
     pub alive: Sender<()>,
     /// The node's log, read only for its counters (the workers write it).
     pub log: Option<std::sync::Arc<crate::store::Log>>,
+    /// The workers' cache of decoded gossip author keys, read only for its counters.
+    pub author_keys: Arc<AuthorKeys>,
     pub max_entries: usize,
     pub shutdown_timeout: Duration,
     pub buffer_pool_bytes: usize,
@@ -345,6 +349,7 @@ impl Reactor {
             next_inbound: 0,
             core: p.core,
             workers: p.workers,
+            author_keys: p.author_keys,
             tls: p.tls,
             conn_config: p.conn_config,
             hello: p.hello,
@@ -437,6 +442,7 @@ impl Reactor {
             limiter: self.global.stats(),
             buffers: self.pool.stats(),
             workers: self.workers.stats(),
+            author_keys: self.author_keys.stats(),
             log: self.log.as_ref().map(|log| log.stats()),
         }
     }

@@ -45,6 +45,8 @@ pub struct Snapshot {
     pub buffers: PoolStats,
     /// The worker pool.
     pub workers: WorkerStats,
+    /// The workers' cache of decoded gossip author keys.
+    pub author_keys: crate::protocol::author_keys::AuthorKeyStats,
     /// The node's log on disk (appends, fdatasyncs, compactions, bytes on disk, errors);
     /// `None` without a data directory.
     pub log: Option<crate::store::LogStats>,

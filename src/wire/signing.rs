@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::messages::{GossipMessage, Key, MessageId, MutableRecord, Record};
 use crate::bytes::{ByteBuf, Bytes32, Bytes64};
-use crate::identity::{verify_signature, Keypair, NodeId};
+use crate::identity::{verify_signature, verify_strict_with, Keypair, NodeId, StrictKey};
 
 /// Domain separator of the mutable-record signing input.
 pub const MUTABLE_RECORD_DOMAIN: &[u8] = b"petrel/v1/mutable-record";
@@ -118,6 +118,14 @@ impl GossipMessage {
     pub fn verify(&self) -> bool {
         let input = gossip_signing_input(self.seqno, &self.topic, &self.payload.0);
         verify_signature(&self.author.0, &input, &self.signature.0)
+    }
+
+    /// [`verify`](Self::verify) with the author's key already decoded (`author_keys`); false
+    /// if `key` is not the author's.
+    pub fn verify_with(&self, key: &StrictKey) -> bool {
+        let input = gossip_signing_input(self.seqno, &self.topic, &self.payload.0);
+        key.as_bytes() == &self.author.0
+            && verify_strict_with(key, &input, &self.signature.0).is_ok()
     }
 
     /// `SHA-256(MESSAGE_ID_DOMAIN ‖ author ‖ u64(seqno))`: cheap to compute before the
