@@ -266,17 +266,17 @@ fn resources(f: &mut Families, s: &Snapshot) {
     );
     let k = &s.author_keys;
     f.counter(
-        "petrel_gossip_author_keys_hits_total",
+        "petrel_worker_author_key_hits_total",
         "Gossip signature checks that found their author's key decoded.",
         k.hits,
     );
     f.counter(
-        "petrel_gossip_author_keys_misses_total",
+        "petrel_worker_author_key_misses_total",
         "Gossip signature checks that decoded their author's key.",
         k.misses,
     );
     f.gauge(
-        "petrel_gossip_author_keys_slots",
+        "petrel_worker_author_key_slots",
         "Decoded author keys the workers may keep.",
         k.slots as u64,
     );
