@@ -740,6 +740,26 @@ pub const SETTINGS: &[Setting] = &[
         r#"Messages this large or larger get an IDONTWANT to our mesh peers on first receipt, before their check."#
     ),
     s!(
+        "gossip.stagger_min_bytes",
+        gossip.stagger_min_bytes,
+        r#"Messages this large or larger are forwarded to eager_forwards mesh peers at once and to the others stagger_delay later, if they still need them (neither an IDONTWANT nor a copy came from them meanwhile)."#
+    ),
+    s!(
+        "gossip.eager_forwards",
+        gossip.eager_forwards,
+        r#"Mesh peers a large message is forwarded to at once, chosen at random (at least 1)."#
+    ),
+    s!(
+        "gossip.stagger_delay",
+        gossip.stagger_delay,
+        r#"How long a large message's other forwards are held; 0 turns staggering off."#
+    ),
+    s!(
+        "gossip.max_staggered",
+        gossip.max_staggered,
+        r#"Messages whose forwards may be held at once; past it, a message is forwarded to all at once (counted)."#
+    ),
+    s!(
         "gossip.max_dont_want_per_peer",
         gossip.max_dont_want_per_peer,
         r#"IDONTWANT ids remembered per peer; older ones are forgotten first."#

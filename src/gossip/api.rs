@@ -90,6 +90,12 @@ pub struct Delivery {
 pub struct GossipStats {
     /// Messages we published.
     pub published: u64,
+    /// Forwards of large messages held back (`GossipConfig::stagger_delay`).
+    pub staggered: u64,
+    /// Held forwards not sent: the peer sent an IDONTWANT or a copy meanwhile, or left.
+    pub staggered_cancelled: u64,
+    /// Large messages forwarded to all at once because `max_staggered` were held.
+    pub staggered_full: u64,
     /// `Publish` frames received (every copy).
     pub received: u64,
     /// Messages delivered to the application (verified, first copy).
@@ -165,6 +171,8 @@ pub struct GossipStats {
     pub seen_ids: u64,
     /// Messages waiting for their check.
     pub pending_checks: u64,
+    /// Gauge: messages whose staggered forwards are held now.
+    pub staggered_held: u64,
     /// Bytes in outbound queues, all peers.
     pub queued_bytes: u64,
 }

@@ -70,6 +70,16 @@ pub struct GossipConfig {
     /// Messages this large or larger get an IDONTWANT to our mesh peers on first receipt,
     /// before their check.
     pub idontwant_min_bytes: usize,
+    /// Messages this large or larger are forwarded to `eager_forwards` mesh peers at once and
+    /// to the others `stagger_delay` later, if they still need them (`stagger` module doc).
+    pub stagger_min_bytes: usize,
+    /// Mesh peers a large message is forwarded to at once, chosen at random.
+    pub eager_forwards: usize,
+    /// How long a large message's other forwards are held; zero turns staggering off.
+    pub stagger_delay: Duration,
+    /// Messages whose forwards may be held at once; past it, a message is forwarded to all at
+    /// once (counted).
+    pub max_staggered: usize,
     /// IDONTWANT ids remembered per peer; older ones are forgotten first.
     pub max_dont_want_per_peer: usize,
     /// How long an IDONTWANT is honoured.
@@ -144,6 +154,10 @@ impl Default for GossipConfig {
             iwant_followup: Duration::from_secs(3),
             gossip_retransmission: 3,
             idontwant_min_bytes: 1024,
+            stagger_min_bytes: 8 * 1024,
+            eager_forwards: 2,
+            stagger_delay: Duration::from_millis(150),
+            max_staggered: 1_024,
             max_dont_want_per_peer: 4_096,
             dont_want_ttl: Duration::from_secs(3),
             flood_publish: true,
@@ -184,6 +198,9 @@ impl GossipConfig {
         if self.history_gossip > self.history_length || self.history_length == 0 {
             return Err("gossip.history_gossip must be at most history_length (>= 1)".into());
         }
+        if self.eager_forwards == 0 && !self.stagger_delay.is_zero() {
+            return Err("gossip.eager_forwards must be at least 1 while staggering is on".into());
+        }
         if self.heartbeat.is_zero() {
             return Err("gossip.heartbeat must be above zero".into());
         }
@@ -211,5 +228,13 @@ mod tests {
         assert!(bad.check().unwrap_err().contains("d_low <= d <= d_high"));
         let bad = GossipConfig { d_out: 5, ..GossipConfig::default() };
         assert!(bad.check().unwrap_err().contains("d_out"));
+        let bad = GossipConfig { eager_forwards: 0, ..GossipConfig::default() };
+        assert!(bad.check().unwrap_err().contains("eager_forwards"));
+        let off = GossipConfig {
+            eager_forwards: 0,
+            stagger_delay: Duration::ZERO,
+            ..GossipConfig::default()
+        };
+        assert_eq!(off.check(), Ok(()));
     }
 }

@@ -9,6 +9,7 @@
 //! - [`cache`]: the seen cache and the message cache.
 //! - [`topics`]: peers' subscriptions, capped.
 //! - [`outbound`]: each peer's bounded priority queue.
+//! - `stagger`: large messages' forwards held for a link latency, so IDONTWANT can cancel them.
 //! - [`score`]: peer scoring.
 //! - [`config`]: every parameter, and [`api`]: commands, replies, events, counters.
 //!
@@ -21,6 +22,7 @@ mod heartbeat;
 pub mod outbound;
 pub mod pubsub;
 pub mod score;
+mod stagger;
 pub mod topics;
 pub mod validation;
 

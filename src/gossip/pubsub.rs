@@ -30,6 +30,7 @@ use super::cache::{MessageCache, SeenCache};
 use super::config::GossipConfig;
 use super::outbound::{wire_bytes, Class, Outbound, Pushed};
 use super::score::Scores;
+use super::stagger::Stagger;
 use super::topics::{Subscriptions, Topic};
 use super::validation::{Offered, Pending, Validation};
 use crate::identity::NodeId;
@@ -117,6 +118,8 @@ pub struct PubSub {
     pub(super) validated: BTreeSet<String>,
     /// Peers with frames waiting in their queue.
     pub(super) queued: BTreeSet<NodeId>,
+    /// Large messages' forwards held back (`stagger`).
+    pub(super) stagger: Stagger,
     pub(super) outputs: VecDeque<Action<GossipReply, GossipEvent>>,
     pub(super) next_heartbeat: Option<Instant>,
     pub(super) heartbeats: u64,
@@ -147,6 +150,7 @@ impl PubSub {
             scores: Scores::new(config.score.clone()),
             validated: BTreeSet::new(),
             queued: BTreeSet::new(),
+            stagger: Stagger::default(),
             outputs: VecDeque::new(),
             next_heartbeat: None,
             heartbeats: 0,
@@ -166,6 +170,7 @@ impl PubSub {
             cached_bytes: self.mcache.bytes() as u64,
             seen_ids: self.seen.len() as u64,
             pending_checks: self.validation.len() as u64,
+            staggered_held: self.stagger.len() as u64,
             queued_bytes: self.peers.values().map(|p| p.queue.bytes() as u64).sum(),
             ..self.stats
         }
@@ -379,6 +384,9 @@ impl PubSub {
         }
         if let Some(first) = self.seen.first_seen(&id) {
             self.stats.duplicates += 1;
+            if self.stagger.had(&id, &from) {
+                self.stats.staggered_cancelled += 1;
+            }
             if now.saturating_duration_since(first) <= self.config.score.mesh_delivery_window {
                 self.scores.near_first_delivery(now, from, &topic);
             }
@@ -499,18 +507,54 @@ impl PubSub {
         let author = NodeId::from_public_key(&p.msg.author.0);
         let had: BTreeSet<NodeId> =
             [p.from, author].into_iter().chain(p.also_from.iter().copied()).collect();
-        let targets: Vec<NodeId> =
+        let mut targets: Vec<NodeId> =
             mesh.peers.iter().filter(|q| !had.contains(q)).copied().collect();
-        for q in targets {
-            if self.peers.get_mut(&q).is_some_and(|s| s.refuses(now, &id)) {
-                self.stats.idontwant_honoured += 1;
-                continue;
+        targets.retain(|q| {
+            let refuses = self.peers.get_mut(q).is_some_and(|s| s.refuses(now, &id));
+            self.stats.idontwant_honoured += u64::from(refuses);
+            !refuses
+        });
+        let c = &self.config;
+        if p.msg.payload.len() >= c.stagger_min_bytes
+            && !c.stagger_delay.is_zero()
+            && targets.len() > c.eager_forwards
+        {
+            self.rng.shuffle(&mut targets);
+            let later = targets.split_off(c.eager_forwards);
+            let (due, max) = (now + c.stagger_delay, c.max_staggered);
+            let held = later.len() as u64;
+            match self.stagger.hold(due, id, Arc::clone(&p.msg), later, max) {
+                Ok(()) => self.stats.staggered += held,
+                Err(later) => {
+                    self.stats.staggered_full += 1;
+                    targets.extend(later);
+                }
             }
-            self.stats.forwarded += 1;
-            self.send(now, q, Class::Forward, Gossip::Publish((*p.msg).clone()));
+        }
+        for q in targets {
+            self.forward(now, q, &p.msg);
         }
         let event = GossipEvent::Message(Delivery { from: p.from, id, message: p.msg });
         self.outputs.push_back(Action::Event(event));
+    }
+
+    fn forward(&mut self, now: Instant, to: NodeId, msg: &GossipMessage) {
+        self.stats.forwarded += 1;
+        self.send(now, to, Class::Forward, Gossip::Publish(msg.clone()));
+    }
+
+    /// Sends the held forwards that are due to the peers that still need them: no IDONTWANT
+    /// from them (copies they sent were struck off when they came).
+    fn release_staggered(&mut self, now: Instant) {
+        while let Some((id, held)) = self.stagger.pop_due(now) {
+            for q in held.to {
+                if self.peers.get_mut(&q).is_none_or(|s| s.refuses(now, &id)) {
+                    self.stats.staggered_cancelled += 1;
+                    continue;
+                }
+                self.forward(now, q, &held.msg);
+            }
+        }
     }
 
     fn on_ihave(
@@ -1012,6 +1056,7 @@ impl Protocol for PubSub {
 
     fn handle_timeout(&mut self, now: Instant) {
         self.begin(now);
+        self.release_staggered(now);
         while let Some(done) = self.validation.poll_expired(now) {
             self.on_checked(now, done, Vec::new());
         }
@@ -1029,10 +1074,7 @@ impl Protocol for PubSub {
         let check = self.validation.next_deadline();
         // A node in no topic, holding nothing, has no heartbeat to run: it costs no wake-ups.
         let heartbeat = self.next_heartbeat.filter(|_| self.has_work());
-        match (heartbeat, check) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [heartbeat, check, self.stagger.next_deadline()].into_iter().flatten().min()
     }
 }
 

@@ -223,6 +223,69 @@ fn a_verified_message_is_delivered_once_forwarded_to_the_mesh_and_idontwant_is_h
 }
 
 #[test]
+fn a_large_message_goes_to_two_mesh_peers_at_once_and_to_the_rest_only_if_still_needed() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis(1);
+    let mut g = with_peers(t0, 8);
+    subscribe(&mut g, t0);
+    let mesh: Vec<NodeId> = g.mesh_peers(T);
+    assert_eq!(mesh.len(), 8);
+    let m = message(1, 16 * 1024);
+    let from = mesh[0];
+    let from_n = from.as_bytes()[0];
+    frame(&mut g, t0, from_n, Gossip::Publish(m.clone()));
+    let out = drain(&mut g);
+    let after = run_checks(&mut g, t0, &out);
+    let eager = sends_to(&after, |x| matches!(x, Gossip::Publish(_)));
+    assert_eq!(eager.len(), 2, "eager_forwards");
+    let held: Vec<NodeId> =
+        mesh.iter().copied().filter(|p| *p != from && !eager.contains(p)).collect();
+    assert_eq!(held.len(), 5);
+    assert_eq!(g.next_deadline(), Some(t0 + 150 * ms), "stagger_delay");
+    // Meanwhile one held peer says it has the message, another sends us a copy.
+    frame(&mut g, t0 + 10 * ms, held[0].as_bytes()[0], Gossip::IDontWant { ids: vec![m.id()] });
+    frame(&mut g, t0 + 20 * ms, held[1].as_bytes()[0], Gossip::Publish(m.clone()));
+    drain(&mut g);
+    g.handle_timeout(t0 + 149 * ms);
+    assert!(sends_to(&drain(&mut g), |x| matches!(x, Gossip::Publish(_))).is_empty());
+    g.handle_timeout(t0 + 150 * ms);
+    let mut late = sends_to(&drain(&mut g), |x| matches!(x, Gossip::Publish(_)));
+    late.sort();
+    assert_eq!(late, held[2..].to_vec());
+    let s = g.stats();
+    assert_eq!((s.staggered, s.staggered_cancelled, s.staggered_held), (5, 2, 0));
+    assert_eq!(s.forwarded, 2 + 3);
+    // A message below the threshold goes to every mesh peer at once.
+    frame(&mut g, t0 + S, from_n, Gossip::Publish(message(2, 2048)));
+    let out = drain(&mut g);
+    let after = run_checks(&mut g, t0 + S, &out);
+    assert_eq!(sends_to(&after, |x| matches!(x, Gossip::Publish(_))).len(), 7);
+}
+
+#[test]
+fn when_too_many_messages_are_held_the_next_one_is_forwarded_to_all_at_once() {
+    let t0 = Instant::now();
+    let config = GossipConfig { max_staggered: 1, ..GossipConfig::default() };
+    let mut g = PubSub::new(id(200), config);
+    for p in 1..=8 {
+        up(&mut g, t0, p, Direction::Inbound);
+        frame(&mut g, t0, p, Gossip::Subscribe { topic: T.into() });
+    }
+    subscribe(&mut g, t0);
+    let from_n = g.mesh_peers(T)[0].as_bytes()[0];
+    let mut forwards = Vec::new();
+    for seqno in 1..=2 {
+        frame(&mut g, t0, from_n, Gossip::Publish(message(seqno, 16 * 1024)));
+        let out = drain(&mut g);
+        let after = run_checks(&mut g, t0, &out);
+        forwards.push(sends_to(&after, |x| matches!(x, Gossip::Publish(_))).len());
+    }
+    assert_eq!(forwards, [2, 7]);
+    let s = g.stats();
+    assert_eq!((s.staggered, s.staggered_full, s.staggered_held), (5, 1, 1));
+}
+
+#[test]
 fn no_idontwant_is_sent_for_a_small_message_or_a_copy_from_a_negative_peer() {
     let t0 = Instant::now();
     let mut g = with_peers(t0, 3);

@@ -532,6 +532,23 @@ fn gossip(f: &mut Families, s: &Snapshot) {
         "Frames dropped from peers' outbound queues: full, or a forward past its deadline.",
         dropped.map(|(r, n)| ([("reason", r)], n)),
     );
+    let staggered = [
+        ("held", g.staggered),
+        ("cancelled", g.staggered_cancelled),
+        ("not_held_full", g.staggered_full),
+    ];
+    f.counters(
+        "petrel_gossip_staggered_forwards_total",
+        "Large messages' forwards held back (held), of those not sent because the peer had the \
+         message meanwhile (cancelled), and messages forwarded to all at once because too many \
+         were held (not_held_full).",
+        staggered.map(|(r, n)| ([("outcome", r)], n)),
+    );
+    f.gauge(
+        "petrel_gossip_staggered_messages",
+        "Large messages whose forwards are held now.",
+        g.staggered_held,
+    );
     f.counter(
         "petrel_gossip_broken_promises_total",
         "IWANTs whose announced message never came.",

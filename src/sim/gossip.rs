@@ -162,7 +162,8 @@ impl GossipReport {
                 "\"duplicates_per_delivery\":{:.3},\"bytes_per_delivery\":{:.0},",
                 "\"mesh_min\":{},\"mesh_mean\":{:.2},\"mesh_sybils\":{{\"start\":{:.3},\"end\":{:.3}}},",
                 "\"ihave_sent\":{},\"iwant_sent\":{},\"iwant_served\":{},\"idontwant_sent\":{},",
-                "\"forwarded\":{},\"invalid\":{},\"dropped_sends\":{},\"broken_promises\":{},",
+                "\"forwarded\":{},\"staggered\":{},\"staggered_cancelled\":{},",
+                "\"invalid\":{},\"dropped_sends\":{},\"broken_promises\":{},",
                 "\"virtual_s\":{:.1},\"messages_on_links\":{}}}"
             ),
             self.nodes,
@@ -191,6 +192,8 @@ impl GossipReport {
             g.iwant_served,
             g.idontwant_sent,
             g.forwarded,
+            g.staggered,
+            g.staggered_cancelled,
             g.invalid_signature + g.rejected,
             g.dropped_sends,
             g.broken_promises,
@@ -345,6 +348,8 @@ impl GossipNet {
             sum.iwant_sent += s.iwant_sent;
             sum.iwant_served += s.iwant_served;
             sum.idontwant_sent += s.idontwant_sent;
+            sum.staggered += s.staggered;
+            sum.staggered_cancelled += s.staggered_cancelled;
             sum.dropped_sends += s.dropped_sends;
             sum.broken_promises += s.broken_promises;
             sum.validation_dropped += s.validation_dropped;
