@@ -83,7 +83,16 @@ fn hello() -> Hello {
 
 fuzz_target!(|data: &[u8]| {
     let mut s = Script(data);
-    let config = GossipConfig { max_topics: 2, max_topics_per_peer: 2, ..GossipConfig::default() };
+    // Staggering from 1 KiB (payloads reach 2 KiB here), one eager peer and room for 4 held
+    // messages, so holding, releasing and the full path are all reached.
+    let config = GossipConfig {
+        max_topics: 2,
+        max_topics_per_peer: 2,
+        stagger_min_bytes: 1024,
+        eager_forwards: 1,
+        max_staggered: 4,
+        ..GossipConfig::default()
+    };
     let mut g = PubSub::new(NodeId::from_bytes([0xee; 32]), config);
     let authors: Vec<Keypair> = (1..=3).map(|n| Keypair::from_seed([n; 32])).collect();
     let mut now = Instant::now();

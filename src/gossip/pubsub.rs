@@ -18,7 +18,7 @@
 //! (`heartbeat`). Sends go through each peer's [`Outbound`] queue when its connection
 //! is congested, straight out otherwise.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,9 +68,10 @@ pub(super) struct PeerState {
     /// Bytes sent straight out during input number `burst_epoch`.
     burst: usize,
     burst_epoch: u64,
-    /// Ids it said IDONTWANT for, until when; oldest first in `dont_want_order`.
-    dont_want: HashMap<MessageId, Instant>,
-    dont_want_order: VecDeque<(Instant, MessageId)>,
+    /// Ids it said IDONTWANT for, by their first 8 bytes ([`dont_want_key`]); until when,
+    /// oldest first, in `dont_want_order`.
+    dont_want: HashSet<u64>,
+    dont_want_order: VecDeque<(Instant, u64)>,
     /// IHAVE frames taken and ids asked of it this heartbeat.
     pub(super) ihaves: usize,
     pub(super) iwants_asked: usize,
@@ -910,7 +911,7 @@ impl PeerState {
             queue: Outbound::default(),
             burst: 0,
             burst_epoch: 0,
-            dont_want: HashMap::new(),
+            dont_want: HashSet::new(),
             dont_want_order: VecDeque::new(),
             ihaves: 0,
             iwants_asked: 0,
@@ -923,19 +924,20 @@ impl PeerState {
     /// Whether it said IDONTWANT for `id` (and that is still in force).
     pub(super) fn refuses(&mut self, now: Instant, id: &MessageId) -> bool {
         self.expire_dont_want(now);
-        self.dont_want.contains_key(id)
+        self.dont_want.contains(&dont_want_key(id))
     }
 
     fn dont_want(&mut self, until: Instant, id: MessageId, cap: usize) {
-        if self.dont_want.contains_key(&id) {
+        let key = dont_want_key(&id);
+        if self.dont_want.contains(&key) {
             return;
         }
         while self.dont_want.len() >= cap.max(1) {
             let Some((_, old)) = self.dont_want_order.pop_front() else { break };
             self.dont_want.remove(&old);
         }
-        self.dont_want.insert(id, until);
-        self.dont_want_order.push_back((until, id));
+        self.dont_want.insert(key);
+        self.dont_want_order.push_back((until, key));
     }
 
     pub(super) fn expire_dont_want(&mut self, now: Instant) {
@@ -947,6 +949,16 @@ impl PeerState {
             self.dont_want.remove(&id);
         }
     }
+}
+
+/// What a peer's IDONTWANT is remembered by: the id's first 8 bytes, a third of the memory of
+/// the whole id and its time. Ids are SHA-256 outputs, so two messages share a key by chance
+/// about once in 2^64; and a key a peer makes collide on purpose only withholds a message from
+/// that peer itself, which it could ask for with IWANT anyway.
+fn dont_want_key(id: &MessageId) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&id.0[..8]);
+    u64::from_le_bytes(first)
 }
 
 fn check_topic(topic: &str) -> Result<(), GossipError> {

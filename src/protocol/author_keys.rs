@@ -3,8 +3,9 @@
 //! (benches/identity.rs: `ed25519/verify_1KiB` against `ed25519/verify_1KiB_decoded_key`).
 //!
 //! Direct-mapped: a key has one slot, chosen by its first two bytes, and a new key replaces
-//! whatever held its slot. So the cache is bounded (`slots` keys of about 200 bytes), each
-//! look-up is one slot under a lock held for a copy, and there is no eviction order to keep.
+//! whatever held its slot. So the cache is bounded (`slots` keys of about 200 bytes, each
+//! allocated when first used: an empty slot costs a pointer), each look-up is one slot under a
+//! lock held for a copy, and there is no eviction order to keep.
 //! Keys chosen to share a slot only evict each other, which costs what no cache costs: one
 //! decoding. Only keys that pass the checks of proto-spec/identity.md §1 are kept.
 
@@ -13,13 +14,13 @@ use std::sync::Mutex;
 
 use crate::identity::{SignatureError, StrictKey};
 
-/// Slots by default: 512 keys, about 100 KiB.
+/// Slots by default: 512 keys, 4 KiB empty and about 100 KiB full.
 pub const DEFAULT_SLOTS: usize = 512;
 
 /// A bounded cache of decoded author keys; see the module doc.
 #[derive(Debug)]
 pub struct AuthorKeys {
-    slots: Mutex<Vec<Option<StrictKey>>>,
+    slots: Mutex<Vec<Option<Box<StrictKey>>>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -51,9 +52,9 @@ impl AuthorKeys {
         {
             let slots = self.lock();
             let slot = slot % slots.len();
-            if let Some(key) = slots[slot].filter(|k| k.as_bytes() == public_key) {
+            if let Some(key) = slots[slot].as_deref().filter(|k| k.as_bytes() == public_key) {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(key);
+                return Ok(*key);
             }
         }
         // Decoded outside the lock: the other workers go on meanwhile.
@@ -61,7 +62,10 @@ impl AuthorKeys {
         let key = StrictKey::new(public_key)?;
         let mut slots = self.lock();
         let slot = slot % slots.len();
-        slots[slot] = Some(key);
+        match &mut slots[slot] {
+            Some(held) => **held = key,
+            empty => *empty = Some(Box::new(key)),
+        }
         Ok(key)
     }
 
@@ -76,7 +80,7 @@ impl AuthorKeys {
 
     /// The slots; a panic elsewhere while they were held leaves them consistent (each write
     /// is one slot), so a poisoned lock is taken as is.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<StrictKey>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Option<Box<StrictKey>>>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
