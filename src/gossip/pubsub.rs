@@ -544,11 +544,17 @@ impl PubSub {
         self.send(now, to, Class::Forward, Gossip::Publish(msg.clone()));
     }
 
-    /// Sends the held forwards that are due to the peers that still need them: no IDONTWANT
-    /// from them (copies they sent were struck off when they came).
+    /// Sends the held forwards that are due to the peers that still need them: still in the
+    /// topic's mesh, and no IDONTWANT from them (copies they sent were struck off when they
+    /// came).
     fn release_staggered(&mut self, now: Instant) {
         while let Some((id, held)) = self.stagger.pop_due(now) {
-            for q in held.to {
+            let mesh = self.mesh.get(held.msg.topic.as_str());
+            let before = held.to.len();
+            let to: Vec<NodeId> =
+                held.to.into_iter().filter(|q| mesh.is_some_and(|m| m.peers.contains(q))).collect();
+            self.stats.staggered_cancelled += (before - to.len()) as u64;
+            for q in to {
                 if self.peers.get_mut(&q).is_none_or(|s| s.refuses(now, &id)) {
                     self.stats.staggered_cancelled += 1;
                     continue;
