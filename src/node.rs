@@ -64,6 +64,9 @@ pub struct Handle {
     alive: Receiver<()>,
     call_timeout: Duration,
     event_queue: usize,
+    /// Deliveries each subscription holds before the oldest are dropped
+    /// (`gossip.subscription_queue`).
+    subscription_queue: usize,
     /// Gossip's share of the handle: the key messages are signed with, their sequence
     /// numbers, the validators.
     pubsub: Arc<pubsub::Publisher>,
@@ -159,6 +162,7 @@ impl Node {
             alive: alive_rx,
             call_timeout: config.call_timeout,
             event_queue: config.event_queue,
+            subscription_queue: config.gossip.as_ref().map_or(0, |g| g.subscription_queue),
             pubsub: publisher,
         };
         for peer in config.bootstrap.iter().chain(&restored.peers) {

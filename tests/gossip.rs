@@ -57,6 +57,29 @@ fn a_published_message_reaches_every_subscriber_once() {
 }
 
 #[test]
+fn a_subscriber_that_does_not_read_keeps_the_newest_messages_of_its_configured_queue() {
+    let mut slow = config(2);
+    slow.gossip.as_mut().expect("gossip on by default").subscription_queue = 2;
+    let nodes = [start(config(1)), start(slow)];
+    nodes[1].handle().connect(nodes[0].peer_addr()).unwrap();
+    let subs: Vec<_> = nodes.iter().map(|n| n.handle().subscribe(TOPIC).unwrap()).collect();
+    wait_for_meshes(&nodes.iter().collect::<Vec<_>>());
+    for i in 0..5u8 {
+        nodes[0].handle().publish(TOPIC, vec![i]).unwrap();
+    }
+    wait_for("five deliveries at the slow node", || {
+        nodes[1].handle().snapshot().unwrap().gossip.unwrap().delivered == 5
+    });
+    let sub = &subs[1];
+    let kept: Vec<Vec<u8>> = std::iter::from_fn(|| sub.try_recv())
+        .map(|d| d.message.payload.as_slice().to_vec())
+        .collect();
+    assert_eq!(kept, [vec![3], vec![4]], "the newest two stay");
+    assert_eq!(sub.lost(), 3);
+    assert_eq!(nodes[1].handle().snapshot().unwrap().subscriptions_lost, 3);
+}
+
+#[test]
 fn a_validator_decides_what_is_delivered_and_a_rejected_message_is_not_forwarded() {
     let nodes: Vec<Node> = (11..=12).map(|s| start(config(s))).collect();
     nodes[1].handle().connect(nodes[0].peer_addr()).unwrap();

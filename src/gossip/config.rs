@@ -198,6 +198,9 @@ impl GossipConfig {
         if self.history_gossip > self.history_length || self.history_length == 0 {
             return Err("gossip.history_gossip must be at most history_length (>= 1)".into());
         }
+        if self.subscription_queue == 0 {
+            return Err("gossip.subscription_queue must be at least 1".into());
+        }
         if self.eager_forwards == 0 && !self.stagger_delay.is_zero() {
             return Err("gossip.eager_forwards must be at least 1 while staggering is on".into());
         }
@@ -230,6 +233,8 @@ mod tests {
         assert!(bad.check().unwrap_err().contains("d_out"));
         let bad = GossipConfig { eager_forwards: 0, ..GossipConfig::default() };
         assert!(bad.check().unwrap_err().contains("eager_forwards"));
+        let bad = GossipConfig { subscription_queue: 0, ..GossipConfig::default() };
+        assert!(bad.check().unwrap_err().contains("subscription_queue"));
         let off = GossipConfig {
             eager_forwards: 0,
             stagger_delay: Duration::ZERO,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, Receiver};
+use crossbeam_channel::{bounded, unbounded, Receiver};
 
 use super::{CallError, Handle};
 use crate::core::{Command, Reply};
@@ -21,9 +21,6 @@ use crate::protocol::Validator;
 use crate::runtime::deliveries::Sink;
 use crate::runtime::reactor::Control;
 use crate::wire::messages::GossipMessage;
-
-/// Messages a subscription holds before the oldest are dropped.
-pub const SUBSCRIPTION_QUEUE: usize = 1024;
 
 /// What a handle needs to publish and validate.
 pub(super) struct Publisher {
@@ -94,11 +91,17 @@ impl Handle {
     /// queue (at most 8 per topic).
     pub fn subscribe(&self, topic: &str) -> Result<Subscription, CallError> {
         self.gossip_enabled()?;
-        let (tx, rx) = bounded(SUBSCRIPTION_QUEUE);
+        // Bounded by the reactor (`runtime::deliveries`), so it holds only what waits in it.
+        let (tx, rx) = unbounded();
         let lost = Arc::new(AtomicU64::new(0));
         let alive = Arc::new(());
-        let sink =
-            Sink { tx, rx: rx.clone(), lost: Arc::clone(&lost), alive: Arc::downgrade(&alive) };
+        let sink = Sink {
+            tx,
+            cap: self.subscription_queue,
+            rx: rx.clone(),
+            lost: Arc::clone(&lost),
+            alive: Arc::downgrade(&alive),
+        };
         let (ok_tx, ok_rx) = bounded(1);
         self.send(Control::TopicSink(topic.to_string(), sink, ok_tx))?;
         if !self.wait(&ok_rx, self.call_timeout)? {

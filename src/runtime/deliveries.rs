@@ -4,6 +4,11 @@
 //! many it lost: the reactor holds a receiving end of each queue too, and when a queue is full
 //! it takes the oldest message out before putting the new one in. A dropped `Subscription`
 //! (its liveness marker gone) is forgotten at the next delivery to its topic.
+//!
+//! The bound is the sink's `cap`, kept by the reactor, the only sender: the queue itself is a
+//! list that grows and shrinks with what waits in it. A bounded crossbeam channel would hold
+//! room for `cap` deliveries from the start: 80 KiB for the default 1,024, per subscription,
+//! however little it carries.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +26,8 @@ pub const MAX_SINKS_PER_TOPIC: usize = 8;
 pub struct Sink {
     /// Where deliveries go.
     pub tx: Sender<Delivery>,
+    /// Deliveries the queue holds at most; past it the oldest is dropped.
+    pub cap: usize,
     /// The same queue, to drop its oldest entry when full.
     pub rx: Receiver<Delivery>,
     /// Messages dropped because the subscriber did not take them in time.
@@ -67,6 +74,15 @@ impl Deliveries {
         let Some(sinks) = self.by_topic.get_mut(d.message.topic.as_str()) else { return };
         sinks.retain(|s| s.alive.strong_count() > 0);
         for s in sinks.iter() {
+            // Room first: only this reactor sends, so a queue below `cap` now stays below it
+            // until the send (the subscriber can only take messages out meanwhile).
+            while s.tx.len() >= s.cap.max(1) {
+                if s.rx.try_recv().is_err() {
+                    break;
+                }
+                s.lost.fetch_add(1, Ordering::Relaxed);
+                self.lost += 1;
+            }
             let mut item = d.clone();
             loop {
                 match s.tx.try_send(item) {
@@ -99,7 +115,7 @@ mod tests {
     use super::*;
     use crate::identity::{Keypair, NodeId};
     use crate::wire::messages::GossipMessage;
-    use crossbeam_channel::bounded;
+    use crossbeam_channel::{bounded, unbounded};
 
     fn delivery(seqno: u64, topic: &str) -> Delivery {
         let m = GossipMessage::sign(&Keypair::from_seed([2; 32]), seqno, topic.into(), vec![]);
@@ -109,14 +125,20 @@ mod tests {
     #[test]
     fn a_slow_subscriber_loses_the_oldest_and_sees_how_many() {
         let mut d = Deliveries::new(4);
-        let (tx, rx) = bounded(2);
+        let (tx, rx) = unbounded();
         let lost = Arc::new(AtomicU64::new(0));
         let alive = Arc::new(());
-        let sink =
-            Sink { tx, rx: rx.clone(), lost: Arc::clone(&lost), alive: Arc::downgrade(&alive) };
+        let sink = Sink {
+            tx,
+            cap: 2,
+            rx: rx.clone(),
+            lost: Arc::clone(&lost),
+            alive: Arc::downgrade(&alive),
+        };
         assert!(d.add("t".into(), sink));
         for s in 1..=5 {
             d.deliver(&delivery(s, "t"));
+            assert!(rx.len() <= 2, "the queue never holds more than its cap");
         }
         d.deliver(&delivery(9, "other"));
         let got: Vec<u64> = rx.try_iter().map(|x| x.message.seqno).collect();
@@ -135,7 +157,7 @@ mod tests {
         let sink = || {
             let (tx, rx) = bounded(1);
             let lost = Arc::new(AtomicU64::new(0));
-            Sink { tx, rx, lost, alive: Arc::downgrade(&alive) }
+            Sink { tx, cap: 1, rx, lost, alive: Arc::downgrade(&alive) }
         };
         for _ in 0..MAX_SINKS_PER_TOPIC {
             assert!(d.add("t".into(), sink()));
