@@ -22,6 +22,14 @@ fn scenario(nodes: usize, lookups: usize, seed: u64) -> DhtScenario {
     DhtScenario::new(nodes, lookups, seed)
 }
 
+/// FIND_NODE lookups among `nodes` whose links all take 50 ms one way (issue 12's figures).
+fn on_fifty_ms_links(nodes: usize, lookups: usize, seed: u64) -> DhtScenario {
+    let mut sc = scenario(nodes, lookups, seed);
+    let fifty = Duration::from_millis(50);
+    sc.latency = LatencyModel::Uniform { min: fifty, max: fifty };
+    sc
+}
+
 /// GETs among `nodes` placed on a plane, links from 5 ms (same point) to 105 ms (across the
 /// diagonal).
 fn plane_gets(nodes: usize, lookups: usize, seed: u64) -> DhtScenario {
@@ -94,9 +102,7 @@ fn lookups_on_fifty_millisecond_links_stay_near_the_round_trip_limit() {
     // 1 s, GET p99 <= 400 ms, PUT p99 <= 1 s. Measured: FIND_NODE p50 600 ms and p99 850 ms,
     // GET p99 350 ms, PUT p99 950 ms. On these links a round trip is 100 ms and a dial 150 ms
     // more, so each figure is a count of warm and cold requests in a row.
-    let fifty = Duration::from_millis(50);
-    let mut sc = scenario(1000, 300, 1);
-    sc.latency = LatencyModel::Uniform { min: fifty, max: fifty };
+    let mut sc = on_fifty_ms_links(1000, 300, 1);
     let find = dht::run(&sc);
     sc.kind = LookupKind::Get;
     let get = dht::run(&sc);
@@ -325,10 +331,7 @@ fn ten_thousand_nodes_on_fifty_millisecond_links_find_in_under_nine_round_trips(
     // target is missed by one step), p90 850 ms, p99 1,100 ms. Asking nearest first instead
     // of cheapest first in FIND_NODE lookups gives p50 750, p90 1,000 ms here, but costs the
     // tight-connection and fabricating-adversary scenarios (issue 12's note), so it is not done.
-    let mut sc = scenario(10_000, 300, 1);
-    let fifty = std::time::Duration::from_millis(50);
-    sc.latency = LatencyModel::Uniform { min: fifty, max: fifty };
-    let r = dht::run(&sc);
+    let r = dht::run(&on_fifty_ms_links(10_000, 300, 1));
     assert_eq!((r.lookups, r.succeeded), (300, 300), "{r:?}");
     assert!(r.rounds.p99 <= 6.0, "{:?}", r.rounds);
     assert!(r.latency_ms.p50 <= 850.0 && r.latency_ms.p99 <= 1250.0, "{:?}", r.latency_ms);
@@ -341,10 +344,7 @@ fn a_hundred_thousand_nodes_every_lookup_succeeds_within_seven_rounds() {
     // --latency-ms 50..50 --seed 1`. Measured (2026-12-01): 300 of 300, rounds p50 4, p99 5,
     // FIND_NODE p50 1,000 ms, p99 1,250 ms; how each figure grows from 1,000 nodes is in
     // benches/README.md.
-    let mut sc = scenario(100_000, 300, 1);
-    let fifty = std::time::Duration::from_millis(50);
-    sc.latency = LatencyModel::Uniform { min: fifty, max: fifty };
-    let r = dht::run(&sc);
+    let r = dht::run(&on_fifty_ms_links(100_000, 300, 1));
     assert_eq!((r.lookups, r.succeeded), (300, 300), "{r:?}");
     assert!(r.rounds.p99 <= 7.0, "{:?}", r.rounds);
 }
