@@ -549,13 +549,10 @@ impl PubSub {
     /// came).
     fn release_staggered(&mut self, now: Instant) {
         while let Some((id, held)) = self.stagger.pop_due(now) {
-            let mesh = self.mesh.get(held.msg.topic.as_str());
-            let before = held.to.len();
-            let to: Vec<NodeId> =
-                held.to.into_iter().filter(|q| mesh.is_some_and(|m| m.peers.contains(q))).collect();
-            self.stats.staggered_cancelled += (before - to.len()) as u64;
-            for q in to {
-                if self.peers.get_mut(&q).is_none_or(|s| s.refuses(now, &id)) {
+            let topic = held.msg.topic.as_str();
+            for q in held.to {
+                let in_mesh = self.mesh.get(topic).is_some_and(|m| m.peers.contains(&q));
+                if !in_mesh || self.peers.get_mut(&q).is_none_or(|s| s.refuses(now, &id)) {
                     self.stats.staggered_cancelled += 1;
                     continue;
                 }

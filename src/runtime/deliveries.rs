@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::gossip::Delivery;
 
@@ -24,7 +24,7 @@ pub const MAX_SINKS_PER_TOPIC: usize = 8;
 /// One subscription's queue, as the reactor holds it.
 #[derive(Debug)]
 pub struct Sink {
-    /// Where deliveries go.
+    /// Where deliveries go: an unbounded channel, whose bound is `cap`, kept here.
     pub tx: Sender<Delivery>,
     /// Deliveries the queue holds at most; past it the oldest is dropped.
     pub cap: usize,
@@ -83,19 +83,9 @@ impl Deliveries {
                 s.lost.fetch_add(1, Ordering::Relaxed);
                 self.lost += 1;
             }
-            let mut item = d.clone();
-            loop {
-                match s.tx.try_send(item) {
-                    Ok(()) | Err(TrySendError::Disconnected(_)) => break,
-                    Err(TrySendError::Full(back)) => {
-                        item = back;
-                        if s.rx.try_recv().is_ok() {
-                            s.lost.fetch_add(1, Ordering::Relaxed);
-                            self.lost += 1;
-                        }
-                    }
-                }
-            }
+            // Never full (the channel is unbounded, the bound kept above) and never
+            // disconnected (we hold a receiver too).
+            let _ = s.tx.try_send(d.clone());
         }
     }
 
@@ -115,7 +105,7 @@ mod tests {
     use super::*;
     use crate::identity::{Keypair, NodeId};
     use crate::wire::messages::GossipMessage;
-    use crossbeam_channel::{bounded, unbounded};
+    use crossbeam_channel::unbounded;
 
     fn delivery(seqno: u64, topic: &str) -> Delivery {
         let m = GossipMessage::sign(&Keypair::from_seed([2; 32]), seqno, topic.into(), vec![]);
@@ -155,7 +145,7 @@ mod tests {
         let mut d = Deliveries::new(1);
         let alive = Arc::new(());
         let sink = || {
-            let (tx, rx) = bounded(1);
+            let (tx, rx) = unbounded();
             let lost = Arc::new(AtomicU64::new(0));
             Sink { tx, cap: 1, rx, lost, alive: Arc::downgrade(&alive) }
         };

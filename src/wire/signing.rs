@@ -116,8 +116,7 @@ impl GossipMessage {
 
     /// Whether the author's signature verifies.
     pub fn verify(&self) -> bool {
-        let input = gossip_signing_input(self.seqno, &self.topic, &self.payload.0);
-        verify_signature(&self.author.0, &input, &self.signature.0)
+        StrictKey::new(&self.author.0).is_ok_and(|key| self.verify_with(&key))
     }
 
     /// [`verify`](Self::verify) with the author's key already decoded (`author_keys`); false
