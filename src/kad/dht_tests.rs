@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::dht::{Dht, DhtAction, DhtCommand, DhtConfig, DhtError, DhtReply};
 use super::routing::Source;
+use super::memstore::RecordStore;
 use crate::identity::{Keypair, NodeId};
 use crate::protocol::{
     Action, CommandId, Direction, Job, JobResult, Peer, ProbeResult, Protocol, ReplyTicket,
@@ -323,8 +324,8 @@ fn own_records_are_published_again_at_the_republish_interval() {
         _ => Ok(Response::Stored),
     };
     assert_eq!(replies(&answer_all(&mut d, t0, out, stored)).len(), 1);
-    // Ticks before the interval republish nothing (the first one replicates the record to
-    // the newly learned peer 1); the one at or after it starts the republish lookup.
+    // Ticks before the interval republish nothing (peer 1, learned before the record was
+    // held, is not replicated to); the one at or after it starts the republish lookup.
     let mut tick = d.next_deadline().expect("the maintenance tick is armed");
     let mut published_again = None;
     while tick <= t0 + 70 * S {
@@ -342,6 +343,22 @@ fn own_records_are_published_again_at_the_republish_interval() {
     }
     let at = published_again.expect("republished within 70 s");
     assert!(at >= t0 + 60 * S && at < t0 + 70 * S, "republished at {:?}", at - t0);
+}
+
+#[test]
+fn peers_learned_while_no_record_is_held_are_not_queued_for_replication() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    dialled(&mut d, t0, &(1..=200).collect::<Vec<u8>>());
+    assert!(d.routing.len() >= 50, "peers were learned: {}", d.routing.len());
+    assert_eq!((d.replicate_to.len(), d.replicate_to.capacity()), (0, 0));
+    // Holding a record, a new peer is queued to receive it.
+    let record = Record::Immutable { value: b"v".to_vec().into() };
+    d.handle_command(t0, CommandId(1), DhtCommand::Put { record, expected_seq: None });
+    assert!(!d.store.is_empty());
+    dialled(&mut d, t0, &[201]);
+    assert_eq!(d.replicate_to.len(), 1);
+    assert_eq!(d.replicate_to[0].peer.id, id(201));
 }
 
 #[test]

@@ -14,12 +14,14 @@ use crate::wire::messages::{Key, PeerInfo, Record, Request};
 /// A newly learned peer, and the last held key already checked for it.
 #[derive(Debug, Clone)]
 pub(super) struct Replication {
-    peer: PeerInfo,
+    pub(super) peer: PeerInfo,
     after: Option<Key>,
 }
 
 /// Bucket refresh queries running at once, at most.
 const MAX_REFRESHING: usize = 2;
+/// Queued replications a drained queue keeps room for.
+const REPLICATION_QUEUE_KEPT: usize = 16;
 /// Own records republished per tick, at most.
 const MAX_REPUBLISH_PER_TICK: usize = 16;
 /// Held keys read from the store at a time while replicating.
@@ -98,6 +100,12 @@ impl Dht {
 
     /// Queues a newly learned peer for replication; the oldest goes when the queue is full.
     pub(super) fn queue_replication(&mut self, peer: PeerInfo) {
+        // Holding no record, there is nothing to send it; a record stored later reaches the
+        // peer through its publisher's STOREs or the peer's own lookups. Queued anyway, every
+        // node learning peers would keep `max_replication_queue` of them between two ticks.
+        if self.store.is_empty() {
+            return;
+        }
         if self.replicate_to.len() >= self.config.max_replication_queue {
             self.replicate_to.pop_front();
             self.stats.replication_queue_drops += 1;
@@ -178,5 +186,7 @@ impl Dht {
                 front.after = after;
             }
         }
+        // Drained: give back the room a burst of new peers took.
+        self.replicate_to.shrink_to(REPLICATION_QUEUE_KEPT);
     }
 }
