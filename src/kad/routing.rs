@@ -716,9 +716,9 @@ impl RoutingTable {
     fn insert_entry(&mut self, b: usize, entry: Entry) {
         if let Some(subnet) = entry.subnet {
             *self.subnets.entry(subnet).or_insert(0) += 1;
-            self.buckets[b].add_subnet(subnet);
+            self.buckets[b].add_subnet(subnet, self.config.k);
         }
-        self.buckets[b].entries.push(entry);
+        push_within(&mut self.buckets[b].entries, entry, self.config.k);
     }
 
     /// Takes the entry at `pos` out of bucket `b`, releasing its subnet and its ping slot.
@@ -776,13 +776,28 @@ impl RoutingTable {
                 candidate.source = Source::Verified;
             }
         }
-        bucket.replacements.push(candidate);
         self.stats.queued += 1;
-        while bucket.replacements.len() > cap {
+        if cap == 0 {
+            self.stats.replacements_dropped += 1;
+            return;
+        }
+        while bucket.replacements.len() >= cap {
             bucket.replacements.remove(0);
             self.stats.replacements_dropped += 1;
         }
+        push_within(&mut bucket.replacements, candidate, cap);
     }
+}
+
+/// Appends `item` to a list that never holds more than `cap`, growing its room no further
+/// than `cap`: doubling, a full bucket of k = 20 would keep 32 slots, and every node keeps
+/// about log2(N / k) full buckets.
+fn push_within<T>(list: &mut Vec<T>, item: T, cap: usize) {
+    if list.len() == list.capacity() {
+        let room = (list.len() * 2).max(4).min(cap.max(list.len() + 1));
+        list.reserve_exact(room - list.len());
+    }
+    list.push(item);
 }
 
 /// One k-bucket.
@@ -814,10 +829,11 @@ impl Bucket {
         self.subnets.iter().find(|(s, _)| s == subnet).map_or(0, |(_, n)| *n)
     }
 
-    fn add_subnet(&mut self, subnet: Subnet) {
+    /// Counts an entry in `subnet`; a bucket of at most `k` entries has at most `k` subnets.
+    fn add_subnet(&mut self, subnet: Subnet, k: usize) {
         match self.subnets.iter_mut().find(|(s, _)| *s == subnet) {
             Some((_, n)) => *n += 1,
-            None => self.subnets.push((subnet, 1)),
+            None => push_within(&mut self.subnets, (subnet, 1), k),
         }
     }
 
@@ -1150,6 +1166,22 @@ mod tests {
         assert_eq!(ids(t.replacements(7)), [id_in(7, 10), id_in(7, 12)]);
         assert_eq!(t.stats().replacements_dropped, 1);
         assert_eq!(t.stats().replacements, 2);
+        check_invariants(&t);
+    }
+
+    #[test]
+    fn a_full_bucket_keeps_room_for_k_entries_and_its_cache_not_more() {
+        let config = RoutingConfig { k: 20, replacement_cache: 10, ..SMALL };
+        let mut t = RoutingTable::new(zero(), config);
+        let now = Instant::now();
+        for n in 0..40 {
+            t.observe(now, p(7, n), Source::Verified);
+        }
+        let bucket = &t.buckets[7];
+        assert_eq!((bucket.entries.len(), bucket.replacements.len()), (20, 10));
+        assert_eq!(bucket.entries.capacity(), 20);
+        assert_eq!(bucket.replacements.capacity(), 10);
+        assert!(bucket.subnets.capacity() <= 20, "{}", bucket.subnets.capacity());
         check_invariants(&t);
     }
 
