@@ -291,7 +291,7 @@ impl NodeCore {
 
     fn on_closed(&mut self, now: Instant, conn: ConnId, cause: CloseCause) {
         let dialled =
-            self.conns.connection(conn).filter(|c| !c.is_established()).and_then(|c| c.expected);
+            self.conns.connection(conn).filter(|c| !c.is_established()).and_then(|c| c.expected());
         let removed = match dialled {
             Some(peer) => {
                 let removed = self.conns.on_dial_failed(now, conn);
@@ -309,7 +309,7 @@ impl NodeCore {
     /// A connection the table timed out (and removed).
     fn on_table_timeout(&mut self, now: Instant, conn: ConnId, idle: bool, removed: Connection) {
         let probe = self.probes.contains_key(&conn);
-        let dialled = removed.expected.filter(|_| !removed.is_established() && !probe);
+        let dialled = removed.expected().filter(|_| !removed.is_established() && !probe);
         self.forget_conn(now, conn, Some(removed));
         // A connection that never got established hears no Goodbye; the reason is only for
         // the driver.
@@ -356,7 +356,7 @@ impl NodeCore {
 
     fn on_congestion(&mut self, now: Instant, conn: ConnId, congested: bool) {
         // Only the connection frames to the peer go out on counts.
-        let Some(peer) = self.conns.connection(conn).and_then(|c| c.node_id) else { return };
+        let Some(peer) = self.conns.connection(conn).and_then(|c| c.node_id()) else { return };
         if self.conns.primary(&peer) != Some(conn) {
             return;
         }
@@ -375,7 +375,7 @@ impl NodeCore {
     fn forget_conn(&mut self, now: Instant, conn: ConnId, removed: Option<Connection>) {
         // A dial-back that ends here never authenticated (that would have ended it).
         self.end_probe(now, conn, ProbeResult::Unreachable);
-        let gone = removed.filter(Connection::is_established).and_then(|c| c.node_id);
+        let gone = removed.filter(Connection::is_established).and_then(|c| c.node_id());
         if let Some(peer) = gone.filter(|p| self.conns.primary(p).is_none()) {
             self.outputs.push_back(Output::Event(Event::PeerDisconnected { peer }));
             self.protocols.each(|p| p.handle_peer_down(now, peer));
@@ -779,5 +779,10 @@ use crate::wire::messages::Hello;
 
 /// An established connection's peer as protocols see it.
 fn peer_of(c: &Connection) -> Option<Peer<'_>> {
-    Some(Peer { id: c.node_id?, addr: c.addr, direction: c.direction, hello: c.hello.as_deref()? })
+    Some(Peer {
+        id: c.node_id()?,
+        addr: c.addr,
+        direction: c.direction,
+        hello: c.hello.as_deref()?,
+    })
 }
