@@ -197,12 +197,12 @@ impl NodeCore {
 
     /// Gossip, if hosted.
     pub fn gossip(&self) -> Option<&PubSub> {
-        self.protocols.gossip.as_ref()
+        self.protocols.gossip.as_deref()
     }
 
     /// Gossip, if hosted, for direct driving in tests and the simulator.
     pub fn gossip_mut(&mut self) -> Option<&mut PubSub> {
-        self.protocols.gossip.as_mut()
+        self.protocols.gossip.as_deref_mut()
     }
 
     /// The established peers, in id order.

@@ -221,6 +221,14 @@ fn peer_ids(core: &mut NodeCore, now: Instant) -> Vec<NodeId> {
 // ---- Connect ----
 
 #[test]
+fn a_core_costs_at_most_8_kib_before_it_does_anything() {
+    // A simulation keeps one per node (100,000 in issue 12's run): gossip is boxed, so a node
+    // without it does not carry its tables, and histogram bounds are shared, not copied.
+    let size = std::mem::size_of::<NodeCore>();
+    assert!(size <= 8 * 1024, "NodeCore is {size} bytes");
+}
+
+#[test]
 fn connect_produces_exactly_one_dial() {
     let t0 = Instant::now();
     let mut core = core(config());

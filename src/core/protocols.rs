@@ -138,7 +138,9 @@ pub enum AddError {
 /// Kademlia, gossip, the added protocols, and the route of each message kind.
 pub(super) struct Protocols {
     pub(super) kad: Dht,
-    pub(super) gossip: Option<PubSub>,
+    /// Boxed: most of a `PubSub` is its tables, and a node without gossip (every node of a
+    /// DHT simulation) would otherwise carry its 2.4 KB for nothing.
+    pub(super) gossip: Option<Box<PubSub>>,
     added: Vec<Box<dyn Hosted + Send>>,
     routes: [Option<ProtocolId>; Kind::COUNT],
 }
@@ -159,7 +161,7 @@ impl Protocols {
         for kind in gossip.iter().flat_map(Protocol::kinds) {
             routes[kind.index()] = Some(Self::GOSSIP);
         }
-        Protocols { kad, gossip, added: Vec::new(), routes }
+        Protocols { kad, gossip: gossip.map(Box::new), added: Vec::new(), routes }
     }
 
     /// Adds `protocol` and routes its kinds to it, unless one of them is taken.
@@ -187,7 +189,7 @@ impl Protocols {
             return Some(&mut self.kad);
         }
         if id == Self::GOSSIP {
-            return self.gossip.as_mut().map(|g| g as &mut dyn Hosted);
+            return self.gossip.as_deref_mut().map(|g| g as &mut dyn Hosted);
         }
         let added = self.added.get_mut(usize::from(id.0).checked_sub(Self::FIRST_ADDED)?)?;
         Some(&mut **added)
@@ -205,7 +207,7 @@ impl Protocols {
     /// Calls `f` on every protocol, in the order of [`Protocols::ids`].
     pub(super) fn each(&mut self, mut f: impl FnMut(&mut dyn Hosted)) {
         f(&mut self.kad);
-        if let Some(g) = &mut self.gossip {
+        if let Some(g) = self.gossip.as_deref_mut() {
             f(g);
         }
         for p in &mut self.added {
@@ -216,7 +218,7 @@ impl Protocols {
     /// The earliest deadline of any protocol.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         let added = self.added.iter().filter_map(|p| p.next_deadline());
-        let gossip = self.gossip.as_ref().and_then(Hosted::next_deadline);
+        let gossip = self.gossip.as_deref().and_then(Hosted::next_deadline);
         Hosted::next_deadline(&self.kad).into_iter().chain(gossip).chain(added).min()
     }
 }

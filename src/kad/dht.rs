@@ -366,8 +366,8 @@ pub struct LookupHistograms {
 impl Default for LookupHistograms {
     fn default() -> Self {
         LookupHistograms {
-            duration_us: [Histogram::new(LOOKUP_DURATION_BOUNDS_US); 8],
-            rounds: [Histogram::new(LOOKUP_ROUNDS_BOUNDS); 8],
+            duration_us: [Histogram::new(&LOOKUP_DURATION_BOUNDS_US); 8],
+            rounds: [Histogram::new(&LOOKUP_ROUNDS_BOUNDS); 8],
         }
     }
 }

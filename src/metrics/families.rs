@@ -134,7 +134,7 @@ mod tests {
         let mut f = Families::default();
         f.counter("t_frames_total", "Frames.", 3);
         f.gauges("t_conns", "Connections \"now\".", [([("dir", "in")], 1), ([("dir", "out")], 2)]);
-        let mut h = Histogram::new([5_000, 1_000_000]);
+        let mut h = Histogram::new(&[5_000, 1_000_000]);
         h.observe(4_000);
         h.observe(2_000_000);
         f.histograms("t_seconds", "Durations.", 1e6, [([("kind", "get")], &h)]);
