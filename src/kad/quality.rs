@@ -57,13 +57,14 @@ const ONE: u32 = 1 << 16;
 /// Lowest success ratio a cost divides by: a peer that always fails costs 16 times as much.
 const FLOOR: u32 = ONE / 16;
 
-/// One peer's figures.
+/// One peer's figures: 24 bytes, for up to `max_peers` of them per node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Figures {
     /// Smoothed RTT, µs; 0 = never measured.
     srtt_us: u32,
-    /// Decayed success ratio, fixed point with [`ONE`] = 1.
-    success: u32,
+    /// `ONE` less the decayed success ratio: the ratio decays by eighths from `ONE` and
+    /// never falls below 7, so the deficit fits 16 bits.
+    deficit: u16,
     /// A connection to the peer is up.
     connected: bool,
     updated: Instant,
@@ -72,7 +73,27 @@ struct Figures {
 impl Figures {
     /// An answer or a failure was recorded: not only a connection.
     fn has_outcome(&self) -> bool {
-        self.srtt_us > 0 || self.success < ONE
+        self.srtt_us > 0 || self.deficit > 0
+    }
+
+    /// The decayed success ratio, fixed point with [`ONE`] = 1.
+    fn success(&self) -> u32 {
+        ONE - u32::from(self.deficit)
+    }
+
+    /// An answer: the ratio moves an eighth of the way to one.
+    fn succeed(&mut self) {
+        self.deficit -= self.deficit / 8;
+    }
+
+    /// A failure: the ratio loses an eighth.
+    fn fail(&mut self) {
+        let success = self.success();
+        self.set_success(success - success / 8);
+    }
+
+    fn set_success(&mut self, success: u32) {
+        self.deficit = u16::try_from(ONE - success.min(ONE)).unwrap_or(u16::MAX);
     }
 }
 
@@ -129,7 +150,7 @@ impl PeerQuality {
         if let Some(sample) = sample {
             f.srtt_us = if old == 0 { sample } else { smooth(old, sample) };
         }
-        f.success += (ONE - f.success) / 8;
+        f.succeed();
         let new = f.srtt_us;
         self.account_srtt(old, new);
     }
@@ -137,7 +158,7 @@ impl PeerQuality {
     /// A request to `peer` failed: timeout, lost connection, refused dial, error answer.
     pub fn on_failure(&mut self, now: Instant, peer: &NodeId) {
         let Some(f) = self.record(now, peer, true) else { return };
-        f.success -= f.success / 8;
+        f.fail();
     }
 
     /// A connection to `peer` came up (`true`) or went down.
@@ -157,8 +178,8 @@ impl PeerQuality {
             n => self.srtt_sum / n as u64,
         };
         let (rtt, success, connected) = match self.peers.get(peer) {
-            Some(f) if f.srtt_us > 0 => (u64::from(f.srtt_us), f.success, f.connected),
-            Some(f) => (typical, f.success, f.connected),
+            Some(f) if f.srtt_us > 0 => (u64::from(f.srtt_us), f.success(), f.connected),
+            Some(f) => (typical, f.success(), f.connected),
             None => (typical, ONE, false),
         };
         let dial = if connected { 0 } else { DIAL_RTTS * rtt };
@@ -167,7 +188,7 @@ impl PeerQuality {
 
     /// The success ratio of `peer` in 1/65,536ths (65,536 for a peer never seen).
     pub fn success(&self, peer: &NodeId) -> u32 {
-        self.peers.get(peer).map_or(ONE, |f| f.success)
+        self.peers.get(peer).map_or(ONE, Figures::success)
     }
 
     /// The smoothed RTT of `peer`, if measured.
@@ -203,7 +224,7 @@ impl PeerQuality {
 
     /// Counters, with the current table figures.
     pub fn stats(&self) -> QualityStats {
-        let unreliable = self.peers.values().filter(|f| f.success < ONE / 2).count();
+        let unreliable = self.peers.values().filter(|f| f.success() < ONE / 2).count();
         QualityStats { peers: self.peers.len(), measured: self.measured, unreliable, ..self.stats }
     }
 
@@ -228,7 +249,7 @@ impl PeerQuality {
                     self.stats.evicted_full += 1;
                 }
             }
-            let fresh = Figures { srtt_us: 0, success: ONE, connected: false, updated: now };
+            let fresh = Figures { srtt_us: 0, deficit: 0, connected: false, updated: now };
             self.peers.insert(*peer, fresh);
         }
         let f = self.peers.get_mut(peer)?;
@@ -270,6 +291,18 @@ mod tests {
     }
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_record_is_24_bytes_and_its_ratio_survives_any_run_of_failures() {
+        assert_eq!(std::mem::size_of::<Figures>(), 24);
+        let (mut q, now) = (PeerQuality::new(QualityConfig::DEFAULT), Instant::now());
+        for _ in 0..1_000 {
+            q.on_failure(now, &id(1));
+        }
+        assert_eq!(q.success(&id(1)), 7, "an eighth of 7 rounds to nothing: the floor");
+        q.on_answer(now, &id(1), None);
+        assert_eq!(q.success(&id(1)), 7 + (ONE - 7) / 8);
+    }
 
     #[test]
     fn rtt_is_smoothed_as_rfc_6298_says() {
