@@ -823,13 +823,13 @@ impl Sim {
 
     fn process(&mut self, event: SimEvent) {
         match event {
-            SimEvent::Arrive { link } => {
+            SimEvent::Arrive { link, expected } => {
                 self.record(TAG_ARRIVE, link, 0);
-                self.on_arrive(link);
+                self.on_arrive(link, expected);
             }
-            SimEvent::Handshake { link } => {
+            SimEvent::Handshake { link, expected } => {
                 self.record(TAG_HANDSHAKE, link, 0);
-                self.on_handshake(link);
+                self.on_handshake(link, expected);
             }
             SimEvent::Deliver { link, to, msg } => {
                 self.record(TAG_DELIVER, link, to as u64);
@@ -872,7 +872,7 @@ impl Sim {
     }
 
     /// The dial reached the target: admission, or a failure back to the dialer.
-    fn on_arrive(&mut self, link: LinkId) {
+    fn on_arrive(&mut self, link: LinkId, expected: NodeId) {
         let Some(l) = self.links.get(&link) else { return };
         let (Some(dialer), Some(target)) = (l.ends[0].node(), l.ends[1].node()) else { return };
         if !l.ends[0].open {
@@ -908,12 +908,12 @@ impl Sim {
         if let Some(l) = self.links.get_mut(&link) {
             l.state = LinkState::Handshaking;
         }
-        self.try_schedule(at, SimEvent::Handshake { link });
+        self.try_schedule(at, SimEvent::Handshake { link, expected });
         self.flush(target);
     }
 
     /// TLS and Hello done: both cores learn of the connection, or the dialer of a wrong key.
-    fn on_handshake(&mut self, link: LinkId) {
+    fn on_handshake(&mut self, link: LinkId, expected: NodeId) {
         let Some(l) = self.links.get(&link) else { return };
         let (Some(dialer), Some(target)) = (l.ends[0].node(), l.ends[1].node()) else { return };
         if !l.ends[0].open || !l.ends[1].open {
@@ -923,7 +923,7 @@ impl Sim {
             self.stats.dials_stalled += 1;
             return;
         }
-        let (expected, dialer_conn, target_conn) = (l.expected, l.ends[0].conn, l.ends[1].conn);
+        let (dialer_conn, target_conn) = (l.ends[0].conn, l.ends[1].conn);
         let target_id = self.node_id(target).unwrap_or(expected);
         if target_id != expected {
             self.stats.dials_wrong_key += 1;
@@ -1087,10 +1087,10 @@ enum Role {
 
 #[derive(Debug)]
 enum SimEvent {
-    /// A dial reaches its target.
-    Arrive { link: LinkId },
+    /// A dial reaches its target; `expected` is the id the dialer expects there.
+    Arrive { link: LinkId, expected: NodeId },
     /// TLS and Hello complete.
-    Handshake { link: LinkId },
+    Handshake { link: LinkId, expected: NodeId },
     /// A message reaches end `to`.
     Deliver { link: LinkId, to: Side, msg: Message },
     /// End `to` learns the connection is gone; `remote`: sent by the other end, so a
