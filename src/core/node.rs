@@ -45,6 +45,9 @@ use crate::wire::messages::{
     ErrorCode, GoodbyeReason, Gossip, Message, PeerInfo, Request, Response,
 };
 
+/// Outputs an empty queue keeps room for.
+pub(super) const OUTPUTS_KEPT: usize = 8;
+
 /// The sans-IO node core. See the module doc for the driving contract.
 #[derive(Debug)]
 pub struct NodeCore {
@@ -162,7 +165,19 @@ impl NodeCore {
 
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let out = self.outputs.pop_front();
+        if out.is_none() && self.outputs.capacity() > OUTPUTS_KEPT {
+            // A burst (a lookup round's dials and requests) leaves room for dozens of
+            // 200-byte outputs; a node idle most of its life need not keep it.
+            self.outputs.shrink_to(OUTPUTS_KEPT);
+        }
+        out
+    }
+
+    /// Outputs the queue has room for, for the test of its bound.
+    #[cfg(test)]
+    pub(super) fn output_room(&self) -> usize {
+        self.outputs.capacity()
     }
 
     /// When `handle_timeout` must next be called. Changes after every input.

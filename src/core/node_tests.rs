@@ -221,6 +221,22 @@ fn peer_ids(core: &mut NodeCore, now: Instant) -> Vec<NodeId> {
 // ---- Connect ----
 
 #[test]
+fn a_drained_burst_of_outputs_gives_back_its_room() {
+    let (mut core, t0) = (core(config()), Instant::now());
+    for n in 0..40u8 {
+        let cmd = Command::Connect {
+            peer: NodeId::from_bytes([0x80 | n; 32]),
+            addr: addr(1000 + u16::from(n)),
+        };
+        core.handle(t0, Input::Command { id: CommandId(u64::from(n)), cmd });
+    }
+    let room = core.output_room();
+    let out = drain(&mut core);
+    assert!(room >= out.len() && out.len() > 2 * super::node::OUTPUTS_KEPT, "{}", out.len());
+    assert!(core.output_room() <= super::node::OUTPUTS_KEPT, "{}", core.output_room());
+}
+
+#[test]
 fn a_core_costs_at_most_8_kib_before_it_does_anything() {
     // A simulation keeps one per node (100,000 in issue 12's run): gossip is boxed, so a node
     // without it does not carry its tables, and histogram bounds are shared, not copied.
