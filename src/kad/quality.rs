@@ -13,8 +13,9 @@
 //!   plus `DIAL_RTTS` round trips when no connection is up, divided by the success ratio
 //!   (floored at 1/16): the expected wait for an answer if each failure costs a retry.
 //!
-//! Bounds: at most `max_peers` records (default 1,024), about 60 bytes each. A record not
-//! updated for `retention` (default 30 min) is forgotten at the next maintenance tick, and a
+//! Bounds: at most `max_peers` records (default 1,024) of 56 bytes (id and figures). A record not
+//! updated for `retention` (default 30 min) is forgotten at the next maintenance tick, one
+//! that held only a connection is forgotten when the connection closes, and a
 //! new peer arriving at a full table replaces the record updated longest ago, one with no
 //! answer or failure yet first. So a peer that reconnects within the retention period keeps
 //! its figures, and cycling ids can neither grow the table nor flush what was measured.
@@ -163,11 +164,23 @@ impl PeerQuality {
 
     /// A connection to `peer` came up (`true`) or went down.
     pub fn set_connected(&mut self, now: Instant, peer: &NodeId, connected: bool) {
-        if !connected && !self.peers.contains_key(peer) {
+        if !connected {
+            // A record with no answer or failure said only that a connection was up: once it
+            // is down, having none gives the same cost, ratio and RTT. Kept, every peer that
+            // ever connected to us (most only to look something up) would hold a record for
+            // `retention`.
+            match self.peers.get_mut(peer) {
+                Some(f) if f.has_outcome() => {
+                    f.connected = false;
+                    f.updated = f.updated.max(now);
+                }
+                Some(_) => self.forget(peer),
+                None => {}
+            }
             return;
         }
         if let Some(f) = self.record(now, peer, false) {
-            f.connected = connected;
+            f.connected = true;
         }
     }
 
@@ -421,6 +434,24 @@ mod tests {
         // A disconnect of a peer without a record makes none.
         q.set_connected(t0, &id(2), false);
         assert_eq!(q.stats().peers, 0);
+    }
+
+    #[test]
+    fn a_record_of_only_a_connection_goes_with_the_connection() {
+        let t0 = Instant::now();
+        let mut q = PeerQuality::new(QualityConfig::DEFAULT);
+        q.set_connected(t0, &id(1), true);
+        q.set_connected(t0, &id(2), true);
+        q.on_answer(t0, &id(2), Some(20 * MS));
+        let unknown = q.cost_us(&id(9));
+        assert!(q.is_connected(&id(1)) && q.cost_us(&id(1)) < unknown);
+        q.set_connected(t0, &id(1), false);
+        q.set_connected(t0, &id(2), false);
+        assert_eq!(q.stats().peers, 1, "the measured peer keeps its record");
+        assert_eq!(q.srtt(&id(2)), Some(20 * MS));
+        assert!(!q.is_connected(&id(2)));
+        // Forgotten, the other costs what a peer never seen does.
+        assert_eq!((q.last_news(&id(1)), q.cost_us(&id(1))), (None, q.cost_us(&id(9))));
     }
 
     #[test]
