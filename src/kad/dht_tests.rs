@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::dht::{Dht, DhtAction, DhtCommand, DhtConfig, DhtError, DhtReply};
-use super::routing::Source;
 use super::memstore::RecordStore;
+use super::routing::Source;
 use crate::identity::{Keypair, NodeId};
 use crate::protocol::{
     Action, CommandId, Direction, Job, JobResult, Peer, ProbeResult, Protocol, ReplyTicket,

@@ -123,9 +123,7 @@ impl Sim {
     }
 
     pub(super) fn link_of(&self, idx: NodeIdx, conn: ConnId) -> Option<(LinkId, Side)> {
-        let node = self.nodes.get(idx.0)?;
-        let link = *node.conns.get(&conn)?;
-        Some((link, *node.links.get(&link)?))
+        self.nodes.get(idx.0)?.conns.get(&conn).copied()
     }
 
     pub(super) fn open_end(&mut self, link: LinkId, side: Side, conn: Option<ConnId>) {
@@ -134,10 +132,10 @@ impl Sim {
         end.open = true;
         end.conn = conn;
         let Some(node) = end.node().and_then(|n| self.nodes.get_mut(n.0)) else { return };
-        node.links.insert(link, side);
-        if let Some(conn) = conn {
-            node.conns.insert(conn, link);
-        }
+        match conn {
+            Some(conn) => node.conns.insert(conn, (link, side)),
+            None => node.links.insert(link, side).map(|s| (link, s)),
+        };
     }
 
     /// Closes one end; the link goes when both ends are closed. Returns the end's core
@@ -155,10 +153,10 @@ impl Sim {
         }
         self.stats.closes += 1;
         if let Some(n) = node.and_then(|n| self.nodes.get_mut(n.0)) {
-            n.links.remove(&link);
-            if let Some(c) = conn {
-                n.conns.remove(&c);
-            }
+            match conn {
+                Some(c) => n.conns.remove(&c),
+                None => n.links.remove(&link).map(|s| (link, s)),
+            };
         }
         conn
     }
@@ -192,10 +190,16 @@ impl Sim {
     /// Closes every link of `idx`, telling the other ends `why`; returns the node's core
     /// connections that were open.
     pub(super) fn close_all(&mut self, idx: NodeIdx, why: CloseWhy) -> Vec<ConnId> {
-        let links: Vec<(LinkId, Side)> = match self.nodes.get(idx.0) {
-            Some(node) => node.links.iter().map(|(&l, &s)| (l, s)).collect(),
+        let mut links: Vec<(LinkId, Side)> = match self.nodes.get(idx.0) {
+            Some(node) => node
+                .links
+                .iter()
+                .map(|(&l, &s)| (l, s))
+                .chain(node.conns.values().copied())
+                .collect(),
             None => return Vec::new(),
         };
+        links.sort_unstable_by_key(|&(link, _)| link);
         let mut conns = Vec::new();
         for (link, side) in links {
             conns.extend(self.close_end(link, side));

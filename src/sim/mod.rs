@@ -1061,10 +1061,11 @@ struct Node {
     alive: bool,
     /// Partition group; equal groups can talk.
     group: u32,
-    /// Open link ends, with the side this node holds.
+    /// Open link ends without a core connection (an adversary's), with the side held.
     links: BTreeMap<LinkId, Side>,
-    /// The core's connection ids of its open link ends.
-    conns: BTreeMap<ConnId, LinkId>,
+    /// Open link ends of the core, by its connection id: one entry per end, not one in each
+    /// of two maps (millions of ends in a run of 100,000 nodes).
+    conns: BTreeMap<ConnId, (LinkId, Side)>,
     /// Connections open when the node was killed, closed in its core on revival.
     orphans: Vec<ConnId>,
     /// The live timer event; any other timer event for this node is stale.

@@ -404,7 +404,7 @@ fn a_fabricating_adversary_answers_ping_and_raw_find_node() {
     sim.run_for(2 * L);
     assert_eq!(pong_rtt(reply(&mut sim, a, p)), 2 * L);
     // A raw FindNode, as the Kademlia layer will send it; the core does not expect the answer.
-    let (&link, &side) = sim.nodes[a.0].links.iter().next().unwrap();
+    let (link, side) = *sim.nodes[a.0].conns.values().next().unwrap();
     let target = id_of(3);
     sim.send(link, side, Message::Request { id: 900, body: Request::FindNode { target } });
     sim.run_for(2 * L);
