@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::conn_map::ConnMap;
 use super::dials::{DialBook, DialError};
 use crate::identity::NodeId;
 pub use crate::protocol::Direction;
@@ -133,7 +134,7 @@ impl ConnId {
         ConnId(seq.wrapping_mul(2) | 1)
     }
 
-    fn outbound(seq: u64) -> ConnId {
+    pub(super) fn outbound(seq: u64) -> ConnId {
         ConnId(seq.wrapping_mul(2))
     }
 }
@@ -335,11 +336,11 @@ pub struct PeerStats {
 pub struct ConnectionTable {
     local_id: NodeId,
     limits: PeerLimits,
-    /// Ordered, not hashed, for memory: a hash map never gives back its room, so a node that
+    /// Sorted, not hashed, for memory: a hash map never gives back its room, so a node that
     /// once had 256 connections kept room for 256 (about 70 KiB) for good though it has a few
-    /// dozen most of its life, while a B-tree frees its nodes as it empties. A lookup per
-    /// frame is then a few comparisons of integers in at most three nodes.
-    conns: BTreeMap<ConnId, Connection>,
+    /// dozen most of its life; nor a B-tree, whose leaves stay half empty (see [`ConnMap`]).
+    /// A lookup per frame is a binary search over at most `max_connections` ids.
+    conns: ConnMap<Connection>,
     /// Per peer: its connections (dialling it, or authenticated as it) and its primary one.
     peers: BTreeMap<NodeId, PeerConns>,
     /// Connections per direction, indexed by `direction_index`; dial-backs are not counted.
@@ -471,7 +472,7 @@ impl ConnectionTable {
         ConnectionTable {
             local_id,
             limits,
-            conns: BTreeMap::new(),
+            conns: ConnMap::new(),
             peers: BTreeMap::new(),
             counts: [0; 2],
             probes: BTreeSet::new(),

@@ -15,6 +15,7 @@
 //! router's own.
 
 mod api;
+mod conn_map;
 mod conns;
 mod dials;
 mod discovery;
