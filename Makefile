@@ -10,7 +10,7 @@ help:
 	@echo "build  compile the library and the petrel binary (release)"
 	@echo "test   run the whole test suite (unit, integration, vectors; simulator scenarios in release)"
 	@echo "test-large  the 10,000-node simulator runs (release, about four minutes)"
-	@echo "test-100k   the 100,000-node DHT simulation (release, about 36 minutes, 16 GB of memory)"
+	@echo "test-100k   the 100,000-node DHT simulation (release, about an hour, 16 GB of memory)"
 	@echo "lint   rustfmt check + clippy -D warnings on every target + rustdoc -D warnings"
 	@echo "deps   count runtime crates (cargo tree -e normal); fail above $(DEPS_BUDGET)"
 	@echo "fuzz   run every fuzz target for FUZZ_SECONDS each (default $(FUZZ_SECONDS))"
@@ -31,7 +31,7 @@ test:
 test-large:
 	$(CARGO) test --locked --release --test sim_dht --test sim_smoke -- --ignored --skip hundred_thousand
 
-# Issue 12's 100,000-node DHT run (benches/README.md): 36 minutes and 16 GB of memory on this
+# Issue 12's 100,000-node DHT run (benches/README.md): about an hour and 16 GB of memory on this
 # 2-core machine (2026-12-01), so not part of test-large.
 test-100k:
 	$(CARGO) test --locked --release --test sim_dht -- --ignored --nocapture hundred_thousand
