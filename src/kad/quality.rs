@@ -87,14 +87,10 @@ impl Figures {
         self.deficit -= self.deficit / 8;
     }
 
-    /// A failure: the ratio loses an eighth.
+    /// A failure: the ratio loses an eighth, so the deficit grows by it (at most 8,192).
     fn fail(&mut self) {
-        let success = self.success();
-        self.set_success(success - success / 8);
-    }
-
-    fn set_success(&mut self, success: u32) {
-        self.deficit = u16::try_from(ONE - success.min(ONE)).unwrap_or(u16::MAX);
+        let loss = u16::try_from(self.success() / 8).unwrap_or(u16::MAX);
+        self.deficit = self.deficit.saturating_add(loss);
     }
 }
 
