@@ -2,12 +2,14 @@
 //!
 //! `petrel sim dht --nodes N --lookups L --seed S [--latency-ms A..B] [--placement
 //! uniform|plane] [--loss P] [--churn P] [--adversarial FRACTION --attack KIND] [--disjoint D]
-//! [--get] [--max-connections N] [--idle-timeout-s S]`. `--max-connections` and
+//! [--get] [--max-connections N] [--idle-timeout-s S] [--no-pipelining]`. `--max-connections` and
 //! `--idle-timeout-s` set every node's connection cap (half inbound, half outbound) and idle
 //! timeout (defaults 256 and 60 s). `--placement plane` puts the nodes on a plane: a link's latency grows with the
 //! distance between its ends, from A (same point) to B (across the diagonal). KIND is `silent`,
 //! `fabricate`, `bad-records`, `eclipse`, `dead-addresses`, `loopback-claims` or `flood`. `--get` measures GETs of records PUT first (implied by
-//! `--attack bad-records`) instead of FIND_NODE lookups. The method is in
+//! `--attack bad-records`) instead of FIND_NODE lookups. `--no-pipelining` holds a dialer's
+//! requests until the peer's Hello (a round trip later) instead of sending them with its own,
+//! to measure what pipelining saves. The method is in
 //! [`crate::sim::dht`].
 
 use std::time::{Duration, Instant};
@@ -110,6 +112,7 @@ pub fn parse(args: &[String]) -> Result<DhtScenario, String> {
             }
         };
     }
+    sc.pipelining = !switch(args, "--no-pipelining");
     if switch(args, "--get") || sc.attack == NodeKind::BadRecords {
         sc.kind = LookupKind::Get;
     }
@@ -171,7 +174,7 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
     };
     format!(
         "{{\"sim\":\"dht\",\"nodes\":{},\"honest\":{},\"adversaries\":{},\"attack\":\"{attack}\",\
-         \"placement\":\"{placement}\",\
+         \"placement\":\"{placement}\",\"pipelining\":{},\
          \"seed\":{},\"lookup\":\"{}\",\"disjoint\":{},\"loss\":{},\"churn\":{},\
          \"churned\":{{\"left\":{},\"returned\":{}}},\"puts\":{{\"attempted\":{},\"stored\":{},\"latency_ms\":{}}},\
          \"lookups\":{},\"abandoned\":{},\"succeeded\":{},\"success_fraction\":{:.4},\"rounds\":{},\"rpcs\":{},\
@@ -183,6 +186,7 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
         sc.nodes,
         r.honest,
         r.adversaries,
+        sc.pipelining,
         sc.seed,
         if sc.kind == LookupKind::Get { "get" } else { "find_node" },
         sc.disjoint,

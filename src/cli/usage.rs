@@ -246,7 +246,8 @@ pub const COMMANDS: &[Command] = &[
                 \x20     [--placement uniform|plane] [--loss P] [--churn P]\n\
                 \x20     [--adversarial F --attack silent|fabricate|bad-records|eclipse|\n\
                 \x20                               dead-addresses|loopback-claims|flood]\n\
-                \x20     [--disjoint D] [--get] [--max-connections N] [--idle-timeout-s S]\n  \
+                \x20     [--disjoint D] [--get] [--max-connections N] [--idle-timeout-s S]\n\
+                \x20     [--no-pipelining]\n  \
                 a DHT scenario on the simulator (one JSON object)",
         flags: &[
             "--nodes",
@@ -262,7 +263,7 @@ pub const COMMANDS: &[Command] = &[
             "--max-connections",
             "--idle-timeout-s",
         ],
-        switches: &["--get"],
+        switches: &["--get", "--no-pipelining"],
         args: &[],
     },
     Command {

@@ -61,6 +61,16 @@ pub enum Input {
         /// The connection.
         conn: ConnId,
     },
+    /// TLS authenticated `peer` on `conn`, a connection we dialled, and our Hello is sent:
+    /// requests may go out on it before the peer's Hello (handshake.md §2.1). `Established`
+    /// follows with the peer's Hello. A driver that never sends this gets no pipelining: the
+    /// requests wait for `Established`.
+    Authenticated {
+        /// The connection.
+        conn: ConnId,
+        /// The peer TLS authenticated.
+        peer: NodeId,
+    },
     /// `conn` completed TLS and the Hello exchange with `peer`.
     Established {
         /// The connection.
@@ -368,6 +378,9 @@ pub struct CoreStats {
     /// Protocol requests failed before sending: the queue for a dial in progress was full,
     /// too many were in flight, or the peer could not be dialled.
     pub requests_unsent: u64,
+    /// Requests sent on a dial before the peer's Hello came (handshake.md §2.1): each saved
+    /// a round trip.
+    pub requests_pipelined: u64,
     /// Idle connections closed to make room for a new one.
     pub connections_pruned: u64,
     /// Inbound connections refused by the connection table.

@@ -165,6 +165,8 @@ pub struct Connection {
     /// Who opened it.
     pub direction: Direction,
     established: bool,
+    /// A dial TLS authenticated, before the peer's Hello: requests may go out on it.
+    ready: bool,
     /// The remote address (for an inbound connection, the peer's ephemeral port).
     pub addr: SocketAddr,
     /// Outbound: the peer dialled. Inbound: the peer once authenticated.
@@ -617,6 +619,31 @@ impl ConnectionTable {
         Ok(Keep::Both)
     }
 
+    /// TLS authenticated `peer` on the dial `conn` (not a dial-back): requests for `peer` may
+    /// go out on it before its Hello (handshake.md §2.1). False, and nothing changed, for
+    /// any other connection or peer. The connect deadline still runs until `on_authenticated`.
+    pub fn on_ready(&mut self, conn: ConnId, peer: NodeId) -> bool {
+        if self.probes.contains(&conn) {
+            return false;
+        }
+        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        let dial = c.direction == Direction::Outbound && !c.established;
+        if !dial || c.peer != Some(peer) {
+            return false;
+        }
+        c.ready = true;
+        true
+    }
+
+    /// A dial of `peer` that TLS has authenticated and whose Hello has not come yet.
+    pub fn ready_dial(&self, peer: &NodeId) -> Option<ConnId> {
+        let p = self.peers.get(peer)?;
+        p.conns
+            .iter()
+            .copied()
+            .find(|c| self.conns.get(c).is_some_and(|c| c.ready && !c.established))
+    }
+
     /// Keeps the peer's Hello with its established connection `conn`.
     pub fn set_hello(&mut self, conn: ConnId, hello: Arc<Hello>) {
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -795,8 +822,15 @@ impl ConnectionTable {
     ) {
         let deadline_at = now + self.limits.connect_timeout;
         let peer = expected.filter(|_| direction == Direction::Outbound);
-        let c =
-            Connection { direction, established: false, addr, peer, at: deadline_at, hello: None };
+        let c = Connection {
+            direction,
+            established: false,
+            ready: false,
+            addr,
+            peer,
+            at: deadline_at,
+            hello: None,
+        };
         self.conns.insert(conn, c);
         self.counts[direction_index(direction)] += 1;
         self.deadlines.set(conn, deadline_at);

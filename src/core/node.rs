@@ -122,6 +122,7 @@ impl NodeCore {
     pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
             Input::Accepted { conn, addr } => self.on_accepted(now, conn, addr),
+            Input::Authenticated { conn, peer } => self.on_authenticated(now, conn, peer),
             Input::Established { conn, peer, hello } => self.on_established(now, conn, peer, hello),
             Input::Probed { conn } => self.on_probed(now, conn),
             Input::Frame { conn, msg } => self.on_frame(now, conn, msg),
@@ -255,6 +256,18 @@ impl NodeCore {
         self.prune_idle(now, Direction::Inbound, idle_since)
     }
 
+    /// TLS authenticated the peer of our dial `conn`: what waits for the peer goes out now,
+    /// in the flight of our Hello, not a round trip later behind the peer's (handshake.md
+    /// §2.1). Only requests: gossip and commands wait for `Established`.
+    fn on_authenticated(&mut self, now: Instant, conn: ConnId, peer: NodeId) {
+        if !self.conns.on_ready(conn, peer) {
+            return;
+        }
+        for request in self.rpc.take_queued(&peer) {
+            self.send_request(now, request);
+        }
+    }
+
     fn on_established(&mut self, now: Instant, conn: ConnId, peer: NodeId, hello: Arc<Hello>) {
         let Some(direction) = self.conns.connection(conn).map(|c| c.direction) else {
             return; // timed out or closed meanwhile; the driver had its Disconnect
@@ -309,6 +322,7 @@ impl NodeCore {
             self.conns.connection(conn).filter(|c| !c.is_established()).and_then(|c| c.expected());
         let removed = match dialled {
             Some(peer) => {
+                self.fail_pipelined(now, conn);
                 let removed = self.conns.on_dial_failed(now, conn);
                 // A dial-back is no dial anything waits for.
                 if !self.probes.contains_key(&conn) {
@@ -325,6 +339,9 @@ impl NodeCore {
     fn on_table_timeout(&mut self, now: Instant, conn: ConnId, idle: bool, removed: Connection) {
         let probe = self.probes.contains_key(&conn);
         let dialled = removed.expected().filter(|_| !removed.is_established() && !probe);
+        if dialled.is_some() {
+            self.fail_pipelined(now, conn);
+        }
         self.forget_conn(now, conn, Some(removed));
         // A connection that never got established hears no Goodbye; the reason is only for
         // the driver.
@@ -332,6 +349,15 @@ impl NodeCore {
         self.disconnect(conn, reason);
         if let Some(peer) = dialled {
             self.on_unreachable(now, peer, ConnectError::Timeout);
+        }
+    }
+
+    /// The dial `conn` failed after requests went out on it ahead of the peer's Hello: they
+    /// fail as the ones still waiting for it do, as unreachable, not as cut off (which a
+    /// lookup would ask again at the same address).
+    fn fail_pipelined(&mut self, now: Instant, conn: ConnId) {
+        for pending in self.rpc.fail_conn(conn) {
+            self.fail(now, pending.owner, pending.to, RequestError::NotConnected);
         }
     }
 
@@ -529,12 +555,17 @@ impl NodeCore {
 
     // ---- Requests we send ----
 
-    /// Sends a protocol's request: at once if its peer is connected, else after a dial.
+    /// Sends a protocol's request: at once if its peer is connected or our dial of it is
+    /// authenticated, else after a dial.
     fn send_request(&mut self, now: Instant, request: Queued) {
         let peer = request.to.id;
-        if let Some(conn) = self.conns.primary(&peer) {
+        let early = || self.conns.ready_dial(&peer).map(|c| (c, true));
+        if let Some((conn, early)) = self.conns.primary(&peer).map(|c| (c, false)).or_else(early) {
             match self.rpc.send(now, conn, request) {
-                Ok(msg) => self.outputs.push_back(Output::Send { conn, msg }),
+                Ok(msg) => {
+                    self.stats.requests_pipelined += u64::from(early);
+                    self.outputs.push_back(Output::Send { conn, msg });
+                }
                 Err(refused) => self.unsent(now, refused),
             }
             return;

@@ -674,6 +674,150 @@ fn a_dht_request_to_an_unconnected_peer_dials_queues_and_sends_on_connect() {
     );
 }
 
+/// Joins through `PEER_B`, which names `PEER_C`: returns the dial of `PEER_C` that the join's
+/// FIND_NODE waits for.
+fn join_waiting_on_peer_c(core: &mut NodeCore, t0: Instant) -> ConnId {
+    let conn_b = dial(core, t0, 1, PEER_B, addr(2));
+    let out = established(core, t0, conn_b, PEER_B, HELLO);
+    let [(_, Message::Request { id, .. })] = &sends(&out)[..] else { panic!("{out:?}") };
+    let closer = vec![PeerInfo { id: PEER_C, addrs: vec![addr(3)] }];
+    let reply = Message::Response { id: *id, body: Response::Nodes { closer } };
+    let out = message(core, t0 + MS, conn_b, reply);
+    let [(conn_c, PEER_C, _)] = dials(&out)[..] else { panic!("expected a dial: {out:?}") };
+    assert!(sends(&out).is_empty(), "nothing is sent before TLS is done: {out:?}");
+    conn_c
+}
+
+fn joining_core() -> NodeCore {
+    let mut cfg = config();
+    cfg.dht.join_on_first_contact = true;
+    core(cfg)
+}
+
+#[test]
+fn a_waiting_request_goes_out_once_tls_authenticated_the_dial_before_the_peers_hello() {
+    let t0 = Instant::now();
+    let mut core = joining_core();
+    let conn_c = join_waiting_on_peer_c(&mut core, t0);
+    let out = handle(&mut core, t0 + 2 * MS, Input::Authenticated { conn: conn_c, peer: PEER_C });
+    let [(c, Message::Request { id, body: Request::FindNode { target } })] = &sends(&out)[..]
+    else {
+        panic!("the queued FIND_NODE goes out in the flight of our Hello: {out:?}");
+    };
+    assert_eq!((*c, *target), (conn_c, LOCAL));
+    assert!(events(&out).is_empty(), "the peer is not connected before its Hello: {out:?}");
+    assert_eq!(core.stats().requests_pipelined, 1);
+    assert_eq!(core.requests_pending().0, 1);
+    // The peer's Hello establishes the connection; the request is not sent again.
+    let out = established(&mut core, t0 + 3 * MS, conn_c, PEER_C, HELLO);
+    assert!(
+        sends(&out)
+            .iter()
+            .all(|(_, m)| !matches!(m, Message::Request { body: Request::FindNode { .. }, .. })),
+        "sent once: {out:?}"
+    );
+    assert_eq!(
+        events(&out),
+        vec![Event::PeerConnected { peer: PEER_C, direction: Direction::Outbound }]
+    );
+    // Its answer, behind the Hello, completes it on that connection.
+    let reply = Message::Response { id: *id, body: Response::Nodes { closer: vec![] } };
+    message(&mut core, t0 + 4 * MS, conn_c, reply);
+    assert_eq!(core.stats().responses_unmatched, 0);
+    assert_eq!(core.requests_pending().0, 0);
+}
+
+#[test]
+fn a_request_made_while_the_dial_awaits_the_peers_hello_goes_out_at_once() {
+    let t0 = Instant::now();
+    let mut core = joining_core();
+    let conn_c = join_waiting_on_peer_c(&mut core, t0);
+    handle(&mut core, t0 + 2 * MS, Input::Authenticated { conn: conn_c, peer: PEER_C });
+    // A second lookup hears of PEER_C from PEER_B too: its request rides on the same dial.
+    let target = NodeId::from_bytes([0x77; 32]);
+    let out = command(&mut core, t0 + 3 * MS, 2, Command::Dht(DhtCommand::FindNode { target }));
+    let [(conn_b, Message::Request { id, .. })] = &sends(&out)[..] else { panic!("{out:?}") };
+    let closer = vec![PeerInfo { id: PEER_C, addrs: vec![addr(3)] }];
+    let reply = Message::Response { id: *id, body: Response::Nodes { closer } };
+    let out = message(&mut core, t0 + 4 * MS, *conn_b, reply);
+    assert!(dials(&out).is_empty(), "no second dial: {out:?}");
+    assert!(
+        matches!(&sends(&out)[..], [(c, Message::Request { body: Request::FindNode { target: t }, .. })]
+            if *c == conn_c && *t == target),
+        "{out:?}"
+    );
+    assert_eq!(core.stats().requests_pipelined, 2);
+}
+
+#[test]
+fn a_connect_command_waits_for_the_peers_hello_even_when_tls_is_done() {
+    let t0 = Instant::now();
+    let mut core = core(config());
+    let conn = dial(&mut core, t0, 1, PEER_A, addr(1));
+    let out = handle(&mut core, t0 + MS, Input::Authenticated { conn, peer: PEER_A });
+    assert!(out.is_empty(), "{out:?}");
+    let out = established(&mut core, t0 + 2 * MS, conn, PEER_A, HELLO);
+    assert_eq!(replies(&out), vec![(CommandId(1), Reply::Connected(Ok(PEER_A)))]);
+}
+
+#[test]
+fn authentication_of_another_peer_an_inbound_connection_or_a_dial_back_sends_nothing() {
+    let t0 = Instant::now();
+    let mut core = joining_core();
+    let conn_c = join_waiting_on_peer_c(&mut core, t0);
+    // Not the peer dialled (the transport refuses that first): nothing goes out.
+    let out = handle(&mut core, t0 + 2 * MS, Input::Authenticated { conn: conn_c, peer: PEER_A });
+    assert!(out.is_empty(), "{out:?}");
+    // An inbound connection is never one we send on before the peer's Hello.
+    let conn_in = inbound(&mut core, t0, addr(9));
+    let out = handle(&mut core, t0 + 2 * MS, Input::Authenticated { conn: conn_in, peer: PEER_C });
+    assert!(out.is_empty(), "{out:?}");
+    // An unknown connection id.
+    let out = handle(
+        &mut core,
+        t0 + 2 * MS,
+        Input::Authenticated { conn: ConnId::inbound(77), peer: PEER_C },
+    );
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(core.stats().requests_pipelined, 0);
+    assert_eq!(core.requests_pending(), (0, 0));
+    // The request still waits for the right peer.
+    let out = handle(&mut core, t0 + 3 * MS, Input::Authenticated { conn: conn_c, peer: PEER_C });
+    assert_eq!(sends(&out).len(), 1, "{out:?}");
+}
+
+#[test]
+fn a_pipelined_request_fails_when_the_dial_closes_before_the_peers_hello() {
+    let t0 = Instant::now();
+    let mut core = joining_core();
+    let conn_c = join_waiting_on_peer_c(&mut core, t0);
+    handle(&mut core, t0 + 2 * MS, Input::Authenticated { conn: conn_c, peer: PEER_C });
+    assert_eq!(core.requests_pending().0, 1);
+    // The peer refuses our Hello (another network, say): the dial failed, and so did the
+    // request it carried; the join hears it and ends.
+    let out = closed(&mut core, t0 + 3 * MS, conn_c, CloseCause::PeerClosed);
+    assert!(dials(&out).is_empty(), "not asked again at the address that failed: {out:?}");
+    assert_eq!(core.requests_pending(), (0, 0));
+    assert_eq!(core.stats().requests_unsent, 0, "it was sent");
+    assert_eq!(core.dht().queries_running(), 0);
+    assert_eq!(core.peer_stats().dial_failures, 1, "no Hello: the dial did not succeed");
+}
+
+#[test]
+fn a_pipelined_request_fails_with_its_dial_at_the_connect_deadline() {
+    let t0 = Instant::now();
+    let mut core = joining_core();
+    let conn_c = join_waiting_on_peer_c(&mut core, t0);
+    handle(&mut core, t0 + 2 * MS, Input::Authenticated { conn: conn_c, peer: PEER_C });
+    // The peer's Hello never comes: the connect deadline (from the dial) ends both.
+    let out = timeout(&mut core, t0 + MS + LIMITS.connect_timeout);
+    assert_eq!(disconnects(&out), vec![(conn_c, GoodbyeReason::Shutdown)]);
+    assert!(dials(&out).is_empty(), "{out:?}");
+    assert_eq!(core.requests_pending(), (0, 0));
+    assert_eq!(core.dht().queries_running(), 0);
+    assert_eq!(core.peer_stats().connect_timeouts, 1);
+}
+
 #[test]
 fn a_full_outbound_share_closes_the_connection_idle_longest_to_dial() {
     let t0 = Instant::now();

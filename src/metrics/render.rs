@@ -218,6 +218,11 @@ fn traffic(f: &mut Families, s: &Snapshot) {
         "Our requests that timed out.",
         s.core.requests_timed_out,
     );
+    f.counter(
+        "petrel_requests_pipelined_total",
+        "Our requests sent on a dial behind our Hello, before the peer's (a round trip saved).",
+        s.core.requests_pipelined,
+    );
     f.gauge(
         "petrel_requests_in_flight",
         "Our requests waiting for their response.",

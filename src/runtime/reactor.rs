@@ -706,6 +706,10 @@ impl Reactor {
                         Input::Established { conn, peer: peer.node_id, hello: hello.into() };
                     self.core.handle(now, input);
                 }
+                ConnEvent::Authenticated { peer } => {
+                    let input = Input::Authenticated { conn, peer: peer.node_id };
+                    self.core.handle(now, input);
+                }
                 ConnEvent::Probed { .. } => self.core.handle(now, Input::Probed { conn }),
                 ConnEvent::Message { msg, frame_bytes } => {
                     self.stats.frames_received += 1;

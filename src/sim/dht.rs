@@ -87,6 +87,8 @@ pub struct DhtScenario {
     /// idle timeout is what a node short of memory would run with (`petrel sim dht
     /// --max-connections`, `--idle-timeout-s`).
     pub limits: PeerLimits,
+    /// Requests leave with the dialer's Hello (`SimConfig::pipelining`).
+    pub pipelining: bool,
 }
 
 impl DhtScenario {
@@ -114,6 +116,7 @@ impl DhtScenario {
             churn_return: Duration::from_secs(2),
             dht: DhtConfig::default(),
             limits: PeerLimits::DEFAULT,
+            pipelining: true,
         }
     }
 }
@@ -236,6 +239,7 @@ impl DhtNet {
             latency: sc.latency.clone(),
             loss: sc.loss,
             max_events: 0,
+            pipelining: sc.pipelining,
             ..SimConfig::new(sc.seed)
         };
         let mut net = DhtNet {

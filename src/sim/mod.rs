@@ -13,15 +13,18 @@
 //!
 //! - **Clock.** `epoch` is the one `Instant::now()` of a run; every input gets
 //!   `epoch + virtual time`. Events pop in `(time, insertion)` order ([`queue`]).
-//! - **Connections.** With one-way latency `L` (per direction, [`LatencyModel`]): a dial
-//!   reaches the target after `L` (`Input::Accepted` there; a refusal, the core's
-//!   `Disconnect`, reaches the dialer as `PeerClosed` after another `L`); TLS and Hello take
-//!   `2 L` more (server flight back, client flight forward: 1.5 RTT from dial to
-//!   `Input::Established`, given to the dialer first, then to the acceptor, at the same
-//!   instant). A target whose id is not the one dialled fails the dialer with the close cause
+//! - **Connections.** With one-way latency `L` (per direction, [`LatencyModel`]), what TCP
+//!   and TLS 1.3 cost: a dial reaches the target after `L` (`Input::Accepted` there; a
+//!   refusal, the core's `Disconnect`, reaches the dialer as `PeerClosed` after another `L`).
+//!   The SYN-ACK, the ClientHello and the acceptor's TLS flight take `3 L` more: at `4 L` the
+//!   dialer's TLS is done (`Input::Authenticated`, so its core sends the requests that waited,
+//!   handshake.md §2.1; not with `SimConfig::pipelining` off). Its Finished and Hello reach the
+//!   acceptor at `5 L` (`Input::Established` there, ahead of those requests), and the
+//!   acceptor's Hello reaches the dialer at `6 L` (`Input::Established`), ahead of the answers.
+//!   A target whose id is not the one dialled fails the dialer at `4 L` with the close cause
 //!   the real transport reports (`CloseCause::WrongKey`, so `ConnectError::WrongKey`) and the
-//!   acceptor with `PeerClosed` `L` later. An address no node has, or a dead node: `TcpFailed`
-//!   after one RTT.
+//!   acceptor with `PeerClosed` `L` later; a dial-back ends there too. An address no node has,
+//!   or a dead node: `TcpFailed` after one RTT.
 //! - **Messages.** `Output::Send` arrives after `L`, in order per link and direction (as on
 //!   TCP). Each message is lost with probability `loss`, drawn from the run's generator. TCP
 //!   would retransmit; we model the loss as a lost RPC, which lookup timeouts must survive.
@@ -127,6 +130,10 @@ pub struct SimConfig {
     /// Keep gossip deliveries as `(node, time, id)` for [`Sim::take_deliveries`] instead of
     /// as node events, up to this many (then counted in `deliveries_dropped`); 0: off.
     pub record_deliveries: usize,
+    /// A dialer's requests leave with its Hello, right after TLS (`Input::Authenticated`,
+    /// handshake.md §2.1), as the runtime sends them; false: they wait for the peer's Hello,
+    /// a round trip later (for comparison).
+    pub pipelining: bool,
 }
 
 impl SimConfig {
@@ -145,6 +152,7 @@ impl SimConfig {
             bandwidth: None,
             job_delay: Duration::ZERO,
             record_deliveries: 0,
+            pipelining: true,
         }
     }
 }
@@ -831,6 +839,10 @@ impl Sim {
                 self.record(TAG_HANDSHAKE, link, 0);
                 self.on_handshake(link, expected);
             }
+            SimEvent::Hello { link, to } => {
+                self.record(TAG_HELLO, link, to as u64);
+                self.on_hello(link, to);
+            }
             SimEvent::Deliver { link, to, msg } => {
                 self.record(TAG_DELIVER, link, to as u64);
                 self.trace.update(msg.kind().as_bytes());
@@ -904,7 +916,9 @@ impl Sim {
                 return;
             }
         }
-        let at = self.time.saturating_add(back).saturating_add(self.latency(link, Side::Dialer));
+        // SYN-ACK back, ClientHello forward, the acceptor's TLS flight back.
+        let forth = self.latency(link, Side::Dialer);
+        let at = self.time.saturating_add(back).saturating_add(forth).saturating_add(back);
         if let Some(l) = self.links.get_mut(&link) {
             l.state = LinkState::Handshaking;
         }
@@ -912,7 +926,9 @@ impl Sim {
         self.flush(target);
     }
 
-    /// TLS and Hello done: both cores learn of the connection, or the dialer of a wrong key.
+    /// The dialer's TLS is done: a wrong key or a dial-back ends here. Otherwise its Finished
+    /// and Hello leave for the acceptor, and with pipelining its core sends what waited for
+    /// the peer right behind them.
     fn on_handshake(&mut self, link: LinkId, expected: NodeId) {
         let Some(l) = self.links.get(&link) else { return };
         let (Some(dialer), Some(target)) = (l.ends[0].node(), l.ends[1].node()) else { return };
@@ -923,7 +939,7 @@ impl Sim {
             self.stats.dials_stalled += 1;
             return;
         }
-        let (dialer_conn, target_conn) = (l.ends[0].conn, l.ends[1].conn);
+        let dialer_conn = l.ends[0].conn;
         let target_id = self.node_id(target).unwrap_or(expected);
         if target_id != expected {
             self.stats.dials_wrong_key += 1;
@@ -946,24 +962,49 @@ impl Sim {
             }
             return;
         }
-        self.stats.handshakes += 1;
-        if let Some(l) = self.links.get_mut(&link) {
-            l.state = LinkState::Established;
-        }
-        let dialer_id = self.node_id(dialer).unwrap_or(expected);
-        let (dialer_hello, target_hello) = (self.hello(dialer), self.hello(target));
-        let (Some(dialer_hello), Some(target_hello)) = (dialer_hello, target_hello) else { return };
-        if let Some(conn) = dialer_conn {
-            let input = Input::Established { conn, peer: target_id, hello: target_hello };
+        // Scheduled first, so it arrives ahead of whatever the dialer sends now.
+        let at = self.time.saturating_add(self.latency(link, Side::Dialer));
+        self.try_schedule(at, SimEvent::Hello { link, to: Side::Acceptor });
+        if let (Some(conn), true) = (dialer_conn, self.config.pipelining) {
+            let input = Input::Authenticated { conn, peer: target_id };
             self.drive(dialer, |c, now| c.handle(now, input));
         }
-        // The dialer may have closed it already (a duplicate); the acceptor still completes
-        // its handshake first and hears the close behind it, as over TCP.
-        let open = self.links.get(&link).is_some_and(|l| l.ends[1].open);
-        if let (Some(conn), true) = (target_conn, open) {
-            let input = Input::Established { conn, peer: dialer_id, hello: dialer_hello };
-            self.drive(target, |c, now| c.handle(now, input));
+    }
+
+    /// A Hello arrives. At the acceptor (with the dialer's Finished): it is established and
+    /// its own Hello, sent when its TLS completed, travels back ahead of its answers. At the
+    /// dialer: established. An end that closed in between has told the other; a Hello sent
+    /// before a close still arrives ahead of it, as over TCP.
+    fn on_hello(&mut self, link: LinkId, to: Side) {
+        let Some(l) = self.links.get(&link) else { return };
+        let (Some(dialer), Some(target)) = (l.ends[0].node(), l.ends[1].node()) else { return };
+        let end = l.ends[to as usize];
+        if !end.open {
+            return;
         }
+        if self.is_partitioned(dialer, target) {
+            self.stats.dials_stalled += 1;
+            return;
+        }
+        let (node, peer) = match to {
+            Side::Acceptor => (target, dialer),
+            Side::Dialer => (dialer, target),
+        };
+        if to == Side::Acceptor {
+            self.stats.handshakes += 1;
+            if let Some(l) = self.links.get_mut(&link) {
+                l.state = LinkState::Established;
+            }
+            let at = self.time.saturating_add(self.latency(link, Side::Acceptor));
+            self.try_schedule(at, SimEvent::Hello { link, to: Side::Dialer });
+        }
+        let (Some(peer_id), Some(hello), Some(conn)) =
+            (self.node_id(peer), self.hello(peer), end.conn)
+        else {
+            return;
+        };
+        let input = Input::Established { conn, peer: peer_id, hello };
+        self.drive(node, |c, now| c.handle(now, input));
     }
 
     fn on_deliver(&mut self, link: LinkId, to: Side, msg: Message) {
@@ -1090,8 +1131,10 @@ enum Role {
 enum SimEvent {
     /// A dial reaches its target; `expected` is the id the dialer expects there.
     Arrive { link: LinkId, expected: NodeId },
-    /// TLS and Hello complete.
+    /// The dialer's TLS handshake completes (the acceptor's flight arrived).
     Handshake { link: LinkId, expected: NodeId },
+    /// A Hello (with the dialer's TLS Finished, towards the acceptor) reaches end `to`.
+    Hello { link: LinkId, to: Side },
     /// A message reaches end `to`.
     Deliver { link: LinkId, to: Side, msg: Message },
     /// End `to` learns the connection is gone; `remote`: sent by the other end, so a
@@ -1149,6 +1192,7 @@ const TAG_KILL: u8 = 10;
 const TAG_REVIVE: u8 = 11;
 const TAG_REPLACE: u8 = 12;
 const TAG_JOB: u8 = 13;
+const TAG_HELLO: u8 = 14;
 
 #[cfg(test)]
 mod sim_tests;

@@ -12,6 +12,8 @@ use crate::wire::messages::Request;
 
 const MS: Duration = Duration::from_millis(1);
 const L: Duration = Duration::from_millis(20);
+/// When a dial completes at the dialer: 6 L, three round trips (TCP, TLS, the Hellos).
+const CONNECTED: Duration = Duration::from_millis(6 * 20);
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -79,11 +81,11 @@ fn pong_rtt(r: Reply) -> Duration {
     }
 }
 
-/// Two connected nodes, at 1.5 RTT after the dial.
+/// Two connected nodes, 3 RTT after the dial.
 fn pair(sim: &mut Sim) -> (NodeIdx, NodeIdx) {
     let (a, b) = (honest(sim, 1), honest(sim, 2));
     let c = connect(sim, a, b);
-    sim.run_for(3 * L);
+    sim.run_for(CONNECTED);
     assert_eq!(reply(sim, a, c), Reply::Connected(Ok(sim.node_id(b).unwrap())));
     (a, b)
 }
@@ -91,19 +93,24 @@ fn pair(sim: &mut Sim) -> (NodeIdx, NodeIdx) {
 // ---- Connections and messages ----
 
 #[test]
-fn two_nodes_connect_in_one_and_a_half_rtt_and_ping_in_one_rtt() {
+fn two_nodes_connect_in_three_rtt_and_ping_in_one_rtt() {
     let mut sim = Sim::new(config(1));
     let (a, b) = (honest(&mut sim, 1), honest(&mut sim, 2));
     let c = connect(&mut sim, a, b);
-    sim.run_until(3 * L - MS);
-    assert!(sim.take_replies(a).is_empty(), "not before 1.5 RTT");
-    sim.run_until(3 * L);
-    assert_eq!(reply(&mut sim, a, c), Reply::Connected(Ok(sim.node_id(b).unwrap())));
     let (id_a, id_b) = (sim.node_id(a).unwrap(), sim.node_id(b).unwrap());
-    let outbound = Event::PeerConnected { peer: id_b, direction: Direction::Outbound };
-    assert_eq!(sim.take_events(a), vec![outbound]);
+    // The acceptor reads the dialer's Hello at 2.5 RTT (TCP, TLS, then the dialer's flight).
+    sim.run_until(5 * L - MS);
+    assert!(sim.take_events(b).is_empty(), "not before 2.5 RTT");
+    sim.run_until(5 * L);
     let inbound = Event::PeerConnected { peer: id_a, direction: Direction::Inbound };
     assert_eq!(sim.take_events(b), vec![inbound]);
+    // The dialer reads the acceptor's Hello half a round trip later.
+    sim.run_until(CONNECTED - MS);
+    assert!(sim.take_replies(a).is_empty(), "not before 3 RTT");
+    sim.run_until(CONNECTED);
+    assert_eq!(reply(&mut sim, a, c), Reply::Connected(Ok(id_b)));
+    let outbound = Event::PeerConnected { peer: id_b, direction: Direction::Outbound };
+    assert_eq!(sim.take_events(a), vec![outbound]);
 
     let p = ping(&mut sim, a, b);
     sim.run_for(2 * L);
@@ -116,6 +123,25 @@ fn two_nodes_connect_in_one_and_a_half_rtt_and_ping_in_one_rtt() {
     // Two dials: ours, and `b`'s dial-back of the address `a` claims, which is no connection.
     let s = sim.stats();
     assert_eq!((s.dials, s.handshakes, s.messages_sent, s.messages_delivered), (2, 1, 2, 2));
+}
+
+#[test]
+fn a_request_on_a_fresh_connection_is_answered_three_rtt_after_the_dial_four_without_pipelining() {
+    for (pipelining, rtts) in [(true, 3), (false, 4)] {
+        let mut sim = Sim::new(SimConfig { pipelining, ..config(25) });
+        let (a, b, c) = (honest(&mut sim, 1), honest(&mut sim, 2), honest(&mut sim, 3));
+        connect(&mut sim, a, b);
+        connect(&mut sim, b, c);
+        sim.run_for(secs(1));
+        // `a` looks up `c`: `b`, connected, names `c`, whom `a` then dials and asks.
+        let target = sim.node_id(c).unwrap();
+        let start = sim.elapsed();
+        sim.command(a, Command::Dht(crate::kad::dht::DhtCommand::FindNode { target })).unwrap();
+        assert!(sim.run_until_cond(secs(5), |s| s.core(a).unwrap().dht().queries_running() == 0));
+        assert_eq!(sim.elapsed() - start, 2 * L + rtts * 2 * L, "pipelining {pipelining}");
+        let pipelined = sim.core(a).unwrap().stats().requests_pipelined;
+        assert_eq!(pipelined, u64::from(pipelining), "pipelining {pipelining}");
+    }
 }
 
 #[test]
@@ -208,7 +234,8 @@ fn a_wrong_key_fails_the_dial_with_wrong_key() {
     let (a, b) = (honest(&mut sim, 1), honest(&mut sim, 2));
     let imposter = id_of(99);
     let c = sim.command(a, Command::Connect { peer: imposter, addr: sim.addr(b).unwrap() });
-    sim.run_for(3 * L);
+    // Found out when the acceptor's TLS flight arrives: 2 RTT.
+    sim.run_for(4 * L);
     assert_eq!(reply(&mut sim, a, c.unwrap()), Reply::Connected(Err(ConnectError::WrongKey)));
     sim.run_for(L);
     let s = sim.stats();
@@ -279,7 +306,7 @@ fn a_partition_blocks_pings_and_after_heal_a_new_connection_works() {
     sim.run_for(secs(60)); // past the dial backoff
     let dials = sim.stats().dials;
     let c = connect(&mut sim, a, b);
-    sim.run_for(3 * L);
+    sim.run_for(CONNECTED);
     assert_eq!(reply(&mut sim, a, c), Reply::Connected(Ok(sim.node_id(b).unwrap())));
     // Ours, and `b`'s dial-back of the address `a` claims.
     assert_eq!(sim.stats().dials, dials + 2);
@@ -328,7 +355,7 @@ fn kill_tells_peers_after_the_latency_and_revive_accepts_new_connections() {
     assert_eq!(sim.core(b).unwrap().connected_peers().count(), 0, "revival drops old links");
     sim.run_for(secs(10)); // past the backoff
     let c = connect(&mut sim, a, b);
-    sim.run_for(3 * L);
+    sim.run_for(CONNECTED);
     assert_eq!(reply(&mut sim, a, c), Reply::Connected(Ok(sim.node_id(b).unwrap())));
     let p = ping(&mut sim, b, a);
     sim.run_for(2 * L);
@@ -346,7 +373,7 @@ fn replace_core_restarts_a_node_with_its_address() {
     assert_eq!(sim.core(a).unwrap().connected_peers().count(), 0);
     sim.run_for(secs(2));
     let c = connect(&mut sim, a, b);
-    sim.run_for(3 * L);
+    sim.run_for(CONNECTED);
     assert_eq!(reply(&mut sim, a, c), Reply::Connected(Ok(id)));
 }
 
@@ -359,16 +386,17 @@ fn disconnect_closes_locally_at_once_and_remotely_after_the_latency() {
         sim.add_node(id_of(1), NodeCore::new(id_of(1), CoreConfig { limits, ..core_config(1) }));
     let b = honest(&mut sim, 2);
     connect(&mut sim, a, b);
-    sim.run_for(3 * L);
+    sim.run_for(CONNECTED);
     sim.take_events(a);
     sim.take_events(b);
     let (id_a, id_b) = (sim.node_id(a).unwrap(), sim.node_id(b).unwrap());
-    sim.run_until(3 * L + secs(60));
+    // `b` was established at 5 L.
+    sim.run_until(5 * L + secs(60));
     assert_eq!(sim.take_events(b), vec![Event::PeerDisconnected { peer: id_a }]);
     assert!(sim.take_events(a).is_empty());
-    sim.run_until(4 * L + secs(60) - MS);
+    sim.run_until(6 * L + secs(60) - MS);
     assert!(sim.take_events(a).is_empty());
-    sim.run_until(4 * L + secs(60));
+    sim.run_until(6 * L + secs(60));
     assert_eq!(sim.take_events(a), vec![Event::PeerDisconnected { peer: id_b }]);
     // Both ends of the connection, and both of `b`'s dial-back of `a`.
     let s = sim.stats();
@@ -385,7 +413,7 @@ fn a_silent_adversary_accepts_and_never_answers() {
     assert_eq!(sim.kind(s), Some(NodeKind::Silent));
     assert_eq!(sim.command(s, Command::Peers), Err(SimError::NotHonest(s)));
     let c = connect(&mut sim, a, s);
-    sim.run_for(3 * L);
+    sim.run_for(CONNECTED);
     assert_eq!(reply(&mut sim, a, c), Reply::Connected(Ok(id_of(2))));
     let p = ping(&mut sim, a, s);
     sim.run_for(secs(10));
@@ -399,7 +427,7 @@ fn a_fabricating_adversary_answers_ping_and_raw_find_node() {
     let a = honest(&mut sim, 1);
     let f = sim.add_adversary(id_of(2), NodeKind::FabricateCloser);
     connect(&mut sim, a, f);
-    sim.run_for(3 * L);
+    sim.run_for(CONNECTED);
     let p = ping(&mut sim, a, f);
     sim.run_for(2 * L);
     assert_eq!(pong_rtt(reply(&mut sim, a, p)), 2 * L);
@@ -420,8 +448,9 @@ fn a_flood_adversary_connects_to_honest_nodes_and_sends_at_its_rate() {
     sim.run_for(secs(1));
     let s = sim.stats();
     assert!(s.dials >= 3, "{s:?}");
-    // One per 10 ms tick from the first handshake at 60 ms to 1 s.
-    assert_eq!(s.flood_requests_sent, 95, "{s:?}");
+    // One per 10 ms tick from the first connection at 100 ms (the acceptor reads the flood's
+    // Hello at 5 L) to 1 s.
+    assert_eq!(s.flood_requests_sent, 91, "{s:?}");
     let served: u64 =
         honest_nodes.iter().map(|&n| sim.core(n).unwrap().dht().stats().requests_served).sum();
     // The requests of the last latency are still in flight.
@@ -444,7 +473,7 @@ fn a_killed_flood_stops_and_a_revived_one_resumes_at_its_rate() {
     sim.revive(f).unwrap(); // twice: still one tick chain
     sim.run_for(secs(1));
     // Ticks every 100 ms from revival: the first ones find no link yet.
-    assert_eq!(sim.stats().flood_requests_sent, before + 10);
+    assert_eq!(sim.stats().flood_requests_sent, before + 9);
 }
 
 // ---- Bounds and API errors ----
@@ -500,7 +529,7 @@ fn run_until_cond_stops_at_the_condition_or_the_bound() {
     let (a, b) = (honest(&mut sim, 1), honest(&mut sim, 2));
     connect(&mut sim, a, b);
     assert!(sim.run_until_cond(secs(1), |s| s.core(b).unwrap().connected_peers().count() == 1));
-    assert_eq!(sim.elapsed(), 3 * L);
+    assert_eq!(sim.elapsed(), 5 * L, "the acceptor reads the dialer's Hello at 2.5 RTT");
     assert!(!sim.run_until_cond(secs(2), |_| false));
     assert_eq!(sim.elapsed(), secs(2));
     assert!(!sim.run_until_idle(secs(3)), "idle timers stay queued");

@@ -25,7 +25,9 @@
 //!
 //! States (each entered only through `set_state`):
 //! - `Handshaking`: TLS in progress.
-//! - `AwaitingHello`: TLS done and our Hello sent; the peer's Hello must come first.
+//! - `AwaitingHello`: TLS done and our Hello sent; the peer's Hello must come first. A
+//!   dialler may already send ([`ConnEvent::Authenticated`]): its requests ride in the flight
+//!   of its TLS Finished, so a cold request costs no extra round trip (handshake.md §2.1).
 //! - `Established`: messages flow.
 //! - `Closed`: an error or a Goodbye ended it; sticky.
 
@@ -55,6 +57,13 @@ pub struct ConnConfig {
 /// What a connection reports to its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnEvent {
+    /// A connection we dialled: TLS authenticated the peer and our Hello is written. Requests
+    /// may follow it now, in the flight of our TLS Finished, before the peer's Hello
+    /// (handshake.md §2.1); [`Established`](Self::Established) comes with the peer's Hello.
+    Authenticated {
+        /// Who the peer is (verified by TLS).
+        peer: PeerIdentity,
+    },
     /// TLS authenticated the peer and its Hello passed the checks.
     Established {
         /// Who the peer is (verified by TLS).
@@ -220,9 +229,11 @@ impl Connection {
     }
 
     /// Queues one frame for an encoded payload (`codec::encode_payload`), header and payload
-    /// in one write. Only once established; refused whole when the write queue has no room.
+    /// in one write. Once established, or on a dialled connection once TLS is done (the
+    /// owner sends only requests then, handshake.md §2.1); refused whole when the write queue
+    /// has no room.
     pub fn send_payload(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        if self.error.is_some() || self.state != State::Established {
+        if self.error.is_some() || !self.may_send() {
             return Err(SendError::NotOpen(self.error.clone()));
         }
         if self.queued_bytes + HEADER_BYTES + payload.len() > self.config.max_write_queue_bytes {
@@ -275,6 +286,19 @@ impl Connection {
         self.peer.as_ref()
     }
 
+    /// Whether frames may be queued: established, or a dial that TLS authenticated.
+    fn may_send(&self) -> bool {
+        match self.state {
+            State::Established => true,
+            State::AwaitingHello => self.is_dialler() && self.refusal.is_none(),
+            State::Handshaking | State::Closed => false,
+        }
+    }
+
+    fn is_dialler(&self) -> bool {
+        matches!(self.tls, rustls::Connection::Client(_))
+    }
+
     /// Whether the Hello exchange completed and the connection is open.
     pub fn is_established(&self) -> bool {
         self.state == State::Established && self.error.is_none()
@@ -320,7 +344,10 @@ impl Connection {
         }
         let hello = Message::Hello(self.local_hello.clone());
         if let Err(e) = self.write_message(&hello) {
-            self.fail(e);
+            return self.fail(e);
+        }
+        if self.is_dialler() {
+            self.events.push_back(ConnEvent::Authenticated { peer });
         }
     }
 
@@ -571,7 +598,7 @@ mod tests {
     use super::*;
     use crate::identity::Keypair;
     use crate::transport::tls::TlsConfig;
-    use crate::wire::messages::Request;
+    use crate::wire::messages::{Request, Response};
 
     fn conn_config() -> ConnConfig {
         ConnConfig {
@@ -667,12 +694,77 @@ mod tests {
     }
 
     #[test]
+    fn a_dialler_sends_its_first_request_in_the_flight_of_its_tls_finished_and_hello() {
+        let mut p = Pair::new(hello());
+        let server_id = Keypair::from_seed([2; 32]).node_id();
+        let ping = Message::Request { id: 7, body: Request::Ping };
+        assert!(matches!(p.client.send(&ping), Err(SendError::NotOpen(None))), "not before TLS");
+        assert!(shuttle(&mut p.client, &mut p.server)); // ClientHello
+        assert!(shuttle(&mut p.server, &mut p.client)); // the server's flight, to Finished
+        assert!(matches!(p.client.poll_event(), Some(ConnEvent::Authenticated { peer })
+            if peer.node_id == server_id));
+        assert!(!p.client.is_established());
+        p.client.send(&ping).unwrap();
+        // One flight: our Finished, Hello and request; the server is established by the
+        // Hello and then reads the request.
+        assert!(shuttle(&mut p.client, &mut p.server));
+        let events: Vec<_> = std::iter::from_fn(|| p.server.poll_event()).collect();
+        assert!(
+            matches!(&events[..], [ConnEvent::Established { .. }, ConnEvent::Message { msg, .. }]
+            if *msg == ping),
+            "{events:?}"
+        );
+        // Its answer comes behind its Hello: established first, then the message.
+        let pong = Message::Response {
+            id: 7,
+            body: Response::Pong { observed: "192.0.2.1:1".parse().unwrap() },
+        };
+        p.server.send(&pong).unwrap();
+        assert!(shuttle(&mut p.server, &mut p.client));
+        let events: Vec<_> = std::iter::from_fn(|| p.client.poll_event()).collect();
+        assert!(
+            matches!(&events[..], [ConnEvent::Established { .. }, ConnEvent::Message { msg, .. }]
+            if *msg == pong),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn only_a_dialler_reports_authenticated_and_a_dial_back_does_not() {
+        let mut p = Pair::new(hello());
+        p.drive();
+        assert!(
+            matches!(
+                &p.client_events[..],
+                [ConnEvent::Authenticated { .. }, ConnEvent::Established { .. }]
+            ),
+            "{:?}",
+            p.client_events
+        );
+        assert!(
+            matches!(&p.server_events[..], [ConnEvent::Established { .. }]),
+            "{:?}",
+            p.server_events
+        );
+        let mut p = Pair::new(hello());
+        p.client.probe_only();
+        p.drive();
+        assert!(
+            matches!(&p.client_events[..], [ConnEvent::Probed { .. }]),
+            "{:?}",
+            p.client_events
+        );
+    }
+
+    #[test]
     fn hello_exchange_establishes_both_sides() {
         let mut p = Pair::new(hello());
         p.drive();
         assert!(p.client.is_established() && p.server.is_established());
-        assert!(matches!(&p.client_events[..], [ConnEvent::Established { peer, .. }]
-            if peer.node_id == Keypair::from_seed([2; 32]).node_id()));
+        assert!(
+            matches!(&p.client_events[..], [ConnEvent::Authenticated { .. }, ConnEvent::Established { peer, .. }]
+            if peer.node_id == Keypair::from_seed([2; 32]).node_id())
+        );
         assert!(matches!(&p.server_events[..], [ConnEvent::Established { hello, .. }]
             if hello.agent == "petrel-test"));
     }
