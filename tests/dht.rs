@@ -71,6 +71,10 @@ fn an_immutable_value_is_fetched_over_the_network_by_nodes_that_do_not_hold_it()
     // Every node answered the PUT's lookup, so it stored on exactly the k nodes closest to the
     // key (the publisher never asks itself), and each accepted.
     assert_eq!((published.attempted, published.stored), (K, K), "{published:?}");
+    // Most of the lookup's peers were new to the publisher: its requests to them left with
+    // its Hello, behind its TLS Finished (handshake.md §2.1), not after the peer's Hello.
+    let core = nodes[publisher].handle().snapshot().expect("snapshot").core;
+    assert!(core.requests_pipelined >= 1, "{core:?}");
     let mut others: Vec<usize> = (0..N).filter(|&i| i != publisher).collect();
     others.sort_by_key(|&i| nodes[i].id().distance(&key));
     let (closest, rest) = others.split_at(K);

@@ -102,9 +102,9 @@ fn lookups_on_fifty_millisecond_links_stay_near_the_round_trip_limit() {
     // 1 s, GET p99 <= 400 ms, PUT p99 <= 1 s. On these links a round trip is 100 ms, and a
     // request on a fresh connection 300 ms (TCP, TLS, then the request, which leaves with the
     // dialer's Hello: handshake.md §2.1), so each figure is a count of warm and fresh requests
-    // in a row. Measured: FIND_NODE p50 700 ms and p99 900 ms, GET p99 400 ms, PUT p99 1,100
-    // ms (the PUT target is missed: 950 ms when the simulator charged a fresh connection 250
-    // ms; 1,400 ms without pipelining).
+    // in a row. Measured: FIND_NODE p50 700 ms and p99 900 ms, GET p99 400 ms, PUT p99 1,000
+    // ms (1,100 without the STOREs going out with the converged lookup's last round, 1,400
+    // without pipelining either).
     let mut sc = on_fifty_ms_links(1000, 300, 1);
     let find = dht::run(&sc);
     sc.kind = LookupKind::Get;
@@ -112,7 +112,7 @@ fn lookups_on_fifty_millisecond_links_stay_near_the_round_trip_limit() {
     assert_eq!((find.succeeded, get.succeeded, get.puts.1), (300, 300, 300));
     assert!(find.latency_ms.p50 <= 700.0 && find.latency_ms.p99 <= 1000.0, "{:?}", find.latency_ms);
     assert!(get.latency_ms.p99 <= 400.0, "{:?}", get.latency_ms);
-    assert!(get.put_latency_ms.p99 <= 1100.0, "{:?}", get.put_latency_ms);
+    assert!(get.put_latency_ms.p99 <= 1000.0, "{:?}", get.put_latency_ms);
 }
 
 #[test]

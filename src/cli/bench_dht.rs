@@ -165,6 +165,9 @@ pub struct DhtReport {
     pub put_replicas_mean: f64,
     /// Lookup rounds per GET, mean.
     pub get_rounds_mean: f64,
+    /// Requests that left on a fresh dial with the dialer's Hello (handshake.md §2.1), all
+    /// nodes together: each saved a round trip.
+    pub requests_pipelined: u64,
     /// Wall time of the whole run, seconds.
     pub wall_s: f64,
     /// CPU time of the process, seconds.
@@ -293,9 +296,10 @@ pub fn run(opts: &DhtOptions) -> Result<DhtReport, String> {
     let get_ok: Vec<_> = gets.iter().filter_map(|(d, r)| r.as_ref().map(|f| (*d, f))).collect();
     eprintln!("bench dht: {} of {} records got", get_ok.len(), readers.len());
 
-    let mut trouble = Trouble::default();
+    let (mut trouble, mut requests_pipelined) = (Trouble::default(), 0);
     for snapshot in handles.iter().filter_map(|h| h.snapshot().ok()) {
         trouble.add(&snapshot);
+        requests_pipelined += snapshot.core.requests_pipelined;
     }
     for node in nodes {
         node.shutdown();
@@ -315,6 +319,7 @@ pub fn run(opts: &DhtOptions) -> Result<DhtReport, String> {
         get_rpcs_mean: get_ok.iter().map(|(_, f)| f64::from(f.stats.rpcs)).sum::<f64>() / get_n,
         put_replicas_mean: put_ok.iter().map(|(_, p)| p.stored as f64).sum::<f64>() / put_n,
         get_rounds_mean: get_ok.iter().map(|(_, f)| f64::from(f.stats.rounds)).sum::<f64>() / get_n,
+        requests_pipelined,
         wall_s: started.elapsed().as_secs_f64(),
         cpu_s: cpu_seconds().unwrap_or(0.0),
         peak_rss_mib: peak as f64 / 1024.0,
@@ -428,7 +433,7 @@ impl DhtReport {
              \"put_success_fraction\":{:.4},\"get_success_fraction\":{:.4},\
              \"put_latency_ms\":{},\"get_latency_ms\":{},\"put_rpcs_mean\":{:.2},\
              \"get_rpcs_mean\":{:.2},\"put_replicas_mean\":{:.2},\"get_rounds_mean\":{:.2},\
-             \"wall_s\":{:.3},\"cpu_s\":{:.2},\"peak_rss_mib\":{:.1},\"rss_per_node_kib\":{:.0},\
+             \"requests_pipelined\":{},\"wall_s\":{:.3},\"cpu_s\":{:.2},\"peak_rss_mib\":{:.1},\"rss_per_node_kib\":{:.0},\
              \"trouble\":{}}}",
             o.nodes,
             o.records,
@@ -447,6 +452,7 @@ impl DhtReport {
             self.get_rpcs_mean,
             self.put_replicas_mean,
             self.get_rounds_mean,
+            self.requests_pipelined,
             self.wall_s,
             self.cpu_s,
             self.peak_rss_mib,

@@ -382,6 +382,11 @@ pub const SETTINGS: &[Setting] = &[
         r#"A kept entry not heard from for this long gets a PING, at the next maintenance tick. Keep it plus `dht.maintenance_interval` below `limits.idle_timeout`, or kept connections close and reopen."#
     ),
     s!(
+        "dht.early_stores",
+        config.dht.early_stores,
+        r#"A PUT or PROVIDE whose lookup has converged (its nearest peer answered with no one nearer) sends its STORE along with the FIND_NODE to each peer asked from then on, and to those that answered, at most k: no round trip after the lookup. A peer the lookup then finds outside the k closest keeps an extra copy."#
+    ),
+    s!(
         "dht.max_queries",
         config.dht.max_queries,
         r#"Queries running at once; a command beyond this is refused with `Busy`."#

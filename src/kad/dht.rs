@@ -93,6 +93,10 @@ pub struct DhtConfig {
     pub join_on_first_contact: bool,
     /// Entries per bucket whose connection is kept up (the cheapest by measured cost; 0: none).
     pub keep_warm: usize,
+    /// A PUT or PROVIDE whose lookup converges sends its STORE (ADD_PROVIDER) along with the
+    /// FIND_NODE to each peer asked from then on (at most k), saving the round trip after the
+    /// lookup; a peer the lookup then finds outside the k closest keeps an extra copy.
+    pub early_stores: bool,
     /// A kept entry not heard from for this long gets a PING at the next tick (so this plus
     /// `maintenance_interval` belongs below the connection idle timeout).
     pub keepalive_interval: Duration,
@@ -163,6 +167,7 @@ impl DhtConfig {
             maintenance_interval: Duration::from_secs(10),
             join_on_first_contact: true,
             keep_warm: 3,
+            early_stores: true,
             keepalive_interval: Duration::from_secs(30),
             max_queries: 256,
             max_requests_in_flight: 4096,
@@ -435,6 +440,8 @@ pub struct DhtStats {
     pub table_pings: u64,
     /// PINGs sent to keep the connections to each bucket's cheapest entries up.
     pub keepalive_pings: u64,
+    /// STOREs and ADD_PROVIDERs sent with a converging lookup's requests (`early_stores`).
+    pub early_stores: u64,
     /// The per-peer figures that order lookups ([`super::quality`]).
     pub quality: super::quality::QualityStats,
     /// STOREs sent to replicate held records.
@@ -754,7 +761,7 @@ impl Protocol for Dht {
             }
             Some(Purpose::Replicate) | None => {}
             Some(Purpose::Lookup(q)) => self.on_lookup_response(now, q, &peer, via, result),
-            Some(Purpose::Store(q)) => self.on_store_response(now, q, result),
+            Some(Purpose::Store(q)) => self.on_store_response(now, q, &peer.id, result),
         }
     }
 

@@ -255,6 +255,144 @@ fn a_put_stores_on_the_closest_that_answered_and_counts_refusals() {
     assert_eq!(d.store().len(), 1, "our own copy is kept");
 }
 
+/// An immutable record and its key as a node id.
+fn record_and_key(value: &[u8]) -> (Record, NodeId) {
+    let key = crate::wire::signing::immutable_key(value);
+    (Record::Immutable { value: value.to_vec().into() }, key)
+}
+
+/// A peer at XOR distance `delta` (in the last byte) from `key`.
+fn near(key: &NodeId, delta: u8) -> PeerInfo {
+    let mut bytes = *key.as_bytes();
+    bytes[31] ^= delta;
+    PeerInfo { id: NodeId::from_bytes(bytes), addrs: vec![addr(delta)] }
+}
+
+/// [`near`], dialled: in the routing table.
+fn dialled_near(d: &mut Dht, now: Instant, key: &NodeId, delta: u8) -> PeerInfo {
+    let info = near(key, delta);
+    let h = hello(info.addrs.clone());
+    let peer = Peer { id: info.id, addr: info.addrs[0], direction: Direction::Outbound, hello: &h };
+    d.handle_peer_up(now, &peer);
+    info
+}
+
+fn answer(d: &mut Dht, now: Instant, asked: &(PeerInfo, Request, RequestKey), r: Response) {
+    let (to, _, key) = asked;
+    d.handle_outcome(now, *key, to.clone(), to.addrs.first().copied(), Some(MS), Ok(r));
+}
+
+/// Who each request goes to, and whether it is a STORE, in order.
+fn kinds(asked: &[(PeerInfo, Request, RequestKey)]) -> Vec<(NodeId, bool)> {
+    asked.iter().map(|(to, r, _)| (to.id, matches!(r, Request::Store { .. }))).collect()
+}
+
+fn nodes(closer: Vec<PeerInfo>) -> Response {
+    Response::Nodes { closer }
+}
+
+#[test]
+fn a_converged_put_sends_its_stores_with_the_lookup_and_needs_no_round_after_it() {
+    for early_stores in [true, false] {
+        let t0 = Instant::now();
+        let mut d = dht(DhtConfig { early_stores, ..quiet() });
+        let (record, key) = record_and_key(b"early");
+        let peers: Vec<PeerInfo> =
+            [1, 2, 4].iter().map(|&n| dialled_near(&mut d, t0, &key, n)).collect();
+        d.handle_command(t0, CommandId(7), DhtCommand::Put { record, expected_seq: None });
+        let finds = requests(&drain(&mut d));
+        assert_eq!(finds.len(), 3, "α = 3: {finds:?}");
+        // The nearest answers and knows no one nearer: the lookup converged on these three.
+        let (nearest, others): (Vec<_>, Vec<_>) =
+            finds.into_iter().partition(|(to, _, _)| to.id == peers[0].id);
+        answer(&mut d, t0 + MS, &nearest[0], nodes(vec![]));
+        let mut stores = requests(&drain(&mut d));
+        let mut stored_at: Vec<NodeId> = stores.iter().map(|(to, _, _)| to.id).collect();
+        stored_at.sort();
+        let mut every: Vec<NodeId> = peers.iter().map(|p| p.id).collect();
+        every.sort();
+        assert_eq!(stored_at, if early_stores { every } else { vec![] }, "{early_stores}");
+        assert!(kinds(&stores).iter().all(|&(_, store)| store));
+        for other in &others {
+            answer(&mut d, t0 + 2 * MS, other, nodes(vec![]));
+        }
+        // The lookup has ended: early, nothing is left to send; else the STORE round starts.
+        let late = requests(&drain(&mut d));
+        assert_eq!(late.len(), if early_stores { 0 } else { 3 }, "{early_stores}");
+        stores.extend(late);
+        let mut out = Vec::new();
+        for store in &stores {
+            answer(&mut d, t0 + 3 * MS, store, Response::Stored);
+            out.extend(drain(&mut d));
+        }
+        let [DhtReply::Put(Ok(p))] = &replies(&out)[..] else { panic!("{out:?}") };
+        assert_eq!((p.stored, p.attempted, p.rpcs), (3, 3, 6), "{early_stores}");
+        assert_eq!(d.stats().early_stores, if early_stores { 3 } else { 0 });
+    }
+}
+
+#[test]
+fn an_early_store_at_a_peer_the_lookup_then_passes_is_an_extra_copy_not_counted() {
+    let t0 = Instant::now();
+    let lookup = super::lookup::LookupConfig { alpha: 1, k: 2, ..DhtConfig::default().lookup };
+    let mut d = dht(DhtConfig { lookup, ..quiet() });
+    let (record, key) = record_and_key(b"surprise");
+    let a = dialled_near(&mut d, t0, &key, 2);
+    let b = dialled_near(&mut d, t0, &key, 4);
+    let c = near(&key, 1); // nearer than both; only b knows it
+    d.handle_command(t0, CommandId(7), DhtCommand::Put { record, expected_seq: None });
+    let asked = requests(&drain(&mut d));
+    assert_eq!(kinds(&asked), vec![(a.id, false)]);
+    // a knows no one nearer: converged on {a, b}. b's FIND_NODE, then both STOREs.
+    answer(&mut d, t0 + MS, &asked[0], nodes(vec![]));
+    let asked = requests(&drain(&mut d));
+    assert_eq!(kinds(&asked), vec![(b.id, false), (a.id, true), (b.id, true)]);
+    let (find_b, store_a, store_b) = (&asked[0], &asked[1], &asked[2]);
+    // b names c, nearer: no longer converged, no STORE goes with c's FIND_NODE.
+    answer(&mut d, t0 + 2 * MS, find_b, nodes(vec![c.clone()]));
+    let asked = requests(&drain(&mut d));
+    assert_eq!(kinds(&asked), vec![(c.id, false)]);
+    // c answers: the k = 2 closest are c and a. a has its STORE; c gets one now; b's is extra.
+    answer(&mut d, t0 + 3 * MS, &asked[0], nodes(vec![]));
+    let late = requests(&drain(&mut d));
+    assert_eq!(kinds(&late), vec![(c.id, true)]);
+    let mut out = Vec::new();
+    for store in [store_a, store_b, &late[0]] {
+        answer(&mut d, t0 + 4 * MS, store, Response::Stored);
+        out.extend(drain(&mut d));
+    }
+    let [DhtReply::Put(Ok(p))] = &replies(&out)[..] else { panic!("{out:?}") };
+    // Counted over the k closest only; every request sent: 3 FIND_NODEs and 3 STOREs.
+    assert_eq!((p.stored, p.attempted, p.rpcs), (2, 2, 6));
+    assert_eq!(d.stats().early_stores, 2);
+}
+
+#[test]
+fn an_early_store_refused_by_one_of_the_closest_counts_as_its_refusal() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    let (record, key) = record_and_key(b"refused");
+    let peers: Vec<PeerInfo> = [1, 2].iter().map(|&n| dialled_near(&mut d, t0, &key, n)).collect();
+    d.handle_command(t0, CommandId(7), DhtCommand::Put { record, expected_seq: None });
+    let finds = requests(&drain(&mut d));
+    let nearest = finds.iter().find(|(to, _, _)| to.id == peers[0].id).unwrap();
+    answer(&mut d, t0 + MS, nearest, nodes(vec![]));
+    let stores = requests(&drain(&mut d));
+    assert_eq!(stores.len(), 2);
+    // Both refuse before the lookup ends: the PUT fails with the first refusal, at its end.
+    let full = Response::Error { code: ErrorCode::StorageFull, text: String::new() };
+    for store in &stores {
+        answer(&mut d, t0 + 2 * MS, store, full.clone());
+        assert!(replies(&drain(&mut d)).is_empty());
+    }
+    let other = finds.iter().find(|(to, _, _)| to.id != peers[0].id).unwrap();
+    answer(&mut d, t0 + 3 * MS, other, nodes(vec![]));
+    let out = drain(&mut d);
+    assert!(requests(&out).is_empty(), "no STORE again: {out:?}");
+    let expected = DhtReply::Put(Err(DhtError::NotStored(Some(ErrorCode::StorageFull))));
+    assert_eq!(replies(&out), vec![expected]);
+}
+
 #[test]
 fn a_put_nobody_accepts_fails_with_the_first_refusal() {
     let t0 = Instant::now();

@@ -417,6 +417,30 @@ impl Lookup {
         self.finished_at.get_or_insert(self.last_now);
     }
 
+    /// The peers asked or answered among the `k` nearest of each path still running that is
+    /// converging (module doc, "Converging"): barring a late surprise, the lookup's result.
+    pub fn converged_nearest(&self) -> Vec<PeerInfo> {
+        let k = self.config.k;
+        // Converging, and its nearest candidate answered: the peer nearest the target knows
+        // no one nearer, so the window is about settled. (Converging alone fires too early:
+        // a far seed's answer brings nothing nearer while nearer peers are still unasked.)
+        let settled = |p: &&Path| {
+            let nearest = p.candidates.values().find(|c| c.state != State::Failed);
+            !p.finished && p.converging && nearest.is_some_and(|c| c.state == State::Answered)
+        };
+        let converging = self.paths.iter().filter(settled);
+        converging
+            .flat_map(|p| {
+                p.candidates
+                    .values()
+                    .filter(|c| !matches!(c.state, State::Failed | State::Slow { .. }))
+                    .take(k)
+                    .filter(|c| matches!(c.state, State::Answered | State::InFlight { .. }))
+                    .map(|c| c.peer.clone())
+            })
+            .collect()
+    }
+
     /// Whether the lookup is over: every path has terminated, or [`finish`](Self::finish) was
     /// called.
     pub fn is_finished(&self) -> bool {

@@ -68,6 +68,26 @@ pub(super) struct Query {
     provider_sources: usize,
     /// After the lookup of a PUT or PROVIDE: answers still awaited.
     storing: Option<Storing>,
+    /// STOREs (ADD_PROVIDERs) sent, while the lookup converged and after it: at most 2 k.
+    stores: Vec<Sent>,
+}
+
+/// A STORE or ADD_PROVIDER sent to `peer`. One sent while the lookup converged counts towards
+/// the PUT only if `peer` is among the k closest that answered when the lookup ends.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    peer: NodeId,
+    outcome: Outcome,
+    /// Among the k closest that answered the lookup (known once it ends).
+    counted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Waiting,
+    Stored,
+    /// Refused with this code, or failed (`None`).
+    Refused(Option<ErrorCode>),
 }
 
 /// A provider and who vouched for it.
@@ -91,6 +111,21 @@ pub(super) struct Storing {
     stored: usize,
     first_error: Option<ErrorCode>,
     lookup: LookupStats,
+}
+
+impl Storing {
+    /// Counts one counted STORE's outcome (a `Waiting` one adds to `outstanding`).
+    fn tally(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Waiting => self.outstanding += 1,
+            Outcome::Stored => self.stored += 1,
+            Outcome::Refused(code) => {
+                if let Some(code) = code {
+                    self.first_error.get_or_insert(code);
+                }
+            }
+        }
+    }
 }
 
 impl Dht {
@@ -213,6 +248,7 @@ impl Dht {
             providers: BTreeMap::new(),
             provider_sources: 0,
             storing: None,
+            stores: Vec::new(),
         };
         self.queries.insert(id, query);
         self.advance(now, id);
@@ -221,6 +257,7 @@ impl Dht {
 
     /// Sends what the lookup allows, or finishes the query.
     pub(super) fn advance(&mut self, now: Instant, id: QueryId) {
+        let store = self.store_request(id);
         let Some(q) = self.queries.get_mut(&id) else { return };
         if q.storing.is_some() {
             return;
@@ -239,8 +276,32 @@ impl Dht {
             asks.push(peer);
         }
         let finished = q.lookup.is_finished();
+        // A converging lookup asks all of the k nearest it knows, which are then, but for a
+        // late surprise, the k closest: a PUT's STORE goes to each (with its FIND_NODE, in the
+        // same flight, or now to one that answered already) instead of a round trip after the
+        // lookup ends (`early_stores`). At most k go out early.
+        let k = self.config.lookup.k;
+        let mut early = Vec::new();
+        if self.config.early_stores && store.is_some() {
+            for peer in q.lookup.converged_nearest() {
+                if q.stores.len() >= k {
+                    break;
+                }
+                if q.stores.iter().all(|s| s.peer != peer.id) {
+                    let sent = Sent { peer: peer.id, outcome: Outcome::Waiting, counted: false };
+                    q.stores.push(sent);
+                    early.push(peer);
+                }
+            }
+        }
         for peer in asks {
             self.send(peer, request.clone(), Purpose::Lookup(id));
+        }
+        if let Some(store) = store.filter(|_| !early.is_empty()) {
+            self.stats.early_stores += early.len() as u64;
+            for peer in early {
+                self.send(peer, store.clone(), Purpose::Store(id));
+            }
         }
         if finished {
             self.finish_lookup(now, id);
@@ -328,7 +389,7 @@ impl Dht {
     }
 
     fn finish_lookup(&mut self, now: Instant, id: QueryId) {
-        let me = self.local_info();
+        let request = self.store_request(id);
         let Some(q) = self.queries.get_mut(&id) else { return };
         let stats = q.lookup.stats(now);
         let closest = q.lookup.closest_answered();
@@ -336,37 +397,59 @@ impl Dht {
         if let Some(bucket) = self.routing.bucket_index(&q.lookup.target()) {
             self.routing.mark_refreshed(bucket, now);
         }
-        let request = match &q.goal {
-            Goal::Put { record, expected_seq } => Request::Store {
-                record: record.clone(),
-                ttl_secs: secs(self.config.record_ttl),
-                expected_seq: *expected_seq,
-            },
-            Goal::Republish { record } => Request::Store {
-                record: record.clone(),
-                ttl_secs: secs(self.config.record_ttl),
-                expected_seq: None,
-            },
-            Goal::Provide { key } => Request::AddProvider {
-                key: *key,
-                provider: me,
-                ttl_secs: secs(self.config.provider_ttl),
-            },
-            _ => return self.conclude(id, stats, closest),
-        };
-        let attempted = closest.len();
-        q.storing = Some(Storing {
-            outstanding: attempted,
-            attempted,
+        let Some(request) = request else { return self.conclude(id, stats, closest) };
+        let mut storing = Storing {
+            outstanding: 0,
+            attempted: closest.len(),
             stored: 0,
             first_error: None,
             lookup: stats,
-        });
-        if attempted == 0 {
+        };
+        // The k closest that answered: those sent a STORE while the lookup converged count
+        // as they fared; the others get theirs now.
+        let mut late = Vec::new();
+        for peer in closest {
+            match q.stores.iter_mut().find(|s| s.peer == peer.id) {
+                Some(sent) => {
+                    sent.counted = true;
+                    storing.tally(sent.outcome);
+                }
+                None => {
+                    q.stores.push(Sent { peer: peer.id, outcome: Outcome::Waiting, counted: true });
+                    storing.outstanding += 1;
+                    late.push(peer);
+                }
+            }
+        }
+        let done = storing.outstanding == 0;
+        q.storing = Some(storing);
+        if done {
             return self.conclude_store(now, id);
         }
-        for peer in closest {
+        for peer in late {
             self.send(peer, request.clone(), Purpose::Store(id));
+        }
+    }
+
+    /// The STORE or ADD_PROVIDER a PUT, republish or PROVIDE query sends; `None` for others.
+    fn store_request(&self, id: QueryId) -> Option<Request> {
+        match &self.queries.get(&id)?.goal {
+            Goal::Put { record, expected_seq } => Some(Request::Store {
+                record: record.clone(),
+                ttl_secs: secs(self.config.record_ttl),
+                expected_seq: *expected_seq,
+            }),
+            Goal::Republish { record } => Some(Request::Store {
+                record: record.clone(),
+                ttl_secs: secs(self.config.record_ttl),
+                expected_seq: None,
+            }),
+            Goal::Provide { key } => Some(Request::AddProvider {
+                key: *key,
+                provider: self.local_info(),
+                ttl_secs: secs(self.config.provider_ttl),
+            }),
+            _ => None,
         }
     }
 
@@ -374,17 +457,23 @@ impl Dht {
         &mut self,
         now: Instant,
         id: QueryId,
+        peer: &NodeId,
         result: Result<Response, RequestFailure>,
     ) {
-        let Some(s) = self.queries.get_mut(&id).and_then(|q| q.storing.as_mut()) else { return };
+        let Some(q) = self.queries.get_mut(&id) else { return };
+        let waiting =
+            q.stores.iter_mut().find(|s| s.peer == *peer && s.outcome == Outcome::Waiting);
+        let Some(sent) = waiting else { return };
+        sent.outcome = match result {
+            Ok(Response::Stored | Response::ProviderAdded) => Outcome::Stored,
+            Ok(Response::Error { code, .. }) => Outcome::Refused(Some(code)),
+            _ => Outcome::Refused(None),
+        };
+        // Sent early to a peer the lookup then found outside the k closest: an extra copy.
+        let (outcome, counted) = (sent.outcome, sent.counted);
+        let Some(s) = q.storing.as_mut().filter(|_| counted) else { return };
         s.outstanding = s.outstanding.saturating_sub(1);
-        match result {
-            Ok(Response::Stored | Response::ProviderAdded) => s.stored += 1,
-            Ok(Response::Error { code, .. }) => {
-                s.first_error.get_or_insert(code);
-            }
-            _ => {}
-        }
+        s.tally(outcome);
         if s.outstanding == 0 {
             self.conclude_store(now, id);
         }
@@ -398,7 +487,9 @@ impl Dht {
         self.stats.lookups.observe(kind, &s.lookup);
         let counters = &mut self.stats.queries[kind];
         counters.rounds += u64::from(s.lookup.rounds);
-        counters.rpcs += u64::from(s.lookup.rpcs) + s.attempted as u64;
+        // Every STORE sent: the k closest's, and the early ones to peers outside them.
+        let stores = q.stores.len();
+        counters.rpcs += u64::from(s.lookup.rpcs) + stores as u64;
         let key = match &q.goal {
             Goal::Put { record, .. } | Goal::Republish { record } => record.key(),
             Goal::Provide { key } => *key,
@@ -411,7 +502,7 @@ impl Dht {
                 stored: s.stored,
                 attempted: s.attempted,
                 lookup: s.lookup,
-                rpcs: s.lookup.rpcs + s.attempted as u32,
+                rpcs: s.lookup.rpcs.saturating_add(u32::try_from(stores).unwrap_or(u32::MAX)),
                 duration: now.saturating_duration_since(q.started_at),
             })
         } else {

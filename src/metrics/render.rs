@@ -366,6 +366,11 @@ fn dht(f: &mut Families, s: &Snapshot) {
         "PINGs sent to keep the connections to each bucket's cheapest entries up.",
         d.keepalive_pings,
     );
+    f.counter(
+        "petrel_dht_early_stores_total",
+        "STOREs and ADD_PROVIDERs sent with a converging lookup's requests, not after it.",
+        d.early_stores,
+    );
     let q = &d.quality;
     f.gauge(
         "petrel_dht_measured_peers",
