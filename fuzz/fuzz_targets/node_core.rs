@@ -143,6 +143,8 @@ fuzz_target!(|data: &[u8]| {
     let mut jobs_waiting: Vec<(JobId, petrel::protocol::jobs::Job)> = Vec::new();
     let mut next_command = 0;
     let mut next_inbound = 0;
+    // Dials TLS authenticated whose peer's Hello has not come: only requests may go out.
+    let mut awaiting_hello: Vec<ConnId> = Vec::new();
 
     for _ in 0..256 {
         if s.0.is_empty() {
@@ -175,13 +177,28 @@ fuzz_target!(|data: &[u8]| {
                 core.handle(now, Input::Frame { conn, msg });
             }
             4 if !dials.is_empty() => {
-                let (conn, peer) = dials.swap_remove(usize::from(s.byte()) % dials.len());
-                if s.byte() % 3 == 0 {
-                    core.handle(now, Input::Closed { conn, cause: CloseCause::TcpFailed });
-                } else {
-                    let hello = hello(vec![s.addr()]).into();
-                    core.handle(now, Input::Established { conn, peer, hello });
-                    conns.push(conn);
+                let i = usize::from(s.byte()) % dials.len();
+                let (conn, peer) = dials[i];
+                match s.byte() % 4 {
+                    0 => {
+                        dials.swap_remove(i);
+                        awaiting_hello.retain(|c| *c != conn);
+                        core.handle(now, Input::Closed { conn, cause: CloseCause::TcpFailed });
+                    }
+                    // TLS done: requests may go out before the peer's Hello, which comes
+                    // later or never. Now and then a driver names another peer.
+                    1 => {
+                        let who = if s.byte() % 4 == 0 { s.id() } else { peer };
+                        core.handle(now, Input::Authenticated { conn, peer: who });
+                        awaiting_hello.push(conn);
+                    }
+                    _ => {
+                        dials.swap_remove(i);
+                        awaiting_hello.retain(|c| *c != conn);
+                        let hello = hello(vec![s.addr()]).into();
+                        core.handle(now, Input::Established { conn, peer, hello });
+                        conns.push(conn);
+                    }
                 }
             }
             5 if !conns.is_empty() => {
@@ -236,9 +253,13 @@ fuzz_target!(|data: &[u8]| {
             match out {
                 Output::Dial { conn, peer, .. } => dials.push((conn, peer)),
                 Output::Send { conn, msg: Message::Request { id, .. } } => requests.push((conn, id)),
+                Output::Send { conn, msg } => {
+                    assert!(!awaiting_hello.contains(&conn), "{msg:?} before the peer's Hello");
+                }
                 Output::Disconnect { conn, reason } => {
                     conns.retain(|c| *c != conn);
                     dials.retain(|(c, _)| *c != conn);
+                    awaiting_hello.retain(|c| *c != conn);
                     let cause = CloseCause::LocalClose(reason);
                     core.handle(now, Input::Closed { conn, cause });
                 }
