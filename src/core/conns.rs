@@ -1407,6 +1407,29 @@ mod tests {
     }
 
     #[test]
+    fn only_a_dial_tls_authenticated_as_its_peer_is_ready_for_requests() {
+        let now = Instant::now();
+        let mut t = table(LIMITS);
+        let c = t.start_dial(now, addr(1), id(1)).unwrap();
+        assert_eq!(t.ready_dial(&id(1)), None, "not before TLS");
+        assert!(!t.on_ready(c, id(2)), "another peer's key");
+        assert!(t.on_ready(c, id(1)));
+        assert_eq!(t.ready_dial(&id(1)), Some(c));
+        assert_eq!(t.primary(&id(1)), None, "not established before its Hello");
+        // Established: its traffic goes by the primary, not as an early dial.
+        t.on_authenticated(now, c, id(1)).unwrap();
+        assert_eq!((t.ready_dial(&id(1)), t.primary(&id(1))), (None, Some(c)));
+        // A dial-back is never ready: it closes once TLS is done.
+        let probe = t.start_probe(now, addr(2), id(2)).unwrap();
+        assert!(!t.on_ready(probe, id(2)));
+        assert_eq!(t.ready_dial(&id(2)), None);
+        // An inbound connection neither.
+        let inbound = admit(&mut t, now, 3).unwrap();
+        assert!(!t.on_ready(inbound, id(3)));
+        assert!(!t.on_ready(ConnId::inbound(99), id(3)), "an unknown one");
+    }
+
+    #[test]
     fn failed_dial_backs_off_and_authenticated_dial_clears_it() {
         let now = Instant::now();
         let mut t = table(LIMITS);

@@ -761,7 +761,7 @@ fn a_connect_command_waits_for_the_peers_hello_even_when_tls_is_done() {
 }
 
 #[test]
-fn authentication_of_another_peer_an_inbound_connection_or_a_dial_back_sends_nothing() {
+fn authentication_of_another_peer_an_inbound_connection_or_an_unknown_one_sends_nothing() {
     let t0 = Instant::now();
     let mut core = joining_core();
     let conn_c = join_waiting_on_peer_c(&mut core, t0);

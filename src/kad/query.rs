@@ -51,6 +51,11 @@ impl Goal {
             Goal::Republish { .. } => 7,
         }
     }
+
+    /// Whether the query ends in a STORE (or ADD_PROVIDER) phase.
+    fn stores(&self) -> bool {
+        matches!(self, Goal::Put { .. } | Goal::Provide { .. } | Goal::Republish { .. })
+    }
 }
 
 /// A running query.
@@ -257,7 +262,6 @@ impl Dht {
 
     /// Sends what the lookup allows, or finishes the query.
     pub(super) fn advance(&mut self, now: Instant, id: QueryId) {
-        let store = self.store_request(id);
         let Some(q) = self.queries.get_mut(&id) else { return };
         if q.storing.is_some() {
             return;
@@ -282,7 +286,7 @@ impl Dht {
         // lookup ends (`early_stores`). At most k go out early.
         let k = self.config.lookup.k;
         let mut early = Vec::new();
-        if self.config.early_stores && store.is_some() {
+        if self.config.early_stores && q.goal.stores() {
             for peer in q.lookup.converged_nearest() {
                 if q.stores.len() >= k {
                     break;
@@ -297,7 +301,8 @@ impl Dht {
         for peer in asks {
             self.send(peer, request.clone(), Purpose::Lookup(id));
         }
-        if let Some(store) = store.filter(|_| !early.is_empty()) {
+        let store = if early.is_empty() { None } else { self.store_request(id) };
+        if let Some(store) = store {
             self.stats.early_stores += early.len() as u64;
             for peer in early {
                 self.send(peer, store.clone(), Purpose::Store(id));
