@@ -113,6 +113,10 @@ fn lookups_on_fifty_millisecond_links_stay_near_the_round_trip_limit() {
     assert!(find.latency_ms.p50 <= 700.0 && find.latency_ms.p99 <= 1000.0, "{:?}", find.latency_ms);
     assert!(get.latency_ms.p99 <= 400.0, "{:?}", get.latency_ms);
     assert!(get.put_latency_ms.p99 <= 1000.0, "{:?}", get.put_latency_ms);
+    // Fresh connections carry requests behind the dialer's Hello; PUTs send most STOREs with
+    // the converged round (measured 5,980 for 300 PUTs), never more than k = 20 each early.
+    assert!(find.requests_pipelined > 0);
+    assert!((5000..=6000).contains(&get.early_stores), "{}", get.early_stores);
 }
 
 #[test]

@@ -182,6 +182,7 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
          \"events_per_sec\":{:.0},\"messages\":{},\"dials\":{},\
          \"tables\":{{\"entries\":{},\"misplaced\":{},\"unverified\":{},\"claims_dropped\":{}}},\
          \"connections\":{{\"max\":{},\"idle_timeout_s\":{}}},\
+         \"requests_pipelined\":{},\"early_stores\":{},\
          \"trace_digest\":\"{}\"}}",
         sc.nodes,
         r.honest,
@@ -216,6 +217,8 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
         r.tables.claims_dropped,
         sc.limits.max_connections,
         sc.limits.idle_timeout.as_secs(),
+        r.requests_pipelined,
+        r.early_stores,
         hex_encode(&r.trace_digest[..8]),
     )
 }

@@ -152,6 +152,10 @@ pub struct DhtReport {
     pub sim: SimStats,
     /// The honest nodes' routing tables at the end.
     pub tables: TableCheck,
+    /// Requests the honest nodes sent behind their Hello on fresh dials, joins included.
+    pub requests_pipelined: u64,
+    /// STOREs the honest nodes sent with a converged lookup's last round.
+    pub early_stores: u64,
     /// Digest of every event: equal for equal scenarios.
     pub trace_digest: [u8; 32],
 }
@@ -197,6 +201,11 @@ fn check_tables(net: &DhtNet) -> TableCheck {
         }
     }
     check
+}
+
+/// A counter summed over the honest nodes.
+fn sum_honest(net: &DhtNet, counter: impl Fn(&crate::core::NodeCore) -> u64) -> u64 {
+    net.honest.iter().filter_map(|&idx| net.sim.core(idx)).map(counter).sum()
 }
 
 /// A running scenario network: the simulator and who is who.
@@ -516,6 +525,8 @@ pub fn run(sc: &DhtScenario) -> DhtReport {
         virtual_s: net.sim.elapsed().as_secs_f64(),
         sim: net.sim.stats(),
         tables: check_tables(&net),
+        requests_pipelined: sum_honest(&net, |c| c.stats().requests_pipelined),
+        early_stores: sum_honest(&net, |c| c.dht().stats().early_stores),
         trace_digest: net.sim.trace_digest(),
     }
 }
