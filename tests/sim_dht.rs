@@ -349,9 +349,10 @@ fn ten_thousand_nodes_on_fifty_millisecond_links_find_within_nine_round_trips() 
 #[ignore = "100,000 nodes, about an hour and 16 GB of memory in release here: make test-100k"]
 fn a_hundred_thousand_nodes_every_lookup_succeeds_within_seven_rounds() {
     // Issue 12's internet-scale figure: `petrel sim dht --nodes 100000 --lookups 300
-    // --latency-ms 50..50 --seed 1`. Measured (2026-12-01, at 659bf34): 300 of 300, rounds p50
-    // 4, p99 5, FIND_NODE p50 850 ms, p99 1,250 ms, peak RSS 15.15 GiB, 62 min; how each
-    // figure grows from 1,000 nodes is in benches/README.md.
+    // --latency-ms 50..50 --seed 1`. Measured (2026-12-01, at 4ce7c7a, connections at their
+    // real cost): 300 of 300, rounds p50 4, p99 5, FIND_NODE p50 1,000 ms, p99 1,500 ms, peak
+    // RSS 15.2 GiB, 54 CPU-minutes; how each figure grows from 1,000 nodes is in
+    // benches/README.md.
     let r = dht::run(&on_fifty_ms_links(100_000, 300, 1));
     assert_eq!((r.lookups, r.succeeded), (300, 300), "{r:?}");
     assert!(r.rounds.p99 <= 7.0, "{:?}", r.rounds);
