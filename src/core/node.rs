@@ -322,7 +322,6 @@ impl NodeCore {
             self.conns.connection(conn).filter(|c| !c.is_established()).and_then(|c| c.expected());
         let removed = match dialled {
             Some(peer) => {
-                self.fail_pipelined(now, conn);
                 let removed = self.conns.on_dial_failed(now, conn);
                 // A dial-back is no dial anything waits for.
                 if !self.probes.contains_key(&conn) {
@@ -339,9 +338,6 @@ impl NodeCore {
     fn on_table_timeout(&mut self, now: Instant, conn: ConnId, idle: bool, removed: Connection) {
         let probe = self.probes.contains_key(&conn);
         let dialled = removed.expected().filter(|_| !removed.is_established() && !probe);
-        if dialled.is_some() {
-            self.fail_pipelined(now, conn);
-        }
         self.forget_conn(now, conn, Some(removed));
         // A connection that never got established hears no Goodbye; the reason is only for
         // the driver.
@@ -349,15 +345,6 @@ impl NodeCore {
         self.disconnect(conn, reason);
         if let Some(peer) = dialled {
             self.on_unreachable(now, peer, ConnectError::Timeout);
-        }
-    }
-
-    /// The dial `conn` failed after requests went out on it ahead of the peer's Hello: they
-    /// fail as the ones still waiting for it do, as unreachable, not as cut off (which a
-    /// lookup would ask again at the same address).
-    fn fail_pipelined(&mut self, now: Instant, conn: ConnId) {
-        for pending in self.rpc.fail_conn(conn) {
-            self.fail(now, pending.owner, pending.to, RequestError::NotConnected);
         }
     }
 
@@ -416,13 +403,18 @@ impl NodeCore {
     fn forget_conn(&mut self, now: Instant, conn: ConnId, removed: Option<Connection>) {
         // A dial-back that ends here never authenticated (that would have ended it).
         self.end_probe(now, conn, ProbeResult::Unreachable);
+        let dial = removed.as_ref().is_some_and(|c| !c.is_established());
         let gone = removed.filter(Connection::is_established).and_then(|c| c.node_id());
         if let Some(peer) = gone.filter(|p| self.conns.primary(p).is_none()) {
             self.outputs.push_back(Output::Event(Event::PeerDisconnected { peer }));
             self.protocols.each(|p| p.handle_peer_down(now, peer));
         }
+        // Requests that went out on a dial ahead of the peer's Hello (handshake.md §2.1) did not
+        // reach it, like those still waiting for the dial; requests cut off on an established
+        // connection are a lookup's to ask again.
+        let why = if dial { RequestError::NotConnected } else { RequestError::Disconnected };
         for pending in self.rpc.fail_conn(conn) {
-            self.fail(now, pending.owner, pending.to, RequestError::Disconnected);
+            self.fail(now, pending.owner, pending.to, why);
         }
         self.rpc.forget_answers(conn);
     }
@@ -559,11 +551,12 @@ impl NodeCore {
     /// authenticated, else after a dial.
     fn send_request(&mut self, now: Instant, request: Queued) {
         let peer = request.to.id;
-        let early = || self.conns.ready_dial(&peer).map(|c| (c, true));
-        if let Some((conn, early)) = self.conns.primary(&peer).map(|c| (c, false)).or_else(early) {
+        let established = self.conns.primary(&peer).map(|c| (c, false));
+        let on_dial = || self.conns.ready_dial(&peer).map(|c| (c, true));
+        if let Some((conn, pipelined)) = established.or_else(on_dial) {
             match self.rpc.send(now, conn, request) {
                 Ok(msg) => {
-                    self.stats.requests_pipelined += u64::from(early);
+                    self.stats.requests_pipelined += u64::from(pipelined);
                     self.outputs.push_back(Output::Send { conn, msg });
                 }
                 Err(refused) => self.unsent(now, refused),
