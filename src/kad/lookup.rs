@@ -425,18 +425,15 @@ impl Lookup {
         // no one nearer, so the window is about settled. (Converging alone fires too early:
         // a far seed's answer brings nothing nearer while nearer peers are still unasked.)
         let settled = |p: &&Path| {
-            let nearest = p.candidates.values().find(|c| c.state != State::Failed);
+            let nearest = p.nearest_live().and_then(|d| p.candidates.get(&d));
             !p.finished && p.converging && nearest.is_some_and(|c| c.state == State::Answered)
         };
         let converging = self.paths.iter().filter(settled);
         converging
             .flat_map(|p| {
-                p.candidates
-                    .values()
-                    .filter(|c| !matches!(c.state, State::Failed | State::Slow { .. }))
-                    .take(k)
-                    .filter(|c| matches!(c.state, State::Answered | State::InFlight { .. }))
-                    .map(|c| c.peer.clone())
+                p.window(k)
+                    .filter(|(_, c)| matches!(c.state, State::Answered | State::InFlight { .. }))
+                    .map(|(_, c)| c.peer.clone())
             })
             .collect()
     }
@@ -644,12 +641,7 @@ impl Path {
         band: usize,
         cost: &dyn Fn(&NodeId) -> u64,
     ) -> Option<&mut Candidate> {
-        let window = self
-            .candidates
-            .iter()
-            .filter(|(_, c)| !matches!(c.state, State::Failed | State::Slow { .. }))
-            .take(k)
-            .filter(|(_, c)| c.state == State::NotContacted);
+        let window = self.window(k).filter(|(_, c)| c.state == State::NotContacted);
         let mut placed: Option<usize> = None;
         let mut best: Option<(u64, Distance)> = None;
         for (distance, candidate) in window {
@@ -665,6 +657,15 @@ impl Path {
         }
         let (_, distance) = best?;
         self.candidates.get_mut(&distance)
+    }
+
+    /// The `k` nearest candidates neither failed nor slow: whom the path asks next, and
+    /// waits for (module doc, "Rules").
+    fn window(&self, k: usize) -> impl Iterator<Item = (&Distance, &Candidate)> + '_ {
+        self.candidates
+            .iter()
+            .filter(|(_, c)| !matches!(c.state, State::Failed | State::Slow { .. }))
+            .take(k)
     }
 
     /// Candidates that count towards `max_candidates`: all but the failed ones.
