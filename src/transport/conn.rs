@@ -671,6 +671,16 @@ mod tests {
         !buf.is_empty()
     }
 
+    /// `conn`'s pending events are exactly: established by the peer's Hello, then `msg`.
+    fn assert_established_then(conn: &mut Connection, msg: &Message) {
+        let events: Vec<_> = std::iter::from_fn(|| conn.poll_event()).collect();
+        assert!(
+            matches!(&events[..], [ConnEvent::Established { .. }, ConnEvent::Message { msg: m, .. }]
+                if m == msg),
+            "{events:?}"
+        );
+    }
+
     /// Sends raw plaintext bytes from the client, bypassing framing checks, as an attacker.
     fn inject_plaintext(pair: &mut Pair, bytes: &[u8]) {
         pair.client.tls.writer().write_all(bytes).unwrap();
@@ -708,12 +718,7 @@ mod tests {
         // One flight: our Finished, Hello and request; the server is established by the
         // Hello and then reads the request.
         assert!(shuttle(&mut p.client, &mut p.server));
-        let events: Vec<_> = std::iter::from_fn(|| p.server.poll_event()).collect();
-        assert!(
-            matches!(&events[..], [ConnEvent::Established { .. }, ConnEvent::Message { msg, .. }]
-            if *msg == ping),
-            "{events:?}"
-        );
+        assert_established_then(&mut p.server, &ping);
         // Its answer comes behind its Hello: established first, then the message.
         let pong = Message::Response {
             id: 7,
@@ -721,12 +726,7 @@ mod tests {
         };
         p.server.send(&pong).unwrap();
         assert!(shuttle(&mut p.server, &mut p.client));
-        let events: Vec<_> = std::iter::from_fn(|| p.client.poll_event()).collect();
-        assert!(
-            matches!(&events[..], [ConnEvent::Established { .. }, ConnEvent::Message { msg, .. }]
-            if *msg == pong),
-            "{events:?}"
-        );
+        assert_established_then(&mut p.client, &pong);
     }
 
     #[test]
