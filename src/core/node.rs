@@ -51,7 +51,10 @@ pub(super) const OUTPUTS_KEPT: usize = 8;
 /// The sans-IO node core. See the module doc for the driving contract.
 #[derive(Debug)]
 pub struct NodeCore {
-    config: CoreConfig,
+    /// Of the configuration, what the router reads after construction (the protocols keep
+    /// their own parts; a whole `CoreConfig` per node was 1.7 KiB in a simulation).
+    max_strikes: u32,
+    max_waiting_commands: usize,
     conns: ConnectionTable,
     rpc: Rpc,
     /// `Connect` commands waiting for their dial, by peer.
@@ -98,7 +101,8 @@ impl NodeCore {
                 _ => None,
             },
             local_id,
-            config,
+            max_strikes: config.max_strikes,
+            max_waiting_commands: config.max_waiting_commands,
         }
     }
 
@@ -363,7 +367,7 @@ impl NodeCore {
         }
         match budget {
             // Over budget again after `max_strikes` slow-downs: the peer goes.
-            Budget::Inbound { strikes } if strikes > self.config.max_strikes => {
+            Budget::Inbound { strikes } if strikes > self.max_strikes => {
                 self.stats.closed_rate_limited += 1;
                 self.close(now, conn, GoodbyeReason::RateLimited);
             }
@@ -724,7 +728,7 @@ impl NodeCore {
         if self.conns.primary(&peer).is_some() {
             return self.reply(id, Reply::Connected(Ok(peer)));
         }
-        if self.waiting_count >= self.config.max_waiting_commands {
+        if self.waiting_count >= self.max_waiting_commands {
             self.stats.commands_refused_busy += 1;
             return self.reply(id, Reply::Connected(Err(ConnectError::Busy)));
         }
