@@ -182,7 +182,7 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
          \"events_per_sec\":{:.0},\"messages\":{},\"dials\":{},\
          \"tables\":{{\"entries\":{},\"misplaced\":{},\"unverified\":{},\"claims_dropped\":{}}},\
          \"connections\":{{\"max\":{},\"idle_timeout_s\":{}}},\
-         \"requests_pipelined\":{},\"early_stores\":{},\
+         \"requests_pipelined\":{},\"early_stores\":{},\"preconnects\":{},\
          \"trace_digest\":\"{}\"}}",
         sc.nodes,
         r.honest,
@@ -219,6 +219,7 @@ pub fn json(sc: &DhtScenario, r: &DhtReport, wall: Duration) -> String {
         sc.limits.idle_timeout.as_secs(),
         r.requests_pipelined,
         r.early_stores,
+        r.preconnects,
         hex_encode(&r.trace_digest[..8]),
     )
 }

@@ -539,6 +539,16 @@ pub const SETTINGS: &[Setting] = &[
         r#"For GETs: how many buckets farther than the nearest candidate not yet asked a candidate may sit and still count as equally placed when ordering by cost (0: the same bucket only). Other lookups, which must hear from all of the k nearest, order within the bucket."#
     ),
     s!(
+        "dht.lookup.first_round",
+        config.dht.lookup.first_round,
+        r#"Requests in flight per path until its first answer, failure or slow request (default 2α; below `alpha` counts as `alpha`). Value lookups (GET) keep to `alpha`."#
+    ),
+    s!(
+        "dht.lookup.preconnect",
+        config.dht.lookup.preconnect,
+        r#"The nearest not yet asked that a lookup connects to ahead of their request, so it then costs one round trip (default α; 0 = off). Never closes a connection to make room. Value lookups (GET) do not."#
+    ),
+    s!(
         "dht.quality.max_peers",
         config.dht.quality.max_peers,
         r#"Peers whose round trip and success ratio are remembered (0: none); past it the record updated longest ago goes."#

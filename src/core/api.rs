@@ -381,6 +381,11 @@ pub struct CoreStats {
     /// Requests sent on a dial before the peer's Hello came (handshake.md §2.1): each saved
     /// a round trip.
     pub requests_pipelined: u64,
+    /// Dials opened ahead of a request ([`crate::protocol::Action::Connect`]).
+    pub preconnects: u64,
+    /// Of those asked for, not dialled: no outbound slot free, the address backing off, or
+    /// its circuit open (a speculative dial closes nothing to make room).
+    pub preconnects_refused: u64,
     /// Idle connections closed to make room for a new one.
     pub connections_pruned: u64,
     /// Inbound connections refused by the connection table.

@@ -596,6 +596,23 @@ impl NodeCore {
         Ok(())
     }
 
+    /// Dials `to` ahead of a request a protocol expects to send it, unless it is connected or
+    /// being dialled. Unlike a request's dial, it prunes nothing: a guess must not cost a
+    /// connection in use.
+    fn preconnect(&mut self, now: Instant, to: &PeerInfo) {
+        let Some(&addr) = to.addrs.first() else { return };
+        if self.conns.primary(&to.id).is_some() || self.conns.is_dialling(&to.id) {
+            return;
+        }
+        match self.conns.start_dial(now, addr, to.id) {
+            Ok(conn) => {
+                self.stats.preconnects += 1;
+                self.outputs.push_back(Output::Dial { conn, peer: to.id, addr, probe: false });
+            }
+            Err(_) => self.stats.preconnects_refused += 1,
+        }
+    }
+
     fn unsent(&mut self, now: Instant, request: Queued) {
         self.stats.requests_unsent += 1;
         self.fail(now, request.owner, request.to, RequestError::NotConnected);
@@ -649,6 +666,7 @@ impl NodeCore {
                 let owner = Owner::Protocol(pid, key);
                 self.send_request(now, Queued { to, owner, body: request });
             }
+            Action::Connect { to } => self.preconnect(now, &to),
             Action::Probe { peer, addr } => match self.conns.start_probe(now, addr, peer) {
                 Ok(conn) => {
                     self.stats.probes_started += 1;

@@ -27,6 +27,8 @@ type Log = Arc<Mutex<Vec<String>>>;
 struct Echo {
     log: Log,
     out: Vec<Action<Infallible, Infallible>>,
+    /// Connected to ahead of any request when a peer GRAFTs.
+    ahead: Vec<PeerInfo>,
 }
 
 impl Echo {
@@ -78,6 +80,9 @@ impl Protocol for Echo {
                 let job = Job::VerifyRecord(Box::new(record));
                 self.out.push(Action::Job { key: JobKey(42), job });
             }
+            Gossip::Graft { .. } => {
+                self.out.extend(self.ahead.iter().map(|to| Action::Connect { to: to.clone() }));
+            }
             other => self.out.push(Action::Send { to: from.id, msg: other }),
         }
     }
@@ -101,15 +106,19 @@ const LOCAL: NodeId = NodeId::from_bytes([0x10; 32]);
 const PEER: NodeId = NodeId::from_bytes([0x20; 32]);
 
 fn core_with_echo() -> (NodeCore, Log) {
+    core_with_echo_ahead(CoreConfig::default(), Vec::new())
+}
+
+fn core_with_echo_ahead(config: CoreConfig, ahead: Vec<PeerInfo>) -> (NodeCore, Log) {
     // Kad stays quiet (no join, no tick), so every output is the echo's or the router's.
     let dht = DhtConfig {
         maintenance_interval: Duration::ZERO,
         join_on_first_contact: false,
         ..DhtConfig::default()
     };
-    let mut core = NodeCore::new(LOCAL, CoreConfig { dht, gossip: None, ..CoreConfig::default() });
+    let mut core = NodeCore::new(LOCAL, CoreConfig { dht, gossip: None, ..config });
     let log = Log::default();
-    let id = core.add_protocol(Echo { log: log.clone(), out: Vec::new() });
+    let id = core.add_protocol(Echo { log: log.clone(), out: Vec::new(), ahead });
     assert_eq!(id, Ok(ProtocolId(2)));
     (core, log)
 }
@@ -143,7 +152,7 @@ fn connect(core: &mut NodeCore, now: Instant) -> (ConnId, Vec<Output>) {
 fn a_protocol_cannot_take_a_kind_another_serves() {
     let (mut core, _) = core_with_echo();
     let log = Log::default();
-    let again = core.add_protocol(Echo { log, out: Vec::new() });
+    let again = core.add_protocol(Echo { log, out: Vec::new(), ahead: Vec::new() });
     assert_eq!(again, Err(AddError::KindTaken(Kind::Gossip)));
 }
 
@@ -217,4 +226,46 @@ fn a_second_protocol_is_hosted_beside_kad_through_every_verb() {
     assert!(out.contains(&Output::Event(Event::PeerDisconnected { peer: PEER })), "{out:?}");
     assert_eq!(lines(&log), vec![format!("down {PEER}")]);
     assert_eq!(core.connected_peers().count(), 0);
+}
+
+#[test]
+fn connecting_ahead_dials_once_and_never_closes_a_connection_to_make_room() {
+    let t0 = Instant::now();
+    let at = |n: u8| SocketAddr::from(([198, 51, 100, n], 4000));
+    let info = |n: u8| PeerInfo { id: NodeId::from_bytes([n; 32]), addrs: vec![at(n)] };
+    let no_addr = PeerInfo { id: NodeId::from_bytes([9; 32]), addrs: Vec::new() };
+    // B and C are dialled; B again (being dialled), PEER (connected) and a peer named with
+    // no address are not; D finds both outbound slots taken.
+    let ahead = vec![info(0xb), info(0xc), info(0xb), PeerInfo { id: PEER, addrs: vec![at(1)] }, no_addr, info(0xd)];
+    let limits = crate::core::PeerLimits { max_outbound: 2, ..crate::core::PeerLimits::DEFAULT };
+    let (mut core, _) = core_with_echo_ahead(CoreConfig { limits, ..CoreConfig::default() }, ahead);
+    let (conn, _) = connect(&mut core, t0);
+    let graft = Message::Gossip(Gossip::Graft { topic: "t".into() });
+    let out = handle(&mut core, t0, Input::Frame { conn, msg: graft.clone() });
+    let dialled: Vec<_> = out
+        .iter()
+        .map(|o| match o {
+            Output::Dial { conn, peer, addr, probe: false } => (*conn, *peer, *addr),
+            other => panic!("only dials, got {other:?}"),
+        })
+        .collect();
+    let [(b, peer_b, addr_b), (_, peer_c, addr_c)] = dialled[..] else { panic!("{dialled:?}") };
+    assert_eq!([(peer_b, addr_b), (peer_c, addr_c)], [(info(0xb).id, at(0xb)), (info(0xc).id, at(0xc))]);
+    assert_eq!((core.stats().preconnects, core.stats().preconnects_refused), (2, 1));
+
+    // B's dial completes and sits idle: a request's dial would close it to make room, a
+    // guess does not.
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        network: String::new(),
+        id_pow_bits: 0,
+        features: FEATURE_KAD,
+        agent: String::new(),
+        listen_addrs: vec![at(0xb)],
+    };
+    handle(&mut core, t0, Input::Established { conn: b, peer: info(0xb).id, hello: hello.into() });
+    let out = handle(&mut core, t0 + Duration::from_secs(60), Input::Frame { conn, msg: graft });
+    assert!(!out.iter().any(|o| matches!(o, Output::Disconnect { .. } | Output::Dial { .. })), "{out:?}");
+    assert_eq!((core.stats().preconnects, core.stats().preconnects_refused), (2, 2));
+    assert_eq!(core.stats().connections_pruned, 0);
 }

@@ -442,6 +442,8 @@ pub struct DhtStats {
     pub keepalive_pings: u64,
     /// STOREs and ADD_PROVIDERs sent with a converging lookup's requests (`early_stores`).
     pub early_stores: u64,
+    /// Connections asked for ahead of a lookup's request (`lookup.preconnect`).
+    pub preconnects: u64,
     /// The per-peer figures that order lookups ([`super::quality`]).
     pub quality: super::quality::QualityStats,
     /// STOREs sent to replicate held records.

@@ -28,10 +28,13 @@ fn dht(config: DhtConfig) -> Dht {
     Dht::new(LOCAL, config)
 }
 
+/// Also a lookup's first round of α (not 2α), which the tests of the other rules assume.
 fn quiet() -> DhtConfig {
+    let lookup = super::lookup::LookupConfig { first_round: 0, ..DhtConfig::default().lookup };
     DhtConfig {
         join_on_first_contact: false,
         maintenance_interval: Duration::ZERO,
+        lookup,
         ..DhtConfig::default()
     }
 }
@@ -334,7 +337,7 @@ fn a_converged_put_sends_its_stores_with_the_lookup_and_needs_no_round_after_it(
 #[test]
 fn an_early_store_at_a_peer_the_lookup_then_passes_is_an_extra_copy_not_counted() {
     let t0 = Instant::now();
-    let lookup = super::lookup::LookupConfig { alpha: 1, k: 2, ..DhtConfig::default().lookup };
+    let lookup = super::lookup::LookupConfig { alpha: 1, k: 2, ..quiet().lookup };
     let mut d = dht(DhtConfig { lookup, ..quiet() });
     let (record, key) = record_and_key(b"surprise");
     let a = dialled_near(&mut d, t0, &key, 2);
@@ -971,4 +974,28 @@ fn answers_and_failures_feed_each_peers_figures() {
     assert_eq!(d.quality.srtt(&bad.0.id), None);
     assert!(d.quality.success(&bad.0.id) < d.quality.success(&ok.0.id));
     assert!(d.quality.cost_us(&bad.0.id) > d.quality.cost_us(&ok.0.id));
+}
+
+#[test]
+fn a_lookup_connects_ahead_to_the_next_peers_it_will_ask_unless_connected() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    dialled(&mut d, t0, &[1, 2, 3, 4, 5, 6, 7]);
+    for n in [5, 6] {
+        d.handle_peer_down(t0, id(n));
+    }
+    d.handle_command(t0, CommandId(1), DhtCommand::FindNode { target: id(0) });
+    let out = drain(&mut d);
+    let asked: Vec<NodeId> = requests(&out).into_iter().map(|(to, _, _)| to.id).collect();
+    assert_eq!(asked, [id(1), id(2), id(3)]);
+    // The next three to ask are 4, 5 and 6; 4 is connected already.
+    let ahead: Vec<PeerInfo> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Connect { to } => Some(to.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ahead, [info(5), info(6)]);
+    assert_eq!(d.stats().preconnects, 2);
 }

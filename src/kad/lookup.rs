@@ -41,6 +41,15 @@
 //!   less is a fraction of a round, and a peer that needs no dial saves two round trips or
 //!   more. The cost only orders the waiting: which peers are the `k` nearest, and so when the
 //!   lookup ends and what it returns, is the metric's alone.
+//! - First round (`first_round`, default 2α): until one of its requests answers, fails or goes
+//!   slow, a path keeps up to `first_round` in flight instead of α. The seeds come from the
+//!   caller's own table, cheapest first (mostly over connections already up), and the more of
+//!   the target's surroundings the first answers show, the fewer rounds follow.
+//! - Connecting ahead ([`Lookup::next_preconnect`], `preconnect`, default α): the `preconnect`
+//!   nearest candidates not asked yet in the `k` nearest of a path are handed out, each once,
+//!   so the caller can open their connections while the requests in flight are answered;
+//!   asking them then costs one round trip instead of the TCP and TLS ones too. It changes
+//!   neither whom the lookup asks nor when.
 //! - Rounds: seeds have depth 1, a peer first learned from the answer of a peer at depth `d` has
 //!   depth `d + 1`; `rounds` is the largest depth of a peer that was asked, that is the number of
 //!   sequential round trips the lookup needed.
@@ -94,6 +103,12 @@ pub struct LookupConfig {
     /// and still count as equally placed, for ordering by cost (module doc, "Ordering";
     /// default 1). The DHT applies it to value lookups; the others order within the bucket.
     pub band: usize,
+    /// Requests in flight per path until its first answer, failure or slow request (module
+    /// doc, "First round"; default 2α, at least `alpha`).
+    pub first_round: usize,
+    /// Candidates not asked yet, nearest first, that each path hands out for connecting ahead
+    /// of their request (module doc, "Connecting ahead"; default α, 0 = off).
+    pub preconnect: usize,
 }
 
 impl LookupConfig {
@@ -107,6 +122,8 @@ impl LookupConfig {
         max_candidates: 4 * K,
         converge: true,
         band: 1,
+        first_round: 2 * ALPHA,
+        preconnect: ALPHA,
     };
 
     /// Checks the configuration. [`Lookup::new`] never fails: it clamps what this refuses.
@@ -142,6 +159,8 @@ impl LookupConfig {
             max_candidates: self.max_candidates.max(k),
             converge: self.converge,
             band: self.band.min(crate::identity::ID_BITS),
+            first_round: self.first_round.max(self.alpha.max(1)),
+            preconnect: self.preconnect.min(k),
         }
     }
 }
@@ -245,7 +264,7 @@ impl Lookup {
             target,
             local,
             config,
-            paths: vec![Path::default(); config.disjoint_paths],
+            paths: vec![Path { first_round: true, ..Path::default() }; config.disjoint_paths],
             started_at: now,
             last_now: now,
             finished_at: None,
@@ -288,10 +307,17 @@ impl Lookup {
         }
         let k = self.config.k;
         let alpha = self.config.alpha;
+        let first_round = self.config.first_round;
         let slow_at = deadline_after(now, self.config.slow_timeout);
         let deadline_at = deadline_after(now, self.config.request_timeout);
         for path in self.paths.iter_mut().filter(|p| !p.finished) {
-            let budget = if path.converging { k } else { alpha };
+            let budget = if path.converging {
+                k
+            } else if path.first_round {
+                first_round
+            } else {
+                alpha
+            };
             if path.in_flight() >= budget {
                 continue;
             }
@@ -299,6 +325,31 @@ impl Lookup {
             set_state(&mut self.stats, candidate, State::InFlight { slow_at, deadline_at });
             self.due_at = Some(self.due_at.map_or(slow_at, |d| d.min(slow_at)));
             return Some(candidate.peer.clone());
+        }
+        None
+    }
+
+    /// The next candidate to connect to ahead of its request, if any (module doc, "Connecting
+    /// ahead"): one of the `preconnect` nearest not asked yet among the `k` nearest of a
+    /// running path, each handed out once. Call until `None` after
+    /// [`next_request_by`](Self::next_request_by); `None` when `preconnect` is 0.
+    pub fn next_preconnect(&mut self) -> Option<PeerInfo> {
+        let ahead = self.config.preconnect;
+        if ahead == 0 || self.is_finished() {
+            return None;
+        }
+        let k = self.config.k;
+        for path in self.paths.iter_mut().filter(|p| !p.finished) {
+            let next = path
+                .window(k)
+                .filter(|(_, c)| c.state == State::NotContacted)
+                .take(ahead)
+                .find(|(_, c)| !c.preconnected)
+                .map(|(d, _)| *d);
+            if let Some(candidate) = next.and_then(|d| path.candidates.get_mut(&d)) {
+                candidate.preconnected = true;
+                return Some(candidate.peer.clone());
+            }
         }
         None
     }
@@ -469,14 +520,15 @@ impl Lookup {
         let distance = self.target.distance(peer);
         let found = self.paths.iter_mut().enumerate().find_map(|(index, path)| {
             let running = !path.finished;
-            let failed = &mut path.failed;
-            path.candidates.get_mut(&distance).map(|c| (index, c, running, failed))
+            let Path { candidates, failed, first_round, .. } = path;
+            candidates.get_mut(&distance).map(|c| (index, c, running, failed, first_round))
         });
         match found {
-            Some((index, candidate, true, failed)) if candidate.is_waiting() => {
+            Some((index, candidate, true, failed, first_round)) if candidate.is_waiting() => {
                 if to == State::Failed {
                     *failed += 1;
                 }
+                *first_round = false;
                 set_state(&mut self.stats, candidate, to);
                 Some((index, candidate.depth))
             }
@@ -530,6 +582,7 @@ impl Lookup {
                 state: State::NotContacted,
                 tried: Vec::new(),
                 reasked: false,
+                preconnected: false,
             },
         );
         let mut kept = true;
@@ -558,10 +611,12 @@ impl Lookup {
                         if deadline_at <= now =>
                     {
                         path.failed += 1;
+                        path.first_round = false;
                         set_state(&mut self.stats, candidate, State::Failed);
                     }
                     // The straggler gives its α slot back but may still answer.
                     State::InFlight { slow_at, deadline_at } if slow_at <= now => {
+                        path.first_round = false;
                         set_state(&mut self.stats, candidate, State::Slow { deadline_at });
                     }
                     _ => {}
@@ -619,6 +674,9 @@ struct Path {
     /// The last answer brought nothing nearer than the nearest candidate already known: the
     /// path asks all of its `k` nearest not yet asked at once (module doc, "Converging").
     converging: bool,
+    /// No request of the path has answered, failed or gone slow yet: it asks up to
+    /// `first_round` at once (module doc, "First round").
+    first_round: bool,
 }
 
 impl Path {
@@ -690,6 +748,8 @@ struct Candidate {
     state: State,
     /// Asked again after its connection closed under the request (at most once).
     reasked: bool,
+    /// Handed out by [`Lookup::next_preconnect`] (at most once).
+    preconnected: bool,
 }
 
 impl Candidate {
@@ -752,7 +812,9 @@ mod tests {
     /// The target of the hand-built scenarios: the zero id, so `id(n)` is at distance `n`.
     const TARGET: Key = NodeId::from_bytes([0; 32]);
     const LOCAL: NodeId = NodeId::from_bytes([0xff; 32]);
-    const SMALL: LookupConfig = LookupConfig { k: 3, ..LookupConfig::DEFAULT };
+    /// The defaults but a first round of α, which the tests of the other rules assume.
+    const DEFAULT: LookupConfig = LookupConfig { first_round: 0, ..LookupConfig::DEFAULT };
+    const SMALL: LookupConfig = LookupConfig { k: 3, ..DEFAULT };
     const MS: Duration = Duration::from_millis(1);
 
     fn id(n: u16) -> NodeId {
@@ -798,7 +860,7 @@ mod tests {
     fn the_cheapest_of_the_candidates_in_the_nearest_bucket_goes_first() {
         // Distances 4 to 7 share a bucket of the target, 8 to 15 the next one out.
         let config =
-            LookupConfig { alpha: 1, k: 8, converge: false, band: 0, ..LookupConfig::DEFAULT };
+            LookupConfig { alpha: 1, k: 8, converge: false, band: 0, ..DEFAULT };
         let (t0, mut l) = start(&[4, 5, 8, 9, 10, 11], config);
         let cost = |id: &NodeId| match num(id) {
             5 => 1,
@@ -834,7 +896,7 @@ mod tests {
     #[test]
     fn a_band_widens_what_counts_as_equally_placed() {
         let config =
-            LookupConfig { alpha: 1, k: 8, converge: false, band: 1, ..LookupConfig::DEFAULT };
+            LookupConfig { alpha: 1, k: 8, converge: false, band: 1, ..DEFAULT };
         let (t0, mut l) = start(&[4, 5, 8, 9, 16], config);
         let cost = |id: &NodeId| match num(id) {
             16 => 0,
@@ -855,7 +917,7 @@ mod tests {
             k: 2,
             converge: false,
             band: ID_BITS,
-            ..LookupConfig::DEFAULT
+            ..DEFAULT
         };
         let (t0, mut l) = start(&[1, 2, 3], config);
         let cost = |id: &NodeId| if num(id) == 3 { 0 } else { 10 };
@@ -870,7 +932,7 @@ mod tests {
 
     #[test]
     fn an_answer_with_nothing_nearer_asks_all_of_the_k_nearest_at_once() {
-        let config = LookupConfig { alpha: 2, k: 5, ..LookupConfig::DEFAULT };
+        let config = LookupConfig { alpha: 2, k: 5, ..DEFAULT };
         let (t0, mut l) = start(&[2, 3, 4, 5, 6, 7, 8, 9], config);
         assert_eq!(drain(&mut l, t0), [2, 3]);
         // Peer 2 knows no one nearer than itself: the rest of the 5 nearest go out together.
@@ -889,7 +951,7 @@ mod tests {
 
     #[test]
     fn a_peer_whose_connection_closed_under_the_request_is_asked_once_more() {
-        let config = LookupConfig { alpha: 1, converge: false, ..LookupConfig::DEFAULT };
+        let config = LookupConfig { alpha: 1, converge: false, ..DEFAULT };
         let (t0, mut l) = start(&[1, 2], config);
         assert_eq!(drain(&mut l, t0), [1]);
         // Closed under the request (a duplicate connection resolved against it): again.
@@ -904,7 +966,7 @@ mod tests {
 
     #[test]
     fn without_converging_the_lookup_keeps_to_alpha() {
-        let config = LookupConfig { alpha: 2, k: 5, converge: false, ..LookupConfig::DEFAULT };
+        let config = LookupConfig { alpha: 2, k: 5, converge: false, ..DEFAULT };
         let (t0, mut l) = start(&[1, 2, 3, 4, 5, 6, 7, 8], config);
         assert_eq!(drain(&mut l, t0), [1, 2]);
         l.on_response(t0 + MS, &id(1), peers(&[7]));
@@ -916,7 +978,7 @@ mod tests {
     #[test]
     fn a_dead_address_named_for_an_id_does_not_fail_the_id_when_another_was_named() {
         // One request at a time, to order the claims (converging would ask everyone at once).
-        let config = LookupConfig { alpha: 1, converge: false, ..LookupConfig::DEFAULT };
+        let config = LookupConfig { alpha: 1, converge: false, ..DEFAULT };
         let (t0, mut l) = start(&[1, 2], config);
         let at = |n: u16, port: u16| PeerInfo {
             id: id(n),
@@ -947,7 +1009,7 @@ mod tests {
 
     #[test]
     fn an_id_that_failed_only_at_a_dead_address_is_revived_by_a_later_claim() {
-        let config = LookupConfig { alpha: 1, converge: false, ..LookupConfig::DEFAULT };
+        let config = LookupConfig { alpha: 1, converge: false, ..DEFAULT };
         let (t0, mut l) = start(&[1, 4], config);
         let at = |n: u16, port: u16| PeerInfo {
             id: id(n),
@@ -973,8 +1035,56 @@ mod tests {
     // ---- The α budget and the slow timeout ----
 
     #[test]
+    fn the_first_round_asks_first_round_seeds_then_alpha_at_a_time() {
+        let config = LookupConfig { converge: false, ..LookupConfig::DEFAULT };
+        assert_eq!(config.first_round, 2 * config.alpha);
+        let (t0, mut l) = start(&[10, 11, 12, 13, 14, 15, 16, 17], config);
+        assert_eq!(drain(&mut l, t0), [10, 11, 12, 13, 14, 15]);
+        // The first answer ends the first round: back to α, and 5 are still in flight.
+        l.on_response(t0 + MS, &id(10), peers(&[1]));
+        assert_eq!(drain(&mut l, t0 + MS), Vec::<u16>::new());
+        l.on_response(t0 + MS, &id(11), Vec::new());
+        l.on_response(t0 + MS, &id(12), Vec::new());
+        assert_eq!(drain(&mut l, t0 + MS), Vec::<u16>::new());
+        l.on_response(t0 + MS, &id(13), Vec::new());
+        assert_eq!(drain(&mut l, t0 + MS), [1]);
+        // A first round ends at a straggler too, not only at an answer.
+        let (t0, mut l) = start(&[10, 11, 12, 13, 14, 15, 16, 17, 18, 19], config);
+        assert_eq!(drain(&mut l, t0).len(), 6);
+        let slow = t0 + config.slow_timeout;
+        assert_eq!(drain(&mut l, slow), [16, 17, 18]);
+    }
+
+    #[test]
+    fn connecting_ahead_hands_out_the_next_to_ask_once_each() {
+        let config = LookupConfig { converge: false, ..DEFAULT };
+        assert_eq!(config.preconnect, config.alpha);
+        let ahead = |l: &mut Lookup| -> Vec<u16> {
+            std::iter::from_fn(|| l.next_preconnect()).map(|p| num(&p.id)).collect()
+        };
+        let (t0, mut l) = start(&[2, 4, 6, 8, 10, 12, 14, 16], config);
+        assert_eq!(drain(&mut l, t0), [2, 4, 6]);
+        assert_eq!(ahead(&mut l), [8, 10, 12]);
+        assert_eq!(ahead(&mut l), Vec::<u16>::new(), "each once");
+        // 8 takes 2's slot; 14 becomes one of the next three to ask.
+        l.on_response(t0 + MS, &id(2), peers(&[30]));
+        assert_eq!(drain(&mut l, t0 + MS), [8]);
+        assert_eq!(ahead(&mut l), [14]);
+        // 3 takes 4's slot; 5, learned with it, is now among the next three: handed out.
+        l.on_response(t0 + MS, &id(4), peers(&[3, 5]));
+        assert_eq!(drain(&mut l, t0 + MS), [3]);
+        assert_eq!(ahead(&mut l), [5]);
+        // Finished, or off, nothing is.
+        l.finish();
+        assert_eq!(ahead(&mut l), Vec::<u16>::new());
+        let (t0, mut l) = start(&[2, 4, 6, 8], LookupConfig { preconnect: 0, ..config });
+        assert_eq!(drain(&mut l, t0), [2, 4, 6]);
+        assert_eq!(ahead(&mut l), Vec::<u16>::new());
+    }
+
+    #[test]
     fn asks_exactly_alpha_peers_at_first_nearest_first() {
-        let (t0, mut l) = start(&[7, 3, 9, 1, 5], LookupConfig::DEFAULT);
+        let (t0, mut l) = start(&[7, 3, 9, 1, 5], DEFAULT);
         assert_eq!(drain(&mut l, t0), [1, 3, 5]);
         assert_eq!(l.next_request(t0 + 100 * MS), None);
         assert_eq!(l.stats(t0).rpcs, 3);
@@ -984,7 +1094,7 @@ mod tests {
 
     #[test]
     fn slow_peer_frees_its_slot_and_its_late_answer_is_used() {
-        let (t0, mut l) = start(&[10, 11, 12, 13, 14], LookupConfig::DEFAULT);
+        let (t0, mut l) = start(&[10, 11, 12, 13, 14], DEFAULT);
         assert_eq!(drain(&mut l, t0), [10, 11, 12]);
         l.on_response(t0 + 500 * MS, &id(11), Vec::new());
         l.on_response(t0 + 500 * MS, &id(12), Vec::new());
@@ -1004,7 +1114,7 @@ mod tests {
 
     #[test]
     fn slow_peer_lets_the_lookup_ask_beyond_it() {
-        let config = LookupConfig { alpha: 1, k: 2, ..LookupConfig::DEFAULT };
+        let config = LookupConfig { alpha: 1, k: 2, ..DEFAULT };
         let (t0, mut l) = start(&[1, 2, 3], config);
         assert_eq!(drain(&mut l, t0), [1]);
         // Slow after 1 s: the window of k = 2 moves past it, to peers 2 and then 3.
@@ -1111,7 +1221,7 @@ mod tests {
 
     #[test]
     fn ignores_local_duplicate_known_and_excess_entries() {
-        let config = LookupConfig { k: 4, ..LookupConfig::DEFAULT };
+        let config = LookupConfig { k: 4, ..DEFAULT };
         let t0 = Instant::now();
         let seeds = vec![peer(id(10)), peer(id(11)), peer(LOCAL), peer(id(10))];
         let mut l = Lookup::new(t0, LOCAL, TARGET, seeds, config);
@@ -1131,7 +1241,7 @@ mod tests {
 
     #[test]
     fn max_candidates_drops_the_farthest_not_contacted_and_counts() {
-        let config = LookupConfig { alpha: 1, k: 2, max_candidates: 3, ..LookupConfig::DEFAULT };
+        let config = LookupConfig { alpha: 1, k: 2, max_candidates: 3, ..DEFAULT };
         let (t0, mut l) = start(&[5, 1, 2, 3, 4], config);
         assert_eq!(l.stats(t0).dropped, 2);
         assert_eq!(drain(&mut l, t0), [1]);
@@ -1151,7 +1261,7 @@ mod tests {
 
     #[test]
     fn stats_count_rounds_rpcs_failures_and_duration_exactly() {
-        let config = LookupConfig { alpha: 2, k: 2, ..LookupConfig::DEFAULT };
+        let config = LookupConfig { alpha: 2, k: 2, ..DEFAULT };
         let (t0, mut l) = start(&[10, 20, 30], config);
         assert_eq!(drain(&mut l, t0), [10, 20]);
         l.on_response(t0 + 100 * MS, &id(10), peers(&[5]));
@@ -1184,13 +1294,13 @@ mod tests {
     fn config_validation_and_clamping() {
         assert_eq!(LookupConfig::DEFAULT.validate(), Ok(()));
         assert_eq!(LookupConfig::default(), LookupConfig::DEFAULT);
-        let bad = LookupConfig { alpha: 0, ..LookupConfig::DEFAULT };
+        let bad = LookupConfig { alpha: 0, ..DEFAULT };
         assert_eq!(bad.validate(), Err(LookupConfigError::ZeroAlpha));
-        let bad = LookupConfig { k: 0, ..LookupConfig::DEFAULT };
+        let bad = LookupConfig { k: 0, ..DEFAULT };
         assert_eq!(bad.validate(), Err(LookupConfigError::ZeroK));
-        let bad = LookupConfig { max_candidates: 19, ..LookupConfig::DEFAULT };
+        let bad = LookupConfig { max_candidates: 19, ..DEFAULT };
         assert_eq!(bad.validate(), Err(LookupConfigError::MaxCandidatesBelowK));
-        let bad = LookupConfig { disjoint_paths: 17, ..LookupConfig::DEFAULT };
+        let bad = LookupConfig { disjoint_paths: 17, ..DEFAULT };
         assert_eq!(bad.validate(), Err(LookupConfigError::TooManyPaths(17)));
         assert!(bad.validate().unwrap_err().to_string().contains("17"));
         let absurd = LookupConfig {
@@ -1202,6 +1312,8 @@ mod tests {
             disjoint_paths: usize::MAX,
             converge: true,
             band: usize::MAX,
+            first_round: 0,
+            preconnect: usize::MAX,
         };
         assert_eq!(absurd.validate(), Err(LookupConfigError::ZeroAlpha));
         // Clamped instead of stalling or overflowing: one request at a time, still finishing.

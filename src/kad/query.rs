@@ -18,7 +18,7 @@ use super::memstore::{Origin, RecordStore};
 use super::persist::Waiter;
 use super::records::{self, RecordError};
 use crate::identity::NodeId;
-use crate::protocol::{CommandId, RequestFailure};
+use crate::protocol::{Action, CommandId, RequestFailure};
 use crate::wire::messages::{ErrorCode, Key, PeerInfo, Record, Request, Response};
 
 /// Names a query of one DHT.
@@ -240,7 +240,17 @@ impl Dht {
         let is_get = matches!(goal, Goal::Get { .. });
         let converge = self.config.lookup.converge && !is_get;
         let band = if is_get { self.config.lookup.band } else { 0 };
-        let config = LookupConfig { converge, band, ..self.config.lookup };
+        //
+        // A wider first round and connecting ahead (module doc of `lookup`) pay where the
+        // lookup must hear from all of the k nearest (10,000 nodes, 50 ms links: FIND_NODE p50
+        // 900 -> 700 ms); a value lookup, ended by its first value, gained nothing from them
+        // (1,000 nodes: GET p50/p99 300/400 ms either way) but 2 more requests and dials.
+        let (first_round, preconnect) = if is_get {
+            (self.config.lookup.alpha, 0)
+        } else {
+            (self.config.lookup.first_round, self.config.lookup.preconnect)
+        };
+        let config = LookupConfig { converge, band, first_round, preconnect, ..self.config.lookup };
         let lookup = Lookup::new(now, self.local, target, seeds, config);
         let id = QueryId(self.next_query);
         self.next_query += 1;
@@ -279,6 +289,14 @@ impl Dht {
         while let Some(peer) = q.lookup.next_request_by(now, &cost) {
             asks.push(peer);
         }
+        // The rest of the k nearest will likely be asked soon: their dials start now, so their
+        // requests cost one round trip then (`preconnect`; connected peers need none).
+        let mut ahead = Vec::new();
+        while let Some(peer) = q.lookup.next_preconnect() {
+            if !quality.is_connected(&peer.id) {
+                ahead.push(peer);
+            }
+        }
         let finished = q.lookup.is_finished();
         // A converging lookup asks all of the k nearest it knows, which are then, but for a
         // late surprise, the k closest: a PUT's STORE goes to each (with its FIND_NODE, in the
@@ -301,6 +319,8 @@ impl Dht {
         for peer in asks {
             self.send(peer, request.clone(), Purpose::Lookup(id));
         }
+        self.stats.preconnects += ahead.len() as u64;
+        self.outputs.extend(ahead.into_iter().map(|to| Action::Connect { to }));
         let store = if early.is_empty() { None } else { self.store_request(id) };
         if let Some(store) = store {
             self.stats.early_stores += early.len() as u64;

@@ -223,6 +223,14 @@ fn traffic(f: &mut Families, s: &Snapshot) {
         "Our requests sent on a dial behind our Hello, before the peer's (a round trip saved).",
         s.core.requests_pipelined,
     );
+    let preconnects =
+        [("dialled", s.core.preconnects), ("refused", s.core.preconnects_refused)];
+    f.counters(
+        "petrel_preconnects_total",
+        "Dials a lookup asked for ahead of its request to the peer (refused: no free slot, \
+         backoff or open circuit; nothing is closed to make room).",
+        preconnects.map(|(o, n)| ([("outcome", o)], n)),
+    );
     f.gauge(
         "petrel_requests_in_flight",
         "Our requests waiting for their response.",

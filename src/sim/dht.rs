@@ -156,6 +156,8 @@ pub struct DhtReport {
     pub requests_pipelined: u64,
     /// STOREs the honest nodes sent with a converged lookup's last round.
     pub early_stores: u64,
+    /// Dials the honest nodes' lookups started ahead of a request (`lookup.preconnect`).
+    pub preconnects: u64,
     /// Digest of every event: equal for equal scenarios.
     pub trace_digest: [u8; 32],
 }
@@ -527,6 +529,7 @@ pub fn run(sc: &DhtScenario) -> DhtReport {
         tables: check_tables(&net),
         requests_pipelined: sum_honest(&net, |c| c.stats().requests_pipelined),
         early_stores: sum_honest(&net, |c| c.dht().stats().early_stores),
+        preconnects: sum_honest(&net, |c| c.stats().preconnects),
         trace_digest: net.sim.trace_digest(),
     }
 }
