@@ -236,7 +236,14 @@ fn connecting_ahead_dials_once_and_never_closes_a_connection_to_make_room() {
     let no_addr = PeerInfo { id: NodeId::from_bytes([9; 32]), addrs: Vec::new() };
     // B and C are dialled; B again (being dialled), PEER (connected) and a peer named with
     // no address are not; D finds both outbound slots taken.
-    let ahead = vec![info(0xb), info(0xc), info(0xb), PeerInfo { id: PEER, addrs: vec![at(1)] }, no_addr, info(0xd)];
+    let ahead = vec![
+        info(0xb),
+        info(0xc),
+        info(0xb),
+        PeerInfo { id: PEER, addrs: vec![at(1)] },
+        no_addr,
+        info(0xd),
+    ];
     let limits = crate::core::PeerLimits { max_outbound: 2, ..crate::core::PeerLimits::DEFAULT };
     let (mut core, _) = core_with_echo_ahead(CoreConfig { limits, ..CoreConfig::default() }, ahead);
     let (conn, _) = connect(&mut core, t0);
@@ -250,7 +257,10 @@ fn connecting_ahead_dials_once_and_never_closes_a_connection_to_make_room() {
         })
         .collect();
     let [(b, peer_b, addr_b), (_, peer_c, addr_c)] = dialled[..] else { panic!("{dialled:?}") };
-    assert_eq!([(peer_b, addr_b), (peer_c, addr_c)], [(info(0xb).id, at(0xb)), (info(0xc).id, at(0xc))]);
+    assert_eq!(
+        [(peer_b, addr_b), (peer_c, addr_c)],
+        [(info(0xb).id, at(0xb)), (info(0xc).id, at(0xc))]
+    );
     assert_eq!((core.stats().preconnects, core.stats().preconnects_refused), (2, 1));
 
     // B's dial completes and sits idle: a request's dial would close it to make room, a
@@ -265,7 +275,10 @@ fn connecting_ahead_dials_once_and_never_closes_a_connection_to_make_room() {
     };
     handle(&mut core, t0, Input::Established { conn: b, peer: info(0xb).id, hello: hello.into() });
     let out = handle(&mut core, t0 + Duration::from_secs(60), Input::Frame { conn, msg: graft });
-    assert!(!out.iter().any(|o| matches!(o, Output::Disconnect { .. } | Output::Dial { .. })), "{out:?}");
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Disconnect { .. } | Output::Dial { .. })),
+        "{out:?}"
+    );
     assert_eq!((core.stats().preconnects, core.stats().preconnects_refused), (2, 2));
     assert_eq!(core.stats().connections_pruned, 0);
 }

@@ -859,8 +859,7 @@ mod tests {
     #[test]
     fn the_cheapest_of_the_candidates_in_the_nearest_bucket_goes_first() {
         // Distances 4 to 7 share a bucket of the target, 8 to 15 the next one out.
-        let config =
-            LookupConfig { alpha: 1, k: 8, converge: false, band: 0, ..DEFAULT };
+        let config = LookupConfig { alpha: 1, k: 8, converge: false, band: 0, ..DEFAULT };
         let (t0, mut l) = start(&[4, 5, 8, 9, 10, 11], config);
         let cost = |id: &NodeId| match num(id) {
             5 => 1,
@@ -895,8 +894,7 @@ mod tests {
 
     #[test]
     fn a_band_widens_what_counts_as_equally_placed() {
-        let config =
-            LookupConfig { alpha: 1, k: 8, converge: false, band: 1, ..DEFAULT };
+        let config = LookupConfig { alpha: 1, k: 8, converge: false, band: 1, ..DEFAULT };
         let (t0, mut l) = start(&[4, 5, 8, 9, 16], config);
         let cost = |id: &NodeId| match num(id) {
             16 => 0,
@@ -912,13 +910,7 @@ mod tests {
     #[test]
     fn only_the_k_nearest_are_ordered_by_cost() {
         // A cheap candidate beyond the k nearest waits like any other.
-        let config = LookupConfig {
-            alpha: 1,
-            k: 2,
-            converge: false,
-            band: ID_BITS,
-            ..DEFAULT
-        };
+        let config = LookupConfig { alpha: 1, k: 2, converge: false, band: ID_BITS, ..DEFAULT };
         let (t0, mut l) = start(&[1, 2, 3], config);
         let cost = |id: &NodeId| if num(id) == 3 { 0 } else { 10 };
         assert_eq!(drain_by(&mut l, t0, &cost), [1]);

@@ -223,8 +223,7 @@ fn traffic(f: &mut Families, s: &Snapshot) {
         "Our requests sent on a dial behind our Hello, before the peer's (a round trip saved).",
         s.core.requests_pipelined,
     );
-    let preconnects =
-        [("dialled", s.core.preconnects), ("refused", s.core.preconnects_refused)];
+    let preconnects = [("dialled", s.core.preconnects), ("refused", s.core.preconnects_refused)];
     f.counters(
         "petrel_preconnects_total",
         "Dials a lookup asked for ahead of its request to the peer (refused: no free slot, \
