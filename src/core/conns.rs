@@ -167,6 +167,9 @@ pub struct Connection {
     established: bool,
     /// A dial TLS authenticated, before the peer's Hello: requests may go out on it.
     ready: bool,
+    /// Opened ahead of a request ([`ConnectionTable::start_dial_ahead`]) and carrying nothing
+    /// yet: idle for [`AHEAD_IDLE_TIMEOUT`], not `idle_timeout`.
+    ahead: bool,
     /// The remote address (for an inbound connection, the peer's ephemeral port).
     pub addr: SocketAddr,
     /// Outbound: the peer dialled. Inbound: the peer once authenticated.
@@ -201,7 +204,9 @@ impl Connection {
 
     /// When this connection times out, and which timeout that is.
     fn deadline(&self, limits: &PeerLimits) -> (Instant, TimeoutKind) {
-        if self.established {
+        if self.established && self.ahead {
+            (self.at + AHEAD_IDLE_TIMEOUT.min(limits.idle_timeout), TimeoutKind::Unused)
+        } else if self.established {
             (self.at + limits.idle_timeout, TimeoutKind::Idle)
         } else {
             (self.at, TimeoutKind::Connect)
@@ -216,7 +221,17 @@ pub enum TimeoutKind {
     Connect,
     /// Established but silent for `idle_timeout`.
     Idle,
+    /// Opened ahead of a request that never came: established and unused for
+    /// [`AHEAD_IDLE_TIMEOUT`].
+    Unused,
 }
+
+/// How long a connection opened ahead of a request ([`ConnectionTable::start_dial_ahead`]) may
+/// stay established without carrying anything. A lookup asks such a peer within a round or two
+/// (a second or so) or not at all; meanwhile the connection holds one of the peer's inbound
+/// slots, which at the 60 s idle timeout crowded out newcomers at busy nodes (10,000-node
+/// simulation: a joiner refused by all three of its contacts).
+pub const AHEAD_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What to do after a connection authenticated (see [`ConnectionTable::on_authenticated`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -292,6 +307,8 @@ pub struct PeerStats {
     pub connect_timeouts: u64,
     /// Connections removed by the idle timeout.
     pub idle_timeouts: u64,
+    /// Connections opened ahead of a request and closed unused ([`AHEAD_IDLE_TIMEOUT`]).
+    pub unused_closed: u64,
     /// Duplicate connections closed by the simultaneous-dial rule.
     pub duplicates_closed: u64,
     /// Dial failures recorded (including connect timeouts of dials).
@@ -537,6 +554,22 @@ impl ConnectionTable {
         self.dial(now, addr, expected, false)
     }
 
+    /// [`start_dial`](Self::start_dial) for a connection opened ahead of a request: until a
+    /// message goes either way on it, it is closed once established and unused for
+    /// [`AHEAD_IDLE_TIMEOUT`].
+    pub fn start_dial_ahead(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        expected: NodeId,
+    ) -> Result<ConnId, DialError> {
+        let conn = self.dial(now, addr, expected, false)?;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.ahead = true;
+        }
+        Ok(conn)
+    }
+
     /// Like [`start_dial`](Self::start_dial), but also while `expected` is connected or being
     /// dialled: a dial-back that proves `expected` listens at `addr`. It never becomes one of
     /// the peer's connections (it closes once TLS is done, [`on_probed`](Self::on_probed)), so
@@ -659,7 +692,15 @@ impl ConnectionTable {
             return false;
         };
         c.at = now.max(c.at);
+        c.ahead = false;
         true
+    }
+
+    /// A request of ours goes out on `conn`: it is no longer one opened ahead and unused.
+    pub fn on_request_sent(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.ahead = false;
+        }
     }
 
     /// `conn` failed before it authenticated (refused, reset, TLS error, wrong key). For a
@@ -826,6 +867,7 @@ impl ConnectionTable {
             direction,
             established: false,
             ready: false,
+            ahead: false,
             addr,
             peer,
             at: deadline_at,
@@ -966,8 +1008,9 @@ impl ConnectionTable {
         c.peer = Some(node_id);
         c.established = true;
         c.at = now;
+        let (deadline_at, _) = c.deadline(&self.limits);
         self.stats.established += 1;
-        self.deadlines.set(conn, now + self.limits.idle_timeout);
+        self.deadlines.set(conn, deadline_at);
         let p = self.peers.entry(node_id).or_default();
         if !p.conns.contains(&conn) {
             p.conns.push(conn);
@@ -985,6 +1028,7 @@ impl ConnectionTable {
                 }
             }
             TimeoutKind::Idle => self.stats.idle_timeouts += 1,
+            TimeoutKind::Unused => self.stats.unused_closed += 1,
         }
         Some(removed)
     }
@@ -1360,6 +1404,30 @@ mod tests {
         let c = admit(&mut t, now, 1).unwrap();
         t.on_activity(now + secs(4), c);
         assert_eq!(t.poll_timeouts(now + secs(5)), vec![(c, TimeoutKind::Connect)]);
+    }
+
+    #[test]
+    fn a_connection_opened_ahead_is_closed_after_ten_unused_seconds_unless_it_carries_something() {
+        let now = Instant::now();
+        let mut t = table(LIMITS);
+        let unused = t.start_dial_ahead(now, addr(1), id(1)).unwrap();
+        let used = t.start_dial_ahead(now, addr(2), id(2)).unwrap();
+        let answered = t.start_dial_ahead(now, addr(3), id(3)).unwrap();
+        let at = now + secs(1);
+        for (c, n) in [(unused, 1), (used, 2), (answered, 3)] {
+            assert_eq!(t.on_authenticated(at, c, id(n)), Ok(Keep::Both));
+        }
+        assert_eq!(t.next_deadline(), Some(at + AHEAD_IDLE_TIMEOUT));
+        t.on_request_sent(used);
+        t.on_activity(at + secs(2), answered);
+        let due = at + AHEAD_IDLE_TIMEOUT;
+        assert_eq!(t.poll_timeouts(due - NS), vec![]);
+        assert_eq!(t.poll_timeouts(due), vec![(unused, TimeoutKind::Unused)]);
+        assert_eq!((t.stats().unused_closed, t.stats().idle_timeouts), (1, 0));
+        // The others keep the ordinary idle timeout from their last activity.
+        assert_eq!(t.poll_timeouts(at + secs(60) - NS), vec![]);
+        assert_eq!(t.poll_timeouts(at + secs(60)), vec![(used, TimeoutKind::Idle)]);
+        assert_eq!(t.poll_timeouts(at + secs(62)), vec![(answered, TimeoutKind::Idle)]);
     }
 
     #[test]

@@ -147,7 +147,7 @@ impl NodeCore {
     /// and the protocols' timers. Cheap when nothing is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((conn, kind, removed)) = self.conns.poll_timeout(now) {
-            self.on_table_timeout(now, conn, kind == super::conns::TimeoutKind::Idle, removed);
+            self.on_table_timeout(now, conn, kind != super::conns::TimeoutKind::Connect, removed);
         }
         while let Some(pending) = self.rpc.poll_timeout(now) {
             self.stats.requests_timed_out += 1;
@@ -560,6 +560,7 @@ impl NodeCore {
         if let Some((conn, pipelined)) = established.or_else(on_dial) {
             match self.rpc.send(now, conn, request) {
                 Ok(msg) => {
+                    self.conns.on_request_sent(conn);
                     self.stats.requests_pipelined += u64::from(pipelined);
                     self.outputs.push_back(Output::Send { conn, msg });
                 }
@@ -604,7 +605,7 @@ impl NodeCore {
         if self.conns.primary(&to.id).is_some() || self.conns.is_dialling(&to.id) {
             return;
         }
-        match self.conns.start_dial(now, addr, to.id) {
+        match self.conns.start_dial_ahead(now, addr, to.id) {
             Ok(conn) => {
                 self.stats.preconnects += 1;
                 self.outputs.push_back(Output::Dial { conn, peer: to.id, addr, probe: false });
@@ -767,7 +768,10 @@ impl NodeCore {
         let to = PeerInfo { id: peer, addrs: Vec::new() };
         let request = Queued { to, owner: Owner::Ping(id), body: Request::Ping };
         match self.rpc.send(now, conn, request) {
-            Ok(msg) => self.outputs.push_back(Output::Send { conn, msg }),
+            Ok(msg) => {
+                self.conns.on_request_sent(conn);
+                self.outputs.push_back(Output::Send { conn, msg });
+            }
             Err(_) => {
                 self.stats.commands_refused_busy += 1;
                 self.reply(id, Reply::Pong(Err(RequestError::Busy)));

@@ -96,6 +96,7 @@ fn connections(f: &mut Families, s: &Snapshot) {
     let dropped = [
         ("connect_timeout", p.connect_timeouts),
         ("idle_timeout", p.idle_timeouts),
+        ("unused", p.unused_closed),
         ("duplicate", p.duplicates_closed),
         ("rate_limited", s.core.closed_rate_limited),
         ("slow_reader", s.core.closed_slow_reader),
