@@ -168,7 +168,7 @@ pub struct Connection {
     /// A dial TLS authenticated, before the peer's Hello: requests may go out on it.
     ready: bool,
     /// Opened ahead of a request ([`ConnectionTable::start_dial_ahead`]) and carrying nothing
-    /// yet: idle for [`AHEAD_IDLE_TIMEOUT`], not `idle_timeout`.
+    /// yet: idle for `AHEAD_IDLE_TIMEOUT` (10 s), not `idle_timeout`.
     ahead: bool,
     /// The remote address (for an inbound connection, the peer's ephemeral port).
     pub addr: SocketAddr,
@@ -222,7 +222,7 @@ pub enum TimeoutKind {
     /// Established but silent for `idle_timeout`.
     Idle,
     /// Opened ahead of a request that never came: established and unused for
-    /// [`AHEAD_IDLE_TIMEOUT`].
+    /// `AHEAD_IDLE_TIMEOUT` (10 s).
     Unused,
 }
 
@@ -307,7 +307,7 @@ pub struct PeerStats {
     pub connect_timeouts: u64,
     /// Connections removed by the idle timeout.
     pub idle_timeouts: u64,
-    /// Connections opened ahead of a request and closed unused ([`AHEAD_IDLE_TIMEOUT`]).
+    /// Connections opened ahead of a request and closed unused (after `AHEAD_IDLE_TIMEOUT`, 10 s).
     pub unused_closed: u64,
     /// Duplicate connections closed by the simultaneous-dial rule.
     pub duplicates_closed: u64,
@@ -556,7 +556,7 @@ impl ConnectionTable {
 
     /// [`start_dial`](Self::start_dial) for a connection opened ahead of a request: until a
     /// message goes either way on it, it is closed once established and unused for
-    /// [`AHEAD_IDLE_TIMEOUT`].
+    /// `AHEAD_IDLE_TIMEOUT` (10 s).
     pub fn start_dial_ahead(
         &mut self,
         now: Instant,
