@@ -55,10 +55,7 @@ fn a_thousand_nodes_find_the_nearest_node_every_time() {
     let r = dht::run(&scenario(1000, 300, 1));
     assert_eq!((r.lookups, r.succeeded), (300, 300), "{r:?}");
     assert!(r.rounds.p99 <= 5.0, "{:?}", r.rounds);
-    // A first round of 6 seeds, not 3, costs requests where links vary (10-100 ms): RPCs p50
-    // 25 -> 34 (p90 40 -> 42), for latency p50 820 -> 758 ms and p99 1,257 -> 1,071 ms.
-    assert!(r.rpcs.p50 <= 36.0 && r.rpcs.p90 <= 44.0, "{:?}", r.rpcs);
-    assert!(r.latency_ms.p50 <= 800.0 && r.latency_ms.p99 <= 1100.0, "{:?}", r.latency_ms);
+    assert!(r.rpcs.p50 <= 30.0, "{:?}", r.rpcs);
 }
 
 #[test]
@@ -130,11 +127,11 @@ fn lookups_succeed_while_a_fifth_of_the_nodes_leave_and_some_return() {
     let r = dht::run(&sc);
     // 200 nodes left and 28 came back; lookups whose origin left are abandoned, not failed.
     assert_eq!(r.churned, (200, 28), "{r:?}");
-    // Which lookups are abandoned depends on their timing (10 of 300 before the first round of
-    // 6 and connecting ahead, 9 since).
+    // Which lookups are abandoned depends on their timing (10 of 300 here; 9 with a first round
+    // of 6 and connecting ahead).
     assert_eq!(r.lookups + r.abandoned, 300, "{r:?}");
     assert!((5..=15).contains(&r.abandoned), "{r:?}");
-    // Measured: 289 of 291 (288 of 290 before).
+    // Measured: 288 of 290 (289 of 291 with a first round of 6 and connecting ahead).
     assert!(r.succeeded + 2 >= r.lookups, "{r:?}");
 }
 
@@ -340,17 +337,15 @@ fn ten_thousand_nodes_every_lookup_succeeds_within_six_rounds() {
 #[ignore = "10,000 nodes, about two minutes and 1.5 GB in release: make test-large"]
 fn ten_thousand_nodes_on_fifty_millisecond_links_find_within_nine_round_trips() {
     // Issue 12's 10,000-node figure on 50 ms links: 100 % success, rounds p99 <= 6, FIND_NODE
-    // p50 <= 800 ms. Measured (seed 1, connections at their wire cost, requests pipelined, a
-    // first round of 6, connecting ahead to the next 3, unused connections opened ahead closed
-    // after 10 s): 300 of 300, rounds p99 4, FIND_NODE p50 900 ms, p90 1,000, p99 1,200 (before
-    // the first round and connecting ahead: 900 / 1,200 / 1,300). Lookups take 3 hops (700 ms)
-    // or 4 (1,000 ms) and the p50 sits on whichever is the majority: with connections opened
-    // ahead kept 60 s it was 700, but a late joiner then found all its contacts' inbound slots
-    // full (issue 12's note). The p50 target is not met.
+    // p50 <= 800 ms. Measured (seed 1, connections at their wire cost, requests pipelined
+    // behind the dialer's Hello): 300 of 300, rounds p99 4, FIND_NODE p50 900 ms, p90 1,200,
+    // p99 1,300: three fresh connections in a row at 300 ms each. Not met; a first round of 6
+    // with connecting ahead (`dht.lookup.first_round`, `dht.lookup.preconnect`, off by default)
+    // reached 700 only while connections opened ahead lingered 60 s (issue 12's note).
     let r = dht::run(&on_fifty_ms_links(10_000, 300, 1));
     assert_eq!((r.lookups, r.succeeded), (300, 300), "{r:?}");
     assert!(r.rounds.p99 <= 6.0, "{:?}", r.rounds);
-    assert!(r.latency_ms.p50 <= 900.0 && r.latency_ms.p99 <= 1200.0, "{:?}", r.latency_ms);
+    assert!(r.latency_ms.p50 <= 900.0 && r.latency_ms.p99 <= 1300.0, "{:?}", r.latency_ms);
 }
 
 #[test]

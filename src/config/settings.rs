@@ -541,12 +541,12 @@ pub const SETTINGS: &[Setting] = &[
     s!(
         "dht.lookup.first_round",
         config.dht.lookup.first_round,
-        r#"Requests in flight per path until its first answer, failure or slow request (default 2α; below `alpha` counts as `alpha`). Value lookups (GET) keep to `alpha`."#
+        r#"Requests in flight per path until its first answer, failure or slow request (default 3 = `alpha`, off; below `alpha` counts as `alpha`). 6 with `dht.lookup.preconnect = 3` shortens lookups where round trips are long (simulator, README) and costs requests and CPU where they are short. Value lookups (GET) keep to `alpha`."#
     ),
     s!(
         "dht.lookup.preconnect",
         config.dht.lookup.preconnect,
-        r#"The nearest not yet asked that a lookup connects to ahead of their request, so it then costs one round trip (default α; 0 = off). Never closes a connection to make room. Value lookups (GET) do not."#
+        r#"The nearest not yet asked that a lookup connects to ahead of their request, so it then costs one round trip (default 0 = off). Never closes a connection to make room; one unused for 10 s is closed. Value lookups (GET) do not."#
     ),
     s!(
         "dht.quality.max_peers",

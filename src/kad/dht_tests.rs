@@ -979,7 +979,8 @@ fn answers_and_failures_feed_each_peers_figures() {
 #[test]
 fn a_lookup_connects_ahead_to_the_next_peers_it_will_ask_unless_connected() {
     let t0 = Instant::now();
-    let mut d = dht(quiet());
+    let lookup = super::lookup::LookupConfig { preconnect: 3, ..quiet().lookup };
+    let mut d = dht(DhtConfig { lookup, ..quiet() });
     dialled(&mut d, t0, &[1, 2, 3, 4, 5, 6, 7]);
     for n in [5, 6] {
         d.handle_peer_down(t0, id(n));

@@ -41,11 +41,11 @@
 //!   less is a fraction of a round, and a peer that needs no dial saves two round trips or
 //!   more. The cost only orders the waiting: which peers are the `k` nearest, and so when the
 //!   lookup ends and what it returns, is the metric's alone.
-//! - First round (`first_round`, default 2α): until one of its requests answers, fails or goes
+//! - First round (`first_round`, default α, so off): until one of its requests answers, fails or goes
 //!   slow, a path keeps up to `first_round` in flight instead of α. The seeds come from the
 //!   caller's own table, cheapest first (mostly over connections already up), and the more of
 //!   the target's surroundings the first answers show, the fewer rounds follow.
-//! - Connecting ahead ([`Lookup::next_preconnect`], `preconnect`, default α): the `preconnect`
+//! - Connecting ahead ([`Lookup::next_preconnect`], `preconnect`, default 0, off): the `preconnect`
 //!   nearest candidates not asked yet in the `k` nearest of a path are handed out, each once,
 //!   so the caller can open their connections while the requests in flight are answered;
 //!   asking them then costs one round trip instead of the TCP and TLS ones too. It changes
@@ -104,10 +104,10 @@ pub struct LookupConfig {
     /// default 1). The DHT applies it to value lookups; the others order within the bucket.
     pub band: usize,
     /// Requests in flight per path until its first answer, failure or slow request (module
-    /// doc, "First round"; default 2α, at least `alpha`).
+    /// doc, "First round"; default α, which is off; at least `alpha`).
     pub first_round: usize,
     /// Candidates not asked yet, nearest first, that each path hands out for connecting ahead
-    /// of their request (module doc, "Connecting ahead"; default α, 0 = off).
+    /// of their request (module doc, "Connecting ahead"; default 0 = off).
     pub preconnect: usize,
 }
 
@@ -122,8 +122,8 @@ impl LookupConfig {
         max_candidates: 4 * K,
         converge: true,
         band: 1,
-        first_round: 2 * ALPHA,
-        preconnect: ALPHA,
+        first_round: ALPHA,
+        preconnect: 0,
     };
 
     /// Checks the configuration. [`Lookup::new`] never fails: it clamps what this refuses.
@@ -812,7 +812,7 @@ mod tests {
     /// The target of the hand-built scenarios: the zero id, so `id(n)` is at distance `n`.
     const TARGET: Key = NodeId::from_bytes([0; 32]);
     const LOCAL: NodeId = NodeId::from_bytes([0xff; 32]);
-    /// The defaults but a first round of α, which the tests of the other rules assume.
+    /// The defaults (a first round of α), which the tests of the other rules assume.
     const DEFAULT: LookupConfig = LookupConfig { first_round: 0, ..LookupConfig::DEFAULT };
     const SMALL: LookupConfig = LookupConfig { k: 3, ..DEFAULT };
     const MS: Duration = Duration::from_millis(1);
@@ -1028,8 +1028,7 @@ mod tests {
 
     #[test]
     fn the_first_round_asks_first_round_seeds_then_alpha_at_a_time() {
-        let config = LookupConfig { converge: false, ..LookupConfig::DEFAULT };
-        assert_eq!(config.first_round, 2 * config.alpha);
+        let config = LookupConfig { converge: false, first_round: 6, ..LookupConfig::DEFAULT };
         let (t0, mut l) = start(&[10, 11, 12, 13, 14, 15, 16, 17], config);
         assert_eq!(drain(&mut l, t0), [10, 11, 12, 13, 14, 15]);
         // The first answer ends the first round: back to α, and 5 are still in flight.
@@ -1049,8 +1048,7 @@ mod tests {
 
     #[test]
     fn connecting_ahead_hands_out_the_next_to_ask_once_each() {
-        let config = LookupConfig { converge: false, ..DEFAULT };
-        assert_eq!(config.preconnect, config.alpha);
+        let config = LookupConfig { converge: false, preconnect: 3, ..DEFAULT };
         let ahead = |l: &mut Lookup| -> Vec<u16> {
             std::iter::from_fn(|| l.next_preconnect()).map(|p| num(&p.id)).collect()
         };

@@ -241,11 +241,10 @@ impl Dht {
         let converge = self.config.lookup.converge && !is_get;
         let band = if is_get { self.config.lookup.band } else { 0 };
         //
-        // A wider first round and connecting ahead (module doc of `lookup`) pay where the
-        // lookup must hear from all of the k nearest (10,000 nodes, 50 ms links: FIND_NODE p90
-        // 1,200 -> 1,000 ms; 1,000 nodes, 10-100 ms links: p50 820 -> 758 ms); a value lookup,
-        // ended by its first value, gained nothing from them
-        // (1,000 nodes: GET p50/p99 300/400 ms either way) but 2 more requests and dials.
+        // A wider first round and connecting ahead (module doc of `lookup`; off by default)
+        // pay, if at all, where the lookup must hear from all of the k nearest; a value lookup,
+        // ended by its first value, gained nothing from them (1,000 nodes: GET p50/p99 300/400
+        // ms either way) but 2 more requests and dials, so it keeps both off.
         let (first_round, preconnect) = if is_get {
             (self.config.lookup.alpha, 0)
         } else {
