@@ -240,7 +240,6 @@ impl Dht {
         let is_get = matches!(goal, Goal::Get { .. });
         let converge = self.config.lookup.converge && !is_get;
         let band = if is_get { self.config.lookup.band } else { 0 };
-        //
         // A wider first round and connecting ahead (module doc of `lookup`; off by default)
         // pay, if at all, where the lookup must hear from all of the k nearest; a value lookup,
         // ended by its first value, gained nothing from them (1,000 nodes: GET p50/p99 300/400
@@ -289,8 +288,8 @@ impl Dht {
         while let Some(peer) = q.lookup.next_request_by(now, &cost) {
             asks.push(peer);
         }
-        // The rest of the k nearest will likely be asked soon: their dials start now, so their
-        // requests cost one round trip then (`preconnect`; connected peers need none).
+        // The next few of the k nearest will likely be asked soon: their dials start now, so
+        // their requests cost one round trip then (`preconnect`; connected peers need none).
         let mut ahead = Vec::new();
         while let Some(peer) = q.lookup.next_preconnect() {
             if !quality.is_connected(&peer.id) {
