@@ -19,6 +19,7 @@ use petrel::core::{Budget, Command, CommandId, ConnId, CoreConfig, Input, NodeCo
 use petrel::core::PeerLimits;
 use petrel::identity::{Keypair, NodeId};
 use petrel::kad::dht::{DhtCommand, DhtConfig};
+use petrel::kad::lookup::LookupConfig;
 use petrel::protocol::jobs::{self, JobId};
 use petrel::transport::CloseCause;
 use petrel::wire::messages::{
@@ -125,13 +126,20 @@ fn hello(addrs: Vec<SocketAddr>) -> Hello {
 
 fuzz_target!(|data: &[u8]| {
     let mut s = Script(data);
+    // Half the inputs run lookups with a first round of 6 and connections opened ahead (both
+    // off by default), so those paths and the unused-connection timeout are reached too.
+    let lookup = if s.byte() & 1 == 1 {
+        LookupConfig { first_round: 6, preconnect: 3, ..LookupConfig::DEFAULT }
+    } else {
+        LookupConfig::DEFAULT
+    };
     let config = CoreConfig {
         limits: PeerLimits { max_outbound: 4, max_inbound: 4, max_connections: 8, ..PeerLimits::DEFAULT },
         request_timeout: Duration::from_secs(10),
         max_pending_requests: 64,
         max_waiting_commands: 16,
         rng_seed: 1,
-        dht: DhtConfig { max_queries: 8, max_deferred: 4, ..DhtConfig::default() },
+        dht: DhtConfig { max_queries: 8, max_deferred: 4, lookup, ..DhtConfig::default() },
         ..CoreConfig::default()
     };
     let mut core = NodeCore::new(NodeId::from_bytes([0x80; 32]), config);
