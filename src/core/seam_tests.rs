@@ -137,15 +137,19 @@ fn connect(core: &mut NodeCore, now: Instant) -> (ConnId, Vec<Output>) {
     let conn = ConnId::inbound(1);
     let addr = SocketAddr::from(([192, 0, 2, 1], 4000));
     assert!(handle(core, now, Input::Accepted { conn, addr }).is_empty());
-    let hello = Hello {
+    (conn, handle(core, now, Input::Established { conn, peer: PEER, hello: server_hello(addr) }))
+}
+
+/// The Hello of a DHT server listening at `addr`.
+fn server_hello(addr: SocketAddr) -> Arc<Hello> {
+    Arc::new(Hello {
         version: PROTOCOL_VERSION,
         network: String::new(),
         id_pow_bits: 0,
         features: FEATURE_KAD,
         agent: String::new(),
         listen_addrs: vec![addr],
-    };
-    (conn, handle(core, now, Input::Established { conn, peer: PEER, hello: hello.into() }))
+    })
 }
 
 #[test]
@@ -265,15 +269,8 @@ fn connecting_ahead_dials_once_and_never_closes_a_connection_to_make_room() {
 
     // B's dial completes and sits idle: a request's dial would close it to make room, a
     // guess does not.
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
-        network: String::new(),
-        id_pow_bits: 0,
-        features: FEATURE_KAD,
-        agent: String::new(),
-        listen_addrs: vec![at(0xb)],
-    };
-    handle(&mut core, t0, Input::Established { conn: b, peer: info(0xb).id, hello: hello.into() });
+    let hello = server_hello(at(0xb));
+    handle(&mut core, t0, Input::Established { conn: b, peer: info(0xb).id, hello });
     let out = handle(&mut core, t0 + Duration::from_secs(60), Input::Frame { conn, msg: graft });
     assert!(
         !out.iter().any(|o| matches!(o, Output::Disconnect { .. } | Output::Dial { .. })),
