@@ -36,7 +36,7 @@ use crate::runtime::workers::WorkerPool;
 use crate::store::{Log, LogConfig, Recovery};
 use crate::transport::tls::{TlsConfig, TlsSetupError};
 use crate::wire::messages::{
-    Hello, Key, MutableRecord, Record, FEATURE_GOSSIP, FEATURE_KAD, PROTOCOL_VERSION,
+    Hello, Key, MutableRecord, PeerInfo, Record, FEATURE_GOSSIP, FEATURE_KAD, PROTOCOL_VERSION,
 };
 
 mod pubsub;
@@ -165,9 +165,10 @@ impl Node {
             subscription_queue: config.gossip.as_ref().map_or(0, |g| g.subscription_queue),
             pubsub: publisher,
         };
-        for peer in config.bootstrap.iter().chain(&restored.peers) {
-            handle.connect_async(*peer);
-        }
+        // The DHT dials the contacts, and again while its table stays empty (`kad::join`).
+        let contacts = config.bootstrap.iter().chain(&restored.peers);
+        let contacts = contacts.map(|p| PeerInfo { id: p.id, addrs: vec![p.addr] }).collect();
+        handle.join_async(contacts);
         Ok(Node { handle, thread: Some(thread), id, local_addr, restored })
     }
 
@@ -401,9 +402,9 @@ impl Handle {
         self.waker.wake().map_err(|_| CallError::Stopped)
     }
 
-    fn connect_async(&self, peer: PeerAddr) {
+    fn join_async(&self, contacts: Vec<PeerInfo>) {
         let (tx, _rx) = bounded(1);
-        let command = Command::Connect { peer: peer.id, addr: peer.addr };
+        let command = Command::Dht(DhtCommand::Join { contacts });
         if self.control.try_send(Control::Command(Box::new(command), tx)).is_ok() {
             let _ = self.waker.wake();
         }

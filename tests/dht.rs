@@ -15,7 +15,7 @@ use petrel::kad::dht::DhtError;
 use petrel::kad::records::RecordError;
 use petrel::wire::messages::{MutableRecord, Record};
 use petrel::wire::signing::immutable_key;
-use petrel::{CallError, Config, Node};
+use petrel::{CallError, Config, Node, PeerAddr};
 
 /// Kademlia's k (DESIGN.md, "Kademlia"): a PUT stores on the k closest peers that answered its
 /// lookup, so with `n` nodes on `min(n - 1, K)` of them.
@@ -243,4 +243,38 @@ fn a_node_bound_to_every_interface_announces_a_reachable_address_or_refuses_to_p
     let refused = d.handle().provide(key).unwrap_err();
     assert_eq!(refused, CallError::Dht(DhtError::NoAddress));
     assert!(refused.to_string().contains("announce"), "{refused}");
+}
+
+#[test]
+fn a_node_whose_bootstrap_peer_is_not_up_yet_joins_when_it_comes_up() {
+    // A free port for the bootstrap peer, which starts only after the joiner.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let contact_key = Keypair::from_seed([60; 32]);
+    let contact_addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut config = Config {
+        keypair: Some(Keypair::from_seed([61; 32])),
+        rng_seed: Some(61),
+        bootstrap: vec![PeerAddr { id: contact_key.node_id(), addr: contact_addr }],
+        ..Config::default()
+    };
+    config.dht.maintenance_interval = Duration::ZERO;
+    let joiner = Node::start(config).expect("joiner starts");
+    let entries = || joiner.handle().snapshot().expect("snapshot").routing.entries;
+    assert_eq!(entries(), 0);
+
+    let mut config = Config { listen: contact_addr, ..Config::default() };
+    config.keypair = Some(contact_key);
+    config.dht.maintenance_interval = Duration::ZERO;
+    let contact = Node::start(config).expect("the bootstrap peer starts on its port");
+    // The joiner dials it again 1, 3, 7, 15 s after its start (kad/join.rs), fewer when the
+    // address's own dial backoff holds one back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while entries() == 0 {
+        assert!(Instant::now() < deadline, "the joiner never reached its bootstrap peer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let snapshot = joiner.handle().snapshot().expect("snapshot");
+    assert!(snapshot.dht.rejoins >= 1, "{:?}", snapshot.dht);
+    let found = joiner.handle().find_node(joiner.id()).expect("find_node");
+    assert!(found.peers.iter().any(|p| p.id == contact.id()), "{found:?}");
 }

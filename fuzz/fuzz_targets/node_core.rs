@@ -233,11 +233,18 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             7 => {
-                let cmd = match s.byte() % 5 {
+                let cmd = match s.byte() % 6 {
                     0 => DhtCommand::FindNode { target: s.id() },
                     1 => DhtCommand::Bootstrap,
                     2 => DhtCommand::Get { key: s.id() },
                     3 => DhtCommand::Put { record: s.record(), expected_seq: None },
+                    4 => {
+                        let n = s.byte() % 4;
+                        let contacts = (0..n)
+                            .map(|_| PeerInfo { id: s.id(), addrs: vec![s.addr()] })
+                            .collect();
+                        DhtCommand::Join { contacts }
+                    }
                     _ => DhtCommand::Providers { key: s.id() },
                 };
                 next_command += 1;

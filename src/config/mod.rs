@@ -182,7 +182,8 @@ pub struct Config {
     pub sync_batch_interval: Duration,
     /// Cap on the log file; beyond it writes are refused `StorageFull`.
     pub store_max_bytes: u64,
-    /// Saved routing-table peers dialled at start (most recently saved first).
+    /// Saved routing-table peers dialled at start (most recently saved first), and again while
+    /// the routing table is empty; with the bootstrap list, at most 128 (`kad::join`).
     pub max_restored_peers: usize,
     /// With a data directory: value bytes kept in memory (the hot tier); the rest is read
     /// back from the log when asked for. Without one every value stays in memory.

@@ -158,7 +158,7 @@ pub const SETTINGS: &[Setting] = &[
     s!(
         "max_restored_peers",
         config.max_restored_peers,
-        r#"Saved routing-table peers dialled at start (most recently saved first)."#
+        r#"Saved routing-table peers dialled at start (most recently saved first), and again while the routing table is empty; with the bootstrap list, at most 128 are kept."#
     ),
     s!(
         "store_hot_bytes",

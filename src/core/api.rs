@@ -381,7 +381,7 @@ pub struct CoreStats {
     /// Requests sent on a dial before the peer's Hello came (handshake.md §2.1): each saved
     /// a round trip.
     pub requests_pipelined: u64,
-    /// Dials opened ahead of a request ([`crate::protocol::Action::Connect`]).
+    /// Dials opened ahead of a request ([`crate::protocol::Action::Connect`] with `ahead`).
     pub preconnects: u64,
     /// Of those asked for, not dialled: no outbound slot free, the address backing off, or
     /// its circuit open (a speculative dial closes nothing to make room).

@@ -597,12 +597,19 @@ impl NodeCore {
         Ok(())
     }
 
-    /// Dials `to` ahead of a request a protocol expects to send it, unless it is connected or
-    /// being dialled. Unlike a request's dial, it prunes nothing: a guess must not cost a
-    /// connection in use.
-    fn preconnect(&mut self, now: Instant, to: &PeerInfo) {
+    /// Dials `to` for a protocol ([`Action::Connect`]) unless it is connected or being
+    /// dialled. Unlike a request's dial, it prunes nothing: a guess must not cost a connection
+    /// in use. One opened `ahead` of a request closes if it stays unused; a join contact's
+    /// dial is an ordinary one (the DHT counts those).
+    fn preconnect(&mut self, now: Instant, to: &PeerInfo, ahead: bool) {
         let Some(&addr) = to.addrs.first() else { return };
         if self.conns.primary(&to.id).is_some() || self.conns.is_dialling(&to.id) {
+            return;
+        }
+        if !ahead {
+            if let Ok(conn) = self.conns.start_dial(now, addr, to.id) {
+                self.outputs.push_back(Output::Dial { conn, peer: to.id, addr, probe: false });
+            }
             return;
         }
         match self.conns.start_dial_ahead(now, addr, to.id) {
@@ -667,7 +674,7 @@ impl NodeCore {
                 let owner = Owner::Protocol(pid, key);
                 self.send_request(now, Queued { to, owner, body: request });
             }
-            Action::Connect { to } => self.preconnect(now, &to),
+            Action::Connect { to, ahead } => self.preconnect(now, &to, ahead),
             Action::Probe { peer, addr } => match self.conns.start_probe(now, addr, peer) {
                 Ok(conn) => {
                     self.stats.probes_started += 1;

@@ -81,7 +81,9 @@ impl Protocol for Echo {
                 self.out.push(Action::Job { key: JobKey(42), job });
             }
             Gossip::Graft { .. } => {
-                self.out.extend(self.ahead.iter().map(|to| Action::Connect { to: to.clone() }));
+                self.out.extend(
+                    self.ahead.iter().map(|to| Action::Connect { to: to.clone(), ahead: true }),
+                );
             }
             other => self.out.push(Action::Send { to: from.id, msg: other }),
         }
@@ -278,4 +280,30 @@ fn connecting_ahead_dials_once_and_never_closes_a_connection_to_make_room() {
     );
     assert_eq!((core.stats().preconnects, core.stats().preconnects_refused), (2, 2));
     assert_eq!(core.stats().connections_pruned, 0);
+}
+
+#[test]
+fn a_join_contact_is_dialled_and_kept_like_any_connection_not_as_a_guess() {
+    let t0 = Instant::now();
+    let (mut core, _) = core_with_echo();
+    let at = SocketAddr::from(([198, 51, 100, 14], 4000));
+    let contact = PeerInfo { id: NodeId::from_bytes([0xe; 32]), addrs: vec![at] };
+    let cmd = super::Command::Dht(DhtCommand::Join { contacts: vec![contact.clone()] });
+    let out = handle(&mut core, t0, Input::Command { id: CommandId(1), cmd });
+    let dial = out.iter().find_map(|o| match o {
+        Output::Dial { conn, peer, addr, probe: false } => Some((*conn, *peer, *addr)),
+        _ => None,
+    });
+    let Some((conn, peer, addr)) = dial else { panic!("{out:?}") };
+    assert_eq!((peer, addr), (contact.id, at));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Reply { reply: Reply::Dht(DhtReply::Join(1)), .. })));
+    // Not counted as a guess, and not closed after ten quiet seconds as one would be.
+    assert_eq!((core.stats().preconnects, core.stats().preconnects_refused), (0, 0));
+    handle(&mut core, t0, Input::Established { conn, peer, hello: server_hello(at) });
+    core.handle_timeout(t0 + Duration::from_secs(30));
+    let out: Vec<Output> = std::iter::from_fn(|| core.poll_output()).collect();
+    assert!(!out.iter().any(|o| matches!(o, Output::Disconnect { .. })), "{out:?}");
+    assert_eq!(core.connected_peers().collect::<Vec<_>>(), vec![contact.id]);
 }

@@ -23,7 +23,8 @@
 //! records, refresh buckets that saw no lookup for the routing table's refresh interval,
 //! republish our own records every `republish_interval`, and replicate held records to newly
 //! learned peers that are among the k closest to a record's key. The first peer in an empty
-//! table triggers a self-lookup, so a node joins as soon as it has one contact.
+//! table triggers a self-lookup, so a node joins as soon as it has one contact; the contacts
+//! given by `Join` are dialled again while the table is empty ([`super::join`]).
 //!
 //! Serving ([`super::serve`]): inbound requests are answered from the routing table and the
 //! store; a STORE of a mutable record waits for its signature check on a worker.
@@ -210,6 +211,13 @@ pub enum DhtCommand {
     },
     /// Join: a lookup of our own id.
     Bootstrap,
+    /// Enter the network through `contacts` (a bootstrap list): dial them now, and again,
+    /// backing off, whenever the routing table is empty ([`super::join`]). The first peer in
+    /// the empty table starts the self-lookup.
+    Join {
+        /// Peers to dial, first ones first (at most [`super::join::MAX_JOIN_CONTACTS`] kept).
+        contacts: Vec<PeerInfo>,
+    },
     /// The record under `key`.
     Get {
         /// The record key.
@@ -249,6 +257,8 @@ pub enum DhtReply {
     FindNode(Result<FoundPeers, DhtError>),
     /// Answer to `Bootstrap`.
     Bootstrap(Result<LookupStats, DhtError>),
+    /// Answer to `Join`: the contacts kept, each dialled unless connected.
+    Join(usize),
     /// Answer to `Get`.
     Get(Result<FoundRecord, DhtError>),
     /// Answer to `Put`.
@@ -444,6 +454,10 @@ pub struct DhtStats {
     pub early_stores: u64,
     /// Connections asked for ahead of a lookup's request (`lookup.preconnect`).
     pub preconnects: u64,
+    /// Dials of join contacts ([`DhtCommand::Join`]), first ones and retries.
+    pub join_dials: u64,
+    /// Retries: the routing table was still (or again) empty when the join timer fired.
+    pub rejoins: u64,
     /// The per-peer figures that order lookups ([`super::quality`]).
     pub quality: super::quality::QualityStats,
     /// STOREs sent to replicate held records.
@@ -499,6 +513,8 @@ pub(super) enum Purpose {
 pub(super) enum Timer {
     /// The maintenance tick.
     Tick,
+    /// The next dial of the join contacts while the table is empty ([`super::join`]).
+    Rejoin,
     /// A query's next lookup deadline.
     Query(QueryId),
 }
@@ -526,6 +542,8 @@ pub struct Dht {
     pub(super) next_job: u64,
     pub(super) timers: Deadlines<Timer>,
     pub(super) joined: bool,
+    /// Contacts to dial again while the table is empty.
+    pub(super) join: super::join::JoinContacts,
     /// Inbound peers' claimed addresses waiting for a dial-back.
     pub(super) probe_queue: VecDeque<(NodeId, SocketAddr)>,
     pub(super) probes_in_flight: usize,
@@ -567,6 +585,7 @@ impl Dht {
             next_job: 0,
             timers: Deadlines::new(),
             joined: false,
+            join: Default::default(),
             probe_queue: VecDeque::new(),
             probes_in_flight: 0,
             probes_paused: false,
@@ -586,6 +605,7 @@ impl Dht {
             DhtCommand::Bootstrap => {
                 self.start(now, Some(command), self.local, Goal::Bootstrap);
             }
+            DhtCommand::Join { contacts } => self.join(now, command, contacts),
             DhtCommand::Get { key } => self.get(now, command, key),
             DhtCommand::Put { record, expected_seq } => {
                 self.put(now, command, record, expected_seq);
@@ -805,6 +825,7 @@ impl Protocol for Dht {
                     self.arm_tick(now);
                     self.maintain(now);
                 }
+                Timer::Rejoin => self.on_rejoin_timer(now),
             }
         }
     }

@@ -993,10 +993,104 @@ fn a_lookup_connects_ahead_to_the_next_peers_it_will_ask_unless_connected() {
     let ahead: Vec<PeerInfo> = out
         .iter()
         .filter_map(|a| match a {
-            Action::Connect { to } => Some(to.clone()),
+            Action::Connect { to, ahead: true } => Some(to.clone()),
             _ => None,
         })
         .collect();
     assert_eq!(ahead, [info(5), info(6)]);
     assert_eq!(d.stats().preconnects, 2);
+}
+
+// ---- The join ----
+
+fn connects(out: &[DhtAction]) -> Vec<(NodeId, bool)> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Connect { to, ahead } => Some((to.id, *ahead)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn join_contacts_are_dialled_again_backing_off_until_one_enters_the_table() {
+    let t0 = Instant::now();
+    let config = DhtConfig { join_on_first_contact: true, maintenance_interval: 10 * S, ..quiet() };
+    let mut d = dht(config);
+    // Ourselves, a contact without an address and a repeated one are not kept.
+    let me = PeerInfo { id: LOCAL, addrs: vec![addr(9)] };
+    let addressless = PeerInfo { id: id(3), addrs: Vec::new() };
+    let contacts = vec![info(1), me, info(2), addressless, info(1)];
+    d.handle_command(t0, CommandId(1), DhtCommand::Join { contacts });
+    let out = drain(&mut d);
+    assert_eq!(connects(&out), vec![(id(1), false), (id(2), false)]);
+    assert_eq!(replies(&out), vec![DhtReply::Join(2)]);
+
+    // Nobody reached: again after 1 s, then 2, 4, … up to 60 s between dials (the maintenance
+    // ticks in between dial nothing).
+    let mut at = t0;
+    for delay in [1, 2, 4, 8, 16, 32, 60, 60] {
+        d.handle_timeout(at + delay * S - MS);
+        assert!(connects(&drain(&mut d)).is_empty(), "early, before {delay} s");
+        at += delay * S;
+        d.handle_timeout(at);
+        assert_eq!(connects(&drain(&mut d)), vec![(id(1), false), (id(2), false)], "{delay} s");
+    }
+    assert_eq!((d.stats().join_dials, d.stats().rejoins), (18, 8));
+
+    // A contact answers: the join's self-lookup starts, and the retries stop.
+    dialled(&mut d, at, &[2]);
+    let asked = requests(&drain(&mut d));
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].1, Request::FindNode { target: LOCAL });
+    for s in 1..=120 {
+        d.handle_timeout(at + s * S);
+        assert!(connects(&drain(&mut d)).is_empty());
+    }
+    assert_eq!(d.stats().rejoins, 8);
+}
+
+#[test]
+fn a_table_that_empties_joins_again_through_the_contacts() {
+    let t0 = Instant::now();
+    let config = DhtConfig { join_on_first_contact: true, maintenance_interval: 10 * S, ..quiet() };
+    let mut d = dht(config);
+    d.handle_command(t0, CommandId(1), DhtCommand::Join { contacts: vec![info(1)] });
+    dialled(&mut d, t0 + MS, &[1]);
+    drain(&mut d);
+    d.handle_timeout(t0 + S);
+    assert!(connects(&drain(&mut d)).is_empty());
+
+    // Every peer gone: the next maintenance tick dials the contacts again, and the first peer
+    // back in the table starts a new self-lookup.
+    assert!(d.routing.remove(&id(1)));
+    d.handle_timeout(t0 + 10 * S - MS);
+    assert!(connects(&drain(&mut d)).is_empty());
+    d.handle_timeout(t0 + 10 * S);
+    assert_eq!(connects(&drain(&mut d)), vec![(id(1), false)]);
+    dialled(&mut d, t0 + 11 * S, &[1]);
+    let asked = requests(&drain(&mut d));
+    assert_eq!(
+        asked.iter().map(|a| &a.1).collect::<Vec<_>>(),
+        [&Request::FindNode { target: LOCAL }]
+    );
+}
+
+#[test]
+fn a_join_keeps_at_most_its_bound_of_contacts() {
+    let t0 = Instant::now();
+    let mut d = dht(quiet());
+    let contacts: Vec<PeerInfo> = (1..=200).map(info).collect();
+    d.handle_command(t0, CommandId(1), DhtCommand::Join { contacts });
+    let out = drain(&mut d);
+    let max = super::join::MAX_JOIN_CONTACTS;
+    assert_eq!(replies(&out), vec![DhtReply::Join(max)]);
+    let dialled: Vec<NodeId> = connects(&out).into_iter().map(|(id, _)| id).collect();
+    // id(0x80) is ours, so it is skipped.
+    let expected: Vec<NodeId> = (1..=200).map(id).filter(|i| *i != LOCAL).take(max).collect();
+    assert_eq!(dialled, expected);
+    // An empty list stops the retries.
+    d.handle_command(t0, CommandId(2), DhtCommand::Join { contacts: Vec::new() });
+    assert_eq!(replies(&drain(&mut d)), vec![DhtReply::Join(0)]);
+    assert_eq!(d.next_deadline(), None);
 }

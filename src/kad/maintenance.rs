@@ -38,6 +38,7 @@ impl Dht {
         self.resume_probes();
         self.maybe_save_routing(now);
         self.keep_warm(now);
+        self.watch_join(now);
     }
 
     /// Keeps the connections to the `keep_warm` cheapest connected entries of each bucket (by

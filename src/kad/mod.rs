@@ -16,6 +16,7 @@
 //! - [`serve`]: answers to inbound Kademlia requests, and STOREs that wait for a worker.
 //! - [`dht`]: `Dht`, the protocol the router hosts: its inputs, commands and counters.
 //! - [`persist`]: what the DHT writes to the node's log, and the answers that wait for it.
+//! - [`join`]: the contacts a node joins through, dialled again while the table is empty.
 //! - `query` and `maintenance`: a query's life, and the periodic upkeep (refresh, republish,
 //!   replication).
 
@@ -24,6 +25,7 @@ pub mod claims;
 mod cold;
 mod contacts;
 pub mod dht;
+pub mod join;
 pub mod lookup;
 mod lru;
 mod maintenance;

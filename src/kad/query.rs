@@ -319,7 +319,7 @@ impl Dht {
             self.send(peer, request.clone(), Purpose::Lookup(id));
         }
         self.stats.preconnects += ahead.len() as u64;
-        self.outputs.extend(ahead.into_iter().map(|to| Action::Connect { to }));
+        self.outputs.extend(ahead.into_iter().map(|to| Action::Connect { to, ahead: true }));
         let store = if early.is_empty() { None } else { self.store_request(id) };
         if let Some(store) = store {
             self.stats.early_stores += early.len() as u64;

@@ -370,6 +370,16 @@ fn dht(f: &mut Families, s: &Snapshot) {
         d.replications,
     );
     f.counter(
+        "petrel_dht_join_dials_total",
+        "Dials of the join contacts: at the join and again while the routing table was empty.",
+        d.join_dials,
+    );
+    f.counter(
+        "petrel_dht_rejoins_total",
+        "Times the routing table was still or again empty and the join contacts were dialled again.",
+        d.rejoins,
+    );
+    f.counter(
         "petrel_dht_keepalive_pings_total",
         "PINGs sent to keep the connections to each bucket's cheapest entries up.",
         d.keepalive_pings,

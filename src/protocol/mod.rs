@@ -155,11 +155,14 @@ pub enum Action<R, E> {
     },
     /// Open a connection to `to` (dialling its first address, authenticated as `to.id`) unless
     /// it is connected or being dialled, so that a request that follows soon costs one round
-    /// trip instead of the TCP and TLS ones too. Speculative: it never closes another
-    /// connection to make room, and nothing comes back; a request sent later rides the dial.
+    /// trip instead of the TCP and TLS ones too. It never closes another connection to make
+    /// room, and nothing comes back; a request sent later rides the dial.
     Connect {
         /// The peer and where to dial it.
         to: PeerInfo,
+        /// A guess at a request to come (a lookup connecting ahead): closed after ten seconds
+        /// if nothing goes over it. Otherwise (a join contact) it is kept like any connection.
+        ahead: bool,
     },
     /// Dial `addr` and check that `peer` answers there, even while `peer` is connected some
     /// other way: the dial-back that turns an address a peer claims into one we reached
@@ -313,7 +316,7 @@ impl<R, E> Action<R, E> {
     ) -> Action<R2, E2> {
         match self {
             Action::Request { to, request, key } => Action::Request { to, request, key },
-            Action::Connect { to } => Action::Connect { to },
+            Action::Connect { to, ahead } => Action::Connect { to, ahead },
             Action::Probe { peer, addr } => Action::Probe { peer, addr },
             Action::Respond { ticket, response } => Action::Respond { ticket, response },
             Action::Send { to, msg } => Action::Send { to, msg },

@@ -34,7 +34,7 @@ use crate::kad::dht::{DhtCommand, DhtConfig, DhtReply};
 use crate::kad::lookup::LookupStats;
 use crate::rng::Rng;
 pub use crate::stats::Spread;
-use crate::wire::messages::{Key, Record};
+use crate::wire::messages::{Key, PeerInfo, Record};
 use crate::wire::signing::immutable_key;
 
 /// What each lookup of a scenario does.
@@ -286,9 +286,9 @@ impl DhtNet {
             }
             at += sc.join_gap;
             net.sim.run_until(at);
-            for j in net.rng.distinct_below(i, sc.degree) {
-                net.connect(idx, all[j]);
-            }
+            let contacts: Vec<NodeIdx> =
+                net.rng.distinct_below(i, sc.degree).into_iter().map(|j| all[j]).collect();
+            net.join(idx, &contacts);
         }
         net.sim.run_for(sc.settle);
         let honest = net.honest.clone();
@@ -303,9 +303,16 @@ impl DhtNet {
         net
     }
 
-    fn connect(&mut self, from: NodeIdx, to: NodeIdx) {
-        let (Some(peer), Some(addr)) = (self.sim.node_id(to), self.sim.addr(to)) else { return };
-        let _ = self.sim.command(from, Command::Connect { peer, addr });
+    /// `from` joins through `contacts` (`DhtCommand::Join`), as a node given them as its
+    /// bootstrap list does: dialled now, and again while its table stays empty.
+    fn join(&mut self, from: NodeIdx, contacts: &[NodeIdx]) {
+        let contacts = contacts
+            .iter()
+            .filter_map(|&to| {
+                Some(PeerInfo { id: self.sim.node_id(to)?, addrs: vec![self.sim.addr(to)?] })
+            })
+            .collect();
+        let _ = self.sim.command(from, Command::Dht(DhtCommand::Join { contacts }));
     }
 
     /// Whether `id` is one of the honest nodes.

@@ -403,6 +403,41 @@ fn disconnect_closes_locally_at_once_and_remotely_after_the_latency() {
     assert_eq!((s.closes, s.outputs_unknown_conn), (4, 0));
 }
 
+#[test]
+fn a_node_turned_away_by_its_only_contact_joins_once_a_slot_frees() {
+    use crate::kad::dht::{DhtCommand, DhtReply};
+    use crate::wire::messages::PeerInfo;
+    let mut sim = Sim::new(config(14));
+    // The contact has one inbound slot, taken by a peer that then stays quiet.
+    let one_slot = PeerLimits { max_inbound: 1, ..PeerLimits::DEFAULT };
+    let contact_id = id_of(1);
+    let contact = sim.add_node(
+        contact_id,
+        NodeCore::new(contact_id, CoreConfig { limits: one_slot, ..core_config(1) }),
+    );
+    let quiet = honest(&mut sim, 2);
+    connect(&mut sim, quiet, contact);
+    sim.run_for(CONNECTED);
+    let joiner_id = id_of(3);
+    let dht = DhtConfig { local_network: true, ..DhtConfig::default() };
+    let joiner =
+        sim.add_node(joiner_id, NodeCore::new(joiner_id, CoreConfig { dht, ..core_config(3) }));
+    let to = PeerInfo { id: contact_id, addrs: vec![sim.addr(contact).unwrap()] };
+    let join = sim.command(joiner, Command::Dht(DhtCommand::Join { contacts: vec![to] })).unwrap();
+    sim.run_for(secs(1));
+    assert_eq!(reply(&mut sim, joiner, join), Reply::Dht(DhtReply::Join(1)));
+    let table = |sim: &Sim| sim.core(joiner).unwrap().dht().routing().len();
+    assert_eq!(table(&sim), 0, "the contact's only slot is taken");
+
+    // The quiet peer's connection is idle long enough to give way (`inbound_prune_idle`, 30 s)
+    // and the joiner, dialling again with growing delays, takes its place.
+    assert!(sim.run_until_cond(secs(120), |sim| table(sim) == 1));
+    let stats = sim.core(joiner).unwrap().dht().stats();
+    assert!(stats.rejoins >= 3, "{stats:?}");
+    assert!(sim.elapsed() >= secs(30), "not before the slot could free: {:?}", sim.elapsed());
+    assert!(sim.core(joiner).unwrap().connected_peers().any(|p| p == contact_id));
+}
+
 // ---- Adversaries ----
 
 #[test]
