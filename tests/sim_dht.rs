@@ -55,7 +55,9 @@ fn a_thousand_nodes_find_the_nearest_node_every_time() {
     let r = dht::run(&scenario(1000, 300, 1));
     assert_eq!((r.lookups, r.succeeded), (300, 300), "{r:?}");
     assert!(r.rounds.p99 <= 5.0, "{:?}", r.rounds);
-    assert!(r.rpcs.p50 <= 30.0, "{:?}", r.rpcs);
+    // Measured 33 (25 before lookups widened where round trips are long: a first round of 6
+    // and the answers it brings, README "Kademlia").
+    assert!(r.rpcs.p50 <= 36.0, "{:?}", r.rpcs);
 }
 
 #[test]
@@ -195,12 +197,13 @@ fn honest_ids_named_at_false_addresses_cost_the_honest_nodes_nothing() {
 #[test]
 #[cfg_attr(debug_assertions, ignore = "release only: make test runs it")]
 fn disjoint_paths_help_against_colluding_eclipse_nodes() {
-    // Measured with seed 7, 1,000 nodes, 300 GETs each (successes of 300), since GETs ask the
-    // cheapest of equally placed candidates first and buckets keep their cheapest entries
-    // connected (issue 12):
-    //   10 % eclipse: one path 289, three disjoint paths 294
-    //   20 % eclipse: one path 236, three disjoint paths 274
-    // Before that: 289/292 and 258/274. Any order but nearest first costs a single path here
+    // Measured with seed 7, 1,000 nodes, 300 GETs each (successes of 300), since PUTs widen
+    // their lookups where round trips are long (GETs never do):
+    //   10 % eclipse: one path 287, three disjoint paths 294
+    //   20 % eclipse: one path 262, three disjoint paths 279
+    // Since GETs ask the cheapest of equally placed candidates first and buckets keep their
+    // cheapest entries connected (issue 12): 289/294 and 236/274. Before that: 289/292 and
+    // 258/274. Any order but nearest first costs a single path here
     // (random order within the bucket: 249 at 20 %), since the nearer honest peers are the
     // likelier to know the honest holders; colluders that always answer at once gain a little
     // more. Disjoint paths, the defence against colluders, hold their figure. Before PUT
@@ -214,7 +217,7 @@ fn disjoint_paths_help_against_colluding_eclipse_nodes() {
         }
     }
     let got = |f: u32, d: usize| found[&(f, d)];
-    let floors = [((10, 0), 288), ((10, 3), 293), ((20, 0), 235), ((20, 3), 273)];
+    let floors = [((10, 0), 286), ((10, 3), 293), ((20, 0), 255), ((20, 3), 273)];
     for ((f, d), floor) in floors {
         assert!(got(f, d) >= floor, "{f} % eclipse, {d} paths: {found:?}");
     }
@@ -338,14 +341,15 @@ fn ten_thousand_nodes_every_lookup_succeeds_within_six_rounds() {
 fn ten_thousand_nodes_on_fifty_millisecond_links_find_within_nine_round_trips() {
     // Issue 12's 10,000-node figure on 50 ms links: 100 % success, rounds p99 <= 6, FIND_NODE
     // p50 <= 800 ms. Measured (seed 1, connections at their wire cost, requests pipelined
-    // behind the dialer's Hello): 300 of 300, rounds p99 4, FIND_NODE p50 900 ms, p90 1,200,
-    // p99 1,300: three fresh connections in a row at 300 ms each. Not met; a first round of 6
-    // with connecting ahead (`dht.lookup.first_round`, `dht.lookup.preconnect`, off by default)
-    // reached 700 only while connections opened ahead lingered 60 s (issue 12's note).
+    // behind the dialer's Hello, a first round of 6 and connecting ahead to 8 as round trips
+    // are long, 16 outbound slots kept for requests): 300 of 300, rounds p99 4, FIND_NODE p50
+    // 900 ms, p90 1,000, p99 1,000 (seed 2: p50 800). Without the two rules: 900 / 1,200 /
+    // 1,300. The p50 sits on whichever of 3 hops (700 ms) or 4 (1,000) is the majority, and
+    // flips with small changes (benches/README.md): not met for every seed.
     let r = dht::run(&on_fifty_ms_links(10_000, 300, 1));
     assert_eq!((r.lookups, r.succeeded), (300, 300), "{r:?}");
     assert!(r.rounds.p99 <= 6.0, "{:?}", r.rounds);
-    assert!(r.latency_ms.p50 <= 900.0 && r.latency_ms.p99 <= 1300.0, "{:?}", r.latency_ms);
+    assert!(r.latency_ms.p50 <= 900.0 && r.latency_ms.p99 <= 1200.0, "{:?}", r.latency_ms);
 }
 
 #[test]

@@ -168,6 +168,14 @@ pub struct DhtReport {
     /// Requests that left on a fresh dial with the dialer's Hello (handshake.md §2.1), all
     /// nodes together: each saved a round trip.
     pub requests_pipelined: u64,
+    /// Lookups that used the wider first round and connecting ahead (round trips measured
+    /// long, or none yet), and the connections opened ahead, over all nodes.
+    pub wide_lookups: u64,
+    /// See `wide_lookups`.
+    pub preconnects: u64,
+    /// Mean over the nodes of each one's mean measured round trip, ms: what the lookups' rule
+    /// (`dht.lookup.wide_min_rtt`) compares.
+    pub mean_srtt_ms: f64,
     /// Wall time of the whole run, seconds.
     pub wall_s: f64,
     /// CPU time of the process, seconds.
@@ -297,10 +305,18 @@ pub fn run(opts: &DhtOptions) -> Result<DhtReport, String> {
     eprintln!("bench dht: {} of {} records got", get_ok.len(), readers.len());
 
     let (mut trouble, mut requests_pipelined) = (Trouble::default(), 0);
+    let (mut wide_lookups, mut preconnects, mut srtt_us, mut measured) = (0, 0, 0, 0u64);
     for snapshot in handles.iter().filter_map(|h| h.snapshot().ok()) {
         trouble.add(&snapshot);
         requests_pipelined += snapshot.core.requests_pipelined;
+        wide_lookups += snapshot.dht.wide_lookups;
+        preconnects += snapshot.core.preconnects;
+        if snapshot.dht.quality.mean_srtt_us > 0 {
+            srtt_us += snapshot.dht.quality.mean_srtt_us;
+            measured += 1;
+        }
     }
+    let mean_srtt_ms = srtt_us as f64 / measured.max(1) as f64 / 1000.0;
     for node in nodes {
         node.shutdown();
     }
@@ -320,6 +336,9 @@ pub fn run(opts: &DhtOptions) -> Result<DhtReport, String> {
         put_replicas_mean: put_ok.iter().map(|(_, p)| p.stored as f64).sum::<f64>() / put_n,
         get_rounds_mean: get_ok.iter().map(|(_, f)| f64::from(f.stats.rounds)).sum::<f64>() / get_n,
         requests_pipelined,
+        wide_lookups,
+        preconnects,
+        mean_srtt_ms,
         wall_s: started.elapsed().as_secs_f64(),
         cpu_s: cpu_seconds().unwrap_or(0.0),
         peak_rss_mib: peak as f64 / 1024.0,
@@ -433,7 +452,8 @@ impl DhtReport {
              \"put_success_fraction\":{:.4},\"get_success_fraction\":{:.4},\
              \"put_latency_ms\":{},\"get_latency_ms\":{},\"put_rpcs_mean\":{:.2},\
              \"get_rpcs_mean\":{:.2},\"put_replicas_mean\":{:.2},\"get_rounds_mean\":{:.2},\
-             \"requests_pipelined\":{},\"wall_s\":{:.3},\"cpu_s\":{:.2},\"peak_rss_mib\":{:.1},\"rss_per_node_kib\":{:.0},\
+             \"requests_pipelined\":{},\"wide_lookups\":{},\"preconnects\":{},\
+             \"mean_srtt_ms\":{:.3},\"wall_s\":{:.3},\"cpu_s\":{:.2},\"peak_rss_mib\":{:.1},\"rss_per_node_kib\":{:.0},\
              \"trouble\":{}}}",
             o.nodes,
             o.records,
@@ -453,6 +473,9 @@ impl DhtReport {
             self.put_replicas_mean,
             self.get_rounds_mean,
             self.requests_pipelined,
+            self.wide_lookups,
+            self.preconnects,
+            self.mean_srtt_ms,
             self.wall_s,
             self.cpu_s,
             self.peak_rss_mib,

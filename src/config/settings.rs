@@ -541,12 +541,17 @@ pub const SETTINGS: &[Setting] = &[
     s!(
         "dht.lookup.first_round",
         config.dht.lookup.first_round,
-        r#"Requests in flight per path until its first answer, failure or slow request (default 3 = `alpha`, off; below `alpha` counts as `alpha`). 6 with `dht.lookup.preconnect = 3` shortens lookups where round trips are long (simulator, README) and costs requests and CPU where they are short. Value lookups (GET) keep to `alpha`."#
+        r#"Requests in flight per path until its first answer, failure or slow request (default 6; `alpha` or below turns it off). Used, with `dht.lookup.preconnect`, only while the mean measured round trip is at least `dht.lookup.wide_min_rtt`: it shortens lookups where round trips are long and costs requests and CPU where they are short. Value lookups (GET) keep to `alpha`."#
     ),
     s!(
         "dht.lookup.preconnect",
         config.dht.lookup.preconnect,
-        r#"The nearest not yet asked that a lookup connects to ahead of their request, so it then costs one round trip (default 0 = off). Never closes a connection to make room; one unused for 10 s is closed. Value lookups (GET) do not."#
+        r#"The nearest not yet asked that a lookup connects to ahead of their request, so it then costs one round trip (default 8; 0 = off). Only while the mean measured round trip is at least `dht.lookup.wide_min_rtt`. Never closes a connection to make room nor takes one of the last 16 outbound slots. Value lookups (GET) do not."#
+    ),
+    s!(
+        "dht.lookup.wide_min_rtt",
+        config.dht.lookup.wide_min_rtt,
+        r#"Lookups use `dht.lookup.first_round` and `dht.lookup.preconnect` only while the mean measured round trip to the node's peers is at least this long, or none is measured yet (default 20 ms; 0: always)."#
     ),
     s!(
         "dht.quality.max_peers",

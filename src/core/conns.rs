@@ -168,7 +168,7 @@ pub struct Connection {
     /// A dial TLS authenticated, before the peer's Hello: requests may go out on it.
     ready: bool,
     /// Opened ahead of a request ([`ConnectionTable::start_dial_ahead`]) and carrying nothing
-    /// yet: idle for `AHEAD_IDLE_TIMEOUT` (10 s), not `idle_timeout`.
+    /// yet: its idle timeout counts as [`TimeoutKind::Unused`].
     ahead: bool,
     /// The remote address (for an inbound connection, the peer's ephemeral port).
     pub addr: SocketAddr,
@@ -205,7 +205,7 @@ impl Connection {
     /// When this connection times out, and which timeout that is.
     fn deadline(&self, limits: &PeerLimits) -> (Instant, TimeoutKind) {
         if self.established && self.ahead {
-            (self.at + AHEAD_IDLE_TIMEOUT.min(limits.idle_timeout), TimeoutKind::Unused)
+            (self.at + limits.idle_timeout, TimeoutKind::Unused)
         } else if self.established {
             (self.at + limits.idle_timeout, TimeoutKind::Idle)
         } else {
@@ -221,17 +221,20 @@ pub enum TimeoutKind {
     Connect,
     /// Established but silent for `idle_timeout`.
     Idle,
-    /// Opened ahead of a request that never came: established and unused for
-    /// `AHEAD_IDLE_TIMEOUT` (10 s).
+    /// Opened ahead of a request that never came: established and unused for `idle_timeout`.
+    /// An earlier, shorter timeout for these (10 s) kept inbound slots free at busy nodes but
+    /// lost the warm seeds such connections give later lookups (10,000 nodes, 50 ms links:
+    /// FIND_NODE p50 800 → 900 ms); the join's retries (`kad::join`) now let a newcomer in
+    /// once a slot frees.
     Unused,
 }
 
-/// How long a connection opened ahead of a request ([`ConnectionTable::start_dial_ahead`]) may
-/// stay established without carrying anything. A lookup asks such a peer within a round or two
-/// (a second or so) or not at all; meanwhile the connection holds one of the peer's inbound
-/// slots, which at the 60 s idle timeout crowded out newcomers at busy nodes (10,000-node
-/// simulation: a joiner refused by all three of its contacts).
-pub const AHEAD_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Outbound slots a connection opened ahead of a request never takes: they stay for the
+/// requests. On a host with few slots guesses crowded out the dials that mattered (200
+/// simulated nodes with 4 outbound slots: 30 lookups of 50 succeeded, 33 without connecting
+/// ahead); a share of the slots instead of a fixed number starved the guesses of busy nodes
+/// (10,000 nodes: with half of 128, FIND_NODE p50 800 → 900 ms).
+pub const AHEAD_RESERVE: usize = 16;
 
 /// What to do after a connection authenticated (see [`ConnectionTable::on_authenticated`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -307,7 +310,8 @@ pub struct PeerStats {
     pub connect_timeouts: u64,
     /// Connections removed by the idle timeout.
     pub idle_timeouts: u64,
-    /// Connections opened ahead of a request and closed unused (after `AHEAD_IDLE_TIMEOUT`, 10 s).
+    /// Connections opened ahead of a request and closed at the idle timeout without carrying
+    /// anything.
     pub unused_closed: u64,
     /// Duplicate connections closed by the simultaneous-dial rule.
     pub duplicates_closed: u64,
@@ -554,15 +558,20 @@ impl ConnectionTable {
         self.dial(now, addr, expected, false)
     }
 
-    /// [`start_dial`](Self::start_dial) for a connection opened ahead of a request: until a
-    /// message goes either way on it, it is closed once established and unused for
-    /// `AHEAD_IDLE_TIMEOUT` (10 s).
+    /// [`start_dial`](Self::start_dial) for a connection opened ahead of a request: if no
+    /// message goes either way on it, its idle timeout counts it as unused. A guess never takes
+    /// one of the last [`AHEAD_RESERVE`] outbound slots (`LimitReached`), so the requests that
+    /// follow still find room without closing anything.
     pub fn start_dial_ahead(
         &mut self,
         now: Instant,
         addr: SocketAddr,
         expected: NodeId,
     ) -> Result<ConnId, DialError> {
+        let share = self.limits.max_outbound.min(self.limits.max_connections);
+        if self.count(Direction::Outbound) + AHEAD_RESERVE >= share {
+            return Err(DialError::LimitReached);
+        }
         let conn = self.dial(now, addr, expected, false)?;
         if let Some(c) = self.conns.get_mut(&conn) {
             c.ahead = true;
@@ -1407,7 +1416,7 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_opened_ahead_is_closed_after_ten_unused_seconds_unless_it_carries_something() {
+    fn a_connection_opened_ahead_and_never_used_is_counted_as_unused_at_its_idle_timeout() {
         let now = Instant::now();
         let mut t = table(LIMITS);
         let unused = t.start_dial_ahead(now, addr(1), id(1)).unwrap();
@@ -1417,17 +1426,42 @@ mod tests {
         for (c, n) in [(unused, 1), (used, 2), (answered, 3)] {
             assert_eq!(t.on_authenticated(at, c, id(n)), Ok(Keep::Both));
         }
-        assert_eq!(t.next_deadline(), Some(at + AHEAD_IDLE_TIMEOUT));
+        assert_eq!(t.next_deadline(), Some(at + secs(60)));
         t.on_request_sent(used);
         t.on_activity(at + secs(2), answered);
-        let due = at + AHEAD_IDLE_TIMEOUT;
+        let due = at + secs(60);
         assert_eq!(t.poll_timeouts(due - NS), vec![]);
-        assert_eq!(t.poll_timeouts(due), vec![(unused, TimeoutKind::Unused)]);
-        assert_eq!((t.stats().unused_closed, t.stats().idle_timeouts), (1, 0));
-        // The others keep the ordinary idle timeout from their last activity.
-        assert_eq!(t.poll_timeouts(at + secs(60) - NS), vec![]);
-        assert_eq!(t.poll_timeouts(at + secs(60)), vec![(used, TimeoutKind::Idle)]);
+        // Ordered by id: the unused one is counted apart.
+        assert_eq!(
+            t.poll_timeouts(due),
+            vec![(unused, TimeoutKind::Unused), (used, TimeoutKind::Idle)]
+        );
+        assert_eq!((t.stats().unused_closed, t.stats().idle_timeouts), (1, 1));
+        // Activity postpones the idle timeout as for any connection.
+        assert_eq!(t.poll_timeouts(at + secs(62) - NS), vec![]);
         assert_eq!(t.poll_timeouts(at + secs(62)), vec![(answered, TimeoutKind::Idle)]);
+    }
+
+    #[test]
+    fn connections_opened_ahead_leave_the_last_outbound_slots_to_requests() {
+        let now = Instant::now();
+        let mut t = table(PeerLimits { max_outbound: AHEAD_RESERVE + 2, ..LIMITS });
+        let n = |i: usize| u8::try_from(i).unwrap();
+        assert!(t.start_dial_ahead(now, addr(1), id(1)).is_ok());
+        assert!(t.start_dial_ahead(now, addr(2), id(2)).is_ok());
+        assert_eq!(t.start_dial_ahead(now, addr(3), id(3)), Err(DialError::LimitReached));
+        // Requests' dials still find the reserved ones.
+        for i in 3..3 + AHEAD_RESERVE {
+            assert!(t.start_dial(now, addr(u16::from(n(i))), id(n(i))).is_ok(), "{i}");
+        }
+        let last = n(3 + AHEAD_RESERVE);
+        assert_eq!(
+            t.start_dial(now, addr(u16::from(last)), id(last)),
+            Err(DialError::LimitReached)
+        );
+        // A host with no more slots than the reserve never connects ahead.
+        let mut small = table(PeerLimits { max_outbound: 4, ..LIMITS });
+        assert_eq!(small.start_dial_ahead(now, addr(1), id(1)), Err(DialError::LimitReached));
     }
 
     #[test]

@@ -599,8 +599,9 @@ impl NodeCore {
 
     /// Dials `to` for a protocol ([`Action::Connect`]) unless it is connected or being
     /// dialled. Unlike a request's dial, it prunes nothing: a guess must not cost a connection
-    /// in use. One opened `ahead` of a request closes if it stays unused; a join contact's
-    /// dial is an ordinary one (the DHT counts those).
+    /// in use. One opened `ahead` of a request is counted in `preconnects` (and as unused if
+    /// it idles out carrying nothing); a join contact's dial is an ordinary one (the DHT
+    /// counts those).
     fn preconnect(&mut self, now: Instant, to: &PeerInfo, ahead: bool) {
         let Some(&addr) = to.addrs.first() else { return };
         if self.conns.primary(&to.id).is_some() || self.conns.is_dialling(&to.id) {

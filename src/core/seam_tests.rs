@@ -241,7 +241,7 @@ fn connecting_ahead_dials_once_and_never_closes_a_connection_to_make_room() {
     let info = |n: u8| PeerInfo { id: NodeId::from_bytes([n; 32]), addrs: vec![at(n)] };
     let no_addr = PeerInfo { id: NodeId::from_bytes([9; 32]), addrs: Vec::new() };
     // B and C are dialled; B again (being dialled), PEER (connected) and a peer named with
-    // no address are not; D finds both outbound slots taken.
+    // no address are not; D finds only the slots kept for requests free (`AHEAD_RESERVE`).
     let ahead = vec![
         info(0xb),
         info(0xc),
@@ -250,7 +250,8 @@ fn connecting_ahead_dials_once_and_never_closes_a_connection_to_make_room() {
         no_addr,
         info(0xd),
     ];
-    let limits = crate::core::PeerLimits { max_outbound: 2, ..crate::core::PeerLimits::DEFAULT };
+    let max_outbound = super::conns::AHEAD_RESERVE + 2;
+    let limits = crate::core::PeerLimits { max_outbound, ..crate::core::PeerLimits::DEFAULT };
     let (mut core, _) = core_with_echo_ahead(CoreConfig { limits, ..CoreConfig::default() }, ahead);
     let (conn, _) = connect(&mut core, t0);
     let graft = Message::Gossip(Gossip::Graft { topic: "t".into() });

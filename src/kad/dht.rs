@@ -454,6 +454,9 @@ pub struct DhtStats {
     pub early_stores: u64,
     /// Connections asked for ahead of a lookup's request (`lookup.preconnect`).
     pub preconnects: u64,
+    /// Lookups that used `lookup.first_round` and `lookup.preconnect`: the mean measured
+    /// round trip was at least `lookup.wide_min_rtt`, or nothing was measured yet.
+    pub wide_lookups: u64,
     /// Dials of join contacts ([`DhtCommand::Join`]), first ones and retries.
     pub join_dials: u64,
     /// Retries: the routing table was still (or again) empty when the join timer fired.

@@ -28,9 +28,14 @@ fn dht(config: DhtConfig) -> Dht {
     Dht::new(LOCAL, config)
 }
 
-/// Also a lookup's first round of α (not 2α), which the tests of the other rules assume.
+/// Also lookups without a wider first round or connecting ahead, which the tests of the other
+/// rules assume.
 fn quiet() -> DhtConfig {
-    let lookup = super::lookup::LookupConfig { first_round: 0, ..DhtConfig::default().lookup };
+    let lookup = super::lookup::LookupConfig {
+        first_round: 0,
+        preconnect: 0,
+        ..DhtConfig::default().lookup
+    };
     DhtConfig {
         join_on_first_contact: false,
         maintenance_interval: Duration::ZERO,
@@ -999,6 +1004,42 @@ fn a_lookup_connects_ahead_to_the_next_peers_it_will_ask_unless_connected() {
         .collect();
     assert_eq!(ahead, [info(5), info(6)]);
     assert_eq!(d.stats().preconnects, 2);
+}
+
+#[test]
+fn lookups_widen_only_while_round_trips_are_measured_long_and_never_for_a_value() {
+    let t0 = Instant::now();
+    let lookup = super::lookup::LookupConfig { first_round: 6, preconnect: 3, ..quiet().lookup };
+    let mut d = dht(DhtConfig { lookup, ..quiet() });
+    dialled(&mut d, t0, &(1..=20).collect::<Vec<u8>>());
+    for n in 1..=20 {
+        d.handle_peer_down(t0, id(n));
+    }
+    let find = |d: &mut Dht, c: u64| {
+        d.handle_command(t0, CommandId(c), DhtCommand::FindNode { target: id(0) });
+        let out = drain(d);
+        (requests(&out).len(), connects(&out).len())
+    };
+    // Nothing measured yet (a join): 6 asked, the next 3 dialled ahead.
+    assert_eq!(find(&mut d, 1), (6, 3));
+    // A LAN: 2 ms round trips. α asked, nothing dialled ahead.
+    for n in 1..=4 {
+        d.quality.on_answer(t0, &id(n), Some(2 * MS));
+    }
+    assert_eq!(d.quality.mean_srtt(), Some(2 * MS));
+    assert_eq!(find(&mut d, 2), (3, 0));
+    // Long ones: a mean of 26 ms.
+    for n in 5..=8 {
+        d.quality.on_answer(t0, &id(n), Some(50 * MS));
+    }
+    assert_eq!(d.quality.mean_srtt(), Some(26 * MS));
+    assert_eq!(find(&mut d, 3), (6, 3));
+    assert_eq!(d.stats().wide_lookups, 2);
+    // A GET keeps to α either way.
+    d.handle_command(t0, CommandId(4), DhtCommand::Get { key: id(0) });
+    let out = drain(&mut d);
+    assert_eq!((requests(&out).len(), connects(&out).len()), (3, 0));
+    assert_eq!(d.stats().wide_lookups, 2);
 }
 
 // ---- The join ----

@@ -103,6 +103,8 @@ pub struct QualityStats {
     pub measured: usize,
     /// Of those, peers whose success ratio is below one half.
     pub unreliable: usize,
+    /// Mean smoothed RTT of the peers measured, µs (0: none measured).
+    pub mean_srtt_us: u64,
     /// Answers and failures recorded.
     pub samples: u64,
     /// Records replaced because the table was full.
@@ -200,6 +202,13 @@ impl PeerQuality {
         self.peers.get(peer).map_or(ONE, Figures::success)
     }
 
+    /// The mean smoothed RTT of the peers measured, if any: what a round trip costs on this
+    /// node's network (lookups widen where it is long, `LookupConfig::wide_min_rtt`).
+    pub fn mean_srtt(&self) -> Option<Duration> {
+        let n = u64::try_from(self.measured).ok().filter(|&n| n > 0)?;
+        Some(Duration::from_micros(self.srtt_sum / n))
+    }
+
     /// The smoothed RTT of `peer`, if measured.
     pub fn srtt(&self, peer: &NodeId) -> Option<Duration> {
         let f = self.peers.get(peer).filter(|f| f.srtt_us > 0)?;
@@ -234,7 +243,14 @@ impl PeerQuality {
     /// Counters, with the current table figures.
     pub fn stats(&self) -> QualityStats {
         let unreliable = self.peers.values().filter(|f| f.success() < ONE / 2).count();
-        QualityStats { peers: self.peers.len(), measured: self.measured, unreliable, ..self.stats }
+        let mean_srtt_us = self.mean_srtt().map_or(0, |d| d.as_micros() as u64);
+        QualityStats {
+            peers: self.peers.len(),
+            measured: self.measured,
+            unreliable,
+            mean_srtt_us,
+            ..self.stats
+        }
     }
 
     /// The record of `peer`, made if new (replacing, when full, one with no outcome yet, else

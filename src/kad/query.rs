@@ -240,13 +240,19 @@ impl Dht {
         let is_get = matches!(goal, Goal::Get { .. });
         let converge = self.config.lookup.converge && !is_get;
         let band = if is_get { self.config.lookup.band } else { 0 };
-        // A wider first round and connecting ahead (module doc of `lookup`; off by default)
-        // pay, if at all, where the lookup must hear from all of the k nearest; a value lookup,
-        // ended by its first value, gained nothing from them (1,000 nodes: GET p50/p99 300/400
-        // ms either way) but 2 more requests and dials, so it keeps both off.
-        let (first_round, preconnect) = if is_get {
+        // A wider first round and connecting ahead (module doc of `lookup`) pay where the
+        // lookup must hear from all of the k nearest and round trips are long (10,000 nodes,
+        // 50 ms links: FIND_NODE p50 900 -> 800 ms; benches/README.md). A value lookup, ended
+        // by its first value, gained nothing from them (1,000 nodes: GET p50/p99 300/400 ms
+        // either way) but 2 more requests and dials; on loopback they cost 5 % more CPU and
+        // PUT p99 +10 % for nothing. So both wait for a long mean round trip, or none measured
+        // yet (a join).
+        let long =
+            self.quality.mean_srtt().is_none_or(|rtt| rtt >= self.config.lookup.wide_min_rtt);
+        let (first_round, preconnect) = if is_get || !long {
             (self.config.lookup.alpha, 0)
         } else {
+            self.stats.wide_lookups += 1;
             (self.config.lookup.first_round, self.config.lookup.preconnect)
         };
         let config = LookupConfig { converge, band, first_round, preconnect, ..self.config.lookup };

@@ -227,8 +227,8 @@ fn traffic(f: &mut Families, s: &Snapshot) {
     let preconnects = [("dialled", s.core.preconnects), ("refused", s.core.preconnects_refused)];
     f.counters(
         "petrel_preconnects_total",
-        "Dials a lookup asked for ahead of its request to the peer (refused: no free slot, \
-         backoff or open circuit; nothing is closed to make room).",
+        "Dials a lookup asked for ahead of its request to the peer (refused: no free slot \
+         outside the 16 kept for requests, backoff or open circuit; nothing is closed).",
         preconnects.map(|(o, n)| ([("outcome", o)], n)),
     );
     f.gauge(
@@ -388,6 +388,11 @@ fn dht(f: &mut Families, s: &Snapshot) {
         "petrel_dht_early_stores_total",
         "STOREs and ADD_PROVIDERs sent with a converging lookup's requests, not after it.",
         d.early_stores,
+    );
+    f.counter(
+        "petrel_dht_wide_lookups_total",
+        "Lookups with a wider first round and connecting ahead: round trips measured long, or none yet.",
+        d.wide_lookups,
     );
     let q = &d.quality;
     f.gauge(

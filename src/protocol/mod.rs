@@ -160,8 +160,9 @@ pub enum Action<R, E> {
     Connect {
         /// The peer and where to dial it.
         to: PeerInfo,
-        /// A guess at a request to come (a lookup connecting ahead): closed after ten seconds
-        /// if nothing goes over it. Otherwise (a join contact) it is kept like any connection.
+        /// A guess at a request to come (a lookup connecting ahead): counted as unused if it
+        /// times out idle without carrying anything. Otherwise (a join contact) it is an
+        /// ordinary connection.
         ahead: bool,
     },
     /// Dial `addr` and check that `peer` answers there, even while `peer` is connected some
