@@ -457,7 +457,8 @@ pub struct DhtStats {
     /// Lookups that used `lookup.first_round` and `lookup.preconnect`: the mean measured
     /// round trip was at least `lookup.wide_min_rtt`, or nothing was measured yet.
     pub wide_lookups: u64,
-    /// Dials of join contacts ([`DhtCommand::Join`]), first ones and retries.
+    /// Dials of join contacts asked of the router ([`DhtCommand::Join`]), first ones and
+    /// retries; it skips a contact connected or being dialled.
     pub join_dials: u64,
     /// Retries: the routing table was still (or again) empty when the join timer fired.
     pub rejoins: u64,
