@@ -343,7 +343,7 @@ fn ten_thousand_nodes_on_fifty_millisecond_links_find_within_nine_round_trips() 
     // p50 <= 800 ms. Measured (seed 1, connections at their wire cost, requests pipelined
     // behind the dialer's Hello, a first round of 6 and connecting ahead to 8 as round trips
     // are long, 16 outbound slots kept for requests): 300 of 300, rounds p99 4, FIND_NODE p50
-    // 900 ms, p90 1,000, p99 1,000 (seed 2: p50 800). Without the two rules: 900 / 1,200 /
+    // 900 ms, p90 1,000, p99 1,000 (seeds 2-4: p50 800). Without the two rules: 900 / 1,200 /
     // 1,300. The p50 sits on whichever of 3 hops (700 ms) or 4 (1,000) is the majority, and
     // flips with small changes (benches/README.md): not met for every seed.
     let r = dht::run(&on_fifty_ms_links(10_000, 300, 1));
