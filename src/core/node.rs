@@ -607,18 +607,17 @@ impl NodeCore {
         if self.conns.primary(&to.id).is_some() || self.conns.is_dialling(&to.id) {
             return;
         }
-        if !ahead {
-            if let Ok(conn) = self.conns.start_dial(now, addr, to.id) {
-                self.outputs.push_back(Output::Dial { conn, peer: to.id, addr, probe: false });
-            }
-            return;
-        }
-        match self.conns.start_dial_ahead(now, addr, to.id) {
+        let dial = if ahead {
+            self.conns.start_dial_ahead(now, addr, to.id)
+        } else {
+            self.conns.start_dial(now, addr, to.id)
+        };
+        match dial {
             Ok(conn) => {
-                self.stats.preconnects += 1;
+                self.stats.preconnects += u64::from(ahead);
                 self.outputs.push_back(Output::Dial { conn, peer: to.id, addr, probe: false });
             }
-            Err(_) => self.stats.preconnects_refused += 1,
+            Err(_) => self.stats.preconnects_refused += u64::from(ahead),
         }
     }
 

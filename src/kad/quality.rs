@@ -184,10 +184,7 @@ impl PeerQuality {
 
     /// The expected wait, µs, for an answer from `peer` (module doc, "Cost").
     pub fn cost_us(&self, peer: &NodeId) -> u64 {
-        let typical = match self.measured {
-            0 => UNMEASURED_RTT_US,
-            n => self.srtt_sum / n as u64,
-        };
+        let typical = self.mean_srtt_us().unwrap_or(UNMEASURED_RTT_US);
         let (rtt, success, connected) = match self.peers.get(peer) {
             Some(f) if f.srtt_us > 0 => (u64::from(f.srtt_us), f.success(), f.connected),
             Some(f) => (typical, f.success(), f.connected),
@@ -205,8 +202,12 @@ impl PeerQuality {
     /// The mean smoothed RTT of the peers measured, if any: what a round trip costs on this
     /// node's network (lookups widen where it is long, `LookupConfig::wide_min_rtt`).
     pub fn mean_srtt(&self) -> Option<Duration> {
+        self.mean_srtt_us().map(Duration::from_micros)
+    }
+
+    fn mean_srtt_us(&self) -> Option<u64> {
         let n = u64::try_from(self.measured).ok().filter(|&n| n > 0)?;
-        Some(Duration::from_micros(self.srtt_sum / n))
+        Some(self.srtt_sum / n)
     }
 
     /// The smoothed RTT of `peer`, if measured.
@@ -243,7 +244,7 @@ impl PeerQuality {
     /// Counters, with the current table figures.
     pub fn stats(&self) -> QualityStats {
         let unreliable = self.peers.values().filter(|f| f.success() < ONE / 2).count();
-        let mean_srtt_us = self.mean_srtt().map_or(0, |d| d.as_micros() as u64);
+        let mean_srtt_us = self.mean_srtt_us().unwrap_or(0);
         QualityStats {
             peers: self.peers.len(),
             measured: self.measured,
