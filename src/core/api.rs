@@ -64,7 +64,8 @@ pub enum Input {
     /// TLS authenticated `peer` on `conn`, a connection we dialled, and our Hello is sent:
     /// requests may go out on it before the peer's Hello (handshake.md §2.1). `Established`
     /// follows with the peer's Hello. A driver that never sends this gets no pipelining: the
-    /// requests wait for `Established`.
+    /// requests wait for `Established`. Sent as TLS completes, it also times the dial's
+    /// handshakes, the protocols' first round-trip sample (`Protocol::handle_handshake_rtt`).
     Authenticated {
         /// The connection.
         conn: ConnId,

@@ -661,20 +661,24 @@ impl ConnectionTable {
         Ok(Keep::Both)
     }
 
-    /// TLS authenticated `peer` on the dial `conn` (not a dial-back): requests for `peer` may
-    /// go out on it before its Hello (handshake.md §2.1). False, and nothing changed, for
-    /// any other connection or peer. The connect deadline still runs until `on_authenticated`.
-    pub fn on_ready(&mut self, conn: ConnId, peer: NodeId) -> bool {
+    /// TLS authenticated `peer` on the dial `conn` (not a dial-back) at `now`: requests for
+    /// `peer` may go out on it before its Hello (handshake.md §2.1). Returns how long the dial
+    /// took, TCP's handshake and TLS 1.3's together: two round trips, the first measure of the
+    /// path. `None`, and nothing changed, for any other connection or peer. The connect
+    /// deadline still runs until `on_authenticated`.
+    pub fn on_ready(&mut self, now: Instant, conn: ConnId, peer: NodeId) -> Option<Duration> {
         if self.probes.contains(&conn) {
-            return false;
+            return None;
         }
-        let Some(c) = self.conns.get_mut(&conn) else { return false };
+        let c = self.conns.get_mut(&conn)?;
         let dial = c.direction == Direction::Outbound && !c.established;
         if !dial || c.peer != Some(peer) {
-            return false;
+            return None;
         }
         c.ready = true;
-        true
+        // A connecting dial's `at` is its connect deadline, set when it started.
+        let started = c.at.checked_sub(self.limits.connect_timeout)?;
+        Some(now.saturating_duration_since(started))
     }
 
     /// A dial of `peer` that TLS has authenticated and whose Hello has not come yet.
@@ -1066,6 +1070,7 @@ mod tests {
     const LIMITS: PeerLimits = PeerLimits::DEFAULT;
     const SEED: u64 = 0x5eed;
     const NS: Duration = Duration::from_nanos(1);
+    const MS: Duration = Duration::from_millis(1);
 
     fn id(first: u8) -> NodeId {
         let mut b = [0u8; 32];
@@ -1514,8 +1519,8 @@ mod tests {
         let mut t = table(LIMITS);
         let c = t.start_dial(now, addr(1), id(1)).unwrap();
         assert_eq!(t.ready_dial(&id(1)), None, "not before TLS");
-        assert!(!t.on_ready(c, id(2)), "another peer's key");
-        assert!(t.on_ready(c, id(1)));
+        assert_eq!(t.on_ready(now + 7 * MS, c, id(2)), None, "another peer's key");
+        assert_eq!(t.on_ready(now + 7 * MS, c, id(1)), Some(7 * MS), "the dial's duration");
         assert_eq!(t.ready_dial(&id(1)), Some(c));
         assert_eq!(t.primary(&id(1)), None, "not established before its Hello");
         // Established: its traffic goes by the primary, not as an early dial.
@@ -1523,12 +1528,12 @@ mod tests {
         assert_eq!((t.ready_dial(&id(1)), t.primary(&id(1))), (None, Some(c)));
         // A dial-back is never ready: it closes once TLS is done.
         let probe = t.start_probe(now, addr(2), id(2)).unwrap();
-        assert!(!t.on_ready(probe, id(2)));
+        assert_eq!(t.on_ready(now, probe, id(2)), None);
         assert_eq!(t.ready_dial(&id(2)), None);
         // An inbound connection neither.
         let inbound = admit(&mut t, now, 3).unwrap();
-        assert!(!t.on_ready(inbound, id(3)));
-        assert!(!t.on_ready(ConnId::inbound(99), id(3)), "an unknown one");
+        assert_eq!(t.on_ready(now, inbound, id(3)), None);
+        assert_eq!(t.on_ready(now, ConnId::inbound(99), id(3)), None, "an unknown one");
     }
 
     #[test]

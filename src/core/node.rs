@@ -264,9 +264,11 @@ impl NodeCore {
     /// in the flight of our Hello, not a round trip later behind the peer's (handshake.md
     /// §2.1). Only requests: gossip and commands wait for `Established`.
     fn on_authenticated(&mut self, now: Instant, conn: ConnId, peer: NodeId) {
-        if !self.conns.on_ready(conn, peer) {
+        let Some(handshake) = self.conns.on_ready(now, conn, peer) else {
             return;
-        }
+        };
+        // TCP's SYN and TLS 1.3's one flight each way: two round trips.
+        self.protocols.each(|p| p.handle_handshake_rtt(now, peer, handshake / 2));
         for request in self.rpc.take_queued(&peer) {
             self.send_request(now, request);
         }

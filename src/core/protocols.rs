@@ -28,6 +28,7 @@ pub(super) trait Hosted {
     fn handle_peer_up(&mut self, now: Instant, peer: &Peer<'_>);
     fn handle_peer_down(&mut self, now: Instant, peer: NodeId);
     fn handle_peer_moved(&mut self, now: Instant, peer: &Peer<'_>);
+    fn handle_handshake_rtt(&mut self, now: Instant, peer: NodeId, rtt: Duration);
     fn handle_request(
         &mut self,
         now: Instant,
@@ -73,6 +74,10 @@ where
 
     fn handle_peer_moved(&mut self, now: Instant, peer: &Peer<'_>) {
         Protocol::handle_peer_moved(self, now, peer);
+    }
+
+    fn handle_handshake_rtt(&mut self, now: Instant, peer: NodeId, rtt: Duration) {
+        Protocol::handle_handshake_rtt(self, now, peer, rtt);
     }
 
     fn handle_request(

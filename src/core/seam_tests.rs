@@ -55,6 +55,10 @@ impl Protocol for Echo {
         self.note(format!("down {peer}"));
     }
 
+    fn handle_handshake_rtt(&mut self, _now: Instant, peer: NodeId, rtt: Duration) {
+        self.note(format!("handshake {peer} {rtt:?}"));
+    }
+
     fn handle_outcome(
         &mut self,
         _now: Instant,
@@ -307,4 +311,37 @@ fn a_join_contact_is_dialled_and_kept_like_any_connection_not_as_a_guess() {
     let out: Vec<Output> = std::iter::from_fn(|| core.poll_output()).collect();
     assert!(!out.iter().any(|o| matches!(o, Output::Disconnect { .. })), "{out:?}");
     assert_eq!(core.connected_peers().collect::<Vec<_>>(), vec![contact.id]);
+}
+
+#[test]
+fn a_dial_reports_its_handshake_as_a_round_trip_to_every_protocol_and_nothing_else_does() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis(1);
+    let (mut core, log) = core_with_echo();
+    // Nothing measured: the DHT knows no round trip.
+    assert_eq!(core.dht().stats().quality.mean_srtt_us, 0);
+    let at = SocketAddr::from(([198, 51, 100, 14], 4000));
+    let contact = PeerInfo { id: NodeId::from_bytes([0xe; 32]), addrs: vec![at] };
+    let cmd = super::Command::Dht(DhtCommand::Join { contacts: vec![contact.clone()] });
+    let out = handle(&mut core, t0, Input::Command { id: CommandId(1), cmd });
+    let Some(conn) = out.iter().find_map(|o| match o {
+        Output::Dial { conn, probe: false, .. } => Some(*conn),
+        _ => None,
+    }) else {
+        panic!("{out:?}")
+    };
+    // Another key on the dial is no measure of anything.
+    handle(&mut core, t0 + 12 * ms, Input::Authenticated { conn, peer: PEER });
+    assert_eq!(lines(&log), Vec::<String>::new());
+    // TCP and TLS took 12 ms: two round trips of 6.
+    handle(&mut core, t0 + 12 * ms, Input::Authenticated { conn, peer: contact.id });
+    assert_eq!(lines(&log), vec![format!("handshake {} 6ms", contact.id)]);
+    let quality = core.dht().stats().quality;
+    assert_eq!((quality.mean_srtt_us, quality.handshakes, quality.samples), (6_000, 1, 0));
+    // A connection the peer opened measures nothing: we never saw its handshake start.
+    let inbound = ConnId::inbound(9);
+    handle(&mut core, t0, Input::Accepted { conn: inbound, addr: at });
+    handle(&mut core, t0 + ms, Input::Authenticated { conn: inbound, peer: PEER });
+    assert_eq!(lines(&log), Vec::<String>::new());
+    assert_eq!(core.dht().stats().quality.handshakes, 1);
 }

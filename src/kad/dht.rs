@@ -754,6 +754,10 @@ impl Protocol for Dht {
         self.quality.set_connected(now, &peer, false);
     }
 
+    fn handle_handshake_rtt(&mut self, now: Instant, peer: NodeId, rtt: Duration) {
+        self.quality.on_handshake(now, &peer, rtt);
+    }
+
     fn handle_request(
         &mut self,
         now: Instant,

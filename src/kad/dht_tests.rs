@@ -1022,6 +1022,15 @@ fn lookups_widen_only_while_round_trips_are_measured_long_and_never_for_a_value(
     };
     // Nothing measured yet (a join): 6 asked, the next 3 dialled ahead.
     assert_eq!(find(&mut d, 1), (6, 3));
+    // A dial's handshake is a measure too: a join on a LAN stays narrow.
+    let mut lan = dht(DhtConfig { lookup, ..quiet() });
+    lan.handle_handshake_rtt(t0, id(1), MS);
+    dialled(&mut lan, t0, &(1..=20).collect::<Vec<u8>>());
+    for n in 1..=20 {
+        lan.handle_peer_down(t0, id(n));
+    }
+    assert_eq!(find(&mut lan, 1), (3, 0));
+    assert_eq!(lan.stats().wide_lookups, 0);
     // A LAN: 2 ms round trips. α asked, nothing dialled ahead.
     for n in 1..=4 {
         d.quality.on_answer(t0, &id(n), Some(2 * MS));

@@ -107,6 +107,8 @@ pub struct QualityStats {
     pub mean_srtt_us: u64,
     /// Answers and failures recorded.
     pub samples: u64,
+    /// Round trips sampled from our dials' handshakes.
+    pub handshakes: u64,
     /// Records replaced because the table was full.
     pub evicted_full: u64,
     /// Records forgotten after `retention` without news.
@@ -152,6 +154,20 @@ impl PeerQuality {
         f.succeed();
         let new = f.srtt_us;
         self.account_srtt(old, new);
+    }
+
+    /// A dial of ours reached `peer` with handshakes that took `2 × rtt` (`Protocol::
+    /// handle_handshake_rtt`): a round-trip sample, neither an answer nor a failure. It is what
+    /// lets a node's first lookup know how long its round trips are (`LookupConfig::
+    /// wide_min_rtt`), since nothing has answered yet when it starts.
+    pub fn on_handshake(&mut self, now: Instant, peer: &NodeId, rtt: Duration) {
+        let sample = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX).max(1);
+        let Some(f) = self.record(now, peer, false) else { return };
+        let old = f.srtt_us;
+        f.srtt_us = if old == 0 { sample } else { smooth(old, sample) };
+        let new = f.srtt_us;
+        self.account_srtt(old, new);
+        self.stats.handshakes += 1;
     }
 
     /// A request to `peer` failed: timeout, lost connection, refused dial, error answer.
@@ -342,6 +358,28 @@ mod tests {
         q.on_answer(t0, &id(1), None);
         assert_eq!(q.srtt(&id(1)), Some(90 * MS), "an answer without a sample keeps the RTT");
         assert_eq!(q.srtt(&id(2)), None);
+    }
+
+    #[test]
+    fn a_handshake_measures_the_round_trip_and_is_neither_answer_nor_failure() {
+        let t0 = Instant::now();
+        let mut q = PeerQuality::new(QualityConfig::DEFAULT);
+        q.on_handshake(t0, &id(1), 4 * MS);
+        assert_eq!(
+            (q.srtt(&id(1)), q.mean_srtt(), q.success(&id(1))),
+            (Some(4 * MS), Some(4 * MS), ONE)
+        );
+        // Later samples smooth into it like answers: 7/8 · 4 + 1/8 · 12 = 5 ms.
+        q.on_answer(t0, &id(1), Some(12 * MS));
+        assert_eq!(q.srtt(&id(1)), Some(5 * MS));
+        let stats = q.stats();
+        assert_eq!((stats.samples, stats.handshakes, stats.measured), (1, 1, 1));
+        // Measured, so the record outlives the connection for the retention period.
+        q.set_connected(t0, &id(2), true);
+        q.on_handshake(t0, &id(2), 30 * MS);
+        q.set_connected(t0, &id(2), false);
+        assert_eq!(q.srtt(&id(2)), Some(30 * MS));
+        assert_eq!(q.mean_srtt(), Some(Duration::from_micros(17_500)));
     }
 
     #[test]

@@ -400,6 +400,11 @@ fn dht(f: &mut Families, s: &Snapshot) {
         "Peers whose round trip and success ratio are remembered.",
         q.peers as u64,
     );
+    f.counter(
+        "petrel_dht_handshake_rtt_samples_total",
+        "Round trips measured from our dials' TCP and TLS handshakes (before any answer).",
+        q.handshakes,
+    );
     f.gauge(
         "petrel_dht_unreliable_peers",
         "Remembered peers whose decayed success ratio is below one half.",

@@ -245,6 +245,13 @@ pub trait Protocol {
         let _ = (now, peer);
     }
 
+    /// A dial of ours to `peer` completed TCP's handshake and TLS 1.3's in `2 × rtt`: the
+    /// first measure of the path, before the peer's Hello and before any request is answered
+    /// on it. Not for dial-backs or connections the peer opened.
+    fn handle_handshake_rtt(&mut self, now: Instant, peer: NodeId, rtt: Duration) {
+        let _ = (now, peer, rtt);
+    }
+
     /// An inbound request of a kind this protocol serves. `Some`: the answer, sent at once.
     /// `None`: the answer comes later as [`Action::Respond`] with `ticket`.
     fn handle_request(
