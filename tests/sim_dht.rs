@@ -55,9 +55,10 @@ fn a_thousand_nodes_find_the_nearest_node_every_time() {
     let r = dht::run(&scenario(1000, 300, 1));
     assert_eq!((r.lookups, r.succeeded), (300, 300), "{r:?}");
     assert!(r.rounds.p99 <= 5.0, "{:?}", r.rounds);
-    // Measured 33 (25 before lookups widened where round trips are long: a first round of 6
-    // and the answers it brings, README "Kademlia").
-    assert!(r.rpcs.p50 <= 36.0, "{:?}", r.rpcs);
+    // Measured 38: 25 before lookups widened where round trips are long (a first round of 6
+    // and the answers it brings, README "Kademlia"), 33 before the first round's last 3 went
+    // to the cheapest seeds rather than the next nearest.
+    assert!(r.rpcs.p50 <= 41.0, "{:?}", r.rpcs);
 }
 
 #[test]
@@ -104,9 +105,10 @@ fn lookups_on_fifty_millisecond_links_stay_near_the_round_trip_limit() {
     // 1 s, GET p99 <= 400 ms, PUT p99 <= 1 s. On these links a round trip is 100 ms, and a
     // request on a fresh connection 300 ms (TCP, TLS, then the request, which leaves with the
     // dialer's Hello: handshake.md §2.1), so each figure is a count of warm and fresh requests
-    // in a row. Measured: FIND_NODE p50 700 ms and p99 900 ms, GET p99 400 ms, PUT p99 1,000
-    // ms (1,100 without the STOREs going out with the converged lookup's last round, 1,400
-    // without pipelining either).
+    // in a row. Measured: FIND_NODE p50 700 ms and p99 800 ms, GET p99 400 ms, PUT p99 800 ms
+    // (900 and 1,000 before the first round's extra requests went to connected seeds; PUT
+    // 1,100 without the STOREs going out with the converged lookup's last round, 1,400 without
+    // pipelining either).
     let mut sc = on_fifty_ms_links(1000, 300, 1);
     let find = dht::run(&sc);
     sc.kind = LookupKind::Get;
@@ -311,7 +313,9 @@ fn the_same_seed_replays_the_same_run_byte_for_byte() {
 fn the_scenarios_connection_limits_bind_every_node() {
     // 200 nodes with room for 8 connections each (4 in, 4 out): no node holds more. So tight a
     // cap costs lookups: a node whose inbound share is busy refuses a dialer, and that
-    // request fails (8,767 refusals here). Measured: 33 of 50, rounds p99 11. The default of
+    // request fails (9,091 refusals here). Measured: 27 of 50, rounds p99 9 (seeds 9 to 16:
+    // 27, 30, 35, 31, 33, 30, 31, 29; before the first round's extra requests went to
+    // connected seeds 37, 29, 23, 21, 26, 33, 34, 30: seed 9 is the unlucky one). The default of
     // 256 succeeds every time (above), and so does 10,000 nodes' run with a 10 s idle
     // timeout (benches/README.md), which is the lever that keeps memory down without this.
     let mut sc = scenario(200, 50, 9);
@@ -324,7 +328,7 @@ fn the_scenarios_connection_limits_bind_every_node() {
     }
     let r = dht::run(&sc);
     assert_eq!(r.lookups, 50);
-    assert!(r.succeeded >= 32, "{r:?}");
+    assert!(r.succeeded >= 25, "{r:?}");
     assert!(r.sim.inbound_refused > 0, "{:?}", r.sim);
 }
 
@@ -338,18 +342,18 @@ fn ten_thousand_nodes_every_lookup_succeeds_within_six_rounds() {
 
 #[test]
 #[ignore = "10,000 nodes, about two minutes and 1.5 GB in release: make test-large"]
-fn ten_thousand_nodes_on_fifty_millisecond_links_find_within_nine_round_trips() {
+fn ten_thousand_nodes_on_fifty_millisecond_links_find_within_eight_round_trips() {
     // Issue 12's 10,000-node figure on 50 ms links: 100 % success, rounds p99 <= 6, FIND_NODE
     // p50 <= 800 ms. Measured (seed 1, connections at their wire cost, requests pipelined
-    // behind the dialer's Hello, a first round of 6 and connecting ahead to 8 as round trips
-    // are long, 16 outbound slots kept for requests): 300 of 300, rounds p99 4, FIND_NODE p50
-    // 900 ms, p90 1,000, p99 1,000 (seeds 2-4: p50 800). Without the two rules: 900 / 1,200 /
-    // 1,300. The p50 sits on whichever of 3 hops (700 ms) or 4 (1,000) is the majority, and
-    // flips with small changes (benches/README.md): not met for every seed.
+    // behind the dialer's Hello, a first round of 6 whose last 3 go to the cheapest seeds and
+    // connecting ahead to 8 as round trips are long, 16 outbound slots kept for requests): 300
+    // of 300, rounds p99 4, FIND_NODE p50 800 ms, p90 1,000, p99 1,000 (seeds 2-4: p50 700).
+    // The p50 sits on whichever of 3 hops (700 ms) or 4 (1,000) is the majority: 157 of 300
+    // lookups take 800 ms or less here (benches/README.md).
     let r = dht::run(&on_fifty_ms_links(10_000, 300, 1));
     assert_eq!((r.lookups, r.succeeded), (300, 300), "{r:?}");
     assert!(r.rounds.p99 <= 6.0, "{:?}", r.rounds);
-    assert!(r.latency_ms.p50 <= 900.0 && r.latency_ms.p99 <= 1200.0, "{:?}", r.latency_ms);
+    assert!(r.latency_ms.p50 <= 800.0 && r.latency_ms.p99 <= 1200.0, "{:?}", r.latency_ms);
 }
 
 #[test]
