@@ -68,6 +68,8 @@ struct Figures {
     deficit: u16,
     /// A connection to the peer is up.
     connected: bool,
+    /// `srtt_us` is a handshake's estimate, which the first answer replaces.
+    provisional: bool,
     updated: Instant,
 }
 
@@ -107,7 +109,7 @@ pub struct QualityStats {
     pub mean_srtt_us: u64,
     /// Answers and failures recorded.
     pub samples: u64,
-    /// Round trips sampled from our dials' handshakes.
+    /// Round trips estimated from our dials' handshakes (peers not measured by answers).
     pub handshakes: u64,
     /// Records replaced because the table was full.
     pub evicted_full: u64,
@@ -149,7 +151,8 @@ impl PeerQuality {
         let Some(f) = self.record(now, peer, true) else { return };
         let old = f.srtt_us;
         if let Some(sample) = sample {
-            f.srtt_us = if old == 0 { sample } else { smooth(old, sample) };
+            f.srtt_us = if old == 0 || f.provisional { sample } else { smooth(old, sample) };
+            f.provisional = false;
         }
         f.succeed();
         let new = f.srtt_us;
@@ -157,16 +160,22 @@ impl PeerQuality {
     }
 
     /// A dial of ours reached `peer` with handshakes that took `2 × rtt` (`Protocol::
-    /// handle_handshake_rtt`): a round-trip sample, neither an answer nor a failure. It is what
-    /// lets a node's first lookup know how long its round trips are (`LookupConfig::
-    /// wide_min_rtt`), since nothing has answered yet when it starts.
+    /// handle_handshake_rtt`): neither an answer nor a failure, but an estimate of the round
+    /// trip for a peer that has not answered yet. It is what lets a node's first lookup know
+    /// how long its round trips are (`LookupConfig::wide_min_rtt`). Provisional: a lost SYN
+    /// or TLS flight stretches a handshake by a retransmission timeout, and nothing tells
+    /// (RFC 6298 takes no sample from a retransmitted segment), so the first answer replaces
+    /// it and a peer measured by answers keeps their figure.
     pub fn on_handshake(&mut self, now: Instant, peer: &NodeId, rtt: Duration) {
         let sample = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX).max(1);
         let Some(f) = self.record(now, peer, false) else { return };
         let old = f.srtt_us;
-        f.srtt_us = if old == 0 { sample } else { smooth(old, sample) };
-        let new = f.srtt_us;
-        self.account_srtt(old, new);
+        if old != 0 && !f.provisional {
+            return;
+        }
+        f.srtt_us = sample;
+        f.provisional = true;
+        self.account_srtt(old, sample);
         self.stats.handshakes += 1;
     }
 
@@ -291,7 +300,13 @@ impl PeerQuality {
                     self.stats.evicted_full += 1;
                 }
             }
-            let fresh = Figures { srtt_us: 0, deficit: 0, connected: false, updated: now };
+            let fresh = Figures {
+                srtt_us: 0,
+                deficit: 0,
+                connected: false,
+                provisional: false,
+                updated: now,
+            };
             self.peers.insert(*peer, fresh);
         }
         let f = self.peers.get_mut(peer)?;
@@ -369,17 +384,23 @@ mod tests {
             (q.srtt(&id(1)), q.mean_srtt(), q.success(&id(1))),
             (Some(4 * MS), Some(4 * MS), ONE)
         );
-        // Later samples smooth into it like answers: 7/8 · 4 + 1/8 · 12 = 5 ms.
+        // A later handshake replaces the estimate; so does the first answer, not smoothed in.
+        q.on_handshake(t0, &id(1), 600 * MS);
+        assert_eq!(q.srtt(&id(1)), Some(600 * MS), "a lost SYN, say");
         q.on_answer(t0, &id(1), Some(12 * MS));
-        assert_eq!(q.srtt(&id(1)), Some(5 * MS));
+        assert_eq!(q.srtt(&id(1)), Some(12 * MS));
+        // Measured by an answer: handshakes no longer move it, later answers smooth in.
+        q.on_handshake(t0, &id(1), 900 * MS);
+        q.on_answer(t0, &id(1), Some(20 * MS));
+        assert_eq!(q.srtt(&id(1)), Some(13 * MS), "7/8 · 12 + 1/8 · 20");
         let stats = q.stats();
-        assert_eq!((stats.samples, stats.handshakes, stats.measured), (1, 1, 1));
+        assert_eq!((stats.samples, stats.handshakes, stats.measured), (2, 2, 1));
         // Measured, so the record outlives the connection for the retention period.
         q.set_connected(t0, &id(2), true);
         q.on_handshake(t0, &id(2), 30 * MS);
         q.set_connected(t0, &id(2), false);
         assert_eq!(q.srtt(&id(2)), Some(30 * MS));
-        assert_eq!(q.mean_srtt(), Some(Duration::from_micros(17_500)));
+        assert_eq!(q.mean_srtt(), Some(Duration::from_micros(21_500)), "(13 + 30) / 2");
     }
 
     #[test]

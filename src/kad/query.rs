@@ -242,11 +242,12 @@ impl Dht {
         let band = if is_get { self.config.lookup.band } else { 0 };
         // A wider first round and connecting ahead (module doc of `lookup`) pay where the
         // lookup must hear from all of the k nearest and round trips are long (10,000 nodes,
-        // 50 ms links: FIND_NODE p50 / p90 / p99 900 / 1,200 / 1,300 -> 800 / 1,000 / 1,000 ms
-        // at seed 1, p50 700 at seeds 2 to 4; benches/README.md). A value lookup, ended by its first value, gained
-        // nothing from them (1,000 nodes: GET p50/p99 300/400 ms either way) but 2 more
-        // requests and dials; on loopback they cost 5 % more CPU and PUT p99 +10 % for
-        // nothing. So both wait for a long mean round trip, or none measured yet (a join).
+        // 50 ms links: FIND_NODE p50 / p90 / p99 900 / 1,200 / 1,300 -> 800 / 1,000 / 1,000
+        // ms at seed 1, p50 700 at seeds 2 to 4; benches/README.md). A value lookup, ended by
+        // its first value, gained nothing from them (1,000 nodes: GET p50/p99 300/400 ms
+        // either way) but 2 more requests and dials; on loopback they cost 5 % more CPU and
+        // PUT p99 +10 % for nothing. So both wait for a long mean round trip, or none measured
+        // yet (a join before its first dial's handshake).
         let long =
             self.quality.mean_srtt().is_none_or(|rtt| rtt >= self.config.lookup.wide_min_rtt);
         let (first_round, preconnect) = if is_get || !long {
