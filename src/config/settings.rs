@@ -541,7 +541,7 @@ pub const SETTINGS: &[Setting] = &[
     s!(
         "dht.lookup.first_round",
         config.dht.lookup.first_round,
-        r#"Requests in flight per path until its first answer, failure or slow request (default 6; `alpha` or below turns it off). Used, with `dht.lookup.preconnect`, only while the mean measured round trip is at least `dht.lookup.wide_min_rtt`: it shortens lookups where round trips are long and costs requests and CPU where they are short. Value lookups (GET) keep to `alpha`."#
+        r#"Requests in flight per path until its first answer, failure or slow request (default 6; `alpha` or below turns it off); those past `alpha` go to seeds that need no dial, wherever they are placed. Used, with `dht.lookup.preconnect`, only while the mean measured round trip is at least `dht.lookup.wide_min_rtt`: it shortens lookups where round trips are long and costs requests and CPU where they are short. Value lookups (GET) keep to `alpha`."#
     ),
     s!(
         "dht.lookup.preconnect",
@@ -551,7 +551,7 @@ pub const SETTINGS: &[Setting] = &[
     s!(
         "dht.lookup.wide_min_rtt",
         config.dht.lookup.wide_min_rtt,
-        r#"Lookups use `dht.lookup.first_round` and `dht.lookup.preconnect` only while the mean measured round trip to the node's peers is at least this long, or none is measured yet (default 20 ms; 0: always)."#
+        r#"Lookups use `dht.lookup.first_round` and `dht.lookup.preconnect` only while the mean measured round trip to the node's peers is at least this long, or none is measured yet (a dial's handshake is a measure until the first answer; default 20 ms; 0: always)."#
     ),
     s!(
         "dht.quality.max_peers",
