@@ -243,6 +243,11 @@ pub struct LookupStats {
     pub duration: Duration,
 }
 
+/// How many times cheaper than the best placed candidate a seed placed anywhere must be to
+/// take one of the first round's requests past α: a dial adds two round trips to one, so
+/// only a seed we need not dial passes (module doc, "First round").
+const FIRST_ROUND_CHEAPER: u64 = 2;
+
 /// One iterative lookup towards `target`. See the module doc for the rules and the driving
 /// contract.
 #[derive(Debug, Clone)]
@@ -340,7 +345,7 @@ impl Lookup {
             // than half the one placed best: one we need not dial (module doc, "First round").
             if path.first_round && path.in_flight() >= alpha {
                 if let Some(cheap) = path.next_to_ask(k, usize::MAX, cost) {
-                    if cheap.0.saturating_mul(2) < pick.0 {
+                    if cheap.0.saturating_mul(FIRST_ROUND_CHEAPER) < pick.0 {
                         pick = cheap;
                     }
                 }

@@ -147,7 +147,7 @@ impl PeerQuality {
 
     /// `peer` answered a request after `rtt` (`None`: over a path that measured nothing).
     pub fn on_answer(&mut self, now: Instant, peer: &NodeId, rtt: Option<Duration>) {
-        let sample = rtt.map(|r| u32::try_from(r.as_micros()).unwrap_or(u32::MAX).max(1));
+        let sample = rtt.map(sample_us);
         let Some(f) = self.record(now, peer, true) else { return };
         let old = f.srtt_us;
         if let Some(sample) = sample {
@@ -167,7 +167,7 @@ impl PeerQuality {
     /// (RFC 6298 takes no sample from a retransmitted segment), so the first answer replaces
     /// it and a peer measured by answers keeps their figure.
     pub fn on_handshake(&mut self, now: Instant, peer: &NodeId, rtt: Duration) {
-        let sample = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX).max(1);
+        let sample = sample_us(rtt);
         let Some(f) = self.record(now, peer, false) else { return };
         let old = f.srtt_us;
         if old != 0 && !f.provisional {
@@ -334,6 +334,11 @@ impl PeerQuality {
 }
 
 /// RFC 6298's `7/8·srtt + 1/8·sample`, rounded to the nearest µs.
+/// A round trip in µs as a record keeps it: at least 1 (0 means unmeasured), saturated.
+fn sample_us(rtt: Duration) -> u32 {
+    u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX).max(1)
+}
+
 fn smooth(srtt: u32, sample: u32) -> u32 {
     let v = (7 * u64::from(srtt) + u64::from(sample) + 4) / 8;
     u32::try_from(v).unwrap_or(u32::MAX)
