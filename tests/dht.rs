@@ -261,6 +261,14 @@ fn a_node_whose_bootstrap_peer_is_not_up_yet_joins_when_it_comes_up() {
     let joiner = Node::start(config).expect("joiner starts");
     let entries = || joiner.handle().snapshot().expect("snapshot").routing.entries;
     assert_eq!(entries(), 0);
+    // The contact starts only once the first join dial has failed: a joiner whose reactor
+    // is slow to run its first dial (a busy CI host) would otherwise find the contact up
+    // and join without a retry.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while joiner.handle().snapshot().expect("snapshot").peers.dial_failures == 0 {
+        assert!(Instant::now() < deadline, "the joiner's first dial never failed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     let mut config = Config { listen: contact_addr, ..Config::default() };
     config.keypair = Some(contact_key);
