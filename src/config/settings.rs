@@ -1044,7 +1044,7 @@ pub const SETTINGS: &[Setting] = &[
     s!(
         "discovery.search_interval",
         discovery.search_interval,
-        r#"How often a topic whose mesh is thin looks for more subscribers."#
+        r#"How often a topic whose mesh is thin (below D_low, and too few connected subscribers to fill it) looks for more subscribers."#
     ),
     s!(
         "discovery.retry_interval",
@@ -1054,7 +1054,7 @@ pub const SETTINGS: &[Setting] = &[
     s!(
         "discovery.dials_per_search",
         discovery.dials_per_search,
-        r#"New subscribers dialled per search."#
+        r#"Most new subscribers dialled per search; a search dials only as many as the mesh lacks (D less the mesh and the connected subscribers it could graft)."#
     ),
     s!(
         "control.max_clients",

@@ -4,8 +4,10 @@
 //! The router runs it, because it joins two protocols that never import each other: for each
 //! topic gossip subscribes to, it announces us as a provider of the topic's key
 //! ([`crate::wire::signing::topic_key`]) and renews that before the record expires, and while
-//! the topic's mesh is below D_low it looks the key's providers up and connects to those it is
-//! not connected to, a few per search. Gossip's own heartbeat then grafts them. Its DHT
+//! the topic's mesh is below D_low and our connections do not bring enough subscribers to fill
+//! it, it looks the key's providers up and connects to as many as the mesh lacks
+//! (`PubSub::peers_wanted`, at most `dials_per_search`) of those it is not connected to.
+//! Gossip's own heartbeat then grafts them. Its DHT
 //! commands carry ids from a range applications never use ([`INTERNAL`]), and the router
 //! hands their replies here instead of to a caller.
 
@@ -33,7 +35,7 @@ pub struct DiscoveryConfig {
     /// How soon a search or announcement that failed (an empty routing table at start) is
     /// tried again.
     pub retry_interval: Duration,
-    /// New subscribers dialled per search.
+    /// Most new subscribers dialled per search (fewer when fewer fill the mesh).
     pub dials_per_search: usize,
 }
 
@@ -113,8 +115,9 @@ impl Discovery {
         self.topics.values().map(|t| t.next_provide.min(t.next_search)).min()
     }
 
-    /// The DHT commands due at `now`. `thin(topic)` says whether its mesh is below D_low.
-    pub fn poll(&mut self, now: Instant, thin: impl Fn(&str) -> bool) -> Vec<Step> {
+    /// The DHT commands due at `now`. `wanted(topic)` is how many more subscribers its mesh
+    /// needs (`PubSub::peers_wanted`); a topic that needs none is not searched.
+    pub fn poll(&mut self, now: Instant, wanted: impl Fn(&str) -> usize) -> Vec<Step> {
         let mut steps = Vec::new();
         for (name, t) in &mut self.topics {
             if t.next_provide <= now {
@@ -127,7 +130,7 @@ impl Discovery {
             }
             if t.next_search <= now {
                 t.next_search = now + self.config.search_interval;
-                if thin(name) {
+                if wanted(name) > 0 {
                     let id = self.next_id;
                     self.next_id += 1;
                     self.in_flight.insert(id, (name.clone(), true));
@@ -139,7 +142,9 @@ impl Discovery {
     }
 
     /// The reply to one of discovery's commands: the subscribers to dial, of those found
-    /// that `connected` does not know, not ourselves. Replies to its dials are dropped.
+    /// that `connected` does not know, not ourselves, as many as `wanted(topic)` says the
+    /// mesh still needs (asked now: subscriptions may have come in while the lookup ran), at
+    /// most `dials_per_search`. Replies to its dials are dropped.
     pub fn on_reply(
         &mut self,
         now: Instant,
@@ -147,6 +152,7 @@ impl Discovery {
         reply: Reply,
         local: NodeId,
         connected: impl Fn(&NodeId) -> bool,
+        wanted: impl Fn(&str) -> usize,
     ) -> Vec<Step> {
         let Some((topic, search)) = self.in_flight.remove(&id.0) else { return Vec::new() };
         let Some(t) = self.topics.get_mut(&topic) else { return Vec::new() };
@@ -181,7 +187,7 @@ impl Discovery {
         let fresh: Vec<PeerInfo> = found
             .into_iter()
             .filter(|p| p.id != local && !connected(&p.id) && !p.addrs.is_empty())
-            .take(self.config.dials_per_search)
+            .take(self.config.dials_per_search.min(wanted(&topic)))
             .collect();
         // Only subscribers we know already (or none): the next search waits its full interval,
         // so a small topic whose every subscriber is connected does not search every retry.
@@ -215,7 +221,7 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Discovery::new(DiscoveryConfig::default());
         d.add(t0, "news");
-        let steps = d.poll(t0, |_| true);
+        let steps = d.poll(t0, |_| 8);
         let [Step::Dht(provide, DhtCommand::Provide { key }), Step::Dht(search, DhtCommand::Providers { .. })] =
             &steps[..]
         else {
@@ -223,7 +229,7 @@ mod tests {
         };
         assert_eq!(*key, topic_key("news"));
         assert!(Discovery::is_internal(*provide));
-        assert!(d.poll(t0, |_| true).is_empty(), "nothing more is due");
+        assert!(d.poll(t0, |_| 8).is_empty(), "nothing more is due");
         let published = Published {
             key: *key,
             stored: 1,
@@ -238,6 +244,7 @@ mod tests {
             Reply::Dht(DhtReply::Provide(Ok(published))),
             peer(0).id,
             |_| false,
+            |_| 8,
         );
         assert!(none.is_empty());
         let found = FoundProviders {
@@ -245,7 +252,7 @@ mod tests {
             stats: LookupStats::default(),
         };
         let reply = Reply::Dht(DhtReply::Providers(Ok(found)));
-        let dials = d.on_reply(t0, *search, reply, peer(0).id, |p| *p == peer(2).id);
+        let dials = d.on_reply(t0, *search, reply, peer(0).id, |p| *p == peer(2).id, |_| 8);
         assert!(
             matches!(&dials[..], [Step::Connect(_, p)] if *p == peer(1)),
             "not us, not a peer we have"
@@ -254,30 +261,63 @@ mod tests {
     }
 
     #[test]
+    fn a_search_dials_only_as_many_subscribers_as_the_mesh_lacks() {
+        let t0 = Instant::now();
+        let config = DiscoveryConfig::default();
+        let mut d = Discovery::new(config);
+        d.add(t0, "news");
+        let steps = d.poll(t0, |_| 8);
+        let Step::Dht(search, _) = steps[1].clone() else { panic!("{steps:?}") };
+        let found = |n: u8| FoundProviders {
+            providers: (1..=n).map(peer).collect(),
+            stats: LookupStats::default(),
+        };
+        // Subscriptions came in while the lookup ran: the mesh now lacks two.
+        let reply = Reply::Dht(DhtReply::Providers(Ok(found(10))));
+        let dials = d.on_reply(t0, search, reply, peer(0).id, |_| false, |_| 2);
+        assert_eq!(dials.len(), 2, "{dials:?}");
+        // Lacking more than a search dials: the search's cap.
+        let later = t0 + config.search_interval;
+        let steps = d.poll(later, |_| 30);
+        let [Step::Dht(search, DhtCommand::Providers { .. })] = steps[..] else {
+            panic!("{steps:?}")
+        };
+        let reply = Reply::Dht(DhtReply::Providers(Ok(found(20))));
+        let dials = d.on_reply(later, search, reply, peer(0).id, |_| false, |_| 30);
+        assert_eq!(dials.len(), config.dials_per_search);
+        // Lacking none by the time the answer came: nobody.
+        let again = later + config.search_interval;
+        let steps = d.poll(again, |_| 1);
+        let [Step::Dht(search, _)] = steps[..] else { panic!("{steps:?}") };
+        let reply = Reply::Dht(DhtReply::Providers(Ok(found(5))));
+        assert!(d.on_reply(again, search, reply, peer(0).id, |_| false, |_| 0).is_empty());
+    }
+
+    #[test]
     fn an_announcement_refused_for_a_full_key_is_renewed_as_if_stored() {
         let t0 = Instant::now();
         let config = DiscoveryConfig::default();
         let mut d = Discovery::new(config);
         d.add(t0, "news");
-        let steps = d.poll(t0, |_| false);
+        let steps = d.poll(t0, |_| 0);
         let [Step::Dht(provide, DhtCommand::Provide { .. })] = steps[..] else {
             panic!("{steps:?}")
         };
         let full =
             Reply::Dht(DhtReply::Provide(Err(DhtError::NotStored(Some(ErrorCode::StorageFull)))));
-        d.on_reply(t0, provide, full, peer(0).id, |_| false);
+        d.on_reply(t0, provide, full, peer(0).id, |_| false, |_| 8);
         // Not retried in 2 s: the next announcement is the regular renewal. (The search is due
         // at its own interval, which comes first.)
         assert_eq!(d.next_deadline(), Some(t0 + config.search_interval));
-        assert!(d.poll(t0 + config.search_interval, |_| false).is_empty());
-        let renewal = d.poll(t0 + config.provide_interval, |_| false);
+        assert!(d.poll(t0 + config.search_interval, |_| 0).is_empty());
+        let renewal = d.poll(t0 + config.provide_interval, |_| 0);
         assert!(matches!(renewal[..], [Step::Dht(_, DhtCommand::Provide { .. })]), "{renewal:?}");
 
         // Another refusal (nobody stored it, for a reason other than a full key) is retried.
         let Step::Dht(again, _) = renewal[0].clone() else { panic!() };
         let later = t0 + config.provide_interval;
         let refused = Reply::Dht(DhtReply::Provide(Err(DhtError::NotStored(None))));
-        d.on_reply(later, again, refused, peer(0).id, |_| false);
+        d.on_reply(later, again, refused, peer(0).id, |_| false, |_| 8);
         assert_eq!(d.next_deadline(), Some(later + config.retry_interval));
     }
 
@@ -287,17 +327,17 @@ mod tests {
         let config = DiscoveryConfig::default();
         let mut d = Discovery::new(config);
         d.add(t0, "news");
-        let steps = d.poll(t0, |_| true);
+        let steps = d.poll(t0, |_| 8);
         let Step::Dht(search, _) = steps[1].clone() else { panic!() };
         let failed = Reply::Dht(DhtReply::Providers(Err(crate::kad::dht::DhtError::NoPeers)));
-        d.on_reply(t0, search, failed.clone(), peer(0).id, |_| false);
+        d.on_reply(t0, search, failed.clone(), peer(0).id, |_| false, |_| 8);
         let retry = t0 + config.retry_interval;
-        let steps = d.poll(retry, |_| true);
+        let steps = d.poll(retry, |_| 8);
         let Step::Dht(again, _) = steps[0].clone() else { panic!("{steps:?}") };
         // A second failure in a row waits twice as long.
-        d.on_reply(retry, again, failed, peer(0).id, |_| false);
+        d.on_reply(retry, again, failed, peer(0).id, |_| false, |_| 8);
         assert_eq!(d.next_deadline(), Some(retry + 2 * config.retry_interval));
-        let steps = d.poll(retry + 2 * config.retry_interval, |_| false);
+        let steps = d.poll(retry + 2 * config.retry_interval, |_| 0);
         assert!(steps.is_empty(), "the mesh filled meanwhile: no search");
         d.remove("news");
         assert_eq!(d.next_deadline(), None);

@@ -811,14 +811,21 @@ impl NodeCore {
             return;
         }
         let gossip = self.protocols.gossip.as_ref();
-        let steps = d.poll(now, |topic| gossip.is_some_and(|g| g.is_thin(topic)));
+        let steps = d.poll(now, |topic| gossip.map_or(0, |g| g.peers_wanted(now, topic)));
         self.run_steps(now, steps);
     }
 
     fn on_discovery_reply(&mut self, now: Instant, id: CommandId, reply: Reply) {
         let Some(d) = &mut self.discovery else { return };
-        let conns = &self.conns;
-        let steps = d.on_reply(now, id, reply, self.local_id, |p| conns.primary(p).is_some());
+        let (conns, gossip) = (&self.conns, self.protocols.gossip.as_ref());
+        let steps = d.on_reply(
+            now,
+            id,
+            reply,
+            self.local_id,
+            |p| conns.primary(p).is_some(),
+            |topic| gossip.map_or(0, |g| g.peers_wanted(now, topic)),
+        );
         self.run_steps(now, steps);
     }
 

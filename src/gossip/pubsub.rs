@@ -192,9 +192,28 @@ impl PubSub {
         self.mesh.contains_key(topic)
     }
 
-    /// Whether our mesh of `topic` is below D_low (topic discovery looks for more peers).
-    pub fn is_thin(&self, topic: &str) -> bool {
-        self.mesh.get(topic).is_some_and(|m| m.peers.len() < self.config.d_low)
+    /// How many more subscribers of `topic` it takes to fill our mesh to D, for topic
+    /// discovery to dial: none while the mesh has D_low peers or more; else D less the mesh
+    /// and the connected subscribers the heartbeat could graft (no backoff, score at least
+    /// zero). So a node whose connections already bring enough subscribers dials nobody, and
+    /// one that lacks two dials two, not a search's worth: every connection costs both ends
+    /// memory and keepalives, and a flood publish reaches every subscribed connection.
+    pub fn peers_wanted(&self, now: Instant, topic: &str) -> usize {
+        let Some((t, m)) = self.mesh.get_key_value(topic) else { return 0 };
+        if m.peers.len() >= self.config.d_low {
+            return 0;
+        }
+        let graftable = self
+            .subs
+            .subscribers(topic)
+            .filter(|p| {
+                !m.peers.contains(p)
+                    && self.peers.contains_key(p)
+                    && self.backoff_over(now, *p, t)
+                    && self.scores.score(now, p) >= 0.0
+            })
+            .count();
+        self.config.d.saturating_sub(m.peers.len() + graftable)
     }
 
     /// The topics we subscribe to.

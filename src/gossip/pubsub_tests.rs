@@ -142,6 +142,38 @@ fn the_heartbeat_tops_a_thin_mesh_up_and_cuts_a_fat_one_down_to_d() {
 }
 
 #[test]
+fn discovery_is_asked_for_only_the_subscribers_the_mesh_lacks() {
+    let t0 = Instant::now();
+    let mut g = PubSub::new(id(200), GossipConfig::default());
+    assert_eq!(g.peers_wanted(t0, T), 0, "not subscribed: nobody");
+    subscribe(&mut g, t0);
+    assert_eq!(g.peers_wanted(t0, T), 8, "no peers: all of D");
+    // Three connected subscribers: the heartbeat grafts them, so five more fill the mesh.
+    for p in 1..=3 {
+        up(&mut g, t0, p, Direction::Outbound);
+        frame(&mut g, t0, p, Gossip::Subscribe { topic: T.into() });
+    }
+    assert_eq!(g.peers_wanted(t0, T), 5);
+    // A peer connected but not subscribed counts for nothing; one in backoff neither.
+    up(&mut g, t0, 4, Direction::Inbound);
+    frame(&mut g, t0, 1, Gossip::Prune { topic: T.into(), backoff_secs: 60, peers: Vec::new() });
+    assert_eq!(g.peers_wanted(t0, T), 6);
+    g.handle_timeout(t0 + S);
+    assert_eq!(g.mesh_peers(T).len(), 2, "grafted the two it could");
+    assert_eq!(g.peers_wanted(t0 + S, T), 6);
+    // Six more subscribers connect: the heartbeat fills the mesh, and at D_low discovery
+    // is asked for nobody even though the mesh is below D.
+    for p in 5..=10 {
+        up(&mut g, t0 + S, p, Direction::Inbound);
+        frame(&mut g, t0 + S, p, Gossip::Subscribe { topic: T.into() });
+    }
+    assert_eq!(g.peers_wanted(t0 + S, T), 0, "2 in the mesh + 6 graftable = D");
+    g.handle_timeout(t0 + 2 * S);
+    assert!(g.mesh_peers(T).len() >= 6);
+    assert_eq!(g.peers_wanted(t0 + 2 * S, T), 0);
+}
+
+#[test]
 fn a_graft_during_backoff_is_refused_and_penalised() {
     let t0 = Instant::now();
     let mut g = with_peers(t0, 1);
