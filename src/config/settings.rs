@@ -782,9 +782,13 @@ pub const SETTINGS: &[Setting] = &[
     s!(
         "gossip.max_dont_want_per_peer",
         gossip.max_dont_want_per_peer,
-        r#"IDONTWANT ids remembered per peer; older ones are forgotten first."#
+        r#"IDONTWANT ids remembered per peer; the older generation is forgotten first, then new ones are refused (counted)."#
     ),
-    s!("gossip.dont_want_ttl", gossip.dont_want_ttl, r#"How long an IDONTWANT is honoured."#),
+    s!(
+        "gossip.dont_want_ttl",
+        gossip.dont_want_ttl,
+        r#"How long an IDONTWANT is honoured at least (at most twice that: ids are kept in two generations)."#
+    ),
     s!(
         "gossip.flood_publish",
         gossip.flood_publish,

@@ -134,6 +134,12 @@ pub struct GossipStats {
     pub idontwant_received: u64,
     /// Sends skipped because the peer said IDONTWANT (queued ones cancelled included).
     pub idontwant_honoured: u64,
+    /// IDONTWANT ids received and kept: a forward to that peer may still be decided.
+    pub idontwant_kept: u64,
+    /// IDONTWANT ids received for messages already forwarded or judged: nothing to keep.
+    pub idontwant_settled: u64,
+    /// IDONTWANT ids not kept because the peer had `max_dont_want_per_peer` in force.
+    pub idontwant_over_cap: u64,
     /// GRAFTs and PRUNEs sent.
     pub grafts_sent: u64,
     /// See `grafts_sent`.
@@ -173,6 +179,8 @@ pub struct GossipStats {
     pub pending_checks: u64,
     /// Gauge: messages whose staggered forwards are held now.
     pub staggered_held: u64,
+    /// Gauge: IDONTWANT ids in force, all peers.
+    pub dont_want_ids: u64,
     /// Bytes in outbound queues, all peers.
     pub queued_bytes: u64,
 }

@@ -80,9 +80,10 @@ pub struct GossipConfig {
     /// Messages whose forwards may be held at once; past it, a message is forwarded to all at
     /// once (counted).
     pub max_staggered: usize,
-    /// IDONTWANT ids remembered per peer; older ones are forgotten first.
+    /// IDONTWANT ids remembered per peer; the older generation is forgotten first, then new
+    /// ones are refused (counted).
     pub max_dont_want_per_peer: usize,
-    /// How long an IDONTWANT is honoured.
+    /// How long an IDONTWANT is honoured at least (at most twice that: two generations).
     pub dont_want_ttl: Duration,
     /// Send our own messages to every subscribed peer above the publish threshold, not only
     /// the mesh.

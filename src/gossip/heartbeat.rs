@@ -27,12 +27,13 @@ impl PubSub {
         self.mcache.shift();
         self.seen.expire(now);
         self.backoff.retain(|_, until| *until > now);
+        let ttl = self.config.dont_want_ttl;
         for p in self.peers.values_mut() {
             p.ihaves = 0;
             p.iwants_asked = 0;
             p.iwants_served = 0;
             p.mesh_changes = 0;
-            p.expire_dont_want(now);
+            p.dont_want.turn(now, ttl);
         }
         for peer in self.queued.iter().copied().collect::<Vec<_>>() {
             self.release(now, peer);

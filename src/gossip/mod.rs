@@ -10,6 +10,7 @@
 //! - [`topics`]: peers' subscriptions, capped.
 //! - [`outbound`]: each peer's bounded priority queue.
 //! - `stagger`: large messages' forwards held for a link latency, so IDONTWANT can cancel them.
+//! - `dont_want`: each peer's IDONTWANT ids, in two generations.
 //! - [`score`]: peer scoring.
 //! - [`config`]: every parameter, and [`api`]: commands, replies, events, counters.
 //!
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod cache;
 pub mod config;
+mod dont_want;
 mod heartbeat;
 pub mod outbound;
 pub mod pubsub;

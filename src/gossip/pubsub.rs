@@ -18,7 +18,7 @@
 //! (`heartbeat`). Sends go through each peer's [`Outbound`] queue when its connection
 //! is congested, straight out otherwise.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ use super::api::{
 };
 use super::cache::{MessageCache, SeenCache};
 use super::config::GossipConfig;
+use super::dont_want::DontWant;
 use super::outbound::{wire_bytes, Class, Outbound, Pushed};
 use super::score::Scores;
 use super::stagger::Stagger;
@@ -68,10 +69,8 @@ pub(super) struct PeerState {
     /// Bytes sent straight out during input number `burst_epoch`.
     burst: usize,
     burst_epoch: u64,
-    /// Ids it said IDONTWANT for, by their first 8 bytes ([`dont_want_key`]); until when,
-    /// oldest first, in `dont_want_order`.
-    dont_want: HashSet<u64>,
-    dont_want_order: VecDeque<(Instant, u64)>,
+    /// Ids it said IDONTWANT for, while a forward to it may still be decided.
+    pub(super) dont_want: DontWant,
     /// IHAVE frames taken and ids asked of it this heartbeat.
     pub(super) ihaves: usize,
     pub(super) iwants_asked: usize,
@@ -172,6 +171,7 @@ impl PubSub {
             seen_ids: self.seen.len() as u64,
             pending_checks: self.validation.len() as u64,
             staggered_held: self.stagger.len() as u64,
+            dont_want_ids: self.peers.values().map(|p| p.dont_want.len() as u64).sum(),
             queued_bytes: self.peers.values().map(|p| p.queue.bytes() as u64).sum(),
             ..self.stats
         }
@@ -529,8 +529,9 @@ impl PubSub {
             [p.from, author].into_iter().chain(p.also_from.iter().copied()).collect();
         let mut targets: Vec<NodeId> =
             mesh.peers.iter().filter(|q| !had.contains(q)).copied().collect();
+        let ttl = self.config.dont_want_ttl;
         targets.retain(|q| {
-            let refuses = self.peers.get_mut(q).is_some_and(|s| s.refuses(now, &id));
+            let refuses = self.peers.get_mut(q).is_some_and(|s| s.refuses(now, ttl, &id));
             self.stats.idontwant_honoured += u64::from(refuses);
             !refuses
         });
@@ -567,11 +568,12 @@ impl PubSub {
     /// topic's mesh, and no IDONTWANT from them (copies they sent were struck off when they
     /// came).
     fn release_staggered(&mut self, now: Instant) {
+        let ttl = self.config.dont_want_ttl;
         while let Some((id, held)) = self.stagger.pop_due(now) {
             let topic = held.msg.topic.as_str();
             for q in held.to {
                 let in_mesh = self.mesh.get(topic).is_some_and(|m| m.peers.contains(&q));
-                if !in_mesh || self.peers.get_mut(&q).is_none_or(|s| s.refuses(now, &id)) {
+                if !in_mesh || self.peers.get_mut(&q).is_none_or(|s| s.refuses(now, ttl, &id)) {
                     self.stats.staggered_cancelled += 1;
                     continue;
                 }
@@ -728,14 +730,24 @@ impl PubSub {
         }
     }
 
+    /// A peer has these messages: its queued copies are cancelled, and the ids are kept
+    /// (for `dont_want_ttl`) only while a forward to it may still be decided: a message still
+    /// unseen or being checked, or one whose forwards are held. For one we have accepted and
+    /// forwarded already, or judged, nothing is left to cancel, so nothing is kept.
     fn on_idontwant(&mut self, now: Instant, from: NodeId, ids: Vec<MessageId>) {
         self.stats.idontwant_received += 1;
         let (ttl, cap) = (self.config.dont_want_ttl, self.config.max_dont_want_per_peer);
         let Some(p) = self.peers.get_mut(&from) else { return };
         for id in ids.into_iter().take(cap) {
-            p.dont_want(now + ttl, id, cap);
             let cancelled = p.queue.cancel(&id);
             self.stats.idontwant_honoured += cancelled as u64;
+            if self.seen.contains(&id) && !self.stagger.holds(&id) {
+                self.stats.idontwant_settled += 1;
+            } else if p.dont_want.insert(now, ttl, &id, cap) {
+                self.stats.idontwant_kept += 1;
+            } else {
+                self.stats.idontwant_over_cap += 1;
+            }
         }
     }
 
@@ -933,8 +945,7 @@ impl PeerState {
             queue: Outbound::default(),
             burst: 0,
             burst_epoch: 0,
-            dont_want: HashSet::new(),
-            dont_want_order: VecDeque::new(),
+            dont_want: DontWant::default(),
             ihaves: 0,
             iwants_asked: 0,
             iwants_served: 0,
@@ -943,44 +954,11 @@ impl PeerState {
         }
     }
 
-    /// Whether it said IDONTWANT for `id` (and that is still in force).
-    pub(super) fn refuses(&mut self, now: Instant, id: &MessageId) -> bool {
-        self.expire_dont_want(now);
-        self.dont_want.contains(&dont_want_key(id))
+    /// Whether it said IDONTWANT for `id` and that is still in force (`ttl`: the config's
+    /// `dont_want_ttl`).
+    pub(super) fn refuses(&mut self, now: Instant, ttl: Duration, id: &MessageId) -> bool {
+        self.dont_want.contains(now, ttl, id)
     }
-
-    fn dont_want(&mut self, until: Instant, id: MessageId, cap: usize) {
-        let key = dont_want_key(&id);
-        if self.dont_want.contains(&key) {
-            return;
-        }
-        while self.dont_want.len() >= cap.max(1) {
-            let Some((_, old)) = self.dont_want_order.pop_front() else { break };
-            self.dont_want.remove(&old);
-        }
-        self.dont_want.insert(key);
-        self.dont_want_order.push_back((until, key));
-    }
-
-    pub(super) fn expire_dont_want(&mut self, now: Instant) {
-        while let Some(&(until, id)) = self.dont_want_order.front() {
-            if until > now {
-                break;
-            }
-            self.dont_want_order.pop_front();
-            self.dont_want.remove(&id);
-        }
-    }
-}
-
-/// What a peer's IDONTWANT is remembered by: the id's first 8 bytes, a third of the memory of
-/// the whole id and its time. Ids are SHA-256 outputs, so two messages share a key by chance
-/// about once in 2^64; and a key a peer makes collide on purpose only withholds a message from
-/// that peer itself, which it could ask for with IWANT anyway.
-fn dont_want_key(id: &MessageId) -> u64 {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&id.0[..8]);
-    u64::from_le_bytes(first)
 }
 
 fn check_topic(topic: &str) -> Result<(), GossipError> {

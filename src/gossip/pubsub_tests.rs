@@ -252,6 +252,52 @@ fn a_verified_message_is_delivered_once_forwarded_to_the_mesh_and_idontwant_is_h
     // An IWANT overrides an IDONTWANT (the peer's copy may have been forged).
     frame(&mut g, t0, 3, Gossip::IWant { ids: vec![m.id()] });
     assert_eq!(sends_to(&drain(&mut g), |x| matches!(x, Gossip::Publish(_))), vec![id(3)]);
+    // Peer 3's IDONTWANT came before the message: kept until the forward was decided.
+    assert_eq!((g.stats().idontwant_kept, g.stats().idontwant_settled), (1, 0));
+}
+
+#[test]
+fn an_idontwant_is_kept_only_while_a_forward_may_still_be_decided() {
+    let t0 = Instant::now();
+    let mut g = with_peers(t0, 4);
+    subscribe(&mut g, t0);
+    let m = message(1, 2048);
+    frame(&mut g, t0, 1, Gossip::Publish(m.clone()));
+    let out = drain(&mut g);
+    // Being checked: peer 2's IDONTWANT is kept, and the forward skips it.
+    frame(&mut g, t0, 2, Gossip::IDontWant { ids: vec![m.id()] });
+    assert_eq!(g.stats().dont_want_ids, 1);
+    let after = run_checks(&mut g, t0, &out);
+    assert_eq!(sends_to(&after, |x| matches!(x, Gossip::Publish(_))), vec![id(3), id(4)]);
+    // Forwarded already: peers 3 and 4 saying IDONTWANT now changes nothing, so nothing is
+    // kept for them.
+    frame(&mut g, t0, 3, Gossip::IDontWant { ids: vec![m.id()] });
+    frame(&mut g, t0, 4, Gossip::IDontWant { ids: vec![m.id()] });
+    let s = g.stats();
+    assert_eq!((s.idontwant_kept, s.idontwant_settled, s.dont_want_ids), (1, 2, 1));
+    // A message not seen yet is kept, and the kept ids go within twice the TTL.
+    let later = message(2, 2048);
+    frame(&mut g, t0, 3, Gossip::IDontWant { ids: vec![later.id()] });
+    assert_eq!(g.stats().dont_want_ids, 2);
+    let ttl = GossipConfig::default().dont_want_ttl;
+    g.handle_timeout(t0 + 2 * ttl);
+    assert_eq!(g.stats().dont_want_ids, 0);
+}
+
+#[test]
+fn a_peer_over_its_idontwant_cap_is_refused_and_counted() {
+    let t0 = Instant::now();
+    let config = GossipConfig { max_dont_want_per_peer: 3, ..GossipConfig::default() };
+    let mut g = PubSub::new(id(200), config);
+    up(&mut g, t0, 1, Direction::Inbound);
+    let ids: Vec<MessageId> = (0..5).map(|n| message(n, 10).id()).collect();
+    frame(&mut g, t0, 1, Gossip::IDontWant { ids });
+    let s = g.stats();
+    assert_eq!((s.idontwant_kept, s.idontwant_over_cap, s.dont_want_ids), (3, 0, 3));
+    let more: Vec<MessageId> = (5..7).map(|n| message(n, 10).id()).collect();
+    frame(&mut g, t0, 1, Gossip::IDontWant { ids: more });
+    let s = g.stats();
+    assert_eq!((s.idontwant_kept, s.idontwant_over_cap, s.dont_want_ids), (3, 2, 3));
 }
 
 #[test]

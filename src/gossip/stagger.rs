@@ -90,6 +90,11 @@ impl Stagger {
         self.due.front().map(|(due, _)| *due)
     }
 
+    /// Whether `id`'s forwards are held.
+    pub(super) fn holds(&self, id: &MessageId) -> bool {
+        self.held.contains_key(id)
+    }
+
     /// Messages with forwards held.
     pub(super) fn len(&self) -> usize {
         self.held.len()

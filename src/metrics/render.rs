@@ -587,6 +587,18 @@ fn gossip(f: &mut Families, s: &Snapshot) {
         "Large messages whose forwards are held now.",
         g.staggered_held,
     );
+    let ids = [
+        ("kept", g.idontwant_kept),
+        ("settled", g.idontwant_settled),
+        ("over_cap", g.idontwant_over_cap),
+    ];
+    f.counters(
+        "petrel_gossip_idontwant_ids_total",
+        "IDONTWANT ids received: kept while a forward to that peer may still be decided (kept), \
+         for messages already forwarded or judged (settled), refused at the peer's cap (over_cap).",
+        ids.map(|(r, n)| ([("outcome", r)], n)),
+    );
+    f.gauge("petrel_gossip_idontwant_ids", "IDONTWANT ids in force, all peers.", g.dont_want_ids);
     f.counter(
         "petrel_gossip_broken_promises_total",
         "IWANTs whose announced message never came.",
