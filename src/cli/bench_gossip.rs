@@ -356,6 +356,8 @@ fn sum_gossip(total: &mut GossipStats, s: &GossipStats) {
     total.iwant_served += s.iwant_served;
     total.idontwant_sent += s.idontwant_sent;
     total.idontwant_honoured += s.idontwant_honoured;
+    total.idontwant_kept += s.idontwant_kept;
+    total.idontwant_settled += s.idontwant_settled;
     total.grafts_sent += s.grafts_sent;
     total.prunes_sent += s.prunes_sent;
     total.queued_sends += s.queued_sends;
@@ -453,7 +455,8 @@ impl GossipReport {
              \"deliveries_per_cpu_s\":{:.0},\"dropped_sends\":{},\"duplicates_received\":{},\
              \"gossip\":{{\"published\":{},\"received\":{},\"delivered\":{},\"check_jobs\":{},\
              \"forwarded\":{},\"ihave_sent\":{},\"iwant_sent\":{},\"iwant_served\":{},\
-             \"idontwant_sent\":{},\"idontwant_honoured\":{},\"grafts_sent\":{},\
+             \"idontwant_sent\":{},\"idontwant_honoured\":{},\"idontwant_kept\":{},\
+             \"idontwant_settled\":{},\"grafts_sent\":{},\
              \"prunes_sent\":{},\"queued_sends\":{},\"dropped_sends\":{},\
              \"expired_forwards\":{},\"heartbeats\":{}}},\"mesh_mean_end\":{:.2},\
              \"wall_s\":{:.3},\"cpu_s\":{:.2},\"peak_rss_mib\":{:.1},\"rss_per_node_kib\":{:.0}}}",
@@ -494,6 +497,8 @@ impl GossipReport {
             g.iwant_served,
             g.idontwant_sent,
             g.idontwant_honoured,
+            g.idontwant_kept,
+            g.idontwant_settled,
             g.grafts_sent,
             g.prunes_sent,
             g.queued_sends,
