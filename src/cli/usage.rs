@@ -247,7 +247,7 @@ pub const COMMANDS: &[Command] = &[
                 \x20     [--adversarial F --attack silent|fabricate|bad-records|eclipse|\n\
                 \x20                               dead-addresses|loopback-claims|flood]\n\
                 \x20     [--disjoint D] [--get] [--max-connections N] [--idle-timeout-s S]\n\
-                \x20     [--no-pipelining]\n  \
+                \x20     [--no-pipelining] [--settled J]\n  \
                 a DHT scenario on the simulator (one JSON object)",
         flags: &[
             "--nodes",
@@ -262,6 +262,7 @@ pub const COMMANDS: &[Command] = &[
             "--disjoint",
             "--max-connections",
             "--idle-timeout-s",
+            "--settled",
         ],
         switches: &["--get", "--no-pipelining"],
         args: &[],

@@ -21,6 +21,7 @@
 use std::time::{Duration, Instant};
 
 use super::dht::{Dht, DhtReply, Timer};
+use super::routing::{InsertOutcome, Source};
 use crate::protocol::{Action, CommandId};
 use crate::wire::messages::PeerInfo;
 
@@ -84,6 +85,34 @@ impl Dht {
         self.dial_contacts();
         self.join.retry = (self.join.retry * 2).min(JOIN_RETRY_MAX);
         self.timers.set(Timer::Rejoin, now + self.join.retry);
+    }
+
+    /// Puts `peers` in the routing table as verified entries last heard from at `now`, and
+    /// counts the node as joined: the state of a node that has been part of a settled network
+    /// for a while. Returns how many entries the table took; its bucket and subnet limits
+    /// apply as to any contact, and a full bucket pings nobody.
+    ///
+    /// Only the simulator calls it, to start a network of 100,000 nodes without replaying
+    /// every join (`crate::sim::dht`, `Start::Settled`). Neither the wire nor the node's
+    /// commands reach it: outside a simulation an address is a claim until we dial it.
+    pub(crate) fn start_settled(
+        &mut self,
+        now: Instant,
+        peers: impl IntoIterator<Item = PeerInfo>,
+    ) -> usize {
+        self.joined = true;
+        peers
+            .into_iter()
+            .filter(|p| {
+                // A full bucket would leave a PING pending that nobody sends.
+                let room = self.routing.bucket_index(&p.id).is_some_and(|b| {
+                    self.routing.bucket_entries(b).len() < self.routing.config().k
+                });
+                room && !p.addrs.is_empty()
+                    && self.routing.observe(now, p.clone(), Source::Verified)
+                        == InsertOutcome::Added
+            })
+            .count()
     }
 
     /// On the maintenance tick: a table that emptied since the join starts the retries again.

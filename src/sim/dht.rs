@@ -7,6 +7,12 @@
 //!    `degree` random earlier nodes (adversaries included); its first contact starts its
 //!    self-lookup (the join). After the last join the network settles for `settle`, then every
 //!    honest node runs an explicit bootstrap (a second self-lookup, staggered by `join_gap`).
+//!    With [`Start::Settled`] the network has been running instead: every node but the last
+//!    `joining` starts with the table a settled network converges to (each bucket holds up to
+//!    k nodes of its range drawn at random, adversaries included, verified, none connected),
+//!    and only the last `joining` honest nodes join and bootstrap as above. Replaying 100,000
+//!    joins costs an hour and 15 GiB here, nearly all of it in the joins and their connections;
+//!    the lookups measured afterwards are a small part of any run.
 //! 2. For `LookupKind::Get`, one record per lookup is PUT first from a random honest node.
 //! 3. Lookups start every `lookup_gap` from random live honest nodes. With `churn` p, p × the
 //!    honest nodes leave at random instants of the lookup phase; half of them come back
@@ -29,7 +35,7 @@ use super::{LatencyModel, NodeIdx, NodeKind, Sim, SimConfig, SimStats};
 use crate::bytes::ByteBuf;
 use crate::core::PeerLimits;
 use crate::core::{Command, CommandId, CoreConfig, NodeCore, Reply};
-use crate::identity::NodeId;
+use crate::identity::{NodeId, ID_BITS, ID_BYTES};
 use crate::kad::dht::{DhtCommand, DhtConfig, DhtReply};
 use crate::kad::lookup::LookupStats;
 use crate::rng::Rng;
@@ -44,6 +50,19 @@ pub enum LookupKind {
     FindNode,
     /// GET of a record PUT beforehand.
     Get,
+}
+
+/// How a scenario's network comes to be (module doc, step 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Every honest node joins through `degree` earlier nodes, then bootstraps.
+    Joins,
+    /// The network has been running: all nodes but the last `joining` start with settled
+    /// routing tables; those last honest nodes join and bootstrap.
+    Settled {
+        /// Nodes, last in creation order, that join through the protocol.
+        joining: usize,
+    },
 }
 
 /// A DHT scenario. [`DhtScenario::new`] gives the defaults.
@@ -89,11 +108,13 @@ pub struct DhtScenario {
     pub limits: PeerLimits,
     /// Requests leave with the dialer's Hello (`SimConfig::pipelining`).
     pub pipelining: bool,
+    /// Whether every node joins, or the network starts settled.
+    pub start: Start,
 }
 
 impl DhtScenario {
     /// `nodes` nodes, `lookups` FIND_NODE lookups, seed `seed`; latency 10..=100 ms, no loss,
-    /// churn or adversaries, one path, degree 3, default connection limits.
+    /// churn or adversaries, one path, degree 3, default connection limits, every node joins.
     pub fn new(nodes: usize, lookups: usize, seed: u64) -> DhtScenario {
         DhtScenario {
             nodes,
@@ -117,6 +138,7 @@ impl DhtScenario {
             dht: DhtConfig::default(),
             limits: PeerLimits::DEFAULT,
             pipelining: true,
+            start: Start::Joins,
         }
     }
 }
@@ -278,9 +300,14 @@ impl DhtNet {
             };
             all.push(idx);
         }
+        let first_joiner = match sc.start {
+            Start::Joins => 0,
+            Start::Settled { joining } => all.len().saturating_sub(joining),
+        };
+        net.settle_tables(&all[..first_joiner], sc.dht.routing.k);
         // Joins: honest node i dials `degree` random earlier nodes at i × join_gap.
         let mut at = Duration::ZERO;
-        for (i, &idx) in all.iter().enumerate() {
+        for (i, &idx) in all.iter().enumerate().skip(first_joiner) {
             if net.adversaries.contains(&idx) {
                 continue;
             }
@@ -290,9 +317,13 @@ impl DhtNet {
                 net.rng.distinct_below(i, sc.degree).into_iter().map(|j| all[j]).collect();
             net.join(idx, &contacts);
         }
+        let joiners: Vec<NodeIdx> =
+            all[first_joiner..].iter().copied().filter(|i| net.sim.core(*i).is_some()).collect();
+        if joiners.is_empty() {
+            return net;
+        }
         net.sim.run_for(sc.settle);
-        let honest = net.honest.clone();
-        for idx in honest {
+        for idx in joiners {
             net.sim.run_for(sc.join_gap);
             let _ = net.sim.command(idx, Command::Dht(DhtCommand::Bootstrap));
         }
@@ -301,6 +332,47 @@ impl DhtNet {
             net.sim.take_replies(idx);
         }
         net
+    }
+
+    /// Gives every honest node of `nodes` the routing table a settled network of `nodes`
+    /// converges to: for each bucket, up to `k` nodes of its id range drawn at random
+    /// (`Dht::start_settled`). Ids sorted, a bucket's range is a slice found by two binary
+    /// searches, so this costs O(n log n) however large the network.
+    fn settle_tables(&mut self, nodes: &[NodeIdx], k: usize) {
+        let mut sorted: Vec<(NodeId, NodeIdx)> =
+            nodes.iter().filter_map(|&i| Some((self.sim.node_id(i)?, i))).collect();
+        sorted.sort_unstable();
+        let count = |lo: &NodeId, hi: &NodeId| {
+            let start = sorted.partition_point(|(x, _)| x < lo);
+            (start, sorted.partition_point(|(x, _)| x <= hi) - start)
+        };
+        let now = self.sim.now();
+        for &(id, idx) in &sorted {
+            if self.sim.core(idx).is_none() {
+                continue;
+            }
+            let mut peers = Vec::new();
+            for bucket in 0..ID_BITS {
+                // Bucket `bucket`: ids sharing our first `bucket` bits, differing at the next.
+                let mut far = *id.as_bytes();
+                far[bucket / 8] ^= 0x80 >> (bucket % 8);
+                let (lo, hi) = prefix_span(&far, bucket + 1);
+                let (start, n) = count(&lo, &hi);
+                for j in sample(&mut self.rng, n, k) {
+                    let (peer, at) = sorted[start + j];
+                    peers.extend(self.sim.addr(at).map(|a| PeerInfo { id: peer, addrs: vec![a] }));
+                }
+                // Nobody else shares our first `bucket + 1` bits: every nearer bucket is empty.
+                let (lo, hi) = prefix_span(id.as_bytes(), bucket + 1);
+                if count(&lo, &hi).1 <= 1 {
+                    break;
+                }
+            }
+            if let Some(core) = self.sim.core_mut(idx) {
+                core.dht_mut().start_settled(now, peers);
+            }
+            self.sim.flush(idx);
+        }
     }
 
     /// `from` joins through `contacts` (`DhtCommand::Join`), as a node given them as its
@@ -369,6 +441,33 @@ impl DhtNet {
         }
         got
     }
+}
+
+/// The lowest and highest ids whose first `len` bits are those of `prefix`.
+fn prefix_span(prefix: &[u8; ID_BYTES], len: usize) -> (NodeId, NodeId) {
+    let (mut lo, mut hi) = (*prefix, *prefix);
+    for bit in len..ID_BITS {
+        let mask = 0x80u8 >> (bit % 8);
+        lo[bit / 8] &= !mask;
+        hi[bit / 8] |= mask;
+    }
+    (NodeId::from_bytes(lo), NodeId::from_bytes(hi))
+}
+
+/// `min(k, n)` distinct indices below `n`, drawn at random. Where `n` is far larger than `k`
+/// (bucket 0 holds half the network) by redrawing a repeat, so the cost does not grow with `n`.
+fn sample(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
+    if n <= 4 * k {
+        return rng.distinct_below(n, k);
+    }
+    let mut picked: Vec<usize> = Vec::with_capacity(k);
+    while picked.len() < k {
+        let j = rng.below(n as u64) as usize;
+        if !picked.contains(&j) {
+            picked.push(j);
+        }
+    }
+    picked
 }
 
 /// A lookup in flight: origin, target key, the value a GET must return, start time.
