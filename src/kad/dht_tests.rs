@@ -1144,3 +1144,43 @@ fn a_join_keeps_at_most_its_bound_of_contacts() {
     assert_eq!(replies(&drain(&mut d)), vec![DhtReply::Join(0)]);
     assert_eq!(d.next_deadline(), None);
 }
+
+#[test]
+fn a_settled_start_fills_buckets_to_k_with_verified_entries_and_sends_nothing() {
+    let t0 = Instant::now();
+    let config = DhtConfig { join_on_first_contact: true, maintenance_interval: 10 * S, ..quiet() };
+    let mut d = dht(config);
+    // 25 peers of bucket 0 (first bit 0), one of bucket 1, one of bucket 3 (so bucket 2 is
+    // empty, as a bucket whose range holds nobody), ourselves, one without an address.
+    let mut peers: Vec<PeerInfo> = (1..=25).map(info).collect();
+    peers.push(info(0xc0));
+    peers.push(info(0x90));
+    peers.push(PeerInfo { id: LOCAL, addrs: vec![addr(9)] });
+    peers.push(PeerInfo { id: id(0x30), addrs: Vec::new() });
+    assert_eq!(d.start_settled(t0, peers), 22);
+    let k = d.routing.config().k;
+    assert_eq!((d.routing.bucket_entries(0).len(), d.routing.bucket_entries(1).len()), (k, 1));
+    assert!(d.routing.iter().all(|e| e.source == Source::Verified));
+    // The five over k were dropped, not queued behind a PING.
+    assert!(d.routing.replacements(0).is_empty() && d.routing.pending_ping(0).is_none());
+    assert!(drain(&mut d).is_empty());
+    assert_eq!(d.next_deadline(), Some(t0 + 10 * S), "the maintenance tick is armed");
+
+    // Ticks send nothing until the buckets are due for refresh, counted from the start.
+    let refresh = d.routing.config().refresh_interval;
+    let mut at = t0;
+    while at + 10 * S < t0 + refresh {
+        at += 10 * S;
+        d.handle_timeout(at);
+        assert!(drain(&mut d).is_empty(), "{:?} after the start", at - t0);
+    }
+    d.handle_timeout(t0 + refresh + 10 * S);
+    let asked = requests(&drain(&mut d));
+    assert!(asked.iter().any(|(_, r, _)| matches!(r, Request::FindNode { .. })), "{asked:?}");
+
+    // A settled node has joined: a new contact starts no self-lookup.
+    dialled(&mut d, t0 + refresh + 11 * S, &[0xc1]);
+    let asked = requests(&drain(&mut d));
+    assert!(asked.iter().all(|(_, r, _)| *r != Request::FindNode { target: LOCAL }), "{asked:?}");
+    assert_eq!(d.routing.bucket_entries(1).len(), 2);
+}

@@ -87,10 +87,12 @@ impl Dht {
         self.timers.set(Timer::Rejoin, now + self.join.retry);
     }
 
-    /// Puts `peers` in the routing table as verified entries last heard from at `now`, and
-    /// counts the node as joined: the state of a node that has been part of a settled network
-    /// for a while. Returns how many entries the table took; its bucket and subnet limits
-    /// apply as to any contact, and a full bucket pings nobody.
+    /// Puts `peers` in the routing table as verified entries last heard from at `now`, counts
+    /// its buckets (empty ones below the nearest entry too) as refreshed at `now`, and the node
+    /// as joined, and arms the maintenance tick: the state of a node that has been part of a
+    /// settled network for a while.
+    /// Returns how many entries the table took; its bucket and subnet limits apply as to any
+    /// contact, and a full bucket pings nobody.
     ///
     /// Only the simulator calls it, to start a network of 100,000 nodes without replaying
     /// every join (`crate::sim::dht`, `Start::Settled`). Neither the wire nor the node's
@@ -101,7 +103,8 @@ impl Dht {
         peers: impl IntoIterator<Item = PeerInfo>,
     ) -> usize {
         self.joined = true;
-        peers
+        self.arm_tick(now);
+        let added = peers
             .into_iter()
             .filter(|p| {
                 // A full bucket would leave a PING pending that nobody sends.
@@ -112,7 +115,13 @@ impl Dht {
                     && self.routing.observe(now, p.clone(), Source::Verified)
                         == InsertOutcome::Added
             })
-            .count()
+            .count();
+        // A bucket whose range holds nobody stays empty: without this, every node of a large
+        // network would refresh one at its first tick, all at once.
+        for b in 0..self.routing.bucket_count() {
+            self.routing.mark_refreshed(b, now);
+        }
+        added
     }
 
     /// On the maintenance tick: a table that emptied since the join starts the retries again.
