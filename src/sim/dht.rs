@@ -9,7 +9,8 @@
 //!    honest node runs an explicit bootstrap (a second self-lookup, staggered by `join_gap`).
 //!    With [`Start::Settled`] the network has been running instead: every node but the last
 //!    `joining` starts with the table a settled network converges to (each bucket holds up to
-//!    k nodes of its range drawn at random, adversaries included, verified, none connected),
+//!    k nodes of its range drawn at random, verified, none connected; adversaries that answer
+//!    requests among them at their share, silent ones not, since they never answered),
 //!    and only the last `joining` honest nodes join and bootstrap as above. Replaying 100,000
 //!    joins costs an hour and 15 GiB here, nearly all of it in the joins and their connections;
 //!    the lookups measured afterwards are a small part of any run.
@@ -335,12 +336,17 @@ impl DhtNet {
     }
 
     /// Gives every honest node of `nodes` the routing table a settled network of `nodes`
-    /// converges to: for each bucket, up to `k` nodes of its id range drawn at random
-    /// (`Dht::start_settled`). Ids sorted, a bucket's range is a slice found by two binary
+    /// converges to: for each bucket, up to `k` nodes of its id range drawn at random, answering
+    /// adversaries among them at their share (`Dht::start_settled`). Ids sorted, a bucket's range is a slice found by two binary
     /// searches, so this costs O(n log n) however large the network.
     fn settle_tables(&mut self, nodes: &[NodeIdx], k: usize) {
-        let mut sorted: Vec<(NodeId, NodeIdx)> =
-            nodes.iter().filter_map(|&i| Some((self.sim.node_id(i)?, i))).collect();
+        // A verified entry answered us once: a silent adversary never does, so it is in no
+        // settled table (it can still be a joining node's contact).
+        let mut sorted: Vec<(NodeId, NodeIdx)> = nodes
+            .iter()
+            .filter(|&&i| self.sim.kind(i) != Some(NodeKind::Silent))
+            .filter_map(|&i| Some((self.sim.node_id(i)?, i)))
+            .collect();
         sorted.sort_unstable();
         let count = |lo: &NodeId, hi: &NodeId| {
             let start = sorted.partition_point(|(x, _)| x < lo);
