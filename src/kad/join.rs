@@ -104,18 +104,18 @@ impl Dht {
     ) -> usize {
         self.joined = true;
         self.arm_tick(now);
-        let added = peers
-            .into_iter()
-            .filter(|p| {
-                // A full bucket would leave a PING pending that nobody sends.
-                let room = self.routing.bucket_index(&p.id).is_some_and(|b| {
-                    self.routing.bucket_entries(b).len() < self.routing.config().k
-                });
-                room && !p.addrs.is_empty()
-                    && self.routing.observe(now, p.clone(), Source::Verified)
-                        == InsertOutcome::Added
-            })
-            .count();
+        let mut added = 0;
+        for peer in peers {
+            // A full bucket would leave a PING pending that nobody sends.
+            let k = self.routing.config().k;
+            let room = self
+                .routing
+                .bucket_index(&peer.id)
+                .is_some_and(|b| self.routing.bucket_entries(b).len() < k);
+            if room && self.routing.observe(now, peer, Source::Verified) == InsertOutcome::Added {
+                added += 1;
+            }
+        }
         // A bucket whose range holds nobody stays empty: without this, every node of a large
         // network would refresh one at its first tick, all at once.
         for b in 0..self.routing.bucket_count() {
