@@ -711,12 +711,11 @@ impl RoutingTable {
         Ok(())
     }
 
-    /// Appends `entry` at the most-recent end of bucket `b` and counts its subnet. Every entry
-    /// enters through here, so the subnet counts cannot drift.
+    /// Appends `entry` at the most-recent end of bucket `b` and counts its subnet in the
+    /// table. Every entry enters through here, so the table's subnet counts cannot drift.
     fn insert_entry(&mut self, b: usize, entry: Entry) {
         if let Some(subnet) = entry.subnet {
             *self.subnets.entry(subnet).or_insert(0) += 1;
-            self.buckets[b].add_subnet(subnet, self.config.k);
         }
         push_within(&mut self.buckets[b].entries, entry, self.config.k);
     }
@@ -730,7 +729,6 @@ impl RoutingTable {
             bucket.pending_ping = None;
         }
         if let Some(subnet) = entry.subnet {
-            bucket.release_subnet(&subnet);
             if let Some(count) = self.subnets.get_mut(&subnet) {
                 *count -= 1;
                 if *count == 0 {
@@ -807,8 +805,6 @@ struct Bucket {
     entries: Vec<Entry>,
     /// At most `replacement_cache`, oldest first; they count toward no subnet limit.
     replacements: Vec<Entry>,
-    /// Entries per subnet in this bucket: a handful at most, so a small list beats a map.
-    subnets: Vec<(Subnet, usize)>,
     /// The entry being pinged for a candidate; one at a time.
     pending_ping: Option<NodeId>,
     /// Last insertion or lookup through this bucket; `None` = never.
@@ -825,25 +821,11 @@ impl Bucket {
         Some(self.replacements.remove(pos))
     }
 
+    /// Entries of `subnet` in this bucket, counted from the entries themselves: at most k to
+    /// look at, and a kept count per bucket cost as much memory as the entries' addresses
+    /// (every node keeps about log2(N / k) full buckets).
     fn subnet_count(&self, subnet: &Subnet) -> usize {
-        self.subnets.iter().find(|(s, _)| s == subnet).map_or(0, |(_, n)| *n)
-    }
-
-    /// Counts an entry in `subnet`; a bucket of at most `k` entries has at most `k` subnets.
-    fn add_subnet(&mut self, subnet: Subnet, k: usize) {
-        match self.subnets.iter_mut().find(|(s, _)| *s == subnet) {
-            Some((_, n)) => *n += 1,
-            None => push_within(&mut self.subnets, (subnet, 1), k),
-        }
-    }
-
-    fn release_subnet(&mut self, subnet: &Subnet) {
-        if let Some(pos) = self.subnets.iter().position(|(s, _)| s == subnet) {
-            self.subnets[pos].1 -= 1;
-            if self.subnets[pos].1 == 0 {
-                self.subnets.swap_remove(pos);
-            }
-        }
+        self.entries.iter().filter(|e| e.subnet.as_ref() == Some(subnet)).count()
     }
 }
 
@@ -910,9 +892,9 @@ mod tests {
                     *table.entry(s).or_insert(0) += 1;
                 }
             }
-            let mut kept: Vec<(Subnet, usize)> = bucket.subnets.clone();
-            kept.sort();
-            assert_eq!(kept, counts.into_iter().collect::<Vec<_>>(), "bucket {i} subnets");
+            for (s, n) in counts {
+                assert_eq!(bucket.subnet_count(&s), n, "bucket {i} subnet {s:?}");
+            }
             if let Some(pending) = bucket.pending_ping {
                 assert!(bucket.position(&pending).is_some());
             }
@@ -1181,7 +1163,6 @@ mod tests {
         assert_eq!((bucket.entries.len(), bucket.replacements.len()), (20, 10));
         assert_eq!(bucket.entries.capacity(), 20);
         assert_eq!(bucket.replacements.capacity(), 10);
-        assert!(bucket.subnets.capacity() <= 20, "{}", bucket.subnets.capacity());
         check_invariants(&t);
     }
 
