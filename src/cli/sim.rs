@@ -266,4 +266,18 @@ mod tests {
         assert!(parse(&args("--idle-timeout-s 3601")).is_err());
         assert!(parse(&args("--max-connections 2 --idle-timeout-s 3600")).is_ok());
     }
+
+    #[test]
+    fn every_node_joins_unless_the_network_starts_settled() {
+        assert_eq!(parse(&args("--nodes 10")).unwrap().start, Start::Joins);
+        let sc = parse(&args("--nodes 10 --lookups 5 --settled 3")).unwrap();
+        assert_eq!(sc.start, Start::Settled { joining: 3 });
+        assert!(parse(&args("--nodes 10 --settled 0")).is_ok());
+        for bad in ["--nodes 10 --settled 11", "--nodes 10 --settled -1", "--settled x"] {
+            assert!(parse(&args(bad)).is_err(), "{bad}");
+        }
+        let out = json(&sc, &dht::run(&sc), Duration::from_secs(1));
+        assert!(out.contains("\"start\":\"settled\",\"joining\":3,"), "{out}");
+        assert!(out.contains("\"peak_rss_mib\":"), "{out}");
+    }
 }
