@@ -10,7 +10,7 @@ help:
 	@echo "build  compile the library and the petrel binary (release)"
 	@echo "test   run the whole test suite (unit, integration, vectors; simulator scenarios in release)"
 	@echo "test-large  the 10,000- and 100,000-node simulator runs (release, about six minutes, 8 GB)"
-	@echo "test-100k   the 100,000-node DHT run alone: a settled network, 1,000 joining (about a minute, 7 GB)"
+	@echo "test-100k   the 100,000-node DHT run alone: a settled network, 1,000 joining (about a minute, 6 GB)"
 	@echo "test-100k-joins  the same network built by replaying all 100,000 joins (about 85 minutes, 15 GB)"
 	@echo "lint   rustfmt check + clippy -D warnings on every target + rustdoc -D warnings"
 	@echo "deps   count runtime crates (cargo tree -e normal); fail above $(DEPS_BUDGET)"
@@ -33,7 +33,7 @@ test-large:
 	$(CARGO) test --locked --release --test sim_dht --test sim_smoke -- --ignored --skip that_all_join
 
 # Issue 12's 100,000-node DHT run (benches/README.md): a settled network that 1,000 nodes join,
-# about a minute and 7 GB of memory here. The -joins variant replays every join instead: about
+# about a minute and 6 GB of memory here. The -joins variant replays every join instead: about
 # 85 minutes and 15 GB on this 2-core machine (2026-12-02), so not part of test-large.
 test-100k:
 	$(CARGO) test --locked --release --test sim_dht -- --ignored --nocapture --exact a_hundred_thousand_nodes_every_lookup_succeeds_within_seven_rounds

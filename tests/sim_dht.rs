@@ -358,13 +358,13 @@ fn ten_thousand_nodes_on_fifty_millisecond_links_find_within_eight_round_trips()
 }
 
 #[test]
-#[ignore = "100,000 nodes, about a minute and 7 GiB of memory in release: make test-100k"]
+#[ignore = "100,000 nodes, about a minute and 6 GiB of memory in release: make test-100k"]
 fn a_hundred_thousand_nodes_every_lookup_succeeds_within_seven_rounds() {
     // Issue 12's internet-scale figure: `petrel sim dht --nodes 100000 --lookups 300
     // --latency-ms 50..50 --seed 1 --settled 1000`: a settled network that 1,000 newcomers
     // join through the protocol. Measured (2026-12-02): 300 of 300, rounds p50 3, p99 4,
-    // FIND_NODE p50 900 ms, p99 1,200 ms, 2.26 M events, 64 s and 6.5 GiB peak RSS; how each figure grows
-    // from 1,000 nodes is in benches/README.md.
+    // FIND_NODE p50 900 ms, p99 1,200 ms, 2.26 M events, 58 s and 5.8 GiB peak RSS; how each
+    // figure grows from 1,000 nodes is in benches/README.md.
     let mut sc = on_fifty_ms_links(100_000, 300, 1);
     sc.start = Start::Settled { joining: 1000 };
     let r = dht::run(&sc);

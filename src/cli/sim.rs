@@ -3,17 +3,17 @@
 //! `petrel sim dht --nodes N --lookups L --seed S [--latency-ms A..B] [--placement
 //! uniform|plane] [--loss P] [--churn P] [--adversarial FRACTION --attack KIND] [--disjoint D]
 //! [--get] [--max-connections N] [--idle-timeout-s S] [--no-pipelining] [--settled J]`.
+//!
 //! `--settled J` starts the network settled, with only its last J nodes joining
-//! ([`crate::sim::dht::Start::Settled`]): how a run of 100,000 nodes fits minutes and a few GiB.
-//! `--max-connections` and
-//! `--idle-timeout-s` set every node's connection cap (half inbound, half outbound) and idle
-//! timeout (defaults 256 and 60 s). `--placement plane` puts the nodes on a plane: a link's latency grows with the
-//! distance between its ends, from A (same point) to B (across the diagonal). KIND is `silent`,
-//! `fabricate`, `bad-records`, `eclipse`, `dead-addresses`, `loopback-claims` or `flood`. `--get` measures GETs of records PUT first (implied by
-//! `--attack bad-records`) instead of FIND_NODE lookups. `--no-pipelining` holds a dialer's
-//! requests until the peer's Hello (a round trip later) instead of sending them with its own,
-//! to measure what pipelining saves. The method is in
-//! [`crate::sim::dht`].
+//! ([`crate::sim::dht::Start::Settled`]): how a run of 100,000 nodes fits a minute and a few GiB.
+//! `--max-connections` and `--idle-timeout-s` set every node's connection cap (half inbound, half
+//! outbound) and idle timeout (defaults 256 and 60 s). `--placement plane` puts the nodes on a
+//! plane: a link's latency grows with the distance between its ends, from A (same point) to B
+//! (across the diagonal). KIND is `silent`, `fabricate`, `bad-records`, `eclipse`,
+//! `dead-addresses`, `loopback-claims` or `flood`. `--get` measures GETs of records PUT first
+//! (implied by `--attack bad-records`) instead of FIND_NODE lookups. `--no-pipelining` holds a
+//! dialer's requests until the peer's Hello (a round trip later) instead of sending them with
+//! its own, to measure what pipelining saves. The method is in [`crate::sim::dht`].
 
 use std::time::{Duration, Instant};
 

@@ -336,9 +336,10 @@ impl DhtNet {
     }
 
     /// Gives every honest node of `nodes` the routing table a settled network of `nodes`
-    /// converges to: for each bucket, up to `k` nodes of its id range drawn at random, answering
-    /// adversaries among them at their share (`Dht::start_settled`). Ids sorted, a bucket's range is a slice found by two binary
-    /// searches, so this costs O(n log n) however large the network.
+    /// converges to: for each bucket, up to `k` nodes of its id range drawn at random,
+    /// answering adversaries among them at their share (`Dht::start_settled`). Ids sorted, a
+    /// bucket's range is a slice found by two binary searches, so this costs O(n log n)
+    /// however large the network.
     fn settle_tables(&mut self, nodes: &[NodeIdx], k: usize) {
         // A verified entry answered us once: a silent adversary never does, so it is in no
         // settled table (it can still be a joining node's contact).
