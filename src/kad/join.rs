@@ -88,11 +88,10 @@ impl Dht {
     }
 
     /// Puts `peers` in the routing table as verified entries last heard from at `now`, counts
-    /// its buckets (empty ones below the nearest entry too) as refreshed at `now`, and the node
+    /// its buckets (empty ones below the nearest entry too) as refreshed at `now` and the node
     /// as joined, and arms the maintenance tick: the state of a node that has been part of a
-    /// settled network for a while.
-    /// Returns how many entries the table took; its bucket and subnet limits apply as to any
-    /// contact, and a full bucket pings nobody.
+    /// settled network for a while. Returns how many entries the table took; its bucket and
+    /// subnet limits apply as to any contact, and a full bucket pings nobody.
     ///
     /// Only the simulator calls it, to start a network of 100,000 nodes without replaying
     /// every join (`crate::sim::dht`, `Start::Settled`). Neither the wire nor the node's
