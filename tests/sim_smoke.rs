@@ -61,7 +61,9 @@ fn network(seed: u64, n: u64) -> (Sim, HashMap<CommandId, Reply>, Vec<(NodeIdx, 
     (sim, replies, edges)
 }
 
-fn check(sim: &Sim, replies: &HashMap<CommandId, Reply>, edges: &[(NodeIdx, NodeIdx)]) {
+/// Every connection came up, and every ping was answered, except on a connection its node
+/// closed since to make room for another (returns how many of those).
+fn check(sim: &Sim, replies: &HashMap<CommandId, Reply>, edges: &[(NodeIdx, NodeIdx)]) -> usize {
     let connected = replies.values().filter(|r| matches!(r, Reply::Connected(Ok(_)))).count();
     let pongs: Vec<Duration> = replies
         .values()
@@ -70,17 +72,24 @@ fn check(sim: &Sim, replies: &HashMap<CommandId, Reply>, edges: &[(NodeIdx, Node
             _ => None,
         })
         .collect();
+    let gone = replies.values().filter(|r| matches!(r, Reply::Pong(Err(_)))).count();
+    let pruned: u64 = (0..sim.len())
+        .filter_map(|i| sim.core(NodeIdx(i)))
+        .map(|c| c.stats().connections_pruned)
+        .sum();
     assert_eq!(connected, edges.len());
-    assert_eq!(pongs.len(), edges.len());
+    assert_eq!(pongs.len() + gone, edges.len());
+    assert!(gone as u64 <= pruned, "{gone} pings found no connection, {pruned} were pruned");
     assert!(pongs.iter().all(|rtt| (10 * MS..=240 * MS).contains(rtt)));
     let s: SimStats = sim.stats();
     assert!(s.handshakes as usize >= edges.len() + 3, "plus the flood's 3 or more");
+    gone
 }
 
 #[test]
 fn three_hundred_nodes_connect_ping_and_replay() {
     let (sim, replies, edges) = network(11, 300);
-    check(&sim, &replies, &edges);
+    assert_eq!(check(&sim, &replies, &edges), 0, "300 nodes stay far from their limits");
     let (again, _, _) = network(11, 300);
     assert_eq!(again.trace_digest(), sim.trace_digest());
     assert_eq!(again.stats(), sim.stats());
@@ -92,7 +101,10 @@ fn ten_thousand_nodes() {
     let started = Instant::now();
     let (sim, replies, edges) = network(12, 10_000);
     let wall = started.elapsed();
-    check(&sim, &replies, &edges);
+    // The nodes' lookups fill their connection slots, and a full node closes an idle
+    // connection for a new one: 4 of 29,994 pinged connections were gone (seed 12).
+    let gone = check(&sim, &replies, &edges);
+    assert!(gone <= edges.len() / 1000, "{gone} pings found no connection");
     let events = sim.stats().events;
     eprintln!(
         "sim: 10000 nodes, {} connections and pings, {events} events in {wall:?} ({:.0} events/s)",
