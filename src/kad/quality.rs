@@ -333,12 +333,12 @@ impl PeerQuality {
     }
 }
 
-/// RFC 6298's `7/8·srtt + 1/8·sample`, rounded to the nearest µs.
 /// A round trip in µs as a record keeps it: at least 1 (0 means unmeasured), saturated.
 fn sample_us(rtt: Duration) -> u32 {
     u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX).max(1)
 }
 
+/// RFC 6298's `7/8·srtt + 1/8·sample`, rounded to the nearest µs.
 fn smooth(srtt: u32, sample: u32) -> u32 {
     let v = (7 * u64::from(srtt) + u64::from(sample) + 4) / 8;
     u32::try_from(v).unwrap_or(u32::MAX)
