@@ -206,12 +206,7 @@ impl PubSub {
         let graftable = self
             .subs
             .subscribers(topic)
-            .filter(|p| {
-                !m.peers.contains(p)
-                    && self.peers.contains_key(p)
-                    && self.backoff_over(now, *p, t)
-                    && self.scores.score(now, p) >= 0.0
-            })
+            .filter(|p| self.peers.contains_key(p) && self.graftable(now, t, &m.peers, p))
             .count();
         self.config.d.saturating_sub(m.peers.len() + graftable)
     }
@@ -853,11 +848,14 @@ impl PubSub {
         extra: impl Fn(&PeerState) -> bool,
     ) -> Vec<NodeId> {
         self.pick(topic, n, |s, p| {
-            !mesh.contains(p)
-                && s.backoff_over(now, *p, topic)
-                && s.scores.score(now, p) >= 0.0
-                && s.peers.get(p).is_some_and(&extra)
+            s.graftable(now, topic, mesh, p) && s.peers.get(p).is_some_and(&extra)
         })
+    }
+
+    /// Whether the heartbeat may graft `p` into `topic`'s `mesh`: not in it, no backoff, score
+    /// at least zero. Topic discovery counts the same peers (`peers_wanted`).
+    fn graftable(&self, now: Instant, topic: &Topic, mesh: &BTreeSet<NodeId>, p: &NodeId) -> bool {
+        !mesh.contains(p) && self.backoff_over(now, *p, topic) && self.scores.score(now, p) >= 0.0
     }
 
     /// Sends `msg` to `to`: straight out if its connection has room, else through its queue.
