@@ -37,14 +37,16 @@ impl DontWant {
         cap: usize,
     ) -> bool {
         self.turn(now, ttl);
-        let key = key(id);
+        let (key, cap) = (key(id), cap.max(1));
         if self.current.contains(&key) {
             return true;
         }
-        if self.current.len() + self.previous.len() >= cap.max(1) {
+        let renewed = self.previous.contains(&key);
+        // Moving an id of the older generation forward takes no room: it is not given up.
+        if !renewed && self.current.len() + self.previous.len() >= cap {
             self.previous = HashSet::new();
         }
-        if self.current.len() >= cap.max(1) {
+        if self.current.len() >= cap {
             return false;
         }
         self.previous.remove(&key);
@@ -139,5 +141,23 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert!(!d.contains(later, TTL, &id(0)));
         assert!(d.contains(later, TTL, &id(9)));
+    }
+
+    #[test]
+    fn at_its_cap_an_id_said_again_moves_forward_and_the_older_ones_stay() {
+        let t0 = Instant::now();
+        let mut d = DontWant::default();
+        assert!(d.insert(t0, TTL, &id(0), 4) && d.insert(t0, TTL, &id(1), 4));
+        let later = t0 + TTL;
+        assert!(d.insert(later, TTL, &id(2), 4) && d.insert(later, TTL, &id(3), 4));
+        assert_eq!(d.len(), 4);
+        // id 1 again: it joins the current generation, and id 0 is not given up for it.
+        assert!(d.insert(later, TTL, &id(1), 4));
+        assert_eq!(d.len(), 4);
+        assert!(d.contains(later, TTL, &id(0)));
+        // A new id at the cap forgets the older generation (id 0), not id 1.
+        assert!(d.insert(later, TTL, &id(4), 4));
+        assert!(!d.contains(later, TTL, &id(0)));
+        assert!(d.contains(later + TTL - Duration::from_millis(1), TTL, &id(1)));
     }
 }
